@@ -1,0 +1,64 @@
+using InfluenceSharp;
+using InfluenceSharp.Cli;
+using InfluenceSharp.Cli.Commands;
+
+return Cli.Run(args);
+
+namespace InfluenceSharp.Cli
+{
+    public static class Cli
+    {
+        public const string Usage = """
+            influence — training-data attribution for TorchSharp models
+
+            usage: influence <command> [options]
+
+            commands:
+              train            train a model on a data set, checkpoint every epoch
+              data subset      write a class-balanced IDX subset of a data set
+              data info        describe a data set
+
+            common options:
+              --data SPEC      embedded | auto | fashion-mnist | cifar10:DIR | DIR   (default depends on command)
+              --help           show a command's options
+
+            Run `influence <command> --help` for a command's options.
+            """;
+
+        /// <summary>Runs a command; returns the process exit code (0 ok, 1 error, 2 usage).</summary>
+        public static int Run(string[] argv)
+        {
+            try
+            {
+                if (argv.Length == 0 || argv[0] is "--help" or "-h" or "help")
+                {
+                    Console.WriteLine(Usage);
+                    return argv.Length == 0 ? 2 : 0;
+                }
+                if (argv[0] is "--version") { Console.WriteLine(LibraryInfo.Version); return 0; }
+                string cmd = argv[0];
+                var rest = argv.Skip(1).ToArray();
+                if (cmd == "data" && rest.Length > 0) { cmd = "data " + rest[0]; rest = rest.Skip(1).ToArray(); }
+                var a = new Args(rest);
+                return cmd switch
+                {
+                    "train" => TrainCommand.Run(a),
+                    "data subset" => DataCommands.Subset(a),
+                    "data info" => DataCommands.Info(a),
+                    _ => throw new UsageException($"unknown command '{cmd}'"),
+                };
+            }
+            catch (UsageException e)
+            {
+                Console.Error.WriteLine($"influence: {e.Message}");
+                Console.Error.WriteLine("Run `influence --help` for usage.");
+                return 2;
+            }
+            catch (InfluenceSharpException e)
+            {
+                Console.Error.WriteLine($"influence: error: {e.Message}");
+                return 1;
+            }
+        }
+    }
+}

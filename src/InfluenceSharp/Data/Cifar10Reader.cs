@@ -1,0 +1,59 @@
+namespace InfluenceSharp.Data;
+
+/// <summary>Reads the CIFAR-10 binary batches (data_batch_1..5.bin, test_batch.bin): records of one
+/// label byte followed by 3×32×32 pixel bytes (channel-major).</summary>
+public static class Cifar10Reader
+{
+    public const int RecordSize = 1 + 3 * 32 * 32;
+    public static readonly string[] ClassNames =
+        { "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck" };
+
+    public static ImageDataset ReadBatches(IEnumerable<string> paths, string name)
+    {
+        var pixels = new List<byte[]>();
+        var labels = new List<int>();
+        foreach (var path in paths)
+        {
+            if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
+            byte[] b = File.ReadAllBytes(path);
+            if (b.Length == 0 || b.Length % RecordSize != 0)
+                throw new InfluenceSharpException($"{path}: size {b.Length} is not a multiple of the CIFAR-10 record size {RecordSize} (truncated or not a CIFAR-10 binary batch)");
+            int n = b.Length / RecordSize;
+            var px = new byte[n * (RecordSize - 1)];
+            for (int i = 0; i < n; i++)
+            {
+                int label = b[i * RecordSize];
+                if (label >= 10) throw new InfluenceSharpException($"{path}: record {i} has label {label}, outside [0, 10)");
+                labels.Add(label);
+                Buffer.BlockCopy(b, i * RecordSize + 1, px, i * (RecordSize - 1), RecordSize - 1);
+            }
+            pixels.Add(px);
+        }
+        if (labels.Count == 0) throw new InfluenceSharpException($"no CIFAR-10 batch files given for {name}");
+        var all = pixels.SelectMany(p => p).ToArray();
+        return new ImageDataset(name, all, labels.ToArray(), 3, 32, 32, 10);
+    }
+
+    /// <summary>Loads train (data_batch_1..5.bin) and test (test_batch.bin) from a directory or its
+    /// cifar-10-batches-bin subdirectory.</summary>
+    public static (ImageDataset Train, ImageDataset Test) Load(string dir)
+    {
+        string d = Directory.Exists(Path.Combine(dir, "cifar-10-batches-bin")) ? Path.Combine(dir, "cifar-10-batches-bin") : dir;
+        var train = Enumerable.Range(1, 5).Select(i => Path.Combine(d, $"data_batch_{i}.bin")).ToList();
+        return (ReadBatches(train, "cifar10-train"), ReadBatches(new[] { Path.Combine(d, "test_batch.bin") }, "cifar10-test"));
+    }
+
+    /// <summary>Writes a dataset as one CIFAR-10 binary batch (for tests and subsets).</summary>
+    public static void WriteBatch(string path, ImageDataset data)
+    {
+        if (data.Channels != 3 || data.Height != 32 || data.Width != 32)
+            throw new ArgumentException("CIFAR-10 batches hold 3x32x32 images", nameof(data));
+        var b = new byte[data.Count * RecordSize];
+        for (int i = 0; i < data.Count; i++)
+        {
+            b[i * RecordSize] = (byte)data.Labels[i];
+            Buffer.BlockCopy(data.Pixels, i * (RecordSize - 1), b, i * RecordSize + 1, RecordSize - 1);
+        }
+        Storage.AtomicFile.WriteAllBytes(path, b);
+    }
+}

@@ -1,0 +1,91 @@
+using System.Security.Cryptography;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Data;
+
+/// <summary>An in-memory image classification dataset: uint8 pixels [N, C, H, W] and int labels.
+/// Immutable; subsets and relabelled copies are new datasets.</summary>
+public sealed class ImageDataset
+{
+    public ImageDataset(string name, byte[] pixels, int[] labels, int channels, int height, int width, int numClasses)
+    {
+        if (pixels.LongLength != (long)labels.Length * channels * height * width)
+            throw new ArgumentException($"{name}: {pixels.LongLength} pixel bytes do not hold {labels.Length} images of {channels}x{height}x{width}");
+        for (int i = 0; i < labels.Length; i++)
+            if (labels[i] < 0 || labels[i] >= numClasses)
+                throw new InfluenceSharpException($"{name}: label {labels[i]} at index {i} is out of range [0, {numClasses})");
+        Name = name; Pixels = pixels; Labels = labels;
+        Channels = channels; Height = height; Width = width; NumClasses = numClasses;
+    }
+
+    public string Name { get; }
+    public byte[] Pixels { get; }
+    public int[] Labels { get; }
+    public int Channels { get; }
+    public int Height { get; }
+    public int Width { get; }
+    public int NumClasses { get; }
+    public int Count => Labels.Length;
+    public int ImageSize => Channels * Height * Width;
+
+    /// <summary>Per-channel mean and standard deviation used to normalise inputs.</summary>
+    public (float[] Mean, float[] Std) Normalization => Channels == 3
+        ? (new[] { 0.4914f, 0.4822f, 0.4465f }, new[] { 0.2470f, 0.2435f, 0.2616f })
+        : (new[] { 0.2860f }, new[] { 0.3530f });
+
+    public ImageDataset Subset(IReadOnlyList<int> indices, string? name = null)
+    {
+        var px = new byte[indices.Count * ImageSize];
+        var y = new int[indices.Count];
+        for (int i = 0; i < indices.Count; i++)
+        {
+            Buffer.BlockCopy(Pixels, indices[i] * ImageSize, px, i * ImageSize, ImageSize);
+            y[i] = Labels[indices[i]];
+        }
+        return new ImageDataset(name ?? Name, px, y, Channels, Height, Width, NumClasses);
+    }
+
+    public ImageDataset WithLabels(int[] labels, string? name = null)
+    {
+        if (labels.Length != Count) throw new ArgumentException("label count differs from image count");
+        return new ImageDataset(name ?? Name, Pixels, labels, Channels, Height, Width, NumClasses);
+    }
+
+    /// <summary>Normalised float32 inputs [B, C, H, W] for the given indices.</summary>
+    public Tensor Inputs(ReadOnlySpan<int> indices, Device? device = null)
+    {
+        var px = new byte[indices.Length * ImageSize];
+        for (int i = 0; i < indices.Length; i++)
+            Buffer.BlockCopy(Pixels, indices[i] * ImageSize, px, i * ImageSize, ImageSize);
+        using var scope = NewDisposeScope();
+        var (mean, std) = Normalization;
+        var x = torch.tensor(px, new long[] { indices.Length, Channels, Height, Width }).to_type(ScalarType.Float32).div_(255f);
+        var m = torch.tensor(mean).reshape(1, Channels, 1, 1);
+        var s = torch.tensor(std).reshape(1, Channels, 1, 1);
+        x = x.sub_(m).div_(s);
+        if (device is not null) x = x.to(device);
+        return x.MoveToOuterDisposeScope();
+    }
+
+    public Tensor Targets(ReadOnlySpan<int> indices, Device? device = null)
+    {
+        var y = new long[indices.Length];
+        for (int i = 0; i < y.Length; i++) y[i] = Labels[indices[i]];
+        var t = torch.tensor(y);
+        return device is null ? t : t.to(device);
+    }
+
+    /// <summary>Hash of pixels, labels and shape: identifies "the same training data" in manifests.</summary>
+    public string Fingerprint()
+    {
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        h.AppendData(BitConverter.GetBytes(Count));
+        h.AppendData(BitConverter.GetBytes(Channels)); h.AppendData(BitConverter.GetBytes(Height)); h.AppendData(BitConverter.GetBytes(Width));
+        h.AppendData(Pixels);
+        var lb = new byte[Labels.Length * 4];
+        Buffer.BlockCopy(Labels, 0, lb, 0, lb.Length);
+        h.AppendData(lb);
+        return Convert.ToHexStringLower(h.GetHashAndReset())[..32];
+    }
+}

@@ -1,0 +1,151 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace InfluenceSharp.Models;
+
+/// <summary>What architecture a checkpoint holds and its options. Stored in every checkpoint
+/// sidecar so that a checkpoint can be rebuilt, and refused by a model of another shape.</summary>
+public sealed record ModelSpec(string Architecture, int InChannels, int Height, int Width, int NumClasses, int[]? HiddenWidths = null)
+{
+    public static readonly string[] Architectures = { "logreg", "mlp", "smallcnn", "resnet9" };
+
+    public static ModelSpec For(string architecture, int inChannels, int height, int width, int numClasses, int[]? widths = null)
+    {
+        architecture = architecture.ToLowerInvariant();
+        if (!Architectures.Contains(architecture))
+            throw new InfluenceSharpException($"--model {architecture}: unknown architecture (choose {string.Join(", ", Architectures)})");
+        if (architecture == "mlp") widths ??= new[] { 128 };
+        else widths = null;
+        return new ModelSpec(architecture, inChannels, height, width, numClasses, widths);
+    }
+
+    /// <summary>Builds a freshly initialised model (uses torch's global generator: seed it first).</summary>
+    public Module<Tensor, Tensor> Create() => Architecture switch
+    {
+        "logreg" => new LogisticRegression(InChannels * Height * Width, NumClasses),
+        "mlp" => new Mlp(InChannels * Height * Width, HiddenWidths ?? new[] { 128 }, NumClasses),
+        "smallcnn" => new SmallCnn(InChannels, Height, Width, NumClasses),
+        "resnet9" => ResNet9.Create(InChannels, NumClasses),
+        _ => throw new InfluenceSharpException($"unknown architecture '{Architecture}'"),
+    };
+
+    public string Describe() => Architecture == "mlp"
+        ? $"mlp {InChannels * Height * Width}-{string.Join("-", HiddenWidths ?? Array.Empty<int>())}-{NumClasses}"
+        : $"{Architecture} ({InChannels}x{Height}x{Width} -> {NumClasses})";
+}
+
+/// <summary>Multinomial logistic regression: flatten, one Linear layer ("fc").</summary>
+public sealed class LogisticRegression : Module<Tensor, Tensor>
+{
+    private readonly Linear fc;
+
+    public LogisticRegression(int inputs, int classes) : base(nameof(LogisticRegression))
+    {
+        fc = Linear(inputs, classes);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => fc.forward(x.flatten(1));
+}
+
+/// <summary>Fully connected ReLU network; layers are fc1..fcN (PyTorch names fc1.weight, ...).</summary>
+public sealed class Mlp : Module<Tensor, Tensor>
+{
+    private readonly List<Linear> layers = new();
+
+    public Mlp(int inputs, int[] widths, int classes) : base(nameof(Mlp))
+    {
+        int prev = inputs;
+        var sizes = widths.Append(classes).ToArray();
+        for (int i = 0; i < sizes.Length; i++)
+        {
+            var l = Linear(prev, sizes[i]);
+            layers.Add(l);
+            register_module($"fc{i + 1}", l);
+            prev = sizes[i];
+        }
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        x = x.flatten(1);
+        for (int i = 0; i < layers.Count; i++)
+        {
+            x = layers[i].forward(x);
+            if (i < layers.Count - 1) x = functional.relu(x);
+        }
+        return x;
+    }
+}
+
+/// <summary>A small CNN for 28×28 inputs: conv1(16, 3×3) → pool → conv2(32, 3×3) → pool → fc1(128) → fc2.</summary>
+public sealed class SmallCnn : Module<Tensor, Tensor>
+{
+    private readonly Conv2d conv1, conv2;
+    private readonly Linear fc1, fc2;
+
+    public SmallCnn(int channels, int height, int width, int classes) : base(nameof(SmallCnn))
+    {
+        conv1 = Conv2d(channels, 16, 3, padding: 1);
+        conv2 = Conv2d(16, 32, 3, padding: 1);
+        fc1 = Linear(32 * (height / 4) * (width / 4), 128);
+        fc2 = Linear(128, classes);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        x = functional.max_pool2d(functional.relu(conv1.forward(x)), 2);
+        x = functional.max_pool2d(functional.relu(conv2.forward(x)), 2);
+        x = functional.relu(fc1.forward(x.flatten(1)));
+        return fc2.forward(x);
+    }
+}
+
+/// <summary>The ResNet-9 of the TRAK and Kronfluence CIFAR-10 examples, with the same module tree
+/// and therefore the same PyTorch parameter names ("0.0.weight", "2.module.0.1.running_mean", "9.weight").</summary>
+public static class ResNet9
+{
+    public static Module<Tensor, Tensor> Create(int inChannels, int classes)
+    {
+        return Sequential(
+            ("0", ConvBn(inChannels, 64, 3, 1, 1)),
+            ("1", ConvBn(64, 128, 5, 2, 2)),
+            ("2", new Residual(Sequential(("0", ConvBn(128, 128)), ("1", ConvBn(128, 128))))),
+            ("3", ConvBn(128, 256)),
+            ("4", MaxPool2d(2)),
+            ("5", new Residual(Sequential(("0", ConvBn(256, 256)), ("1", ConvBn(256, 256))))),
+            ("6", ConvBn(256, 128, 3, 1, 0)),
+            ("7", AdaptiveMaxPool2d(new long[] { 1, 1 })),
+            ("8", Flatten()),
+            ("9", Linear(128, classes, hasBias: false)),
+            ("10", new Scale(0.2)));
+    }
+
+    static Module<Tensor, Tensor> ConvBn(int cin, int cout, int kernel = 3, int stride = 1, int padding = 1) =>
+        Sequential(("0", Conv2d(cin, cout, kernel, stride: stride, padding: padding, bias: false)),
+                   ("1", BatchNorm2d(cout)),
+                   ("2", ReLU()));
+
+    sealed class Residual : Module<Tensor, Tensor>
+    {
+        private readonly Module<Tensor, Tensor> module;
+
+        public Residual(Module<Tensor, Tensor> inner) : base(nameof(Residual))
+        {
+            module = inner;
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x) => x + module.forward(x);
+    }
+
+    sealed class Scale : Module<Tensor, Tensor>
+    {
+        private readonly double factor;
+        public Scale(double factor) : base(nameof(Scale)) { this.factor = factor; }
+        public override Tensor forward(Tensor x) => x.mul(factor);
+    }
+}

@@ -1,0 +1,137 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Storage;
+
+/// <summary>Reader and writer for the safetensors format (8-byte little-endian header length, JSON
+/// header with dtype/shape/data_offsets per tensor and an optional "__metadata__" string map, then the
+/// raw little-endian data). Files written here load in Python with the `safetensors` package.</summary>
+public static class SafeTensors
+{
+    static readonly Dictionary<ScalarType, string> DtypeNames = new()
+    {
+        [ScalarType.Float32] = "F32", [ScalarType.Float64] = "F64", [ScalarType.Float16] = "F16",
+        [ScalarType.BFloat16] = "BF16", [ScalarType.Int64] = "I64", [ScalarType.Int32] = "I32",
+        [ScalarType.Int16] = "I16", [ScalarType.Int8] = "I8", [ScalarType.Byte] = "U8", [ScalarType.Bool] = "BOOL",
+    };
+
+    static readonly Dictionary<string, ScalarType> DtypesByName = DtypeNames.ToDictionary(kv => kv.Value, kv => kv.Key);
+
+    static int ElementSize(ScalarType t) => t switch
+    {
+        ScalarType.Float64 or ScalarType.Int64 => 8,
+        ScalarType.Float32 or ScalarType.Int32 => 4,
+        ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Int16 => 2,
+        _ => 1,
+    };
+
+    /// <summary>Writes tensors (any device; copied to CPU) atomically. Names are sorted so the same
+    /// content gives the same bytes.</summary>
+    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
+        var blobs = new List<byte[]>(names.Count);
+        var header = new Dictionary<string, object>();
+        if (metadata is { Count: > 0 }) header["__metadata__"] = metadata.ToDictionary(kv => kv.Key, kv => kv.Value);
+        long offset = 0;
+        foreach (var name in names)
+        {
+            var t = tensors[name];
+            if (!DtypeNames.TryGetValue(t.dtype, out var dt))
+                throw new InfluenceSharpException($"{path}: tensor '{name}' has dtype {t.dtype}, which safetensors output does not support");
+            using var c = t.detach().cpu().contiguous();
+            byte[] bytes = c.numel() == 0 ? Array.Empty<byte>() : c.bytes.ToArray();
+            blobs.Add(bytes);
+            header[name] = new Dictionary<string, object>
+            {
+                ["dtype"] = dt, ["shape"] = t.shape, ["data_offsets"] = new[] { offset, offset + bytes.Length },
+            };
+            offset += bytes.Length;
+        }
+        byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
+        int padded = (json.Length + 7) / 8 * 8;
+        AtomicFile.Write(path, s =>
+        {
+            Span<byte> len = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
+            s.Write(len);
+            s.Write(json);
+            for (int i = json.Length; i < padded; i++) s.WriteByte((byte)' ');
+            foreach (var b in blobs) s.Write(b);
+        });
+    }
+
+    /// <summary>Reads every tensor of a safetensors file onto the CPU. The caller owns (disposes) them.</summary>
+    public static SafeTensorsFile Load(string path)
+    {
+        if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
+        byte[] all = File.ReadAllBytes(path);
+        if (all.Length < 8) throw new InfluenceSharpException($"{path}: not a safetensors file (shorter than its 8-byte header length)");
+        ulong hlen = BinaryPrimitives.ReadUInt64LittleEndian(all);
+        if (hlen > (ulong)(all.Length - 8) || hlen > 100_000_000)
+            throw new InfluenceSharpException($"{path}: not a safetensors file (header length {hlen} exceeds file size {all.Length})");
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(all.AsMemory(8, (int)hlen)); }
+        catch (JsonException e) { throw new InfluenceSharpException($"{path}: corrupt safetensors header: {e.Message}", e); }
+        long dataStart = 8 + (long)hlen, dataLen = all.Length - dataStart;
+        var tensors = new Dictionary<string, Tensor>();
+        var meta = new Dictionary<string, string>();
+        using (doc)
+        {
+            try
+            {
+                foreach (var p in doc.RootElement.EnumerateObject())
+                {
+                    if (p.Name == "__metadata__")
+                    {
+                        foreach (var m in p.Value.EnumerateObject()) meta[m.Name] = m.Value.GetString() ?? "";
+                        continue;
+                    }
+                    string dts = p.Value.GetProperty("dtype").GetString() ?? "";
+                    if (!DtypesByName.TryGetValue(dts, out var dtype))
+                        throw new InfluenceSharpException($"{path}: tensor '{p.Name}' has unsupported dtype '{dts}'");
+                    long[] shape = p.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+                    long[] offs = p.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+                    long n = shape.Aggregate(1L, (a, b) => a * b);
+                    if (offs.Length != 2 || offs[0] < 0 || offs[1] < offs[0] || offs[1] > dataLen)
+                        throw new InfluenceSharpException($"{path}: tensor '{p.Name}' has data offsets outside the file (truncated?)");
+                    if (offs[1] - offs[0] != n * ElementSize(dtype))
+                        throw new InfluenceSharpException($"{path}: tensor '{p.Name}' has {offs[1] - offs[0]} bytes but shape [{string.Join(",", shape)}] of {dts} needs {n * ElementSize(dtype)}");
+                    var t = torch.empty(shape, dtype);
+                    if (n > 0) all.AsSpan((int)(dataStart + offs[0]), (int)(offs[1] - offs[0])).CopyTo(t.bytes);
+                    tensors[p.Name] = t;
+                }
+            }
+            catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
+            {
+                foreach (var t in tensors.Values) t.Dispose();
+                throw new InfluenceSharpException($"{path}: corrupt safetensors header: {e.Message}", e);
+            }
+        }
+        return new SafeTensorsFile(path, tensors, meta);
+    }
+}
+
+/// <summary>The contents of a safetensors file. Disposing it disposes the tensors.</summary>
+public sealed class SafeTensorsFile : IDisposable
+{
+    public SafeTensorsFile(string path, Dictionary<string, Tensor> tensors, Dictionary<string, string> metadata)
+    {
+        Path = path; Tensors = tensors; Metadata = metadata;
+    }
+
+    public string Path { get; }
+    public Dictionary<string, Tensor> Tensors { get; }
+    public Dictionary<string, string> Metadata { get; }
+
+    public Tensor this[string name] => Tensors.TryGetValue(name, out var t) ? t
+        : throw new InfluenceSharpException($"{Path}: has no tensor named '{name}'");
+
+    public void Dispose()
+    {
+        foreach (var t in Tensors.Values) t.Dispose();
+    }
+}

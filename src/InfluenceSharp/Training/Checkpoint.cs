@@ -1,0 +1,119 @@
+using System.Security.Cryptography;
+using InfluenceSharp.Data;
+using InfluenceSharp.Models;
+using InfluenceSharp.Storage;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Training;
+
+/// <summary>Metrics recorded at the end of an epoch.</summary>
+public sealed record EpochMetrics(double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy, double Seconds);
+
+/// <summary>The JSON sidecar stored beside each checkpoint's safetensors file.</summary>
+public sealed record CheckpointInfo
+{
+    public string Format { get; init; } = "influencesharp-checkpoint/1";
+    public int Epoch { get; init; }
+    public long Step { get; init; }
+    /// <summary>Mean learning rate used during this epoch: TracIn's step size η for this checkpoint.</summary>
+    public double LearningRate { get; init; }
+    public required ModelSpec Model { get; init; }
+    public required string DataFingerprint { get; init; }
+    public string? DataSource { get; init; }
+    public int TrainCount { get; init; }
+    /// <summary>File (relative to the run directory) holding the label-corruption record, if any.</summary>
+    public string? CorruptionFile { get; init; }
+    public int CorruptedCount { get; init; }
+    public TrainOptions? Training { get; init; }
+    public EpochMetrics? Metrics { get; init; }
+    public string LibraryVersion { get; init; } = LibraryInfo.Version;
+}
+
+/// <summary>A checkpoint on disk: safetensors weights (PyTorch names) plus a JSON sidecar.</summary>
+public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
+{
+    public static string SidecarPath(string weightsPath) => Path.ChangeExtension(weightsPath, ".json");
+
+    /// <summary>Hash of the weights file: identifies the checkpoint in manifests.</summary>
+    public string Hash => HashFile(WeightsPath);
+
+    public static string HashFile(string path)
+    {
+        using var s = File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(s))[..32];
+    }
+
+    /// <summary>Writes the model's state (parameters and buffers) and the sidecar, each atomically;
+    /// the sidecar goes last so a checkpoint with a sidecar is always complete.</summary>
+    public static Checkpoint Save(nn.Module model, string weightsPath, CheckpointInfo info)
+    {
+        var state = model.state_dict();
+        SafeTensors.Save(weightsPath, state, new Dictionary<string, string>
+        {
+            ["format"] = "pt", ["architecture"] = info.Model.Architecture, ["library"] = "InfluenceSharp " + info.LibraryVersion,
+        });
+        Json.WriteFile(SidecarPath(weightsPath), info);
+        return new Checkpoint(weightsPath, info);
+    }
+
+    /// <summary>Opens a checkpoint by its safetensors path (or its sidecar path).</summary>
+    public static Checkpoint Open(string path)
+    {
+        string weights = path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? Path.ChangeExtension(path, ".safetensors") : path;
+        if (!File.Exists(weights)) throw new InfluenceSharpException($"{weights}: checkpoint file not found");
+        string side = SidecarPath(weights);
+        if (!File.Exists(side)) throw new InfluenceSharpException($"{side}: checkpoint sidecar not found (incomplete checkpoint?)");
+        return new Checkpoint(weights, Json.ReadFile<CheckpointInfo>(side));
+    }
+
+    /// <summary>All checkpoints in a run directory, ordered by epoch.</summary>
+    public static List<Checkpoint> List(string runDir)
+    {
+        if (!Directory.Exists(runDir)) throw new InfluenceSharpException($"{runDir}: run directory not found");
+        var list = Directory.GetFiles(runDir, "epoch-*.safetensors").Where(p => File.Exists(SidecarPath(p)))
+            .Select(Open).OrderBy(c => c.Info.Epoch).ToList();
+        if (list.Count == 0) throw new InfluenceSharpException($"{runDir}: no complete checkpoints (epoch-*.safetensors with .json sidecar)");
+        return list;
+    }
+
+    /// <summary>Builds the architecture named in the sidecar and loads the weights into it.</summary>
+    public nn.Module<Tensor, Tensor> LoadModel()
+    {
+        var model = Info.Model.Create();
+        LoadWeights(model, WeightsPath);
+        model.eval();
+        return model;
+    }
+
+    /// <summary>Loads a safetensors file (ours or one written by PyTorch for the same architecture)
+    /// into a model, refusing missing, unexpected or wrongly shaped tensors with a message that names
+    /// the file and the tensors.</summary>
+    public static void LoadWeights(nn.Module model, string path)
+    {
+        using var file = SafeTensors.Load(path);
+        var state = model.state_dict();
+        var missing = state.Keys.Where(k => !file.Tensors.ContainsKey(k)).ToList();
+        var unexpected = file.Tensors.Keys.Where(k => !state.ContainsKey(k)).ToList();
+        var wrong = state.Keys.Where(k => file.Tensors.ContainsKey(k) && !state[k].shape.SequenceEqual(file.Tensors[k].shape))
+            .Select(k => $"{k}: file [{string.Join(",", file.Tensors[k].shape)}] vs model [{string.Join(",", state[k].shape)}]").ToList();
+        if (missing.Count > 0 || unexpected.Count > 0 || wrong.Count > 0)
+        {
+            var parts = new List<string>();
+            if (missing.Count > 0) parts.Add("missing " + string.Join(", ", missing.Take(6)) + (missing.Count > 6 ? $" (+{missing.Count - 6})" : ""));
+            if (unexpected.Count > 0) parts.Add("unexpected " + string.Join(", ", unexpected.Take(6)) + (unexpected.Count > 6 ? $" (+{unexpected.Count - 6})" : ""));
+            if (wrong.Count > 0) parts.Add("shape mismatch " + string.Join("; ", wrong.Take(4)));
+            string arch = file.Metadata.TryGetValue("architecture", out var a) ? $" (file was written for '{a}')" : "";
+            throw new InfluenceSharpException($"{path}: checkpoint does not fit this model{arch}: {string.Join(" | ", parts)}");
+        }
+        using (no_grad())
+        {
+            foreach (var (k, t) in state)
+            {
+                var src = file.Tensors[k];
+                if (src.dtype != t.dtype) { using var c = src.to_type(t.dtype); t.copy_(c); }
+                else t.copy_(src);
+            }
+        }
+    }
+}
