@@ -6,7 +6,7 @@ namespace InfluenceSharp.Data;
 
 /// <summary>An in-memory image classification dataset: uint8 pixels [N, C, H, W] and int labels.
 /// Immutable; subsets and relabelled copies are new datasets.</summary>
-public sealed class ImageDataset
+public sealed class ImageDataset : IDataset
 {
     public ImageDataset(string name, byte[] pixels, int[] labels, int channels, int height, int width, int numClasses)
     {

@@ -47,7 +47,7 @@ public sealed class LogisticRegression : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => fc.forward(x.flatten(1));
+    public override Tensor forward(Tensor x) => fc.call(x.flatten(1));
 }
 
 /// <summary>Fully connected ReLU network; layers are fc1..fcN (PyTorch names fc1.weight, ...).</summary>
@@ -73,7 +73,7 @@ public sealed class Mlp : Module<Tensor, Tensor>
         x = x.flatten(1);
         for (int i = 0; i < layers.Count; i++)
         {
-            x = layers[i].forward(x);
+            x = layers[i].call(x);
             if (i < layers.Count - 1) x = functional.relu(x);
         }
         return x;
@@ -97,10 +97,10 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        x = functional.max_pool2d(functional.relu(conv1.forward(x)), 2);
-        x = functional.max_pool2d(functional.relu(conv2.forward(x)), 2);
-        x = functional.relu(fc1.forward(x.flatten(1)));
-        return fc2.forward(x);
+        x = functional.max_pool2d(functional.relu(conv1.call(x)), 2);
+        x = functional.max_pool2d(functional.relu(conv2.call(x)), 2);
+        x = functional.relu(fc1.call(x.flatten(1)));
+        return fc2.call(x);
     }
 }
 
@@ -139,7 +139,7 @@ public static class ResNet9
             RegisterComponents();
         }
 
-        public override Tensor forward(Tensor x) => x + module.forward(x);
+        public override Tensor forward(Tensor x) => x + module.call(x);
     }
 
     sealed class Scale : Module<Tensor, Tensor>

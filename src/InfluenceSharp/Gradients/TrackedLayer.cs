@@ -1,0 +1,87 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Gradients;
+
+/// <summary>A Linear or Conv2d layer whose parameters attribution methods look at. Its gradient is
+/// laid out as a matrix [Out, In] where In counts the unfolded input features plus one column for the
+/// bias when the layer has one (G = Σ_t g_t a_tᵀ with a_t ending in 1).</summary>
+public sealed class TrackedLayer
+{
+    private TrackedLayer(string name, nn.Module<Tensor, Tensor> module, long outFeatures, long inFeatures, bool hasBias, Conv2d? conv)
+    {
+        Name = name; Module = module; Out = outFeatures; InNoBias = inFeatures; HasBias = hasBias; Conv = conv;
+    }
+
+    public string Name { get; }
+    public nn.Module<Tensor, Tensor> Module { get; }
+    public long Out { get; }
+    /// <summary>Input features without the bias column (Linear: in_features; Conv2d: C_in·k_h·k_w).</summary>
+    public long InNoBias { get; }
+    public bool HasBias { get; }
+    public long In => InNoBias + (HasBias ? 1 : 0);
+    public long NumParams => Out * In;
+    public bool IsConv => Conv is not null;
+    internal Conv2d? Conv { get; }
+
+    public override string ToString() => $"{Name} ({(IsConv ? "Conv2d" : "Linear")} {Out}x{In})";
+
+    /// <summary>Finds the tracked layers of any module: every Linear and Conv2d (groups = 1) whose name
+    /// matches the filter (a substring, or a list separated by commas; null = all), in module order.</summary>
+    public static List<TrackedLayer> Find(nn.Module model, string? nameFilter = null)
+    {
+        var parts = nameFilter?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var result = new List<TrackedLayer>();
+        foreach (var (name, m) in model.named_modules())
+        {
+            if (parts is not null && !parts.Any(p => name == p || name.Contains(p, StringComparison.Ordinal))) continue;
+            switch (m)
+            {
+                case Linear lin:
+                    result.Add(new TrackedLayer(name, lin, lin.weight!.shape[0], lin.weight.shape[1], lin.bias is not null, null));
+                    break;
+                case Conv2d conv:
+                    if (conv.groups != 1) throw new InfluenceSharpException($"layer '{name}': Conv2d with groups={conv.groups} is not supported (only groups=1)");
+                    if (conv.padding_type is not null || conv.padding_mode != PaddingModes.Zeros)
+                        throw new InfluenceSharpException($"layer '{name}': only explicit zero padding is supported for Conv2d");
+                    var w = conv.weight!;
+                    result.Add(new TrackedLayer(name, conv, w.shape[0], w.shape[1] * w.shape[2] * w.shape[3], conv.bias is not null, conv));
+                    break;
+            }
+        }
+        if (result.Count == 0)
+            throw new InfluenceSharpException(nameFilter is null ? "the model has no Linear or Conv2d layer to track"
+                : $"--layers {nameFilter}: no Linear or Conv2d layer matches");
+        return result;
+    }
+
+    /// <summary>Per-position input features a [B, T, In] (with a trailing 1 for the bias) from the
+    /// layer's input as captured in the forward pass.</summary>
+    public Tensor Activations(Tensor input)
+    {
+        Tensor a;
+        if (Conv is { } c)
+        {
+            var k = c.kernel_size; var d = c.dilation; var p = c.padding!; var s = c.stride;
+            a = nn.functional.unfold(input, (k[0], k[1]), (d[0], d[1]), (p[0], p[1]), (s[0], s[1])).transpose(1, 2);
+        }
+        else a = input.reshape(input.shape[0], -1, input.shape[^1]);
+        if (HasBias) a = torch.cat(new[] { a, torch.ones(a.shape[0], a.shape[1], 1, dtype: a.dtype, device: a.device) }, 2);
+        return a;
+    }
+
+    /// <summary>Per-position output gradients g [B, T, Out] from ∂loss/∂(layer output).</summary>
+    public Tensor OutputGradients(Tensor gradOutput) =>
+        IsConv ? gradOutput.flatten(2).transpose(1, 2) : gradOutput.reshape(gradOutput.shape[0], -1, gradOutput.shape[^1]);
+
+    /// <summary>The layer's parameters as one [Out, In] matrix (weight, then bias as last column).</summary>
+    public Tensor ParameterMatrix()
+    {
+        var w = Conv is { } c ? c.weight! : ((Linear)Module).weight!;
+        var wm = w.detach().reshape(Out, InNoBias);
+        if (!HasBias) return wm;
+        var b = Conv is { } c2 ? c2.bias! : ((Linear)Module).bias!;
+        return torch.cat(new[] { wm, b.detach().reshape(Out, 1) }, 1);
+    }
+}

@@ -1,0 +1,48 @@
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Methods;
+
+/// <summary>What the query side measures. Both are "loss-like" (lower = better for the query), so a
+/// positive score always means the training example helps.</summary>
+public enum QueryMeasurement { Loss, Margin }
+
+/// <summary>How a model's outputs turn into the losses attribution needs. Every method returns SUMS
+/// over the batch so that per-layer output gradients are per-example gradients.</summary>
+public interface IAttributionTask
+{
+    /// <summary>Σ_b L(z_b): the training loss whose gradients are attributed.</summary>
+    Tensor TrainLoss(Tensor logits, Tensor targets);
+
+    /// <summary>Σ_b f(q_b): the query measurement (loss-like).</summary>
+    Tensor QueryMeasure(Tensor logits, Tensor targets);
+
+    /// <summary>Σ_b L(z_b, ŷ_b) with ŷ sampled from the model's predictive distribution (true Fisher).</summary>
+    Tensor SampledLoss(Tensor logits, Generator generator);
+}
+
+/// <summary>Classification with softmax cross-entropy (the default task).</summary>
+public sealed record ClassificationTask(QueryMeasurement Query = QueryMeasurement.Loss) : IAttributionTask
+{
+    public Tensor TrainLoss(Tensor logits, Tensor targets) =>
+        nn.functional.cross_entropy(logits, targets, reduction: nn.Reduction.Sum);
+
+    public Tensor QueryMeasure(Tensor logits, Tensor targets) =>
+        Query == QueryMeasurement.Loss ? TrainLoss(logits, targets) : Margins(logits, targets).neg().sum();
+
+    public Tensor SampledLoss(Tensor logits, Generator generator)
+    {
+        Tensor sampled;
+        using (no_grad())
+            sampled = torch.multinomial(nn.functional.softmax(logits.detach().to(ScalarType.Float64), 1), 1, true, generator).squeeze(1);
+        return nn.functional.cross_entropy(logits, sampled, reduction: nn.Reduction.Sum);
+    }
+
+    /// <summary>margin = logit_y − logsumexp of the other logits (TRAK's and Kronfluence's classification output).</summary>
+    public static Tensor Margins(Tensor logits, Tensor targets)
+    {
+        var correct = logits.gather(1, targets.unsqueeze(1)).squeeze(1);
+        var mask = nn.functional.one_hot(targets, logits.shape[1]).to(ScalarType.Bool);
+        var others = logits.masked_fill(mask, double.NegativeInfinity).logsumexp(1);
+        return correct - others;
+    }
+}

@@ -1,0 +1,199 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Gradients;
+using InfluenceSharp.Models;
+using InfluenceSharp.Reporting;
+using InfluenceSharp.Storage;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Methods.InfluenceFunctions;
+
+/// <summary>
+/// Fits factors in passes over the training data, each a sum over examples:
+/// covariance (K-FAC/EK-FAC: A = E[a aᵀ] over examples and positions, S = E_examples[Σ_t g gᵀ]),
+/// eigendecomposition in float64, then the eigenvalue refit (EK-FAC: Λ = E[(Q_Sᵀ G Q_A)²]) or the
+/// diagonal (E[G⊙G]). Work is split into partitions whose partial sums are saved as they finish:
+/// an interrupted fit resumes, and shards (i/n) can run as separate processes over a shared directory.
+/// </summary>
+public sealed class FactorFitter
+{
+    private readonly nn.Module<Tensor, Tensor> model;
+    private readonly IAttributionTask task;
+    private readonly FactorOptions o;
+    private readonly Profiler profiler;
+    private readonly List<TrackedLayer> layers;
+
+    public FactorFitter(nn.Module<Tensor, Tensor> model, IAttributionTask task, FactorOptions options, Profiler? profiler = null)
+    {
+        this.model = model; this.task = task; o = options; this.profiler = profiler ?? new Profiler();
+        layers = TrackedLayer.Find(model, o.Layers);
+        if (o.BatchSize < 1) throw new InfluenceSharpException($"--batch-size {o.BatchSize}: must be at least 1");
+        if (o.PartitionSize < 1) throw new InfluenceSharpException($"--partition-size {o.PartitionSize}: must be at least 1");
+    }
+
+    public IReadOnlyList<TrackedLayer> Layers => layers;
+
+    public FactorsManifest ManifestFor(IDataset train) => new()
+    {
+        Strategy = o.Strategy, Fisher = o.Fisher, ModelFingerprint = ModelFingerprint.Of(model),
+        DataFingerprint = train.Fingerprint(), TrainCount = train.Count,
+        Layers = FactorsManifest.ShapesOf(layers), PartitionSize = o.PartitionSize, Seed = o.Seed,
+    };
+
+    /// <summary>Fits the factors. With a directory, partial results are saved there and reused; the
+    /// finished factors are saved too. Returns null when this shard's part is done but other shards'
+    /// partitions are still missing.</summary>
+    public Factors? Fit(IDataset train, string? dir = null, Shard? shard = null)
+    {
+        var sh = shard ?? Shard.All;
+        var manifest = ManifestFor(train);
+        if (dir is not null)
+        {
+            Directory.CreateDirectory(dir);
+            string mpath = Path.Combine(dir, Factors.ManifestFile);
+            if (File.Exists(mpath)) Json.ReadFile<FactorsManifest>(mpath).Require(manifest, mpath);
+            else Json.WriteFile(mpath, manifest);
+            if (File.Exists(Path.Combine(dir, Factors.FactorsFile)))
+                return profiler.Time("Load All Factors", () => Factors.Load(dir, manifest));
+        }
+        model.eval();
+        var result = o.Strategy switch
+        {
+            FactorStrategy.Identity => new Factors(manifest, layers.Select(l => new LayerFactors(l.Name, o.Strategy, null, null, null, null, null)).ToList()),
+            FactorStrategy.Diagonal => FitDiagonal(train, dir, sh, manifest),
+            _ => FitKronecker(train, dir, sh, manifest),
+        };
+        if (result is not null && dir is not null) profiler.Time("Save Factors", () => result.Save(dir));
+        return result;
+    }
+
+    private Factors? FitDiagonal(IDataset train, string? dir, Shard sh, FactorsManifest manifest)
+    {
+        var sums = RunPartitions("diagonal", "Fit Diagonal", train, dir, sh, LambdaInit(), (lb, acc, i) => AccumulateSquares(lb, acc[i], null, null));
+        if (sums is null) return null;
+        var (acc, count) = sums.Value;
+        return new Factors(manifest, layers.Select((l, i) => new LayerFactors(l.Name, o.Strategy, null, null, null, null, acc[i] / count)).ToList());
+    }
+
+    private Factors? FitKronecker(IDataset train, string? dir, Shard sh, FactorsManifest manifest)
+    {
+        // Pass 1: covariances. Slot 2i holds A_i (sum over positions), 2i+1 holds S_i; the extra last
+        // slot counts positions (examples × T) per layer.
+        Func<Tensor[]> covInit = () => layers.SelectMany(l => new[] { torch.zeros(l.In, l.In, dtype: ScalarType.Float64), torch.zeros(l.Out, l.Out, dtype: ScalarType.Float64) })
+            .Append(torch.zeros(layers.Count, dtype: ScalarType.Float64)).ToArray();
+        var cov = RunPartitions("covariance", "Fit Covariance", train, dir, sh, covInit, (lb, acc, i) =>
+        {
+            var a = lb.A.reshape(-1, lb.A.shape[2]);
+            var g = lb.G.reshape(-1, lb.G.shape[2]);
+            acc[2 * i].add_(a.mT.matmul(a).to(ScalarType.Float64));
+            acc[2 * i + 1].add_(g.mT.matmul(g).to(ScalarType.Float64));
+            acc[^1][i].add_(a.shape[0]);
+        });
+        if (cov is null) return null;
+        var (covSums, n) = cov.Value;
+        var eig = profiler.Time("Perform Eigendecomposition", () => layers.Select((l, i) =>
+        {
+            using var scope = NewDisposeScope();
+            var aMat = covSums[2 * i] / covSums[^1][i];
+            var sMat = covSums[2 * i + 1] / n;
+            var (eigA, qa) = torch.linalg.eigh((aMat + aMat.mT) / 2);
+            var (eigS, qs) = torch.linalg.eigh((sMat + sMat.mT) / 2);
+            return (QA: qa.MoveToOuterDisposeScope(), QS: qs.MoveToOuterDisposeScope(), EigA: eigA.MoveToOuterDisposeScope(), EigS: eigS.MoveToOuterDisposeScope());
+        }).ToList());
+        foreach (var t in covSums) t.Dispose();
+        if (o.Strategy == FactorStrategy.Kfac)
+            return new Factors(manifest, layers.Select((l, i) => new LayerFactors(l.Name, o.Strategy, eig[i].QA, eig[i].QS, eig[i].EigA, eig[i].EigS, null)).ToList());
+
+        // Pass 2 (EK-FAC): eigenvalues refit in the Kronecker eigenbasis.
+        var dtype = ComputeDtype();
+        var qaC = eig.Select(e => e.QA.to(dtype)).ToList();
+        var qsC = eig.Select(e => e.QS.to(dtype)).ToList();
+        var lam = RunPartitions("lambda", "Fit Lambda", train, dir, sh, LambdaInit(), (lb, acc, i) => AccumulateSquares(lb, acc[i], qaC[i], qsC[i]));
+        if (lam is null) return null;
+        var (lamSums, count) = lam.Value;
+        return new Factors(manifest, layers.Select((l, i) => new LayerFactors(l.Name, o.Strategy, eig[i].QA, eig[i].QS, eig[i].EigA, eig[i].EigS, lamSums[i] / count)).ToList());
+    }
+
+    private Func<Tensor[]> LambdaInit() => () => layers.Select(l => torch.zeros(l.Out, l.In, dtype: ScalarType.Float64)).ToArray();
+
+    /// <summary>acc += Σ_b (Q_Sᵀ G_b Q_A)⊙² (no basis: G_b⊙²), using the rank-one form for Linear layers.</summary>
+    private static void AccumulateSquares(LayerBatch lb, Tensor acc, Tensor? qa, Tensor? qs)
+    {
+        var a = lb.A; var g = lb.G;
+        if (qa is not null) { a = a.matmul(qa); g = g.matmul(qs!); }
+        if (lb.RankOne) acc.add_(g.squeeze(1).square().mT.matmul(a.squeeze(1).square()).to(ScalarType.Float64));
+        else acc.add_(g.transpose(1, 2).bmm(a).square().sum(new long[] { 0 }).to(ScalarType.Float64));
+    }
+
+    private ScalarType ComputeDtype() => model.parameters().First().dtype;
+
+    /// <summary>Runs one pass as partitions of the training set, saving each partition's sums; merges
+    /// when every partition is present. Returns (sums, example count) or null when partitions owned by
+    /// other shards are still missing.</summary>
+    private (Tensor[] Sums, double Count)? RunPartitions(string stage, string title, IDataset train, string? dir, Shard sh,
+        Func<Tensor[]> init, Action<LayerBatch, Tensor[], int> accumulate)
+    {
+        int n = train.Count, parts = (n + o.PartitionSize - 1) / o.PartitionSize;
+        string PartPath(int p) => Path.Combine(dir!, "partials", $"{stage}-{p:D5}.safetensors");
+        Tensor[]? total = dir is null ? init() : null;
+        double totalCount = 0;
+        var todo = Enumerable.Range(0, parts).Where(p => sh.Owns(p) && (dir is null || !File.Exists(PartPath(p)))).ToList();
+        long todoExamples = todo.Sum(p => (long)Math.Min(o.PartitionSize, n - p * o.PartitionSize));
+        using (profiler.Stage(title))
+        using (var bar = o.Quiet || todo.Count == 0 ? null : new ProgressBar(title.ToLowerInvariant(), todoExamples))
+        using (var capture = new GradientCapture(model, layers))
+        {
+            long done = 0;
+            var device = model.parameters().First().device;
+            foreach (var p in todo)
+            {
+                var acc = init();   // per partition, then added in partition order: the same sums as a resumed or sharded fit
+                int start = p * o.PartitionSize, end = Math.Min(n, start + o.PartitionSize);
+                using var gen = new Generator((ulong)(o.Seed * 1_000_003L + p + 1), device);
+                var idx = Enumerable.Range(start, end - start).ToArray();
+                for (int b = 0; b < idx.Length; b += o.BatchSize)
+                {
+                    using var scope = NewDisposeScope();
+                    var span = idx.AsSpan(b, Math.Min(o.BatchSize, idx.Length - b));
+                    var x = train.Inputs(span, device);
+                    var y = train.Targets(span, device);
+                    var (_, lbs) = capture.Run(model, x, logits => o.Fisher == FisherType.True ? task.SampledLoss(logits, gen) : task.TrainLoss(logits, y));
+                    for (int i = 0; i < lbs.Length; i++) accumulate(lbs[i], acc, i);
+                    done += span.Length;
+                    bar?.Update(done);
+                }
+                if (dir is null)
+                {
+                    for (int i = 0; i < acc.Length; i++) { total![i].add_(acc[i]); acc[i].Dispose(); }
+                    totalCount += end - start;
+                }
+                else
+                {
+                    var named = acc.Select((t, i) => (t, i)).ToDictionary(x => $"sum{x.i}", x => x.t);
+                    named["count"] = torch.tensor(new double[] { end - start });
+                    profiler.Time($"Save {stage} partition", () => SafeTensors.Save(PartPath(p), named));
+                    foreach (var t in named.Values) t.Dispose();
+                }
+            }
+        }
+        if (dir is null) return (total!, totalCount);
+        if (Enumerable.Range(0, parts).Any(p => !File.Exists(PartPath(p)))) return null;
+        return profiler.Time($"Load {stage} partitions", () =>
+        {
+            var sums = init();
+            double count = 0;
+            for (int p = 0; p < parts; p++)
+            {
+                using var f = SafeTensors.Load(PartPath(p));
+                for (int i = 0; i < sums.Length; i++)
+                {
+                    var part = f[$"sum{i}"];
+                    if (!part.shape.SequenceEqual(sums[i].shape))
+                        throw new InfluenceSharpException($"{PartPath(p)}: partial sums have the wrong shape (left over from another fit? delete the partials directory)");
+                    sums[i].add_(part);
+                }
+                count += f["count"].item<double>();
+            }
+            return (sums, count);
+        });
+    }
+}

@@ -1,0 +1,55 @@
+namespace InfluenceSharp.Methods.InfluenceFunctions;
+
+/// <summary>How the Hessian of each tracked layer is approximated (DESIGN.md §3).</summary>
+public enum FactorStrategy { Identity, Diagonal, Kfac, Ekfac }
+
+/// <summary>True Fisher: output gradients with labels sampled from the model (default).
+/// Empirical Fisher: output gradients with the true labels.</summary>
+public enum FisherType { True, Empirical }
+
+public sealed record FactorOptions
+{
+    public FactorStrategy Strategy { get; init; } = FactorStrategy.Ekfac;
+    public FisherType Fisher { get; init; } = FisherType.True;
+    public int BatchSize { get; init; } = 256;
+    /// <summary>Examples per partition: each finished partition's partial sums are saved, so an
+    /// interrupted fit resumes, and `--shard i/n` splits the partitions among processes.</summary>
+    public int PartitionSize { get; init; } = 10_000;
+    /// <summary>Seeds the labels sampled for the true Fisher (per partition, so resume is exact).</summary>
+    public int Seed { get; init; }
+    /// <summary>Tracked-layer name filter (substrings, comma separated); null = every Linear/Conv2d.</summary>
+    public string? Layers { get; init; }
+    public bool Quiet { get; init; }
+}
+
+/// <summary>Settings for scoring with fitted factors (Kronfluence's score arguments).</summary>
+public sealed record ScoreOptions
+{
+    /// <summary>Absolute damping λ; null = the heuristic 0.1 × mean eigenvalue, per layer.</summary>
+    public double? Damping { get; init; }
+    public int TrainBatchSize { get; init; } = 256;
+    public int QueryBatchSize { get; init; } = 128;
+    /// <summary>Rank of the per-layer approximation of preconditioned query gradients; 0 = exact.</summary>
+    public int QueryRank { get; init; }
+    /// <summary>Compute score products in bfloat16 instead of float32.</summary>
+    public bool BFloat16 { get; init; }
+    public bool Quiet { get; init; }
+}
+
+/// <summary>Selects a subset of work units: shard i of n takes units j with j % n == i.</summary>
+public readonly record struct Shard(int Index, int Count)
+{
+    public static readonly Shard All = new(0, 1);
+
+    public bool Owns(int unit) => unit % Count == Index;
+
+    public static Shard Parse(string text)
+    {
+        var parts = text.Split('/');
+        if (parts.Length == 2 && int.TryParse(parts[0], out var i) && int.TryParse(parts[1], out var n) && n >= 1 && i >= 0 && i < n)
+            return new Shard(i, n);
+        throw new InfluenceSharpException($"--shard {text}: expected i/n with 0 <= i < n");
+    }
+
+    public override string ToString() => $"{Index}/{Count}";
+}

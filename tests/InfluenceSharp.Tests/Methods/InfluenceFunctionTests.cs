@@ -1,0 +1,212 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Gradients;
+using InfluenceSharp.Methods;
+using InfluenceSharp.Methods.InfluenceFunctions;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Tests.Methods;
+
+public class PerExampleGradientTests
+{
+    [Fact]
+    public void BatchedGradientsEqualAPerExampleAutogradLoop()
+    {
+        torch.manual_seed(Environment.TickCount);
+        var model = new ConvNet().to(ScalarType.Float64);
+        var data = new TensorDataset(torch.randn(5, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 5 }));
+        var layers = TrackedLayer.Find(model);
+        Assert.Equal(new[] { "conv1", "conv2", "fc1", "fc2" }, layers.Select(l => l.Name));
+        Assert.Equal(new[] { true, false, true, false }, layers.Select(l => l.HasBias));
+        var task = new ClassificationTask();
+        var oracle = Oracles.PerExampleGradients(model, layers, data, task.TrainLoss);
+
+        using var capture = new GradientCapture(model, layers);
+        var idx = Enumerable.Range(0, 5).ToArray();
+        var y = data.Targets(idx);
+        var (_, lbs) = capture.Run(model, data.Inputs(idx), logits => task.TrainLoss(logits, y));
+        var batched = torch.cat(lbs.Select(lb => lb.PerExample().reshape(5, -1)).ToArray(), 1);
+        Assert.Equal(oracle.shape, batched.shape);
+        Assert.True(batched.allclose(oracle, rtol: 1e-9, atol: 1e-12), $"max diff {(batched - oracle).abs().max().item<double>()}");
+        Assert.True(oracle.abs().sum().item<double>() > 0);
+    }
+
+    [Fact]
+    public void WorksInsideSequentialWhichDisposesIntermediates()
+    {
+        torch.manual_seed(Environment.TickCount);
+        var model = nn.Sequential(("0", nn.Linear(5, 7)), ("1", nn.ReLU()), ("2", nn.Linear(7, 3))).to(ScalarType.Float64);
+        var data = new TensorDataset(torch.randn(6, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 6 }));
+        var layers = TrackedLayer.Find(model);
+        var task = new ClassificationTask();
+        var oracle = Oracles.PerExampleGradients(model, layers, data, task.TrainLoss);
+        using var capture = new GradientCapture(model, layers);
+        var idx = Enumerable.Range(0, 6).ToArray();
+        var y = data.Targets(idx);
+        var (_, lbs) = capture.Run(model, data.Inputs(idx), l => task.TrainLoss(l, y));
+        var batched = torch.cat(lbs.Select(lb => lb.PerExample().reshape(6, -1)).ToArray(), 1);
+        Assert.True(batched.allclose(oracle, rtol: 1e-9, atol: 1e-12));
+    }
+}
+
+public class InfluenceFunctionTests
+{
+    static (TwoLayerMlp Model, TensorDataset Train, TensorDataset Queries) MlpProblem(int n, int seed)
+    {
+        torch.manual_seed(seed);
+        var model = new TwoLayerMlp(5, 6, 3).to(ScalarType.Float64);
+        var train = new TensorDataset(torch.randn(n, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
+        var queries = new TensorDataset(torch.randn(7, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 7 }));
+        return (model, train, queries);
+    }
+
+    static Factors Fit(nn.Module<Tensor, Tensor> model, IAttributionTask task, IDataset train, FactorStrategy s, FisherType f = FisherType.True, int seed = 0) =>
+        new FactorFitter(model, task, new FactorOptions { Strategy = s, Fisher = f, BatchSize = 16, Quiet = true, Seed = seed }).Fit(train)!;
+
+    [Fact]
+    public void IdentityScoresAreGradientDotProducts()
+    {
+        var (model, train, queries) = MlpProblem(20, Environment.TickCount);
+        var task = new ClassificationTask(QueryMeasurement.Margin);
+        var layers = TrackedLayer.Find(model);
+        var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
+        var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
+        var f = new InfluenceFunction(model, task, Fit(model, task, train, FactorStrategy.Identity), new ScoreOptions { Quiet = true, TrainBatchSize = 8 });
+        var scores = f.PairwiseMatrix(queries, train).to(ScalarType.Float64);
+        Assert.True(scores.allclose(gq.matmul(gz.mT).to(ScalarType.Float32).to(ScalarType.Float64), rtol: 1e-5, atol: 1e-6));
+        var self = f.SelfInfluence(train);
+        Assert.Equal(Oracles.Flat(gz.square().sum(1)), self, new ToleranceComparer(1e-9));
+    }
+
+    [Fact]
+    public void DiagonalMatchesExplicitDiagonalInverse()
+    {
+        var (model, train, queries) = MlpProblem(30, Environment.TickCount);
+        var task = new ClassificationTask();
+        var layers = TrackedLayer.Find(model);
+        var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
+        var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
+        var factors = Fit(model, task, train, FactorStrategy.Diagonal, FisherType.Empirical);
+        double lam = 0.05;
+        var d = gz.square().mean(new long[] { 0 }) + lam;
+        var oracle = (gq / d).matmul(gz.mT);
+        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = lam, Quiet = true });
+        Assert.True(f.PairwiseMatrix(queries, train).to(ScalarType.Float64).allclose(oracle, rtol: 1e-4, atol: 1e-6));
+        Assert.Equal(Oracles.Flat((gz.square() / d).sum(1)), f.SelfInfluence(train), new ToleranceComparer(1e-8));
+    }
+
+    /// <summary>Linear model + squared error: the Gauss-Newton matrix is exactly A ⊗ S, so K-FAC and
+    /// EK-FAC must equal the explicit (H + λI)⁻¹.</summary>
+    [Theory]
+    [InlineData(FactorStrategy.Kfac)]
+    [InlineData(FactorStrategy.Ekfac)]
+    public void KroneckerFactorsAreExactForALinearModelWithSquaredError(FactorStrategy strategy)
+    {
+        torch.manual_seed(Environment.TickCount);
+        var model = nn.Sequential(("fc", nn.Linear(6, 1))).to(ScalarType.Float64);
+        int n = 40;
+        var x = torch.randn(n, 6, dtype: ScalarType.Float64) * torch.linspace(0.3, 3, 6, dtype: ScalarType.Float64);
+        var train = new TensorDataset(x, torch.randn(n, dtype: ScalarType.Float64));
+        var queries = new TensorDataset(torch.randn(5, 6, dtype: ScalarType.Float64), torch.randn(5, dtype: ScalarType.Float64));
+        var task = new SquaredErrorTask();
+        var layers = TrackedLayer.Find(model);
+        // Explicit GN: J_b = [x_b, 1]; H = (1/n) Σ J_bᵀ J_b.
+        var j = torch.cat(new[] { x, torch.ones(n, 1, dtype: ScalarType.Float64) }, 1);
+        var h = j.mT.matmul(j) / n;
+        double lam = 0.01;
+        var hinv = torch.linalg.inv(h + lam * torch.eye(7, dtype: ScalarType.Float64));
+        var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
+        var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
+        var oracle = gq.matmul(hinv).matmul(gz.mT);
+        var f = new InfluenceFunction(model, task, Fit(model, task, train, strategy), new ScoreOptions { Damping = lam, Quiet = true });
+        var scores = f.PairwiseMatrix(queries, train).to(ScalarType.Float64);
+        var rel = ((scores - oracle).norm() / oracle.norm()).item<double>();
+        Assert.True(rel < 1e-6, $"relative error {rel}");
+        var selfOracle = (gz.matmul(hinv) * gz).sum(1);
+        var self = torch.tensor(f.SelfInfluence(train));
+        Assert.True(((self - selfOracle).norm() / selfOracle.norm()).item<double>() < 1e-9);
+    }
+
+    [Fact]
+    public void EkfacEigenvaluesEqualExplicitSecondMomentsInTheEigenbasis()
+    {
+        var (model, train, _) = MlpProblem(50, Environment.TickCount);
+        var task = new ClassificationTask();
+        var factors = Fit(model, task, train, FactorStrategy.Ekfac, FisherType.Empirical);
+        var layers = TrackedLayer.Find(model);
+        var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
+        long offset = 0;
+        foreach (var (layer, lf) in layers.Zip(factors.Layers))
+        {
+            var g = gz.narrow(1, offset, layer.NumParams).reshape(-1, layer.Out, layer.In);
+            offset += layer.NumParams;
+            var rotated = lf.QS!.mT.matmul(g).matmul(lf.QA!);
+            var expected = rotated.square().mean(new long[] { 0 });
+            Assert.True(lf.Lambda!.allclose(expected, rtol: 1e-8, atol: 1e-12), layer.Name);
+            // The bases are orthonormal eigenvectors of the covariances.
+            Assert.True(lf.QA!.mT.matmul(lf.QA).allclose(torch.eye(layer.In, dtype: ScalarType.Float64), atol: 1e-10));
+        }
+    }
+
+    /// <summary>Two-layer MLP, cross-entropy: against the explicit block-diagonal GGN inverse, EK-FAC
+    /// must rank pairs almost identically and better than K-FAC.</summary>
+    [Fact]
+    public void EkfacTracksTheExplicitGaussNewtonInverseBetterThanKfac()
+    {
+        var (model, train, queries) = MlpProblem(400, 12345 + Environment.TickCount % 1000);
+        var task = new ClassificationTask();
+        var layers = TrackedLayer.Find(model);
+        long p1 = layers[0].NumParams, p = p1 + layers[1].NumParams;
+        var ggn = torch.zeros(p, p, dtype: ScalarType.Float64);
+        for (int i = 0; i < train.Count; i++)
+        {
+            var xi = train.X[i];
+            var jac = Oracles.LogitJacobian(model, layers, xi);                  // [K, P]
+            Tensor probs;
+            using (no_grad()) probs = nn.functional.softmax(model.forward(xi.unsqueeze(0)).squeeze(0), 0);
+            var hOut = torch.diag(probs) - torch.outer(probs, probs);
+            ggn.add_(jac.mT.matmul(hOut).matmul(jac));
+        }
+        ggn.div_(train.Count);
+        // Block-diagonal per layer.
+        var mask = torch.zeros(p, p, dtype: ScalarType.Float64);
+        mask[TensorIndex.Slice(0, p1), TensorIndex.Slice(0, p1)] = torch.tensor(1.0);
+        mask[TensorIndex.Slice(p1, p), TensorIndex.Slice(p1, p)] = torch.tensor(1.0);
+        var block = ggn * mask;
+        var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
+        var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
+        double lam = 0.1 * torch.linalg.eigvalsh(block).mean().item<double>();
+        var oracle = Oracles.Flat(gq.matmul(torch.linalg.inv(block + lam * torch.eye(p, dtype: ScalarType.Float64))).matmul(gz.mT));
+
+        double Corr(FactorStrategy s)
+        {
+            var f = new InfluenceFunction(model, task, Fit(model, task, train, s), new ScoreOptions { Damping = lam, Quiet = true });
+            return Oracles.Spearman(Oracles.Flat(f.PairwiseMatrix(queries, train)), oracle);
+        }
+        double ekfac = Corr(FactorStrategy.Ekfac), kfac = Corr(FactorStrategy.Kfac);
+        Assert.True(ekfac >= 0.95, $"EK-FAC Spearman {ekfac:F4} (K-FAC {kfac:F4})");
+        Assert.True(ekfac > kfac, $"EK-FAC {ekfac:F4} is not better than K-FAC {kfac:F4}");
+    }
+
+    [Fact]
+    public void LowRankQueriesApproachExactScoresAsRankGrows()
+    {
+        var (model, train, queries) = MlpProblem(60, Environment.TickCount);
+        var task = new ClassificationTask();
+        var factors = Fit(model, task, train, FactorStrategy.Ekfac);
+        var exact = new InfluenceFunction(model, task, factors, new ScoreOptions { Quiet = true }).PairwiseMatrix(queries, train);
+        double Err(int r) => ((new InfluenceFunction(model, task, factors, new ScoreOptions { Quiet = true, QueryRank = r }).PairwiseMatrix(queries, train) - exact).norm() / exact.norm()).item<float>();
+        double e1 = Err(1), e2 = Err(2), full = Err(3);   // layer 2 is 3x7: rank 3 is exact there; layer 1 6x6
+        Assert.True(e1 > e2, $"rank 1 error {e1} <= rank 2 error {e2}");
+        Assert.True(e2 > full || full < 1e-5);
+        Assert.True(e1 > 1e-4);
+    }
+}
+
+public sealed class ToleranceComparer : IEqualityComparer<double>
+{
+    private readonly double rel;
+    public ToleranceComparer(double rel) { this.rel = rel; }
+    public bool Equals(double a, double b) => Math.Abs(a - b) <= rel * Math.Max(1, Math.Max(Math.Abs(a), Math.Abs(b)));
+    public int GetHashCode(double obj) => 0;
+}
