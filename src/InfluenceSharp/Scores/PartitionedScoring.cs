@@ -1,0 +1,145 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Methods;
+using InfluenceSharp.Reporting;
+using InfluenceSharp.Storage;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Scores;
+
+/// <summary>manifest.json of a scores directory: what produced the scores.</summary>
+public sealed record ScoresManifest
+{
+    public string Format { get; init; } = "influencesharp-scores/1";
+    public required string Kind { get; init; }
+    public required string Method { get; init; }
+    public required Dictionary<string, string> Settings { get; init; }
+    public required string ModelFingerprint { get; init; }
+    public required string TrainFingerprint { get; init; }
+    public required int TrainCount { get; init; }
+    public string? QueryFingerprint { get; init; }
+    public int QueryCount { get; init; }
+    public int[]? QueryIndices { get; init; }
+    public string? QuerySet { get; init; }
+    public required int PartitionSize { get; init; }
+    public string LibraryVersion { get; init; } = LibraryInfo.Version;
+
+    public void Require(ScoresManifest expected, string path)
+    {
+        void Check(string field, object? found, object? want)
+        {
+            if (!Equals(found, want))
+                throw new InfluenceSharpException($"{path}: existing scores were made with {field} = {found}, this run has {field} = {want}; use another --out or delete it");
+        }
+        Check("kind", Kind, expected.Kind);
+        Check("method", Method, expected.Method);
+        Check("settings", string.Join(",", Settings.OrderBy(k => k.Key).Select(k => $"{k.Key}={k.Value}")),
+              string.Join(",", expected.Settings.OrderBy(k => k.Key).Select(k => $"{k.Key}={k.Value}")));
+        Check("model_fingerprint", ModelFingerprint, expected.ModelFingerprint);
+        Check("train_fingerprint", TrainFingerprint, expected.TrainFingerprint);
+        Check("query_fingerprint", QueryFingerprint, expected.QueryFingerprint);
+        Check("partition_size", PartitionSize, expected.PartitionSize);
+    }
+}
+
+/// <summary>
+/// Runs a scoring job as partitions of the training set whose results are saved as they finish
+/// (partials/*.npy), so an interrupted job resumes and `--shard i/n` processes can split the work.
+/// When every partition is present the partials are merged into the final .npy files, which appear
+/// only when complete.
+/// </summary>
+public static class PartitionedScoring
+{
+    public const string PairwiseFile = "scores.npy", SelfFile = "self_influence.npy";
+
+    /// <summary>Produces, for a training subset, blocks of one or more matrices [n_query, block]
+    /// (index 0 = total scores, then optional per-layer scores named by <c>names</c>).</summary>
+    public delegate void BlockProducer(IDataset train, Action<int, Tensor[]> sink);
+
+    public static BlockProducer Totals(IAttributionMethod method, IDataset queries) =>
+        (train, sink) => method.Pairwise(queries, train, (off, block) => sink(off, new[] { block }));
+
+    /// <summary>Returns true when the final scores exist (this call or an earlier one finished them).</summary>
+    public static bool Pairwise(BlockProducer produce, string[] names, int queryCount, IDataset train, string outDir,
+        ScoresManifest manifest, Shard shard, Profiler profiler)
+    {
+        Prepare(outDir, manifest);
+        var finals = names.Select(n => Path.Combine(outDir, n + ".npy")).ToArray();
+        if (finals.All(File.Exists)) return true;
+        int parts = Parts(train.Count, manifest.PartitionSize);
+        string Part(int p, string name) => Path.Combine(outDir, "partials", $"{name}-{p:D5}.npy");
+        using (profiler.Stage("Compute Pairwise Score"))
+        {
+            for (int p = 0; p < parts; p++)
+            {
+                if (!shard.Contains(p) || names.All(n => File.Exists(Part(p, n)))) continue;
+                int start = p * manifest.PartitionSize, len = Math.Min(manifest.PartitionSize, train.Count - start);
+                var writers = names.Select(n => new NpyBlockWriter(Part(p, n), queryCount, len)).ToArray();
+                try
+                {
+                    produce(SubsetDataset.Range(train, start, len), (off, blocks) =>
+                    {
+                        for (int i = 0; i < writers.Length; i++) writers[i].WriteColumns(off, blocks[i]);
+                    });
+                    foreach (var w in writers) w.Complete();
+                }
+                finally { foreach (var w in writers) w.Dispose(); }
+            }
+        }
+        if (Enumerable.Range(0, parts).Any(p => names.Any(n => !File.Exists(Part(p, n))))) return false;
+        using (profiler.Stage("Save Pairwise Score"))
+        {
+            for (int i = 0; i < names.Length; i++)
+            {
+                using var w = new NpyBlockWriter(finals[i], queryCount, train.Count);
+                for (int p = 0; p < parts; p++)
+                {
+                    using var scope = NewDisposeScope();
+                    w.WriteColumns(p * manifest.PartitionSize, Npy.Read(Part(p, names[i])));
+                }
+                w.Complete();
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Self-influence in partitions; returns the scores when complete, else null.</summary>
+    public static double[]? Self(IAttributionMethod method, IDataset train, string outDir, ScoresManifest manifest, Shard shard, Profiler profiler)
+    {
+        Prepare(outDir, manifest);
+        string final = Path.Combine(outDir, SelfFile);
+        if (File.Exists(final)) return ReadVector(final);
+        int parts = Parts(train.Count, manifest.PartitionSize);
+        string Part(int p) => Path.Combine(outDir, "partials", $"self-{p:D5}.npy");
+        for (int p = 0; p < parts; p++)
+        {
+            if (!shard.Contains(p) || File.Exists(Part(p))) continue;
+            int start = p * manifest.PartitionSize, len = Math.Min(manifest.PartitionSize, train.Count - start);
+            var s = method.SelfInfluence(SubsetDataset.Range(train, start, len));
+            Npy.Write(Part(p), s, s.Length);
+        }
+        if (Enumerable.Range(0, parts).Any(p => !File.Exists(Part(p)))) return null;
+        var all = Enumerable.Range(0, parts).SelectMany(p => ReadVector(Part(p))).ToArray();
+        profiler.Time("Save Self-Influence Score", () => Npy.Write(final, all, all.Length));
+        return all;
+    }
+
+    public static double[] ReadVector(string path)
+    {
+        using var t = Npy.Read(path);
+        return t.to(ScalarType.Float64).data<double>().ToArray();
+    }
+
+    static int Parts(int n, int size)
+    {
+        if (size < 1) throw new InfluenceSharpException($"--partition-size {size}: must be at least 1");
+        return Math.Max(1, (n + size - 1) / size);
+    }
+
+    static void Prepare(string outDir, ScoresManifest manifest)
+    {
+        Directory.CreateDirectory(Path.Combine(outDir, "partials"));
+        string mpath = Path.Combine(outDir, "manifest.json");
+        if (File.Exists(mpath)) Json.ReadFile<ScoresManifest>(mpath).Require(manifest, mpath);
+        else Json.WriteFile(mpath, manifest);
+    }
+}

@@ -1,0 +1,41 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Storage;
+
+namespace InfluenceSharp.Training;
+
+/// <summary>The data a checkpoint was trained on, rebuilt from its sidecar: the same source, the
+/// same class-balanced subset, the same corrupted labels, checked against the recorded fingerprint.</summary>
+public sealed record RunData(ImageDataset Train, ImageDataset Test, CorruptionRecord? Corruption, string Source)
+{
+    /// <param name="dataOverride">a --data spec to use instead of the sidecar's source (e.g. the same
+    /// files in another place); the fingerprint must still match.</param>
+    public static RunData For(Checkpoint checkpoint, string? dataOverride = null)
+    {
+        var info = checkpoint.Info;
+        string spec = dataOverride ?? info.DataSource ?? "auto";
+        var split = DataSource.Load(spec);
+        var train = split.Train;
+        if (info.TrainCount > 0 && info.TrainCount < train.Count)
+            train = train.Subset(DataSource.BalancedSubset(train, info.TrainCount, info.Training?.Seed ?? 0));
+        CorruptionRecord? record = null;
+        if (info.CorruptionFile is not null)
+        {
+            string path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(checkpoint.WeightsPath))!, info.CorruptionFile);
+            record = Json.ReadFile<CorruptionRecord>(path);
+            var labels = (int[])train.Labels.Clone();
+            for (int t = 0; t < record.Indices.Length; t++)
+            {
+                int i = record.Indices[t];
+                if (i < 0 || i >= labels.Length || labels[i] != record.TrueLabels[t])
+                    throw new InfluenceSharpException($"{path}: corruption record does not fit the training data from '{spec}' (index {i})");
+                labels[i] = record.CorruptedLabels[t];
+            }
+            train = train.WithLabels(labels);
+        }
+        string fp = train.Fingerprint();
+        if (fp != info.DataFingerprint)
+            throw new InfluenceSharpException($"{checkpoint.WeightsPath}: was trained on data with fingerprint {info.DataFingerprint}, " +
+                $"but --data {spec} gives {fp} ({train.Count} examples); pass the --data the model was trained on");
+        return new RunData(train, split.Test, record, spec);
+    }
+}
