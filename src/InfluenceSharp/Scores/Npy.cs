@@ -1,0 +1,148 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.RegularExpressions;
+using InfluenceSharp.Storage;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Scores;
+
+public enum NpyDtype { Float32, Float64 }
+
+/// <summary>What an .npy header says: element type, shape, and where the data starts.</summary>
+public sealed record NpyHeader(NpyDtype Dtype, long[] Shape, long DataOffset)
+{
+    public long Count => Shape.Aggregate(1L, (a, b) => a * b);
+    public int ElementSize => Dtype == NpyDtype.Float64 ? 8 : 4;
+    public long DataBytes => Count * ElementSize;
+}
+
+/// <summary>
+/// NumPy .npy files, format version 1.0, little-endian '&lt;f4' / '&lt;f8', C order: what
+/// <c>numpy.load</c> reads without arguments. Writes are atomic (temp file + rename); for matrices
+/// written block by block see <see cref="NpyBlockWriter"/>.
+/// </summary>
+public static partial class Npy
+{
+    private static readonly byte[] Magic = { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y' };
+
+    public static void Write(string path, ReadOnlySpan<float> data, params long[] shape) => WriteCore(path, MemoryMarshal.AsBytes(data), data.Length, NpyDtype.Float32, shape);
+
+    public static void Write(string path, ReadOnlySpan<double> data, params long[] shape) => WriteCore(path, MemoryMarshal.AsBytes(data), data.Length, NpyDtype.Float64, shape);
+
+    /// <summary>Writes a float32 or float64 tensor (any device, any rank) with its shape.</summary>
+    public static void Write(string path, Tensor t)
+    {
+        var dtype = DtypeOf(t, path);
+        using var c = t.detach().cpu().contiguous();
+        WriteCore(path, c.bytes, c.numel(), dtype, t.shape);
+    }
+
+    private static void WriteCore(string path, ReadOnlySpan<byte> bytes, long count, NpyDtype dtype, long[] shape)
+    {
+        long expected = shape.Aggregate(1L, (a, b) => a * b);
+        if (shape.Any(d => d < 0) || expected != count)
+            throw new InfluenceSharpException($"{path}: {count} values do not fill shape ({string.Join(", ", shape)})");
+        byte[] header = Header(dtype, shape);
+        byte[] copy = bytes.ToArray();
+        AtomicFile.Write(path, s => { s.Write(header); s.Write(copy); });
+    }
+
+    internal static NpyDtype DtypeOf(Tensor t, string path) => t.dtype switch
+    {
+        ScalarType.Float32 => NpyDtype.Float32,
+        ScalarType.Float64 => NpyDtype.Float64,
+        _ => throw new InfluenceSharpException($"{path}: .npy output supports float32 and float64, not {t.dtype}"),
+    };
+
+    /// <summary>The full header (magic, version, length, dict, padding, '\n'), padded so the data
+    /// starts at a multiple of 64 bytes as NumPy does.</summary>
+    internal static byte[] Header(NpyDtype dtype, long[] shape)
+    {
+        string descr = dtype == NpyDtype.Float64 ? "<f8" : "<f4";
+        string dims = shape.Length == 1 ? $"({shape[0]},)" : "(" + string.Join(", ", shape.Select(d => d.ToString(CultureInfo.InvariantCulture))) + ")";
+        string dict = $"{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}";
+        int total = (10 + dict.Length + 1 + 63) / 64 * 64;
+        if (total - 10 > ushort.MaxValue) throw new InfluenceSharpException($".npy: shape ({string.Join(", ", shape)}) needs a header longer than version 1.0 allows");
+        string padded = dict.PadRight(total - 10 - 1) + "\n";
+        var h = new byte[total];
+        Magic.CopyTo(h, 0);
+        h[6] = 1; h[7] = 0;
+        BinaryPrimitives.WriteUInt16LittleEndian(h.AsSpan(8), (ushort)(total - 10));
+        Encoding.ASCII.GetBytes(padded, h.AsSpan(10));
+        return h;
+    }
+
+    /// <summary>Reads and validates the header: version 1.0/2.0, '&lt;f4' or '&lt;f8', C order, and a
+    /// file long enough to hold the data it announces.</summary>
+    public static NpyHeader ReadHeader(string path)
+    {
+        if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
+        using var fs = File.OpenRead(path);
+        return ReadHeader(fs, path);
+    }
+
+    private static NpyHeader ReadHeader(FileStream fs, string path)
+    {
+        var pre = new byte[12];
+        if (fs.ReadAtLeast(pre, 10, throwOnEndOfStream: false) < 10 || !pre.AsSpan(0, 6).SequenceEqual(Magic))
+            throw new InfluenceSharpException($"{path}: not an .npy file (no \\x93NUMPY magic)");
+        int major = pre[6];
+        long hlen; int preLen;
+        if (major == 1) { hlen = BinaryPrimitives.ReadUInt16LittleEndian(pre.AsSpan(8)); preLen = 10; }
+        else if (major is 2 or 3)
+        {
+            fs.Position = 8;
+            if (fs.ReadAtLeast(pre.AsSpan(8, 4), 4, throwOnEndOfStream: false) < 4)
+                throw new InfluenceSharpException($"{path}: truncated .npy header");
+            hlen = BinaryPrimitives.ReadUInt32LittleEndian(pre.AsSpan(8)); preLen = 12;
+        }
+        else throw new InfluenceSharpException($"{path}: unsupported .npy format version {major}.{pre[7]}");
+        fs.Position = preLen;
+        if (hlen > 1 << 20 || fs.Length < preLen + hlen) throw new InfluenceSharpException($"{path}: truncated .npy header (announces {hlen} bytes)");
+        var hb = new byte[hlen];
+        fs.ReadExactly(hb);
+        string dict = Encoding.Latin1.GetString(hb);
+        var descr = DescrRe().Match(dict);
+        var fortran = FortranRe().Match(dict);
+        var shapeM = ShapeRe().Match(dict);
+        if (!descr.Success || !fortran.Success || !shapeM.Success)
+            throw new InfluenceSharpException($"{path}: malformed .npy header: {dict.Trim()}");
+        var dtype = descr.Groups[1].Value switch
+        {
+            "<f4" => NpyDtype.Float32,
+            "<f8" => NpyDtype.Float64,
+            var d => throw new InfluenceSharpException($"{path}: .npy dtype '{d}' is not supported (only '<f4' and '<f8')"),
+        };
+        if (fortran.Groups[1].Value == "True")
+            throw new InfluenceSharpException($"{path}: Fortran-order .npy arrays are not supported (save with C order)");
+        long[] shape;
+        try
+        {
+            shape = shapeM.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        }
+        catch (FormatException) { throw new InfluenceSharpException($"{path}: malformed .npy shape ({shapeM.Groups[1].Value})"); }
+        var header = new NpyHeader(dtype, shape, preLen + hlen);
+        if (fs.Length < header.DataOffset + header.DataBytes)
+            throw new InfluenceSharpException($"{path}: truncated .npy file: shape ({string.Join(", ", shape)}) needs {header.DataBytes} data bytes, the file has {fs.Length - header.DataOffset}");
+        return header;
+    }
+
+    /// <summary>Reads a whole .npy file into a CPU tensor of its dtype and shape.</summary>
+    public static Tensor Read(string path)
+    {
+        if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
+        using var fs = File.OpenRead(path);
+        var h = ReadHeader(fs, path);
+        var t = empty(h.Shape, h.Dtype == NpyDtype.Float64 ? ScalarType.Float64 : ScalarType.Float32);
+        fs.Position = h.DataOffset;
+        if (h.Count > 0) fs.ReadExactly(t.bytes);
+        return t;
+    }
+
+    [GeneratedRegex(@"'descr'\s*:\s*'([^']*)'")] private static partial Regex DescrRe();
+    [GeneratedRegex(@"'fortran_order'\s*:\s*(True|False)")] private static partial Regex FortranRe();
+    [GeneratedRegex(@"'shape'\s*:\s*\(([^)]*)\)")] private static partial Regex ShapeRe();
+}

@@ -1,0 +1,105 @@
+using System.Runtime.InteropServices;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Scores;
+
+/// <summary>
+/// Writes a [rows, cols] .npy matrix one column block (all rows, a range of train examples) at a
+/// time, in any order, into a preallocated temp file beside the target. Only <see cref="Complete"/>
+/// renames it to the final name, after checking every column was written, so a crash or an early
+/// Dispose never leaves a file under the final name that looks complete.
+/// </summary>
+public sealed class NpyBlockWriter : IDisposable
+{
+    private readonly FileStream stream;
+    private readonly string tempPath;
+    private readonly bool[] written;
+    private readonly long dataOffset;
+    private readonly int elementSize;
+    private long columnsLeft;
+    private bool done;
+
+    public NpyBlockWriter(string path, long rows, long cols, NpyDtype dtype = NpyDtype.Float32)
+    {
+        if (rows < 1 || cols < 1) throw new InfluenceSharpException($"{path}: matrix shape [{rows}, {cols}] must be positive");
+        if (cols > Array.MaxLength) throw new InfluenceSharpException($"{path}: {cols} columns is too many");
+        Path = System.IO.Path.GetFullPath(path);
+        Rows = rows; Cols = cols; Dtype = dtype;
+        elementSize = dtype == NpyDtype.Float64 ? 8 : 4;
+        string dir = System.IO.Path.GetDirectoryName(Path)!;
+        Directory.CreateDirectory(dir);
+        tempPath = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(Path)}.partial-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        byte[] header = Npy.Header(dtype, new[] { rows, cols });
+        dataOffset = header.Length;
+        stream = new FileStream(tempPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+        stream.Write(header);
+        stream.SetLength(dataOffset + rows * cols * elementSize);
+        written = new bool[cols];
+        columnsLeft = cols;
+    }
+
+    public string Path { get; }
+    public long Rows { get; }
+    public long Cols { get; }
+    public NpyDtype Dtype { get; }
+    public bool IsComplete => columnsLeft == 0;
+
+    /// <summary>Writes a row-major block [Rows, block.Length / Rows] at columns [colStart, colStart + width).</summary>
+    public void WriteColumns(long colStart, ReadOnlySpan<float> block) => WriteCore(colStart, MemoryMarshal.AsBytes(block), block.Length, NpyDtype.Float32);
+
+    /// <inheritdoc cref="WriteColumns(long, ReadOnlySpan{float})"/>
+    public void WriteColumns(long colStart, ReadOnlySpan<double> block) => WriteCore(colStart, MemoryMarshal.AsBytes(block), block.Length, NpyDtype.Float64);
+
+    /// <summary>Writes a block tensor [Rows, width] (any device; converted to the file's dtype).</summary>
+    public void WriteColumns(long colStart, Tensor block)
+    {
+        if (block.dim() != 2 || block.shape[0] != Rows)
+            throw new InfluenceSharpException($"{Path}: block of shape [{string.Join(", ", block.shape)}] is not [{Rows}, cols]");
+        using var c = block.detach().cpu().to_type(Dtype == NpyDtype.Float64 ? ScalarType.Float64 : ScalarType.Float32).contiguous();
+        WriteCore(colStart, c.bytes, c.numel(), Dtype);
+    }
+
+    private void WriteCore(long colStart, ReadOnlySpan<byte> bytes, long count, NpyDtype dtype)
+    {
+        ObjectDisposedException.ThrowIf(done, this);
+        if (dtype != Dtype) throw new InfluenceSharpException($"{Path}: block is {dtype} but the file is {Dtype}");
+        if (count % Rows != 0) throw new InfluenceSharpException($"{Path}: block of {count} values is not a whole number of rows of {Rows}");
+        long width = count / Rows;
+        if (colStart < 0 || colStart + width > Cols)
+            throw new InfluenceSharpException($"{Path}: columns [{colStart}, {colStart + width}) are outside [0, {Cols})");
+        int rowBytes = checked((int)(width * elementSize));
+        for (long r = 0; r < Rows; r++)
+        {
+            stream.Position = dataOffset + (r * Cols + colStart) * elementSize;
+            stream.Write(bytes.Slice(checked((int)(r * rowBytes)), rowBytes));
+        }
+        for (long c = colStart; c < colStart + width; c++)
+            if (!written[c]) { written[c] = true; columnsLeft--; }
+    }
+
+    /// <summary>Flushes to disk and renames the file to its final name. Fails, naming the first
+    /// missing column range, if some columns were never written.</summary>
+    public void Complete()
+    {
+        ObjectDisposedException.ThrowIf(done, this);
+        if (columnsLeft > 0)
+        {
+            long first = Array.IndexOf(written, false), end = first;
+            while (end < Cols && !written[end]) end++;
+            throw new InfluenceSharpException($"{Path}: cannot complete: {columnsLeft} of {Cols} columns were never written (first gap [{first}, {end}))");
+        }
+        stream.Flush(flushToDisk: true);
+        stream.Dispose();
+        File.Move(tempPath, Path, overwrite: true);
+        done = true;
+    }
+
+    /// <summary>Without <see cref="Complete"/>, deletes the temp file: nothing appears under the final name.</summary>
+    public void Dispose()
+    {
+        if (done) return;
+        done = true;
+        stream.Dispose();
+        try { File.Delete(tempPath); } catch (IOException) { }
+    }
+}
