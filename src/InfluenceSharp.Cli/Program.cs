@@ -17,6 +17,9 @@ namespace InfluenceSharp.Cli
               train            train a model on a data set, checkpoint every epoch
               data subset      write a class-balanced IDX subset of a data set
               data info        describe a data set
+              fit-factors      fit influence-function factors (identity, diagonal, kfac, ekfac)
+              scores pairwise  influence of every training example on each query -> scores.npy
+              scores self      self-influence of every training example -> self_influence.npy
 
             common options:
               --data SPEC      embedded | auto | fashion-mnist | cifar10:DIR | DIR   (default depends on command)
@@ -38,13 +41,16 @@ namespace InfluenceSharp.Cli
                 if (argv[0] is "--version") { Console.WriteLine(LibraryInfo.Version); return 0; }
                 string cmd = argv[0];
                 var rest = argv.Skip(1).ToArray();
-                if (cmd == "data" && rest.Length > 0) { cmd = "data " + rest[0]; rest = rest.Skip(1).ToArray(); }
+                if (cmd is "data" or "scores" && rest.Length > 0 && !rest[0].StartsWith("--", StringComparison.Ordinal)) { cmd = cmd + " " + rest[0]; rest = rest.Skip(1).ToArray(); }
                 var a = new Args(rest);
                 return cmd switch
                 {
                     "train" => TrainCommand.Run(a),
                     "data subset" => DataCommands.Subset(a),
                     "data info" => DataCommands.Info(a),
+                    "fit-factors" => InfluenceCommands.FitFactors(a),
+                    "scores pairwise" => InfluenceCommands.Scores(a, "pairwise"),
+                    "scores self" => InfluenceCommands.Scores(a, "self"),
                     _ => throw new UsageException($"unknown command '{cmd}'"),
                 };
             }

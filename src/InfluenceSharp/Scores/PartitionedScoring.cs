@@ -67,8 +67,7 @@ public static class PartitionedScoring
         if (finals.All(File.Exists)) return true;
         int parts = Parts(train.Count, manifest.PartitionSize);
         string Part(int p, string name) => Path.Combine(outDir, "partials", $"{name}-{p:D5}.npy");
-        using (profiler.Stage("Compute Pairwise Score"))
-        {
+        {   // the method records its own "Compute Pairwise Score" stage
             for (int p = 0; p < parts; p++)
             {
                 if (!shard.Contains(p) || names.All(n => File.Exists(Part(p, n)))) continue;

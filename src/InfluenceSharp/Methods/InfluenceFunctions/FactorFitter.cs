@@ -136,7 +136,7 @@ public sealed class FactorFitter
         string PartPath(int p) => Path.Combine(dir!, "partials", $"{stage}-{p:D5}.safetensors");
         Tensor[]? total = dir is null ? init() : null;
         double totalCount = 0;
-        var todo = Enumerable.Range(0, parts).Where(p => sh.Owns(p) && (dir is null || !File.Exists(PartPath(p)))).ToList();
+        var todo = Enumerable.Range(0, parts).Where(p => sh.Contains(p) && (dir is null || !File.Exists(PartPath(p)))).ToList();
         long todoExamples = todo.Sum(p => (long)Math.Min(o.PartitionSize, n - p * o.PartitionSize));
         using (profiler.Stage(title))
         using (var bar = o.Quiet || todo.Count == 0 ? null : new ProgressBar(title.ToLowerInvariant(), todoExamples))

@@ -35,21 +35,3 @@ public sealed record ScoreOptions
     public bool BFloat16 { get; init; }
     public bool Quiet { get; init; }
 }
-
-/// <summary>Selects a subset of work units: shard i of n takes units j with j % n == i.</summary>
-public readonly record struct Shard(int Index, int Count)
-{
-    public static readonly Shard All = new(0, 1);
-
-    public bool Owns(int unit) => unit % Count == Index;
-
-    public static Shard Parse(string text)
-    {
-        var parts = text.Split('/');
-        if (parts.Length == 2 && int.TryParse(parts[0], out var i) && int.TryParse(parts[1], out var n) && n >= 1 && i >= 0 && i < n)
-            return new Shard(i, n);
-        throw new InfluenceSharpException($"--shard {text}: expected i/n with 0 <= i < n");
-    }
-
-    public override string ToString() => $"{Index}/{Count}";
-}

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace InfluenceSharp.Evaluation;
+namespace InfluenceSharp;
 
 /// <summary>"--shard i/n": this process does work items j with j % n == i, so n processes (a Slurm
 /// array, a Kubernetes Indexed Job) split a stage without talking to each other.</summary>

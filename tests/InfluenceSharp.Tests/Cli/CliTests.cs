@@ -1,0 +1,65 @@
+using InfluenceSharp.Scores;
+using InfluenceSharp.Training;
+
+namespace InfluenceSharp.Tests.Cli;
+
+/// <summary>The `influence` command end to end, in process: exit codes, outputs, and refusals.</summary>
+[Collection("cli")]   // Console redirection is process-wide
+public class CliTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        Console.SetOut(o); Console.SetError(e);
+        try { return (InfluenceSharp.Cli.Cli.Run(args), o.ToString(), e.ToString()); }
+        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
+    }
+
+    [Fact]
+    public void BadArgumentsAndMissingFilesGiveClearErrorsAndNonZeroExit()
+    {
+        using var dir = new TempDir();
+        var r = Run("train", "--out", dir.File("x"), "--epochs", "two");
+        Assert.Equal(2, r.Code); Assert.Contains("--epochs", r.Err);
+        r = Run("train", "--out", dir.File("x"), "--bogus", "1");
+        Assert.Equal(2, r.Code); Assert.Contains("--bogus", r.Err);
+        r = Run("train", "--out", dir.File("x"), "--data", dir.File("nowhere"));
+        Assert.Equal(1, r.Code); Assert.Contains("nowhere", r.Err);
+        r = Run("fit-factors", "--checkpoint", dir.File("missing.safetensors"), "--out", dir.File("f"));
+        Assert.Equal(1, r.Code); Assert.Contains("missing.safetensors", r.Err);
+        r = Run("frobnicate");
+        Assert.Equal(2, r.Code);
+        Assert.False(Directory.Exists(dir.File("f")));
+    }
+
+    [Fact]
+    public void TrainFitScoreEndToEndAndRefuseFactorsFromAnotherCheckpoint()
+    {
+        using var dir = new TempDir();
+        string run = dir.File("run"), factors = dir.File("factors"), scores = dir.File("scores"), self = dir.File("self");
+        var r = Run("train", "--data", "embedded", "--model", "logreg", "--epochs", "2", "--train-count", "600", "--corrupt", "0.1", "--out", run);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("test accuracy", r.Out);
+        Assert.True(File.Exists(Path.Combine(run, "corruption.json")));
+
+        r = Run("fit-factors", "--checkpoint", run, "--strategy", "kfac", "--out", factors, "--partition-size", "250");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("Fit Covariance", r.Err);        // the profiler table
+
+        r = Run("scores", "pairwise", "--checkpoint", run, "--factors", factors, "--out", scores, "--query-count", "7", "--measure", "margin");
+        Assert.True(r.Code == 0, r.Err);
+        using (var m = Npy.Read(Path.Combine(scores, "scores.npy")))
+            Assert.Equal(new long[] { 7, 600 }, m.shape);
+
+        r = Run("scores", "self", "--checkpoint", run, "--factors", factors, "--out", self, "--partition-size", "200");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(600, PartitionedScoring.ReadVector(Path.Combine(self, "self_influence.npy")).Length);
+
+        // Factors of epoch 2 used with the epoch-1 checkpoint: refused, nothing written.
+        r = Run("scores", "self", "--checkpoint", Path.Combine(run, "epoch-0001.safetensors"), "--factors", factors, "--out", dir.File("bad"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("another checkpoint", r.Err);
+        Assert.False(File.Exists(Path.Combine(dir.File("bad"), "self_influence.npy")));
+    }
+}
