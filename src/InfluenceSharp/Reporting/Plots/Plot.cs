@@ -57,7 +57,7 @@ public abstract class Plot
                      (XLabel.Length > 0 ? Canvas.CapHeight(ts) + 2 * Gap : 0);
         int plotH = Math.Max(20, Height - top - bottom);
         var (yTicks, yStep) = Ticks.Nice(ylo, yhi, Math.Clamp(plotH / (Canvas.LineHeight(ts) * 3), 3, 10));
-        var yLabels = yTicks.Select(v => Ticks.Format(v, yStep)).ToArray();
+        var yLabels = Ticks.Labels(yTicks, yStep);
 
         // Horizontal layout: y label, y tick labels, plot area, half the last x tick label.
         int yLabelW = yLabels.Length == 0 ? 0 : yLabels.Max(l => Canvas.MeasureText(l, ts).Width);
@@ -128,12 +128,12 @@ public abstract class Plot
     /// <summary>Numeric x ticks, thinned until their labels no longer touch.</summary>
     private static (double X, string Label)[] NumericXTicks(double lo, double hi, int plotW, int ts)
     {
-        for (int target = Math.Clamp(plotW / 80, 2, 12); ; target--)
+        for (int target = Math.Clamp(plotW / 110, 2, 12); ; target--)
         {
             var (vals, step) = Ticks.Nice(lo, hi, target);
-            var ticks = vals.Select(v => (v, Ticks.Format(v, step))).ToArray();
-            int widest = ticks.Length == 0 ? 0 : ticks.Max(t => Canvas.MeasureText(t.Item2, ts).Width);
-            double spacing = ticks.Length > 1 ? (ticks[1].v - ticks[0].v) / (hi - lo) * plotW : double.MaxValue;
+            var ticks = vals.Zip(Ticks.Labels(vals, step)).ToArray();
+            int widest = ticks.Length == 0 ? 0 : ticks.Max(t => Canvas.MeasureText(t.Second, ts).Width);
+            double spacing = ticks.Length > 1 ? step / (hi - lo) * plotW : double.MaxValue;
             if (spacing > widest + 4 * ts || target <= 2) return ticks;
         }
     }

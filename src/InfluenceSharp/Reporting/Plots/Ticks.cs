@@ -8,6 +8,14 @@ internal static class Ticks
     /// <summary>Tick values inside [lo, hi], about <paramref name="target"/> of them, and the step.</summary>
     public static (double[] Values, double Step) Nice(double lo, double hi, int target = 6)
     {
+        // Rounding the step can leave too few ticks on a short axis; ask for more until there are 3.
+        var r = NiceOnce(lo, hi, target);
+        for (int t = target + 1; r.Values.Length < 3 && t <= target + 4; t++) r = NiceOnce(lo, hi, t);
+        return r;
+    }
+
+    private static (double[] Values, double Step) NiceOnce(double lo, double hi, int target)
+    {
         if (!(hi > lo)) return ([lo], 1);
         double raw = (hi - lo) / Math.Max(1, target - 1);
         double mag = Math.Pow(10, Math.Floor(Math.Log10(raw)));
@@ -24,24 +32,21 @@ internal static class Ticks
         return (values.ToArray(), step);
     }
 
-    /// <summary>A tick label with as many decimals as the step needs; very large or very small
-    /// magnitudes in short scientific form ("2.5e-05").</summary>
-    public static string Format(double v, double step)
+    /// <summary>Labels for the ticks of one axis, all with the decimals the step needs. When the
+    /// largest magnitude is very large or very small, all share its power of ten ("0.5e-5", "1.0e-5").</summary>
+    public static string[] Labels(IReadOnlyList<double> values, double step)
     {
-        double mag = Math.Max(Math.Abs(v), step);
-        int exp = (int)Math.Floor(Math.Log10(mag));
-        if (exp >= 5 || exp <= -4)
-        {
-            if (v == 0) return "0";
-            int decimals = Math.Clamp(exp - (int)Math.Floor(Math.Log10(step) + 1e-9), 0, 4);
-            double mant = v / Math.Pow(10, exp);
-            return mant.ToString("F" + decimals, CultureInfo.InvariantCulture) + "e" + exp.ToString(CultureInfo.InvariantCulture);
-        }
-        int d = Math.Clamp(-(int)Math.Floor(Math.Log10(step) + 1e-9), 0, 10);
+        double maxAbs = values.Count == 0 ? 0 : values.Max(Math.Abs);
+        int exp = maxAbs > 0 ? (int)Math.Floor(Math.Log10(maxAbs)) : 0;
+        bool sci = exp >= 5 || exp <= -4;
+        double unit = sci ? Math.Pow(10, exp) : 1;
+        double s = step / unit;
+        int d = Math.Clamp(-(int)Math.Floor(Math.Log10(s) + 1e-9), 0, 10);
         // A step of 2.5 x 10^k needs one more decimal than its power of ten suggests.
-        double scaled = step * Math.Pow(10, d);
+        double scaled = s * Math.Pow(10, d);
         if (Math.Abs(scaled - Math.Round(scaled)) > 1e-6) d++;
-        return v.ToString("F" + d, CultureInfo.InvariantCulture);
+        string suffix = sci ? "e" + exp.ToString(CultureInfo.InvariantCulture) : "";
+        return values.Select(v => v == 0 && sci ? "0" : (v / unit).ToString("F" + d, CultureInfo.InvariantCulture) + suffix).ToArray();
     }
 
     /// <summary>A data range widened by a fraction of its span on each side; a single value gets a
