@@ -8,8 +8,6 @@ public sealed class Histogram : Plot
 
     private readonly List<Sample> samples = new();
 
-    public Histogram() { YLabel = "count"; }
-
     public int Bins { get; set; } = 40;
     /// <summary>Bin range; null means from the smallest to the largest finite value of all samples.</summary>
     public double? RangeMin { get; set; }
@@ -60,6 +58,7 @@ public sealed class Histogram : Plot
 
     private protected override (double X, double Y) Padding => (0.02, 0.06);
     private protected override bool YFromZero => true;
+    private protected override string AutoYLabel => Normalize ? "fraction of sample" : "count";
 
     private protected override void DrawData(Canvas canvas, Axes axes)
     {

@@ -34,6 +34,8 @@ public abstract class Plot
     private protected virtual bool YFromZero => false;
     /// <summary>Fixed x tick positions and labels (categories), or null for numeric ticks.</summary>
     private protected virtual IReadOnlyList<(double X, string Label)>? CategoryTicks => null;
+    /// <summary>The y label to show when <see cref="YLabel"/> is empty.</summary>
+    private protected virtual string AutoYLabel => "";
     private protected abstract void DrawData(Canvas canvas, Axes axes);
     private protected abstract IReadOnlyList<LegendEntry> LegendEntries();
 
@@ -43,6 +45,7 @@ public abstract class Plot
     public Canvas Render()
     {
         int ts = Math.Max(1, TextScale);
+        string yLabel = YLabel.Length > 0 ? YLabel : AutoYLabel;
         var range = DataRange();
         var (xlo, xhi) = Limits(range.XLo, range.XHi, XMin, XMax, Padding.X, false);
         var (ylo, yhi) = Limits(range.YLo, range.YHi, YMin, YMax, Padding.Y, YFromZero);
@@ -61,7 +64,7 @@ public abstract class Plot
 
         // Horizontal layout: y label, y tick labels, plot area, half the last x tick label.
         int yLabelW = yLabels.Length == 0 ? 0 : yLabels.Max(l => Canvas.MeasureText(l, ts).Width);
-        int left = Gap + (YLabel.Length > 0 ? Canvas.CapHeight(ts) + 2 * Gap : 0) + yLabelW + Gap / 2 + TickLength;
+        int left = Gap + (yLabel.Length > 0 ? Canvas.CapHeight(ts) + 2 * Gap : 0) + yLabelW + Gap / 2 + TickLength;
         int right = Gap * 3;
         int plotW = Math.Max(20, Width - left - right);
         var area = new PixelRect(left, top, plotW, plotH);
@@ -98,8 +101,8 @@ public abstract class Plot
         }
         if (XLabel.Length > 0)
             canvas.DrawText(area.X + area.Width / 2, Height - Gap - Canvas.CapHeight(ts), XLabel, Ink, ts, TextAlign.Center);
-        if (YLabel.Length > 0)
-            canvas.DrawTextVertical(Gap + Canvas.CapHeight(ts) / 2, area.Y + area.Height / 2, YLabel, Ink, ts);
+        if (yLabel.Length > 0)
+            canvas.DrawTextVertical(Gap + Canvas.CapHeight(ts) / 2, area.Y + area.Height / 2, yLabel, Ink, ts);
         int ty = Gap;
         foreach (var line in titleLines)
         {
