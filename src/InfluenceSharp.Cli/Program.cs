@@ -20,6 +20,7 @@ namespace InfluenceSharp.Cli
               fit-factors      fit influence-function factors (identity, diagonal, kfac, ekfac)
               scores pairwise  influence of every training example on each query -> scores.npy
               scores self      self-influence of every training example -> self_influence.npy
+              detect-mislabeled  rank training examples by self-influence; score against the corruption record
 
             common options:
               --data SPEC      embedded | auto | fashion-mnist | cifar10:DIR | DIR   (default depends on command)
@@ -51,6 +52,7 @@ namespace InfluenceSharp.Cli
                     "fit-factors" => InfluenceCommands.FitFactors(a),
                     "scores pairwise" => InfluenceCommands.Scores(a, "pairwise"),
                     "scores self" => InfluenceCommands.Scores(a, "self"),
+                    "detect-mislabeled" => DetectCommand.Run(a),
                     _ => throw new UsageException($"unknown command '{cmd}'"),
                 };
             }
@@ -63,6 +65,16 @@ namespace InfluenceSharp.Cli
             catch (InfluenceSharpException e)
             {
                 Console.Error.WriteLine($"influence: error: {e.Message}");
+                return 1;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"influence: error: {e.Message}");
+                return 1;
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine($"influence: internal error (please report): {e}");
                 return 1;
             }
         }

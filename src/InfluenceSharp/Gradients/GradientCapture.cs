@@ -47,7 +47,7 @@ public sealed class GradientCapture : IDisposable
         for (int i = 0; i < layers.Count; i++)
             if (outputs[i] is null) throw new InfluenceSharpException($"tracked layer '{layers[i].Name}' was not called in the forward pass");
         var loss = lossOf(logits);
-        double lv = loss.item<double>();
+        double lv = loss.detach().to(ScalarType.Float64).item<double>();
         if (!double.IsFinite(lv))
             throw new InfluenceSharpException($"the loss of a batch is {lv}: the model produces non-finite outputs (a diverged checkpoint or corrupt inputs?)");
         var outs = outputs.Select(o => o!).ToList();

@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using InfluenceSharp.Evaluation;
+using InfluenceSharp.Reporting;
+using InfluenceSharp.Scores;
+using InfluenceSharp.Storage;
+
+namespace InfluenceSharp.Cli.Commands;
+
+/// <summary>`influence detect-mislabeled`: rank training examples by self-influence and, when the run
+/// recorded which labels it corrupted, score the ranking (seeds 001 and 002).</summary>
+public static class DetectCommand
+{
+    public const string Help = """
+        influence detect-mislabeled --run RUN_DIR [options]
+
+          --methods M,...      ekfac, kfac, diagonal, identity, ...            (default ekfac)
+          --out DIR            (default RUN_DIR/detect)
+          --top N              suspicious examples to list and show (default 24)
+          --damping X          absolute damping for influence functions (default: heuristic)
+          --layers NAMES       tracked layers (default: all Linear/Conv2d)
+        Writes self_influence-<method>.npy, detection.json, detection-curve.png,
+        self-influence-<method>.png, suspicious-<method>.png and suspicious-<method>.csv.
+        """;
+
+    public sealed record MethodDetection(string Method, double Seconds, DetectionResult? Result, int[] Top);
+
+    public static int Run(Args a)
+    {
+        if (a.Flag("help")) { Console.WriteLine(Help); return 0; }
+        string runDir = a.Required("run");
+        var methods = MethodFactory.ParseList(a.Str("methods", "ekfac"));
+        string outDir = a.Str("out") ?? Path.Combine(runDir, "detect");
+        int top = a.Int("top", 24);
+        var settings = MethodSettings.From(a);
+        string? dataSpec = a.Str("data");
+        a.RejectUnknown();
+        var profiler = new Profiler();
+        var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
+        var results = Detect(run, methods, settings, outDir, top, profiler);
+        PrintTable(results, run);
+        Console.Error.Write(profiler.Table());
+        Console.WriteLine($"detection results in {outDir}");
+        return 0;
+    }
+
+    internal static List<MethodDetection> Detect(RunContext run, IReadOnlyList<string> methods, MethodSettings settings, string outDir,
+        int top, Profiler profiler, bool quiet = false)
+    {
+        Directory.CreateDirectory(outDir);
+        var train = run.Data.Train;
+        var mask = run.Data.Corruption?.Mask(train.Count);
+        var predicted = run.PredictedTrainLabels();
+        var list = new List<MethodDetection>();
+        foreach (var name in methods)
+        {
+            var sw = Stopwatch.StartNew();
+            var method = MethodFactory.Create(name, run, settings, profiler, quiet);
+            var self = method.SelfInfluence(train);
+            double secs = sw.Elapsed.TotalSeconds;
+            Npy.Write(Path.Combine(outDir, $"self_influence-{name}.npy"), self, self.Length);
+            var order = Enumerable.Range(0, self.Length).OrderByDescending(i => self[i]).ToArray();
+            var result = mask is null ? null : MislabelDetection.Evaluate(self, mask);
+            list.Add(new MethodDetection(name, secs, result, order.Take(top).ToArray()));
+            using (profiler.Stage("Plots"))
+            {
+                Figures.Suspicious(name, train, self, run.Data.Corruption, run.ClassNames, top).SavePng(Path.Combine(outDir, $"suspicious-{name}.png"));
+                if (mask is not null) Figures.SelfInfluenceDistribution(name, self, mask).SavePng(Path.Combine(outDir, $"self-influence-{name}.png"));
+            }
+            var truth = new Dictionary<int, int>();
+            if (run.Data.Corruption is { } rec) for (int t = 0; t < rec.Indices.Length; t++) truth[rec.Indices[t]] = rec.TrueLabels[t];
+            var csv = new System.Text.StringBuilder("rank,index,self_influence,given_label,predicted_label,true_label_if_corrupted\n");
+            for (int r = 0; r < Math.Min(order.Length, Math.Max(top, 100)); r++)
+            {
+                int i = order[r];
+                csv.Append(System.FormattableString.Invariant($"{r + 1},{i},{self[i]:G6},{run.ClassNames[train.Labels[i]]},{run.ClassNames[predicted[i]]},{(truth.TryGetValue(i, out var tl) ? run.ClassNames[tl] : "")}\n"));
+            }
+            AtomicFile.WriteAllText(Path.Combine(outDir, $"suspicious-{name}.csv"), csv.ToString());
+            if (!quiet && mask is null)
+            {
+                Console.WriteLine($"{name}: most suspicious training examples (index: given label / predicted label):");
+                foreach (var i in order.Take(top)) Console.WriteLine($"  #{i}: {run.ClassNames[train.Labels[i]]} / {run.ClassNames[predicted[i]]}  (self-influence {self[i]:G4})");
+            }
+        }
+        var withResults = list.Where(m => m.Result is not null).ToDictionary(m => m.Method, m => m.Result!);
+        if (withResults.Count > 0) Figures.DetectionCurves(withResults).SavePng(Path.Combine(outDir, "detection-curve.png"));
+        Json.WriteFile(Path.Combine(outDir, "detection.json"), list.Select(m => new
+        {
+            method = m.Method, seconds = m.Seconds, roc_auc = m.Result?.RocAuc,
+            found_at = m.Result?.Table.ToDictionary(kv => $"{kv.Key * 100:F0}%", kv => kv.Value),
+            curve = m.Result?.Found, top = m.Top,
+        }).ToList());
+        return list;
+    }
+
+    internal static void PrintTable(List<MethodDetection> results, RunContext run)
+    {
+        if (run.Data.Corruption is null) return;
+        Console.WriteLine($"mislabel detection: {run.Data.Corruption.Indices.Length} of {run.Data.Train.Count} labels corrupted; fraction found when inspecting the top ...");
+        Console.WriteLine($"{"method",-12} {"5%",7} {"10%",7} {"20%",7} {"30%",7} {"ROC AUC",8} {"seconds",8}");
+        foreach (var m in results)
+        {
+            var t = m.Result!.Table;
+            Console.WriteLine($"{m.Method,-12} {t[0.05],7:P1} {t[0.1],7:P1} {t[0.2],7:P1} {t[0.3],7:P1} {m.Result.RocAuc,8:F3} {m.Seconds,8:F1}");
+        }
+    }
+}
