@@ -21,6 +21,7 @@ namespace InfluenceSharp.Cli
               scores pairwise  influence of every training example on each query -> scores.npy
               scores self      self-influence of every training example -> self_influence.npy
               detect-mislabeled  rank training examples by self-influence; score against the corruption record
+              explain          proponents and opponents of queries (streaming top-k) with image grids
 
             common options:
               --data SPEC      embedded | auto | fashion-mnist | cifar10:DIR | DIR   (default depends on command)
@@ -53,6 +54,7 @@ namespace InfluenceSharp.Cli
                     "scores pairwise" => InfluenceCommands.Scores(a, "pairwise"),
                     "scores self" => InfluenceCommands.Scores(a, "self"),
                     "detect-mislabeled" => DetectCommand.Run(a),
+                    "explain" => ExplainCommand.Run(a),
                     _ => throw new UsageException($"unknown command '{cmd}'"),
                 };
             }
