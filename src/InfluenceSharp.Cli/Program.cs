@@ -22,6 +22,8 @@ namespace InfluenceSharp.Cli
               scores self      self-influence of every training example -> self_influence.npy
               detect-mislabeled  rank training examples by self-influence; score against the corruption record
               explain          proponents and opponents of queries (streaming top-k) with image grids
+              evaluate lds     linear datamodeling score of methods (retrains on random subsets, cached)
+              evaluate remove  counterfactual removal of helpful / harmful / random examples, retrained
 
             common options:
               --data SPEC      embedded | auto | fashion-mnist | cifar10:DIR | DIR   (default depends on command)
@@ -43,7 +45,7 @@ namespace InfluenceSharp.Cli
                 if (argv[0] is "--version") { Console.WriteLine(LibraryInfo.Version); return 0; }
                 string cmd = argv[0];
                 var rest = argv.Skip(1).ToArray();
-                if (cmd is "data" or "scores" && rest.Length > 0 && !rest[0].StartsWith("--", StringComparison.Ordinal)) { cmd = cmd + " " + rest[0]; rest = rest.Skip(1).ToArray(); }
+                if (cmd is "data" or "scores" or "evaluate" && rest.Length > 0 && !rest[0].StartsWith("--", StringComparison.Ordinal)) { cmd = cmd + " " + rest[0]; rest = rest.Skip(1).ToArray(); }
                 var a = new Args(rest);
                 return cmd switch
                 {
@@ -55,6 +57,8 @@ namespace InfluenceSharp.Cli
                     "scores self" => InfluenceCommands.Scores(a, "self"),
                     "detect-mislabeled" => DetectCommand.Run(a),
                     "explain" => ExplainCommand.Run(a),
+                    "evaluate lds" => EvaluateCommands.Lds(a),
+                    "evaluate remove" => EvaluateCommands.Remove(a),
                     _ => throw new UsageException($"unknown command '{cmd}'"),
                 };
             }
