@@ -21,7 +21,7 @@ public static class EvaluateCommands
           --epochs N           epochs of each retraining (default: the run's)
           --cache DIR          retrained-model cache (default RUN_DIR/lds); reused across methods
           --shard i/n          retrain only subsets j with j % n == i, then stop
-        Retraining resumes where it stopped. Writes lds.json in the cache directory.
+        Retraining resumes where it stopped. Writes lds-results.json in the cache directory.
         """;
 
     public static int Lds(Args a)
@@ -75,7 +75,7 @@ public static class EvaluateCommands
         }
         Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {target}, {run.Data.Train.Count} training examples):");
         foreach (var (m, r) in results) Console.WriteLine($"  {m,-14} {r.Mean,7:F4} ± {r.StandardError:F4}");
-        Json.WriteFile(Path.Combine(cache, "lds.json"), results.Select(kv => new
+        Json.WriteFile(Path.Combine(cache, "lds-results.json"), results.Select(kv => new
         {
             method = kv.Key, lds = kv.Value.Mean, standard_error = kv.Value.StandardError, subsets = kv.Value.Subsets,
             queries = queries.Count, target, alpha = options.Alpha, train_count = run.Data.Train.Count, undefined_queries = kv.Value.UndefinedQueries,
