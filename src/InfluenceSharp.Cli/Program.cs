@@ -24,6 +24,7 @@ namespace InfluenceSharp.Cli
               explain          proponents and opponents of queries (streaming top-k) with image grids
               evaluate lds     linear datamodeling score of methods (retrains on random subsets, cached)
               evaluate remove  counterfactual removal of helpful / harmful / random examples, retrained
+              report           one self-contained HTML page for a run (plots, tables, timings)
 
             common options:
               --data SPEC      embedded | auto | fashion-mnist | cifar10:DIR | DIR   (default depends on command)
@@ -59,6 +60,7 @@ namespace InfluenceSharp.Cli
                     "explain" => ExplainCommand.Run(a),
                     "evaluate lds" => EvaluateCommands.Lds(a),
                     "evaluate remove" => EvaluateCommands.Remove(a),
+                    "report" => ReportCommand.Run(a),
                     _ => throw new UsageException($"unknown command '{cmd}'"),
                 };
             }

@@ -39,6 +39,7 @@ public static class DetectCommand
         var results = Detect(run, methods, settings, outDir, top, profiler);
         PrintTable(results, run);
         Console.Error.Write(profiler.Table());
+        AtomicFile.WriteAllText(Path.Combine(outDir, "profile-detect.txt"), profiler.Table());
         Console.WriteLine($"detection results in {outDir}");
         return 0;
     }

@@ -40,6 +40,7 @@ public static class ExplainCommand
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
         Explain(run, method, settings, set, queryIdx, k, outDir, profiler);
         Console.Error.Write(profiler.Table());
+        AtomicFile.WriteAllText(Path.Combine(outDir, "profile-explain.txt"), profiler.Table());
         Console.WriteLine($"explanations in {outDir}");
         return 0;
     }

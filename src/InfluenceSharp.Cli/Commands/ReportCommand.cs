@@ -1,0 +1,128 @@
+using System.Text.Json;
+using InfluenceSharp.Reporting;
+using InfluenceSharp.Training;
+
+namespace InfluenceSharp.Cli.Commands;
+
+/// <summary>`influence report`: one self-contained HTML page for a run, from whatever the other
+/// commands left in the run directory (training, detect/, explain/, lds/, remove/).</summary>
+public static class ReportCommand
+{
+    public const string Help = """
+        influence report --run RUN_DIR [--out FILE]     (default RUN_DIR/report.html)
+        """;
+
+    public static readonly string[] SectionTitles =
+        { "Run", "Training", "Mislabel detection", "Proponents and opponents", "Linear datamodeling score", "Counterfactual removal", "Timings" };
+
+    public static int Run(Args a)
+    {
+        if (a.Flag("help")) { Console.WriteLine(Help); return 0; }
+        string runDir = a.Required("run");
+        string outPath = a.Str("out") ?? Path.Combine(runDir, "report.html");
+        a.RejectUnknown();
+        Write(runDir, outPath);
+        Console.WriteLine($"report: {Path.GetFullPath(outPath)}");
+        return 0;
+    }
+
+    internal static void Write(string runDir, string outPath)
+    {
+        var checkpoints = Checkpoint.List(runDir);
+        var last = checkpoints[^1].Info;
+        var report = new HtmlReport($"InfluenceSharp report: {Path.GetFileName(Path.GetFullPath(runDir).TrimEnd('/'))}");
+
+        var run = report.Section("Run");
+        run.Table(new[] { "setting", "value" }, new List<IReadOnlyList<object?>>
+        {
+            new object?[] { "model", last.Model.Describe() },
+            new object?[] { "data", $"{last.DataSource} ({last.TrainCount} training examples, fingerprint {last.DataFingerprint})" },
+            new object?[] { "corrupted labels", last.CorruptedCount },
+            new object?[] { "epochs", checkpoints.Count },
+            new object?[] { "training", last.Training is { } t ? $"SGD lr {t.LearningRate} ({t.Schedule}), momentum {t.Momentum}, weight decay {t.WeightDecay}, batch {t.BatchSize}, seed {t.Seed}" : "" },
+            new object?[] { "final test accuracy", last.Metrics?.TestAccuracy },
+            new object?[] { "library", "InfluenceSharp " + LibraryInfo.Version },
+        });
+
+        var training = report.Section("Training");
+        var history = checkpoints.Where(c => c.Info.Metrics is not null).Select(c => c.Info.Metrics!).ToList();
+        if (history.Count > 0)
+        {
+            training.Image(Figures.TrainingCurves(history), "training curves");
+            training.Table(new[] { "epoch", "learning rate", "train loss", "train acc", "test loss", "test acc", "seconds" },
+                checkpoints.Where(c => c.Info.Metrics is not null).Select(c => (IReadOnlyList<object?>)new object?[]
+                {
+                    c.Info.Epoch, c.Info.LearningRate, c.Info.Metrics!.TrainLoss, c.Info.Metrics.TrainAccuracy, c.Info.Metrics.TestLoss, c.Info.Metrics.TestAccuracy, c.Info.Metrics.Seconds,
+                }));
+        }
+
+        var detect = report.Section("Mislabel detection");
+        string detectDir = Path.Combine(runDir, "detect");
+        if (File.Exists(Path.Combine(detectDir, "detection.json")))
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(detectDir, "detection.json")));
+            var rows = new List<IReadOnlyList<object?>>();
+            foreach (var m in doc.RootElement.EnumerateArray())
+            {
+                var found = m.TryGetProperty("found_at", out var f) && f.ValueKind == JsonValueKind.Object ? f : default;
+                string Pct(string key) => found.ValueKind == JsonValueKind.Object && found.TryGetProperty(key, out var v) ? $"{v.GetDouble():P1}" : "";
+                rows.Add(new object?[] { m.GetProperty("method").GetString(), Pct("5%"), Pct("10%"), Pct("20%"), Pct("30%"),
+                    m.TryGetProperty("roc_auc", out var auc) && auc.ValueKind == JsonValueKind.Number ? auc.GetDouble() : null, m.GetProperty("seconds").GetDouble() });
+            }
+            detect.Paragraph("Training examples ranked by self-influence; the fraction of truly corrupted labels found when inspecting the top of the ranking.");
+            detect.Table(new[] { "method", "5%", "10%", "20%", "30%", "ROC AUC", "seconds" }, rows);
+            AddImages(detect, detectDir, "detection-curve*.png");
+            AddImages(detect, detectDir, "self-influence-*.png");
+            AddImages(detect, detectDir, "suspicious-*.png");
+        }
+        else detect.Paragraph("Not run (influence detect-mislabeled).");
+
+        var explain = report.Section("Proponents and opponents");
+        if (!AddImages(explain, Path.Combine(runDir, "explain"), "explain-*.png")) explain.Paragraph("Not run (influence explain).");
+
+        var lds = report.Section("Linear datamodeling score");
+        string ldsFile = Path.Combine(runDir, "lds", "lds-results.json");
+        if (File.Exists(ldsFile))
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(ldsFile));
+            lds.Table(new[] { "method", "LDS", "standard error", "subsets", "queries", "target" },
+                doc.RootElement.EnumerateArray().Select(m => (IReadOnlyList<object?>)new object?[]
+                {
+                    m.GetProperty("method").GetString(), m.GetProperty("lds").GetDouble(), m.GetProperty("standard_error").GetDouble(),
+                    m.GetProperty("subsets").GetInt32(), m.GetProperty("queries").GetInt32(), m.GetProperty("target").GetString(),
+                }).ToList());
+        }
+        else lds.Paragraph("Not run (influence evaluate lds).");
+
+        var remove = report.Section("Counterfactual removal");
+        string removeFile = Path.Combine(runDir, "remove", "removal.json");
+        if (File.Exists(removeFile))
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(removeFile));
+            string MS(JsonElement e) => $"{e.GetProperty("mean").GetDouble():F4} ± {e.GetProperty("std").GetDouble():F4}";
+            remove.Paragraph($"Method {doc.RootElement.GetProperty("method").GetString()}: change against training on all data with the same seeds.");
+            remove.Table(new[] { "removed", "k", "query loss", "query accuracy", "test accuracy" },
+                doc.RootElement.GetProperty("settings").EnumerateArray().Select(s => (IReadOnlyList<object?>)new object?[]
+                {
+                    s.GetProperty("kind").GetString(), s.GetProperty("k").GetInt32(), MS(s.GetProperty("query_loss_change")),
+                    MS(s.GetProperty("query_accuracy_change")), MS(s.GetProperty("test_accuracy_change")),
+                }).ToList());
+            AddImages(remove, Path.Combine(runDir, "remove"), "removal.png");
+        }
+        else remove.Paragraph("Not run (influence evaluate remove).");
+
+        var timings = report.Section("Timings");
+        var profiles = Directory.GetFiles(runDir, "profile-*.txt", SearchOption.AllDirectories).OrderBy(p => p).ToList();
+        foreach (var p in profiles) timings.Pre($"{Path.GetRelativePath(runDir, p)}\n{File.ReadAllText(p)}");
+        if (profiles.Count == 0) timings.Paragraph("No profiler tables found.");
+        report.Save(outPath);
+    }
+
+    static bool AddImages(HtmlSection section, string dir, string pattern)
+    {
+        if (!Directory.Exists(dir)) return false;
+        var files = Directory.GetFiles(dir, pattern).OrderBy(p => p, StringComparer.Ordinal).ToList();
+        foreach (var f in files) section.Image(File.ReadAllBytes(f), Path.GetFileNameWithoutExtension(f), Path.GetFileName(f));
+        return files.Count > 0;
+    }
+}
