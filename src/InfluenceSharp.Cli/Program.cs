@@ -14,6 +14,7 @@ namespace InfluenceSharp.Cli
             usage: influence <command> [options]
 
             commands:
+              demo             the whole pipeline on the embedded data: train, detect mislabeled, explain, report
               train            train a model on a data set, checkpoint every epoch
               data subset      write a class-balanced IDX subset of a data set
               data info        describe a data set
@@ -50,6 +51,7 @@ namespace InfluenceSharp.Cli
                 var a = new Args(rest);
                 return cmd switch
                 {
+                    "demo" => DemoCommand.Run(a),
                     "train" => TrainCommand.Run(a),
                     "data subset" => DataCommands.Subset(a),
                     "data info" => DataCommands.Info(a),

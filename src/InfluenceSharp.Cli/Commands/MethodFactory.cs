@@ -28,6 +28,7 @@ internal sealed record MethodSettings
 internal static class MethodFactory
 {
     public static readonly string[] Names = { "ekfac", "kfac", "diagonal", "identity" };
+    public static readonly string[] DemoMethods = { "ekfac", "kfac", "identity" };
 
     public static IAttributionMethod Create(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet = false)
     {

@@ -174,8 +174,16 @@ public sealed class InfluenceFunction : IAttributionMethod
                 var prod = lb.RankOne ? (gu * av).squeeze(1) : (gu * av).sum(1);
                 return prod.reshape(lb.BatchSize, nq, rank).sum(2).mT.to(lb.G.dtype);
             }
+            var p = flat[layer]!;                                                 // [n_q, Out·In]
+            if (lb.RankOne)
+            {
+                // g_zᵀ P_q a_z without forming g_z a_zᵀ: Y = a Pᵀ [B, n_q·Out], then contract with g.
+                long outF = lb.G.shape[2], inF = lb.A.shape[2];
+                var y = Cast(lb.A.squeeze(1)).matmul(p.reshape(nq * outF, inF).mT).reshape(lb.BatchSize, nq, outF);
+                return y.mul_(Cast(lb.G.squeeze(1)).unsqueeze(1)).sum(2).mT.to(lb.G.dtype);
+            }
             var g = Cast(lb.PerExample().reshape(lb.BatchSize, -1));
-            return flat[layer]!.matmul(g.mT).to(lb.G.dtype);
+            return p.matmul(g.mT).to(lb.G.dtype);
         }
 
         public void Dispose()

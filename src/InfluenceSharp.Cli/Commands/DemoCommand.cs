@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using InfluenceSharp.Data;
+using InfluenceSharp.Models;
+using InfluenceSharp.Reporting;
+using InfluenceSharp.Storage;
+using InfluenceSharp.Training;
+
+namespace InfluenceSharp.Cli.Commands;
+
+/// <summary>`influence demo`, the README's main command: on the embedded data, train SmallCnn with 10%
+/// of labels corrupted, find them with several methods, explain a few test predictions, write the
+/// report. A finished training run in the same directory with the same settings is reused.</summary>
+public static class DemoCommand
+{
+    public const string Help = """
+        influence demo [--out DIR] [--data SPEC] [--epochs N] [--methods M,...]
+
+          --out DIR        (default runs/demo)
+          --data SPEC      (default embedded: the 10,000-image Fashion-MNIST subset in the library)
+          --epochs N       (default 6)
+          --methods M,...  (default: ekfac, tracin-last, trak)
+        """;
+
+    public static string DefaultMethods => string.Join(",", MethodFactory.DemoMethods);
+
+    public static int Run(Args a)
+    {
+        if (a.Flag("help")) { Console.WriteLine(Help); return 0; }
+        string outDir = a.Str("out", "runs/demo");
+        string dataSpec = a.Str("data", "embedded");
+        int epochs = a.Int("epochs", 6);
+        var methods = MethodFactory.ParseList(a.Str("methods", DefaultMethods));
+        a.RejectUnknown();
+
+        var stages = new Profiler();
+        var wall = Stopwatch.StartNew();
+        string runDir = Path.Combine(outDir, "run");
+        var split = stages.Time("Load Data", () => DataSource.Load(dataSpec));
+        var (labels, record) = LabelCorruption.Corrupt(split.Train.Labels, split.Train.NumClasses, 0.1, seed: 0);
+        var train = split.Train.WithLabels(labels);
+        var spec = ModelSpec.For("smallcnn", train.Channels, train.Height, train.Width, train.NumClasses);
+        var options = new TrainOptions { Epochs = epochs, BatchSize = 128, LearningRate = 0.05, Seed = 0 };
+        Console.WriteLine($"InfluenceSharp demo: {spec.Describe()} on {split.Source} ({train.Count} training images, {record.Indices.Length} labels corrupted), {epochs} epochs");
+
+        using (stages.Stage("Train"))
+        {
+            if (Reusable(runDir, spec, options, train.Fingerprint(), epochs)) Console.WriteLine($"reusing the finished training run in {runDir}");
+            else
+            {
+                var result = new Trainer(options).Train(spec, train, split.Test, runDir, record, split.Source);
+                Json.WriteFile(Path.Combine(runDir, "run.json"), new RunManifest(spec, options, split.Source, train.Fingerprint(), train.Count,
+                    result.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), result.History, LibraryInfo.Version));
+            }
+        }
+        var run = RunContext.Load(runDir, dataSpec);
+        Console.WriteLine($"test accuracy of the last checkpoint: {run.Last.Info.Metrics?.TestAccuracy:P2}");
+
+        var profiler = new Profiler();
+        List<DetectCommand.MethodDetection> detection;
+        using (stages.Stage("Detect Mislabeled"))
+            detection = DetectCommand.Detect(run, methods, new MethodSettings(), Path.Combine(runDir, "detect"), 24, profiler);
+        AtomicFile.WriteAllText(Path.Combine(runDir, "detect", "profile-detect.txt"), profiler.Table());
+        Console.WriteLine();
+        DetectCommand.PrintTable(detection, run);
+
+        using (stages.Stage("Explain"))
+        {
+            var p = new Profiler();
+            ExplainCommand.Explain(run, methods[0], new MethodSettings(), "test", new[] { 0, 1, 2 }, 8, Path.Combine(runDir, "explain"), p, quiet: true);
+            AtomicFile.WriteAllText(Path.Combine(runDir, "explain", "profile-explain.txt"), p.Table());
+        }
+        string reportPath = Path.Combine(outDir, "report.html");
+        using (stages.Stage("Report"))
+        {
+            AtomicFile.WriteAllText(Path.Combine(runDir, "profile-demo.txt"), stages.Table());
+            ReportCommand.Write(runDir, reportPath);
+        }
+        Console.WriteLine();
+        Console.Write(stages.Table());
+        Console.WriteLine($"report: {Path.GetFullPath(reportPath)}  ({wall.Elapsed.TotalSeconds:F0} s in all)");
+        return 0;
+    }
+
+    static bool Reusable(string runDir, ModelSpec spec, TrainOptions options, string fingerprint, int epochs)
+    {
+        string path = Path.Combine(runDir, "run.json");
+        if (!File.Exists(path)) return false;
+        try
+        {
+            var m = Json.ReadFile<RunManifest>(path);
+            return m.Model == spec && m.Training == options && m.DataFingerprint == fingerprint && m.Checkpoints.Length == epochs
+                   && m.Checkpoints.All(c => File.Exists(Path.Combine(runDir, c)) && File.Exists(Checkpoint.SidecarPath(Path.Combine(runDir, c))));
+        }
+        catch (InfluenceSharpException) { return false; }
+    }
+}
