@@ -32,6 +32,13 @@ internal static class MethodFactory
 
     public static IAttributionMethod Create(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet = false)
     {
+        string key = $"{name}|{s}";
+        if (run.Methods.TryGetValue(key, out var cached)) return cached;
+        return run.Methods[key] = Build(name, run, s, profiler, quiet);
+    }
+
+    static IAttributionMethod Build(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet)
+    {
         var task = new ClassificationTask(s.Measure);
         switch (name)
         {

@@ -20,6 +20,10 @@ internal sealed class RunContext
     public RunData Data { get; }
     public IReadOnlyList<string> ClassNames { get; }
 
+    /// <summary>Methods already built for this run (fitted factors, stored features), by name and
+    /// settings, so that one process never fits the same thing twice.</summary>
+    internal Dictionary<string, Methods.IAttributionMethod> Methods { get; } = new();
+
     /// <summary>--run RUN_DIR (all checkpoints) or a single checkpoint file.</summary>
     public static RunContext Load(string path, string? dataOverride)
     {
