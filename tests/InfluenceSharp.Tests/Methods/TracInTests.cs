@@ -209,12 +209,13 @@ public class TracInTests
         using var exact = new TracInCP(cps, task, Quiet);
         var oracle = exact.PairwiseMatrix(queries, train);
         var dims = layout == ProjectionLayout.Dense ? new[] { (4, 0, 0), (64, 0, 0), (1024, 0, 0) } : new[] { (0, 1, 2), (0, 4, 8), (0, 24, 24) };
-        var errors = dims.Select(d =>
+        // Mean relative error over a fixed set of seeds (the estimator's spread is large at tiny k).
+        var errors = dims.Select(d => Enumerable.Range(11, 4).Average(seed =>
         {
-            var proj = new ProjectionOptions { Layout = layout, Kind = kind, Dim = d.Item1, GradientDim = d.Item2, ActivationDim = d.Item3, Seed = 11 };
+            var proj = new ProjectionOptions { Layout = layout, Kind = kind, Dim = d.Item1, GradientDim = d.Item2, ActivationDim = d.Item3, Seed = seed };
             using var rp = new TracInCPFastRandProj(cps, task, new TracInRandProjOptions { Quiet = true, Projection = proj });
             return RelErr(rp.PairwiseMatrix(queries, train), oracle);
-        }).ToArray();
+        })).ToArray();
         Assert.True(errors[0] > errors[1] && errors[1] > errors[2], $"errors {string.Join(", ", errors)}");
         Assert.True(errors[2] < 0.5 * errors[0], $"errors {string.Join(", ", errors)}");
         Console.WriteLine($"projection error {layout} {kind}: {string.Join(", ", errors.Select(e => e.ToString("F3")))}");
