@@ -1,0 +1,332 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Methods.InfluenceFunctions;
+using InfluenceSharp.Reporting;
+using InfluenceSharp.Storage;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Features;
+
+/// <summary>Turns examples into per-example feature rows (stacked last-layer factors, projected
+/// gradients, TRAK features...). The training side is computed once into a <see cref="FeatureStore"/>.</summary>
+public interface IFeaturizer
+{
+    /// <summary>Identifies what the features are ("tracin-fast", "trak", ...), for manifests.</summary>
+    string Method { get; }
+    /// <summary>Every setting that changes the features (snake_case keys), for manifests.</summary>
+    IReadOnlyDictionary<string, string> Settings { get; }
+    /// <summary>Fingerprints of the models/checkpoints the features come from, in order.</summary>
+    IReadOnlyList<string> ModelFingerprints { get; }
+    /// <summary>Width of the "features" tensor.</summary>
+    long Dim { get; }
+
+    /// <summary>Features of a batch: "features" [B, Dim] plus method-specific extras [B, ...]
+    /// (e.g. TRAK's "q"). Query features may differ from training ones (e.g. loss vs. margin).
+    /// Called inside a dispose scope.</summary>
+    Dictionary<string, Tensor> Compute(IDataset data, ReadOnlySpan<int> indices, bool query);
+}
+
+/// <summary>manifest.json of a feature store: what the features were computed from and how.</summary>
+public sealed record FeatureStoreManifest
+{
+    public string Format { get; init; } = "influencesharp-features/1";
+    public required string Method { get; init; }
+    public required Dictionary<string, string> Settings { get; init; }
+    public required string[] Models { get; init; }
+    public required string DataFingerprint { get; init; }
+    public required int Count { get; init; }
+    public required int BlockSize { get; init; }
+    public required long Dim { get; init; }
+    public string LibraryVersion { get; init; } = LibraryInfo.Version;
+
+    public static FeatureStoreManifest For(IFeaturizer f, IDataset data, int blockSize) => new()
+    {
+        Method = f.Method, Settings = new Dictionary<string, string>(f.Settings), Models = f.ModelFingerprints.ToArray(),
+        DataFingerprint = data.Fingerprint(), Count = data.Count, BlockSize = blockSize, Dim = f.Dim,
+    };
+
+    /// <summary>Throws, naming the first differing field, when a stored manifest does not describe
+    /// the features this run would compute (library version aside).</summary>
+    public void Require(FeatureStoreManifest expected, string path)
+    {
+        void Check(string field, object found, object want, string why = "")
+        {
+            if (!Equals(found, want))
+                throw new InfluenceSharpException($"{path}: features were computed with {field} = {found}, but this run has {field} = {want}{why}");
+        }
+        Check("format", Format, expected.Format);
+        Check("method", Method, expected.Method);
+        Check("models (count)", Models.Length, expected.Models.Length, " (another set of checkpoints)");
+        for (int i = 0; i < Models.Length; i++)
+            Check($"models[{i}]", Models[i], expected.Models[i], " (features from another checkpoint)");
+        foreach (var key in Settings.Keys.Union(expected.Settings.Keys).OrderBy(k => k, StringComparer.Ordinal))
+            Check($"settings.{key}", Settings.GetValueOrDefault(key, "(unset)"), expected.Settings.GetValueOrDefault(key, "(unset)"));
+        Check("data_fingerprint", DataFingerprint, expected.DataFingerprint, " (features from other training data)");
+        Check("count", Count, expected.Count);
+        Check("block_size", BlockSize, expected.BlockSize);
+        Check("dim", Dim, expected.Dim);
+    }
+}
+
+/// <summary>One block of stored features: rows Start..Start+Count−1 of the training set.
+/// Disposing it disposes its tensors.</summary>
+public sealed class FeatureBlock : IDisposable
+{
+    public FeatureBlock(int index, int start, Dictionary<string, Tensor> tensors) { Index = index; Start = start; Tensors = tensors; }
+    public int Index { get; }
+    public int Start { get; }
+    public int Count => (int)Features.shape[0];
+    public Dictionary<string, Tensor> Tensors { get; }
+    public Tensor Features => this["features"];
+    public Tensor this[string name] => Tensors.TryGetValue(name, out var t) ? t
+        : throw new InfluenceSharpException($"feature block {Index} has no tensor '{name}' (store written by another version?)");
+    public void Dispose() { foreach (var t in Tensors.Values) t.Dispose(); }
+}
+
+/// <summary>Where a store keeps its blocks.</summary>
+public enum StoreMode
+{
+    /// <summary>Blocks are files in a directory (manifest.json + blocks/NNNNN.safetensors), reused by
+    /// later runs; an interrupted build resumes with the missing blocks.</summary>
+    Directory,
+    /// <summary>Blocks are kept in memory for the lifetime of the store.</summary>
+    Memory,
+    /// <summary>Nothing is kept: every read computes its block (one pass, streaming).</summary>
+    Transient,
+}
+
+/// <summary>
+/// Training-set features computed once, in blocks of <see cref="BlockSize"/> examples, and reused for
+/// every query set. A block file is written atomically (temp file + rename), so its presence is its
+/// completion flag: an interrupted build leaves only complete blocks, and the next build computes the
+/// missing ones only. Shards (i/n) build disjoint sets of blocks as separate processes over a shared
+/// directory. The manifest records the method, its settings, the model fingerprints, the data
+/// fingerprint and the layout, and a store opened for other checkpoints or data is refused with the
+/// differing field named. Scoring against a store is a GEMM per block.
+/// </summary>
+public sealed class FeatureStore : IDisposable
+{
+    public const string ManifestFile = "manifest.json";
+    private readonly IFeaturizer featurizer;
+    private readonly IDataset data;
+    private readonly int batchSize;
+    private readonly Dictionary<int, Dictionary<string, Tensor>> memory = new();
+    private readonly Dictionary<string, Dictionary<string, Tensor>> memoryArtifacts = new();
+
+    private FeatureStore(IFeaturizer featurizer, IDataset data, FeatureStoreManifest manifest, StoreMode mode, string? dir, int batchSize)
+    {
+        this.featurizer = featurizer; this.data = data; Manifest = manifest; Mode = mode; Directory = dir; this.batchSize = batchSize;
+    }
+
+    public FeatureStoreManifest Manifest { get; }
+    public StoreMode Mode { get; }
+    public string? Directory { get; }
+    public int Count => Manifest.Count;
+    public int BlockSize => Manifest.BlockSize;
+    public int BlockCount => (Count + BlockSize - 1) / BlockSize;
+    public IFeaturizer Featurizer => featurizer;
+
+    /// <summary>Opens (or creates) the store of <paramref name="data"/>'s features. With a directory,
+    /// an existing manifest must match (else an exception names the differing field).</summary>
+    public static FeatureStore Open(IFeaturizer featurizer, IDataset data, string? directory, int blockSize, int batchSize, bool keepInMemory = false)
+    {
+        if (blockSize < 1) throw new InfluenceSharpException($"--block-size {blockSize}: must be at least 1");
+        if (batchSize < 1) throw new InfluenceSharpException($"--batch-size {batchSize}: must be at least 1");
+        var manifest = FeatureStoreManifest.For(featurizer, data, blockSize);
+        if (directory is null)
+            return new FeatureStore(featurizer, data, manifest, keepInMemory ? StoreMode.Memory : StoreMode.Transient, null, batchSize);
+        System.IO.Directory.CreateDirectory(Path.Combine(directory, "blocks"));
+        string mpath = Path.Combine(directory, ManifestFile);
+        if (File.Exists(mpath)) Json.ReadFile<FeatureStoreManifest>(mpath).Require(manifest, mpath);
+        else Json.WriteFile(mpath, manifest);
+        return new FeatureStore(featurizer, data, manifest, StoreMode.Directory, directory, batchSize);
+    }
+
+    public (int Start, int Count) Range(int block)
+    {
+        if (block < 0 || block >= BlockCount) throw new ArgumentOutOfRangeException(nameof(block));
+        int start = block * BlockSize;
+        return (start, Math.Min(BlockSize, Count - start));
+    }
+
+    public string BlockPath(int block) => Path.Combine(Directory ?? throw new InvalidOperationException("not a directory store"), "blocks", $"{block:D5}.safetensors");
+
+    /// <summary>True when the block is stored (its file exists, or it is held in memory).</summary>
+    public bool Has(int block) => Mode switch
+    {
+        StoreMode.Directory => File.Exists(BlockPath(block)),
+        StoreMode.Memory => memory.ContainsKey(block),
+        _ => false,
+    };
+
+    public bool IsComplete => Mode != StoreMode.Transient && Enumerable.Range(0, BlockCount).All(Has);
+
+    /// <summary>Blocks of this shard that are not stored yet.</summary>
+    public List<int> Missing(Shard? shard = null)
+    {
+        var sh = shard ?? Shard.All;
+        return Enumerable.Range(0, BlockCount).Where(b => sh.Owns(b) && !Has(b)).ToList();
+    }
+
+    /// <summary>Computes and stores this shard's missing blocks; returns how many were computed.
+    /// A transient store has nothing to build.</summary>
+    public int Build(Shard? shard = null, bool quiet = false, Profiler? profiler = null, string label = "train features")
+    {
+        if (Mode == StoreMode.Transient) return 0;
+        var todo = Missing(shard);
+        if (todo.Count == 0) return 0;
+        long total = todo.Sum(b => (long)Range(b).Count), done = 0;
+        using var bar = quiet ? null : new ProgressBar(label, total);
+        foreach (var b in todo)
+        {
+            Store(b, profiler);
+            done += Range(b).Count;
+            bar?.Update(done);
+        }
+        return todo.Count;
+    }
+
+    private void Store(int b, Profiler? profiler)
+    {
+        var tensors = ComputeBlock(b, profiler);
+        InvalidateArtifacts();
+        if (Mode == StoreMode.Directory)
+        {
+            using (profiler?.Stage("Save Features"))
+                SafeTensors.Save(BlockPath(b), tensors, new Dictionary<string, string> { ["method"] = Manifest.Method, ["block"] = b.ToString() });
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+        else memory[b] = tensors;
+    }
+
+    /// <summary>The block's tensors on the CPU (a copy the caller disposes): read from the store, or
+    /// computed when it is not stored (and then kept, unless the store is transient).</summary>
+    public FeatureBlock Get(int block, Profiler? profiler = null)
+    {
+        var (start, count) = Range(block);
+        switch (Mode)
+        {
+            case StoreMode.Directory:
+                if (!Has(block)) Store(block, profiler);
+                using (profiler?.Stage("Load Features"))
+                {
+                    var file = SafeTensors.Load(BlockPath(block));
+                    var tensors = new Dictionary<string, Tensor>(file.Tensors);
+                    if (!tensors.TryGetValue("features", out var f) || f.shape[0] != count || f.shape[1] != Manifest.Dim)
+                    {
+                        file.Dispose();
+                        throw new InfluenceSharpException($"{BlockPath(block)}: block has the wrong shape (left over from another run? delete it to recompute)");
+                    }
+                    return new FeatureBlock(block, start, tensors);
+                }
+            case StoreMode.Memory:
+                if (!memory.ContainsKey(block)) Store(block, profiler);
+                return new FeatureBlock(block, start, memory[block].ToDictionary(kv => kv.Key, kv => kv.Value.alias()));
+            default:
+                return new FeatureBlock(block, start, ComputeBlock(block, profiler));
+        }
+    }
+
+    /// <summary>Every block in order (each disposed after the callback).</summary>
+    public void ForEach(Action<FeatureBlock> action, Profiler? profiler = null)
+    {
+        for (int b = 0; b < BlockCount; b++)
+        {
+            using var blk = Get(b, profiler);
+            action(blk);
+        }
+    }
+
+    /// <summary>Features of any data set in batches, concatenated: [n, Dim] and extras (on the CPU).</summary>
+    public static Dictionary<string, Tensor> ComputeAll(IFeaturizer featurizer, IDataset data, int batchSize, bool query)
+    {
+        var parts = new Dictionary<string, List<Tensor>>();
+        var all = Enumerable.Range(0, data.Count).ToArray();
+        for (int b = 0; b < data.Count; b += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var span = all.AsSpan(b, Math.Min(batchSize, data.Count - b));
+            foreach (var (k, t) in featurizer.Compute(data, span, query))
+            {
+                if (!parts.TryGetValue(k, out var list)) parts[k] = list = new List<Tensor>();
+                list.Add(t.detach().cpu().clone().DetachFromDisposeScope());
+            }
+        }
+        // The results belong to no dispose scope: the caller (a block, the memory store) owns them.
+        return parts.ToDictionary(kv => kv.Key, kv =>
+        {
+            if (kv.Value.Count == 1) return kv.Value[0];
+            var t = torch.cat(kv.Value, 0).DetachFromDisposeScope();
+            foreach (var x in kv.Value) x.Dispose();
+            return t;
+        });
+    }
+
+    private Dictionary<string, Tensor> ComputeBlock(int block, Profiler? profiler)
+    {
+        var (start, count) = Range(block);
+        using (profiler?.Stage("Compute Train Features"))
+        {
+            var sub = new IndexRange(data, start, count);
+            return ComputeAll(featurizer, sub, batchSize, query: false);
+        }
+    }
+
+    /// <summary>Where an artifact derived from the complete store (e.g. TRAK's kernels) is kept.</summary>
+    public string ArtifactPath(string name) => Path.Combine(Directory ?? throw new InvalidOperationException("not a directory store"), "derived", name + ".safetensors");
+
+    /// <summary>A derived artifact saved earlier (CPU copies the caller disposes), or null. Artifacts
+    /// are deleted whenever a block is (re)computed, so they always describe the stored blocks.</summary>
+    public Dictionary<string, Tensor>? LoadArtifact(string name)
+    {
+        switch (Mode)
+        {
+            case StoreMode.Directory:
+                if (!File.Exists(ArtifactPath(name))) return null;
+                var f = SafeTensors.Load(ArtifactPath(name));
+                return new Dictionary<string, Tensor>(f.Tensors);
+            case StoreMode.Memory:
+                return memoryArtifacts.TryGetValue(name, out var d) ? d.ToDictionary(kv => kv.Key, kv => kv.Value.alias()) : null;
+            default:
+                return null;
+        }
+    }
+
+    public void SaveArtifact(string name, IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        if (Mode == StoreMode.Directory) SafeTensors.Save(ArtifactPath(name), tensors, new Dictionary<string, string> { ["method"] = Manifest.Method });
+        else if (Mode == StoreMode.Memory)
+            memoryArtifacts[name] = tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().clone().DetachFromDisposeScope());
+    }
+
+    private void InvalidateArtifacts()
+    {
+        if (Mode == StoreMode.Directory)
+        {
+            string derived = Path.Combine(Directory!, "derived");
+            if (System.IO.Directory.Exists(derived))
+                foreach (var f in System.IO.Directory.GetFiles(derived, "*.safetensors")) File.Delete(f);
+        }
+        foreach (var d in memoryArtifacts.Values) foreach (var t in d.Values) t.Dispose();
+        memoryArtifacts.Clear();
+    }
+
+    public void Dispose()
+    {
+        foreach (var d in memory.Values) foreach (var t in d.Values) t.Dispose();
+        memory.Clear();
+        foreach (var d in memoryArtifacts.Values) foreach (var t in d.Values) t.Dispose();
+        memoryArtifacts.Clear();
+    }
+
+    /// <summary>A contiguous slice of a data set (block rows) with the parent's indexing.</summary>
+    private sealed class IndexRange : IDataset
+    {
+        private readonly IDataset parent; private readonly int start;
+        public IndexRange(IDataset parent, int start, int count) { this.parent = parent; this.start = start; Count = count; }
+        public int Count { get; }
+        public Tensor Inputs(ReadOnlySpan<int> indices, Device? device = null) => parent.Inputs(Shift(indices), device);
+        public Tensor Targets(ReadOnlySpan<int> indices, Device? device = null) => parent.Targets(Shift(indices), device);
+        private int[] Shift(ReadOnlySpan<int> idx) { var r = new int[idx.Length]; for (int i = 0; i < r.Length; i++) r[i] = idx[i] + start; return r; }
+        public string Fingerprint() => throw new NotSupportedException();
+    }
+}

@@ -1,0 +1,143 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Features;
+using InfluenceSharp.Methods.InfluenceFunctions;
+using InfluenceSharp.Reporting;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Methods;
+
+/// <summary>Settings shared by the methods that score with per-example features (TracIn, TRAK).</summary>
+public abstract record FeatureRunOptions
+{
+    public int TrainBatchSize { get; init; } = 256;
+    public int QueryBatchSize { get; init; } = 128;
+    /// <summary>Directory of the training-feature store: features are computed once, saved in blocks,
+    /// resumed after an interruption and reused by later query sets. Null: not saved (TracIn streams
+    /// them; TRAK keeps them in memory, since its kernel needs the whole set first).</summary>
+    public string? StoreDirectory { get; init; }
+    /// <summary>Training examples per stored block (the unit of resume and of score output).</summary>
+    public int BlockSize { get; init; } = 4096;
+    public bool Quiet { get; init; }
+}
+
+/// <summary>
+/// A method whose scores are computed from per-example features: training features come from a
+/// <see cref="FeatureStore"/> (built once), query features are computed per call, and each block of
+/// scores is a GEMM of the prepared query features with a block of training features.
+/// </summary>
+public abstract class FeatureMethod : IAttributionMethod, IDisposable
+{
+    private (string Fingerprint, FeatureStore Store)? cached;
+
+    protected FeatureMethod(FeatureRunOptions options, Profiler? profiler)
+    {
+        RunOptions = options; Profiler = profiler ?? new Profiler();
+        if (options.TrainBatchSize < 1) throw new InfluenceSharpException($"--batch-size {options.TrainBatchSize}: must be at least 1");
+        if (options.QueryBatchSize < 1) throw new InfluenceSharpException($"--query-batch-size {options.QueryBatchSize}: must be at least 1");
+        if (options.BlockSize < 1) throw new InfluenceSharpException($"--block-size {options.BlockSize}: must be at least 1");
+    }
+
+    public abstract string Name { get; }
+    public abstract IFeaturizer Featurizer { get; }
+    public Profiler Profiler { get; }
+    protected FeatureRunOptions RunOptions { get; }
+    /// <summary>The device scores are computed on (the models').</summary>
+    protected abstract Device Device { get; }
+    /// <summary>True when scoring needs every training block first (TRAK's kernel).</summary>
+    protected virtual bool NeedsCompleteStore => false;
+
+    /// <summary>Called once the store is complete (when <see cref="NeedsCompleteStore"/>) before scoring.</summary>
+    protected virtual void Prepare(FeatureStore store) { }
+    /// <summary>Query features [n_q, Dim] (+ extras) → what <see cref="ScoreBlock"/> multiplies, on <see cref="Device"/>.</summary>
+    protected abstract Tensor PrepareQueries(Dictionary<string, Tensor> queryFeatures);
+    /// <summary>Scores [n_q, block] of prepared queries against one block of training features.</summary>
+    protected abstract Tensor ScoreBlock(Tensor preparedQueries, FeatureBlock block);
+    /// <summary>Self-influence [block] of one block of training features.</summary>
+    protected abstract Tensor SelfBlock(FeatureBlock block);
+
+    /// <summary>Opens the training-feature store for <paramref name="train"/> (directory, memory or
+    /// streaming per the options); the same data set reuses the open store.</summary>
+    public FeatureStore OpenStore(IDataset train)
+    {
+        string fp = train.Fingerprint();
+        if (cached is { } c && c.Fingerprint == fp) return c.Store;
+        cached?.Store.Dispose();
+        var store = FeatureStore.Open(Featurizer, train, RunOptions.StoreDirectory, RunOptions.BlockSize, RunOptions.TrainBatchSize, keepInMemory: NeedsCompleteStore);
+        cached = (fp, store);
+        return store;
+    }
+
+    /// <summary>Computes and stores the training features (this shard's missing blocks only). With a
+    /// store directory this is the "fit" stage: run once, then score any number of query sets.
+    /// Returns the number of blocks computed.</summary>
+    public int BuildStore(IDataset train, Shard? shard = null)
+    {
+        var store = OpenStore(train);
+        if (store.Mode == StoreMode.Transient) return 0;
+        return store.Build(shard, RunOptions.Quiet, Profiler, $"{Name} train features");
+    }
+
+    /// <summary>Query-side features of a data set [n, Dim] (+ extras), on the CPU.</summary>
+    public Dictionary<string, Tensor> QueryFeatures(IDataset queries) =>
+        Profiler.Time("Compute Query Features", () => FeatureStore.ComputeAll(Featurizer, queries, RunOptions.QueryBatchSize, query: true));
+
+    /// <summary>Training-side features of a data set [n, Dim] (+ extras), on the CPU (small sets;
+    /// large ones go through <see cref="BuildStore"/>).</summary>
+    public Dictionary<string, Tensor> TrainFeatures(IDataset data) =>
+        FeatureStore.ComputeAll(Featurizer, data, RunOptions.TrainBatchSize, query: false);
+
+    private FeatureStore Ready(IDataset train)
+    {
+        var store = OpenStore(train);
+        if (store.Mode == StoreMode.Directory || NeedsCompleteStore) BuildStore(train);
+        if (NeedsCompleteStore) Prepare(store);
+        return store;
+    }
+
+    public void Pairwise(IDataset queries, IDataset train, Action<int, Tensor> sink)
+    {
+        var store = Ready(train);
+        var qf = QueryFeatures(queries);
+        Tensor prepared;
+        try { prepared = PrepareQueries(qf); }
+        finally { foreach (var t in qf.Values) t.Dispose(); }
+        using (prepared)
+        using (var bar = RunOptions.Quiet ? null : new ProgressBar($"{Name} pairwise scores", train.Count))
+        using (Profiler.Stage("Compute Pairwise Score"))
+        {
+            for (int b = 0; b < store.BlockCount; b++)
+            {
+                using var scope = NewDisposeScope();
+                using var blk = store.Get(b, Profiler);
+                var scores = ScoreBlock(prepared, blk).to(ScalarType.Float32).cpu();
+                sink(blk.Start, scores);
+                bar?.Update(blk.Start + blk.Count);
+            }
+        }
+    }
+
+    public double[] SelfInfluence(IDataset train)
+    {
+        var store = Ready(train);
+        var result = new double[train.Count];
+        using var bar = RunOptions.Quiet ? null : new ProgressBar($"{Name} self-influence", train.Count);
+        using (Profiler.Stage("Compute Self-Influence Score"))
+        {
+            for (int b = 0; b < store.BlockCount; b++)
+            {
+                using var scope = NewDisposeScope();
+                using var blk = store.Get(b, Profiler);
+                SelfBlock(blk).to(ScalarType.Float64).cpu().data<double>().CopyTo(result, blk.Start);
+                bar?.Update(blk.Start + blk.Count);
+            }
+        }
+        return result;
+    }
+
+    public virtual void Dispose()
+    {
+        cached?.Store.Dispose();
+        cached = null;
+        GC.SuppressFinalize(this);
+    }
+}

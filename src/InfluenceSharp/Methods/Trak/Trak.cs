@@ -1,0 +1,265 @@
+using System.Globalization;
+using InfluenceSharp.Data;
+using InfluenceSharp.Features;
+using InfluenceSharp.Gradients;
+using InfluenceSharp.Models;
+using InfluenceSharp.Reporting;
+using InfluenceSharp.Training;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Methods.Trak;
+
+/// <summary>The model output TRAK attributes and its out-to-loss term (the reference library's
+/// AbstractModelOutput).</summary>
+public interface ITrakOutput
+{
+    /// <summary>Σ_b f(z_b): the output whose parameter gradients become the features.</summary>
+    Tensor Output(Tensor logits, Tensor targets);
+    /// <summary>Q(z_b) per example [B]: ∂L/∂f, the reweighting of training examples.</summary>
+    Tensor OutToLoss(Tensor logits, Tensor targets);
+}
+
+/// <summary>Classification: f = margin = logit_y − logsumexp of the other logits, Q = 1 − p_y.</summary>
+public sealed record ClassificationTrakOutput : ITrakOutput
+{
+    public Tensor Output(Tensor logits, Tensor targets) => ClassificationTask.Margins(logits, targets).sum();
+    public Tensor OutToLoss(Tensor logits, Tensor targets) =>
+        1 - nn.functional.softmax(logits, 1).gather(1, targets.unsqueeze(1)).squeeze(1);
+}
+
+/// <summary>What the kernel solve did for one model.</summary>
+public sealed record KernelDiagnostics(int Model, KernelSolver Solver, long Rank, long Dim, double MaxEigenvalue, double Scale);
+
+/// <summary>
+/// TRAK (Park et al. 2023). Per model m: φ_m(z) = P_mᵀ ∇θ f(z) / √p with f the margin, P_m a seeded
+/// projection (k = 2048 by default) and p the number of projected parameters; Φ_m = training features;
+/// Q_m(z) = 1 − p_y(z). score(q, z) = mean_m[φ_m(q)ᵀ (Φ_mᵀΦ_m + λI)⁻¹ φ_m(z)] · mean_m Q_m(z)
+/// (positive = helpful); self-influence is the same with q = z. Training features and Q are stored
+/// (<see cref="FeatureStore"/>, one row [φ_1 | … | φ_M] per example); kernels Φ_mᵀΦ_m are summed over
+/// the blocks in float64 and saved beside them; queries are multiplied by the inverses once, so each
+/// block of scores is one GEMM. Models are independently trained models or checkpoints.
+/// </summary>
+public sealed class Trak : FeatureMethod
+{
+    private readonly TrakFeaturizer featurizer;
+    private Tensor[]? inverses;            // (Φ_mᵀΦ_m + λI)⁻¹ per model, float64, on the device
+    private FeatureStore? preparedFor;
+
+    public Trak(IReadOnlyList<nn.Module<Tensor, Tensor>> models, TrakOptions? options = null, ITrakOutput? output = null, Profiler? profiler = null)
+        : base(options ?? new TrakOptions(), profiler)
+    {
+        Options = options ?? new TrakOptions();
+        if (Options.Damping < 0 || double.IsNaN(Options.Damping)) throw new InfluenceSharpException($"--damping {Options.Damping}: must be >= 0");
+        featurizer = new TrakFeaturizer(models, Options, output ?? new ClassificationTrakOutput());
+    }
+
+    /// <summary>The final checkpoint of each run directory (independently trained models).</summary>
+    public static List<nn.Module<Tensor, Tensor>> LoadFinalModels(IEnumerable<string> runDirs) =>
+        runDirs.Select(d => Checkpoint.List(d)[^1].LoadModel()).ToList();
+
+    public override string Name => "trak";
+    public TrakOptions Options { get; }
+    public override IFeaturizer Featurizer => featurizer;
+    public IReadOnlyList<TrackedLayer> Layers => featurizer.Layers;
+    public int ModelCount => featurizer.ModelCount;
+    /// <summary>Projected dimension per model.</summary>
+    public long ProjectedDim => featurizer.K;
+    public IReadOnlyList<KernelDiagnostics> Diagnostics { get; private set; } = Array.Empty<KernelDiagnostics>();
+    protected override Device Device => featurizer.Device;
+    protected override bool NeedsCompleteStore => true;
+
+    protected override void Prepare(FeatureStore store)
+    {
+        if (ReferenceEquals(preparedFor, store) && inverses is not null) return;
+        int m = featurizer.ModelCount;
+        long k = featurizer.K;
+        var loaded = store.LoadArtifact("kernels");
+        Tensor[] kernels;
+        if (loaded is not null && loaded.Count == m && Enumerable.Range(0, m).All(i => loaded.ContainsKey($"kernel{i}")))
+            kernels = Enumerable.Range(0, m).Select(i => loaded[$"kernel{i}"]).ToArray();
+        else
+        {
+            foreach (var t in loaded?.Values ?? Enumerable.Empty<Tensor>()) t.Dispose();
+            kernels = Profiler.Time("Fit TRAK Kernel", () =>
+            {
+                var sums = Enumerable.Range(0, m).Select(_ => torch.zeros(k, k, dtype: ScalarType.Float64, device: Device).DetachFromDisposeScope()).ToArray();
+                store.ForEach(blk =>
+                {
+                    using var scope = NewDisposeScope();
+                    var phi = blk.Features.to(Device).to(ScalarType.Float64);
+                    for (int i = 0; i < m; i++)
+                    {
+                        var p = phi.narrow(1, i * k, k);
+                        sums[i].add_(p.mT.matmul(p));
+                    }
+                }, Profiler);
+                store.SaveArtifact("kernels", Enumerable.Range(0, m).ToDictionary(i => $"kernel{i}", i => sums[i]));
+                return sums;
+            });
+        }
+        if (inverses is not null) foreach (var t in inverses) t.Dispose();
+        var diags = new List<KernelDiagnostics>();
+        inverses = Profiler.Time("Invert TRAK Kernel", () => kernels.Select((kern, i) =>
+        {
+            var (w, d) = Invert(kern.to(Device), i, store.Count);
+            diags.Add(d);
+            return w;
+        }).ToArray());
+        foreach (var t in kernels) t.Dispose();
+        Diagnostics = diags;
+        preparedFor = store;
+    }
+
+    private (Tensor Inverse, KernelDiagnostics Diag) Invert(Tensor kernel, int model, int n)
+    {
+        using var scope = NewDisposeScope();
+        long k = kernel.shape[0];
+        var reg = Options.Damping > 0 ? kernel + Options.Damping * torch.eye(k, dtype: ScalarType.Float64, device: kernel.device) : kernel;
+        reg = (reg + reg.mT) / 2;
+        var solver = Options.Solver == KernelSolver.Auto ? (Options.Damping > 0 ? KernelSolver.Cholesky : KernelSolver.Eigh) : Options.Solver;
+        Tensor w;
+        long rank = k;
+        double maxEig = double.NaN;
+        if (solver == KernelSolver.Cholesky)
+        {
+            var (l, info) = torch.linalg.cholesky_ex(reg, check_errors: false);
+            if (info.item<int>() == 0) w = torch.cholesky_inverse(l);
+            else if (Options.Solver == KernelSolver.Cholesky)
+                throw new InfluenceSharpException($"TRAK model {model}: the kernel Φᵀ Φ + λI is not positive definite (λ = {Options.Damping}); pass a positive damping or use the Eigh solver");
+            else { solver = KernelSolver.Eigh; w = PseudoInverse(reg, n, out rank, out maxEig); }
+        }
+        else w = PseudoInverse(reg, n, out rank, out maxEig);
+        double scale = 1;
+        if (Options.ReferenceRescaling)
+        {
+            scale = w.abs().mean().item<double>();
+            if (scale > 0) w = w / scale;
+        }
+        return (w.MoveToOuterDisposeScope(), new KernelDiagnostics(model, solver, rank, k, maxEig, scale));
+    }
+
+    private Tensor PseudoInverse(Tensor reg, int n, out long rank, out double maxEig)
+    {
+        var (e, v) = torch.linalg.eigh(reg);
+        maxEig = e.max().item<double>();
+        double epsF = featurizer.Dtype == ScalarType.Float64 ? 2.220446049250313e-16 : featurizer.Dtype == ScalarType.Float32 ? 1.1920929e-7 : 9.765625e-4;
+        double tol = Options.RankTolerance ?? Math.Max(n, reg.shape[0]) * (epsF * epsF + 2.220446049250313e-16);
+        var keep = e.gt(tol * Math.Max(maxEig, 0));
+        rank = keep.sum().item<long>();
+        var inv = torch.where(keep, e.reciprocal(), torch.zeros_like(e));
+        return (v * inv.unsqueeze(0)).matmul(v.mT);
+    }
+
+    protected override Tensor PrepareQueries(Dictionary<string, Tensor> q)
+    {
+        var phi = q["features"].to(Device).to(ScalarType.Float64);
+        int m = featurizer.ModelCount;
+        long k = featurizer.K;
+        var parts = Enumerable.Range(0, m).Select(i => phi.narrow(1, i * k, k).matmul(inverses![i])).ToArray();
+        return (torch.cat(parts, 1) / m).to(featurizer.Dtype);
+    }
+
+    protected override Tensor ScoreBlock(Tensor prepared, FeatureBlock block)
+    {
+        var phi = block.Features.to(Device);
+        var qbar = block["q"].to(Device).mean(new long[] { 1 });
+        return prepared.matmul(phi.mT) * qbar.unsqueeze(0);
+    }
+
+    protected override Tensor SelfBlock(FeatureBlock block)
+    {
+        var phi = block.Features.to(Device).to(ScalarType.Float64);
+        int m = featurizer.ModelCount;
+        long k = featurizer.K;
+        Tensor total = torch.zeros(phi.shape[0], dtype: ScalarType.Float64, device: Device);
+        for (int i = 0; i < m; i++)
+        {
+            var p = phi.narrow(1, i * k, k);
+            total = total + (p.matmul(inverses![i]) * p).sum(1);
+        }
+        var qbar = block["q"].to(Device).to(ScalarType.Float64).mean(new long[] { 1 });
+        return total / m * qbar;
+    }
+
+    public override void Dispose()
+    {
+        if (inverses is not null) foreach (var t in inverses) t.Dispose();
+        inverses = null;
+        featurizer.Dispose();
+        base.Dispose();
+    }
+}
+
+/// <summary>TRAK features: per model, the projected margin gradient / √p, and Q = 1 − p_y.</summary>
+internal sealed class TrakFeaturizer : IFeaturizer, IDisposable
+{
+    private readonly IReadOnlyList<nn.Module<Tensor, Tensor>> models;
+    private readonly ITrakOutput output;
+    private readonly List<GradientCapture> captures = new();
+    private readonly List<GradientProjector> projectors = new();
+    private readonly double norm;
+    private readonly Dictionary<string, string> settings;
+
+    public TrakFeaturizer(IReadOnlyList<nn.Module<Tensor, Tensor>> models, TrakOptions o, ITrakOutput output)
+    {
+        if (models.Count == 0) throw new InfluenceSharpException("TRAK needs at least one model");
+        this.models = models; this.output = output;
+        Layers = TrackedLayer.Find(models[0], o.Layers);
+        string Shapes(IEnumerable<TrackedLayer> ls) => string.Join(";", ls.Select(l => $"{l.Name}:{l.Out}x{l.In}"));
+        var p0 = models[0].parameters().First();
+        Dtype = p0.dtype; Device = p0.device;
+        for (int m = 0; m < models.Count; m++)
+        {
+            var layers = TrackedLayer.Find(models[m], o.Layers);
+            if (Shapes(layers) != Shapes(Layers))
+                throw new InfluenceSharpException($"TRAK model {m} has layers {Shapes(layers)} but model 0 has {Shapes(Layers)} (another architecture?)");
+            captures.Add(new GradientCapture(models[m], layers));
+            projectors.Add(new GradientProjector(layers, o.Projection, stream: (ulong)m, unitEntries: true, Dtype, Device));
+        }
+        K = projectors[0].OutputDim;
+        long p = o.NormalizationCount ?? projectors[0].InputDim;
+        if (p < 1) throw new InfluenceSharpException($"normalization count {p}: must be at least 1");
+        norm = 1 / Math.Sqrt(p);
+        ModelFingerprints = models.Select(ModelFingerprint.Of).ToArray();
+        settings = new Dictionary<string, string>
+        {
+            ["output"] = output.GetType().Name,
+            ["layers"] = Shapes(Layers),
+            ["normalization_count"] = p.ToString(CultureInfo.InvariantCulture),
+        };
+        foreach (var kv in o.Projection.Describe()) settings[kv.Key] = kv.Value;
+    }
+
+    public string Method => "trak";
+    public IReadOnlyDictionary<string, string> Settings => settings;
+    public IReadOnlyList<string> ModelFingerprints { get; }
+    public List<TrackedLayer> Layers { get; }
+    public int ModelCount => models.Count;
+    public long K { get; }
+    public long Dim => K * models.Count;
+    public ScalarType Dtype { get; }
+    public Device Device { get; }
+
+    public Dictionary<string, Tensor> Compute(IDataset data, ReadOnlySpan<int> indices, bool query)
+    {
+        var x = data.Inputs(indices, Device);
+        var y = data.Targets(indices, Device);
+        var phis = new Tensor[models.Count];
+        var qs = new Tensor[models.Count];
+        for (int m = 0; m < models.Count; m++)
+        {
+            models[m].eval();
+            var (logits, lbs) = captures[m].Run(models[m], x, l => output.Output(l, y));
+            phis[m] = projectors[m].Project(lbs) * norm;
+            using (torch.no_grad()) qs[m] = output.OutToLoss(logits, y);
+        }
+        return new Dictionary<string, Tensor> { ["features"] = torch.cat(phis, 1), ["q"] = torch.stack(qs, 1) };
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in captures) c.Dispose();
+        foreach (var p in projectors) p.Dispose();
+        captures.Clear(); projectors.Clear();
+    }
+}

@@ -1,0 +1,140 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Features;
+using InfluenceSharp.Methods;
+using InfluenceSharp.Methods.InfluenceFunctions;
+using InfluenceSharp.Methods.TracIn;
+using InfluenceSharp.Methods.Trak;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Tests.Methods;
+
+public class FeatureStoreTests
+{
+    static TensorDataset Data(int n) =>
+        new(torch.randn(n, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
+
+    static List<TracInCheckpoint> Checkpoints(params double[] etas) =>
+        etas.Select(e => new TracInCheckpoint(new TwoLayerMlp(5, 6, 3).to(ScalarType.Float64), e)).ToList();
+
+    static FeatureMethod Method(string kind, IReadOnlyList<TracInCheckpoint> cps, string dir, int dim = 32) => kind switch
+    {
+        "tracin-fast" => new TracInCPFast(cps, null, new TracInFastOptions { Quiet = true, StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3 }),
+        "tracin-randproj" => new TracInCPFastRandProj(cps, null, new TracInRandProjOptions
+        {
+            Quiet = true, StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3,
+            Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Dim = dim, Seed = 4 },
+        }),
+        _ => new Trak(cps.Select(c => c.Model).ToList(), new TrakOptions
+        {
+            Quiet = true, StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3,
+            Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Dim = dim, Seed = 4 },
+        }),
+    };
+
+    [Theory]
+    [InlineData("tracin-fast")]
+    [InlineData("tracin-randproj")]
+    [InlineData("trak")]
+    public void InterruptedStoreResumesWithOnlyTheMissingBlocksAndGivesIdenticalScores(string kind)
+    {
+        torch.manual_seed(Environment.TickCount);
+        var cps = Checkpoints(0.3, 0.1);
+        var train = Data(30); var queries = Data(4);    // 4 blocks of 8, 8, 8, 6
+        using var dir = new TempDir();
+        string Block(int b) => Path.Combine(dir.Path, "blocks", $"{b:D5}.safetensors");
+
+        // Shard 0 of 2 builds blocks 0 and 2 only.
+        using (var m = Method(kind, cps, dir.Path)) Assert.Equal(2, m.BuildStore(train, new Shard(0, 2)));
+        Assert.True(File.Exists(Block(0)) && File.Exists(Block(2)) && !File.Exists(Block(1)) && !File.Exists(Block(3)));
+
+        // Scoring completes the store, then reuses it.
+        Tensor reference; double[] refSelf;
+        using (var m = Method(kind, cps, dir.Path))
+        {
+            reference = m.PairwiseMatrix(queries, train);
+            refSelf = m.SelfInfluence(train);
+            Assert.Equal(0, m.BuildStore(train));
+        }
+        using (var memory = Method(kind, cps, null!))
+            Assert.True(TensorAssert.BitEqual(memory.PairwiseMatrix(queries, train), reference), "stored and in-memory scores differ");
+
+        // "Interrupt": lose blocks 1 and 3. A new run recomputes exactly those.
+        File.Delete(Block(1)); File.Delete(Block(3));
+        var stamp0 = File.GetLastWriteTimeUtc(Block(0)); var stamp2 = File.GetLastWriteTimeUtc(Block(2));
+        using (var m = Method(kind, cps, dir.Path))
+        {
+            Assert.Equal(new[] { 1, 3 }, m.OpenStore(train).Missing());
+            Assert.Equal(2, m.BuildStore(train));
+            Assert.True(TensorAssert.BitEqual(m.PairwiseMatrix(queries, train), reference));
+            Assert.Equal(refSelf, m.SelfInfluence(train));
+        }
+        Assert.Equal(stamp0, File.GetLastWriteTimeUtc(Block(0)));
+        Assert.Equal(stamp2, File.GetLastWriteTimeUtc(Block(2)));
+        // A new query set is scored from the store without recomputing training features.
+        using (var m = Method(kind, cps, dir.Path))
+        {
+            var other = Data(3);
+            var s = m.PairwiseMatrix(other, train);
+            Assert.Equal(new long[] { 3, 30 }, s.shape);
+            Assert.DoesNotContain(m.Profiler.Stages, st => st.Name == "Compute Train Features");
+        }
+    }
+
+    [Fact]
+    public void StoreRefusesOtherCheckpointsDataOrSettingsNamingTheField()
+    {
+        torch.manual_seed(Environment.TickCount);
+        var cps = Checkpoints(0.3, 0.1);
+        var train = Data(20);
+        using var dir = new TempDir();
+        using (var m = Method("tracin-randproj", cps, dir.Path)) m.BuildStore(train);
+
+        InfluenceSharpException Refused(Func<FeatureMethod> make, IDataset? data = null) => Assert.Throws<InfluenceSharpException>(() =>
+        {
+            using var m = make();
+            m.BuildStore(data ?? train);
+        });
+        var other = Checkpoints(0.3, 0.1);
+        var e = Refused(() => Method("tracin-randproj", new[] { cps[0], other[1] }, dir.Path));
+        Assert.Contains("models[1]", e.Message); Assert.Contains("another checkpoint", e.Message);
+        e = Refused(() => Method("tracin-randproj", cps.Take(1).ToList(), dir.Path));
+        Assert.Contains("models (count)", e.Message);
+        e = Refused(() => Method("tracin-randproj", new[] { cps[0], cps[1] with { StepSize = 0.2 } }, dir.Path));
+        Assert.Contains("settings.step_sizes", e.Message);
+        e = Refused(() => Method("tracin-randproj", cps, dir.Path, dim: 16));
+        Assert.Contains("settings.projection_dim", e.Message);
+        e = Refused(() => Method("tracin-randproj", cps, dir.Path), new TensorDataset(train.X + 1, train.Y));
+        Assert.Contains("data_fingerprint", e.Message); Assert.Contains("manifest.json", e.Message);
+        e = Refused(() => Method("trak", cps, dir.Path));
+        Assert.Contains("method", e.Message);
+        // The store itself is untouched by the refused runs.
+        using (var m = Method("tracin-randproj", cps, dir.Path)) Assert.Equal(0, m.BuildStore(train));
+    }
+
+    [Fact]
+    public void TrakKernelIsRecomputedWhenABlockIsRecomputed()
+    {
+        torch.manual_seed(Environment.TickCount);
+        var cps = Checkpoints(1);
+        var train = Data(20);
+        using var dir = new TempDir();
+        string kernel = Path.Combine(dir.Path, "derived", "kernels.safetensors");
+        double[] self;
+        using (var m = Method("trak", cps, dir.Path)) self = m.SelfInfluence(train);
+        Assert.True(File.Exists(kernel));
+        File.Delete(Path.Combine(dir.Path, "blocks", "00001.safetensors"));
+        using (var m = Method("trak", cps, dir.Path))
+        {
+            Assert.Equal(1, m.BuildStore(train));
+            Assert.False(File.Exists(kernel));          // invalidated with the block
+            Assert.Equal(self, m.SelfInfluence(train));
+        }
+        Assert.True(File.Exists(kernel));
+        using (var m = Method("trak", cps, dir.Path))
+        {
+            Assert.Equal(self, m.SelfInfluence(train));
+            Assert.DoesNotContain(m.Profiler.Stages, st => st.Name == "Fit TRAK Kernel");   // loaded, not refit
+        }
+    }
+}

@@ -1,0 +1,138 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Features;
+using InfluenceSharp.Methods;
+using InfluenceSharp.Methods.Trak;
+using InfluenceSharp.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Tests.Methods;
+
+public class TrakTests
+{
+    const int D = 4, K = 3;           // logistic regression 4 → 3: p = 3·5 = 15 parameters
+
+    static TensorDataset Data(int n) =>
+        new(torch.randn(n, D, dtype: ScalarType.Float64), torch.randint(0, K, new long[] { n }));
+
+    static nn.Module<Tensor, Tensor> LogReg() => new LogisticRegression(D, K).to(ScalarType.Float64);
+
+    /// <summary>φ(z) = ∇_W margin(z) / √p written out: ∂margin/∂logits = onehot_y − softmax over the
+    /// other classes (0 at y), times [x, 1]; Q = 1 − softmax_y.</summary>
+    static (Tensor Phi, Tensor Q) ByHand(nn.Module<Tensor, Tensor> model, TensorDataset data)
+    {
+        using var _ = no_grad();
+        var logits = model.forward(data.X);
+        var onehot = nn.functional.one_hot(data.Y, K).to(ScalarType.Float64);
+        var others = nn.functional.softmax(logits.masked_fill(onehot.to(ScalarType.Bool), double.NegativeInfinity), 1);
+        var dm = onehot - others;
+        var a = torch.cat(new[] { data.X, torch.ones(data.Count, 1, dtype: ScalarType.Float64) }, 1);
+        var phi = (dm.unsqueeze(2) * a.unsqueeze(1)).reshape(data.Count, -1) / Math.Sqrt(K * (D + 1));
+        var q = 1 - nn.functional.softmax(logits, 1).gather(1, data.Y.unsqueeze(1)).squeeze(1);
+        return (phi, q);
+    }
+
+    static double RelErr(Tensor a, Tensor b) =>
+        ((a.to(ScalarType.Float64) - b.to(ScalarType.Float64)).norm() / b.to(ScalarType.Float64).norm()).item<double>();
+
+    static TrakOptions Identity => new()
+    {
+        Quiet = true, TrainBatchSize = 7, BlockSize = 16,
+        Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Kind = ProjectionKind.Identity },
+    };
+
+    [Fact]
+    public void IdentityProjectionWithoutDampingIsTheClosedFormOnLogisticRegression()
+    {
+        torch.manual_seed(Environment.TickCount);
+        var model = LogReg();
+        var train = Data(40); var queries = Data(6);
+        using var trak = new Trak(new[] { model }, Identity);
+        Assert.Equal(15, trak.ProjectedDim);
+        var (phi, q) = ByHand(model, train);
+        var (phiQ, _) = ByHand(model, queries);
+        // The margin gradient sums to zero over classes: Φ has a 5-dimensional null space, so λ = 0
+        // means the pseudo-inverse.
+        var kinv = torch.linalg.pinv(phi.mT.matmul(phi), hermitian: true);
+        var expected = phiQ.matmul(kinv).matmul(phi.mT) * q.unsqueeze(0);
+        var scores = trak.PairwiseMatrix(queries, train);
+        Assert.True(RelErr(scores, expected) < 1e-5, $"relative error {RelErr(scores, expected)}");
+        Assert.Equal(10, trak.Diagnostics.Single().Rank);
+        Assert.Equal(KernelSolver.Eigh, trak.Diagnostics.Single().Solver);
+        var self = trak.SelfInfluence(train);
+        var selfExpected = (phi.matmul(kinv) * phi).sum(1) * q;
+        Assert.Equal(Oracles.Flat(selfExpected), self, new ToleranceComparer(1e-8));
+        // The features themselves are φ and Q.
+        var f = trak.TrainFeatures(train);
+        Assert.True(f["features"].allclose(phi, rtol: 1e-10, atol: 1e-14));
+        Assert.True(f["q"].squeeze(1).allclose(q, rtol: 1e-10, atol: 1e-14));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void EnsembleAveragesKernelScoresAndOutToLossOverModels(bool referenceRescaling)
+    {
+        torch.manual_seed(Environment.TickCount);
+        var models = new[] { LogReg(), LogReg() };
+        var train = Data(30); var queries = Data(5);
+        double lambda = 0.05;
+        using var trak = new Trak(models, Identity with { Damping = lambda, ReferenceRescaling = referenceRescaling });
+        Tensor inner = torch.zeros(5, 30, dtype: ScalarType.Float64), qsum = torch.zeros(30, dtype: ScalarType.Float64);
+        Tensor selfInner = torch.zeros(30, dtype: ScalarType.Float64);
+        foreach (var m in models)
+        {
+            var (phi, q) = ByHand(m, train);
+            var (phiQ, _) = ByHand(m, queries);
+            var w = torch.linalg.inv(phi.mT.matmul(phi) + lambda * torch.eye(15, dtype: ScalarType.Float64));
+            if (referenceRescaling) w = w / w.abs().mean();
+            inner = inner + phiQ.matmul(w).matmul(phi.mT);
+            selfInner = selfInner + (phi.matmul(w) * phi).sum(1);
+            qsum = qsum + q;
+        }
+        var expected = inner / 2 * (qsum / 2).unsqueeze(0);
+        var scores = trak.PairwiseMatrix(queries, train);
+        Assert.True(RelErr(scores, expected) < 1e-5, $"relative error {RelErr(scores, expected)}");
+        Assert.All(trak.Diagnostics, d => Assert.Equal(KernelSolver.Cholesky, d.Solver));
+        Assert.Equal(Oracles.Flat(selfInner / 2 * (qsum / 2)), trak.SelfInfluence(train), new ToleranceComparer(1e-8));
+        // A single model is not the ensemble.
+        using var single = new Trak(models.Take(1).ToList(), Identity with { Damping = lambda, ReferenceRescaling = referenceRescaling });
+        Assert.True(RelErr(single.PairwiseMatrix(queries, train), expected) > 1e-3);
+    }
+
+    /// <summary>A projection with orthonormal rows (k ≥ p) or Kronecker factors at least as wide as
+    /// the layer leave TRAK (λ = 0) unchanged; a random k &lt; p projection only approximates it.</summary>
+    [Fact]
+    public void ProjectionsThatPreserveTheGradientSpaceGiveTheSameScores()
+    {
+        torch.manual_seed(Environment.TickCount);
+        var model = new TwoLayerMlp(4, 5, 3).to(ScalarType.Float64);     // 25 + 18 = 43 parameters
+        var train = Data(60); var queries = Data(4);
+        using var id = new Trak(new[] { model }, Identity);
+        var reference = id.PairwiseMatrix(queries, train);
+        foreach (var proj in new[]
+        {
+            new ProjectionOptions { Layout = ProjectionLayout.Dense, Kind = ProjectionKind.Orthogonal, Dim = 64, Seed = 9 },
+            new ProjectionOptions { Layout = ProjectionLayout.Kronecker, Kind = ProjectionKind.Gaussian, GradientDim = 8, ActivationDim = 8 },
+        })
+        {
+            using var t = new Trak(new[] { model }, Identity with { Projection = proj });
+            var s = t.PairwiseMatrix(queries, train);
+            Assert.True(RelErr(s, reference) < 1e-4, $"{proj.Layout}: relative error {RelErr(s, reference)}");
+        }
+        using var small = new Trak(new[] { model }, Identity with { Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Dim = 20 } });
+        double err = RelErr(small.PairwiseMatrix(queries, train), reference);
+        Assert.True(err > 1e-3, $"a 20-dimensional projection of 43 parameters reproduced the scores ({err})");
+    }
+
+    [Fact]
+    public void ExplicitCholeskyRefusesASingularKernel()
+    {
+        torch.manual_seed(Environment.TickCount);
+        using var trak = new Trak(new[] { LogReg() }, Identity with { Solver = KernelSolver.Cholesky });
+        var data = Data(20);
+        data.X[TensorIndex.Colon, 0] = torch.tensor(0.0, dtype: ScalarType.Float64);   // exact zero rows in Φᵀ Φ
+        var e = Assert.Throws<InfluenceSharpException>(() => trak.SelfInfluence(data));
+        Assert.Contains("positive definite", e.Message);
+    }
+}
