@@ -1,5 +1,4 @@
 using InfluenceSharp.Data;
-using InfluenceSharp.Methods.InfluenceFunctions;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Storage;
 using static TorchSharp.torch;
@@ -164,7 +163,7 @@ public sealed class FeatureStore : IDisposable
     public List<int> Missing(Shard? shard = null)
     {
         var sh = shard ?? Shard.All;
-        return Enumerable.Range(0, BlockCount).Where(b => sh.Owns(b) && !Has(b)).ToList();
+        return Enumerable.Range(0, BlockCount).Where(b => sh.Contains(b) && !Has(b)).ToList();
     }
 
     /// <summary>Computes and stores this shard's missing blocks; returns how many were computed.

@@ -1,5 +1,4 @@
 using InfluenceSharp.Features;
-using InfluenceSharp.Methods.InfluenceFunctions;
 
 namespace InfluenceSharp.Methods.Trak;
 
