@@ -1,5 +1,8 @@
 using InfluenceSharp.Methods;
+using InfluenceSharp.Features;
 using InfluenceSharp.Methods.InfluenceFunctions;
+using InfluenceSharp.Methods.TracIn;
+using InfluenceSharp.Methods.Trak;
 using InfluenceSharp.Reporting;
 
 namespace InfluenceSharp.Cli.Commands;
@@ -12,6 +15,13 @@ internal sealed record MethodSettings
     public string? Layers { get; init; }
     public int BatchSize { get; init; } = 256;
     public int Seed { get; init; }
+    /// <summary>TRAK: number of independently trained models (the run's model plus N−1 retrained with
+    /// other seeds, cached under RUN_DIR/ensemble).</summary>
+    public int Ensemble { get; init; } = 1;
+    /// <summary>Projection dimension for TRAK and projected TracIn.</summary>
+    public int ProjectionDim { get; init; } = 2048;
+    /// <summary>Keep method features in RUN_DIR/store so later commands reuse them.</summary>
+    public bool UseStore { get; init; } = true;
 
     public static MethodSettings From(Args a) => new()
     {
@@ -20,6 +30,8 @@ internal sealed record MethodSettings
         Layers = a.Str("layers"),
         BatchSize = a.Int("batch-size", 256),
         Seed = a.Int("seed", 0),
+        Ensemble = a.Int("ensemble", 1),
+        ProjectionDim = a.Int("proj-dim", 2048),
     };
 }
 
@@ -27,8 +39,8 @@ internal sealed record MethodSettings
 /// the evaluations and the demo treat every method alike.</summary>
 internal static class MethodFactory
 {
-    public static readonly string[] Names = { "ekfac", "kfac", "diagonal", "identity" };
-    public static readonly string[] DemoMethods = { "ekfac", "kfac", "identity" };
+    public static readonly string[] Names = { "ekfac", "kfac", "diagonal", "identity", "tracin", "tracin-last", "tracin-proj", "graddot", "gradcos", "trak" };
+    public static readonly string[] DemoMethods = { "ekfac", "tracin-last", "trak" };
 
     public static IAttributionMethod Create(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet = false)
     {
@@ -49,10 +61,43 @@ internal static class MethodFactory
                 var factors = new FactorFitter(model, task, fo, profiler).Fit(run.Data.Train)!;
                 return new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = s.Damping, TrainBatchSize = s.BatchSize, Quiet = quiet }, profiler);
             }
+            case "tracin" or "tracin-last" or "tracin-proj":
+            {
+                var ckpts = TracInCheckpoint.From(run.Checkpoints);
+                string? store = Store(run, name, s);
+                return name switch
+                {
+                    "tracin" => new TracInCP(ckpts, task, new TracInOptions { Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = store, Quiet = quiet }, profiler),
+                    "tracin-last" => new TracInCPFast(ckpts, task, new TracInFastOptions { TrainBatchSize = s.BatchSize, StoreDirectory = store, Quiet = quiet }, profiler),
+                    _ => new TracInCPFastRandProj(ckpts, task, new TracInRandProjOptions
+                    {
+                        Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = store, Quiet = quiet,
+                        Projection = new ProjectionOptions { Dim = s.ProjectionDim, Seed = s.Seed },
+                    }, profiler),
+                };
+            }
+            case "graddot" or "gradcos":
+            {
+                var o = new TracInOptions { Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = Store(run, name, s), Quiet = quiet };
+                return name == "graddot" ? GradDot.Create(run.Last.LoadModel(), task, o, profiler) : GradCos.Create(run.Last.LoadModel(), task, o, profiler);
+            }
+            case "trak":
+            {
+                var models = Ensemble.Models(run, s.Ensemble, quiet);
+                return new Trak(models, new TrakOptions
+                {
+                    Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = Store(run, $"trak{s.Ensemble}", s), Quiet = quiet,
+                    Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Dim = s.ProjectionDim, Seed = s.Seed },
+                }, profiler: profiler);
+            }
             default:
                 throw new UsageException($"--method {name}: unknown method (choose {string.Join(", ", Names)})");
         }
     }
+
+    /// <summary>Where a method keeps its training-set features for reuse (null = in memory).</summary>
+    static string? Store(RunContext run, string name, MethodSettings s) =>
+        s.UseStore ? Path.Combine(run.Dir, "store", $"{name}-{s.Measure.ToString().ToLowerInvariant()}-{s.Layers ?? "all"}-{s.ProjectionDim}-{s.Seed}") : null;
 
     public static string[] ParseList(string text)
     {
