@@ -187,10 +187,15 @@ public sealed class FeatureStore : IDisposable
         return todo.Count;
     }
 
+    /// <summary>Counts the blocks this instance has (re)computed: what is derived from the blocks
+    /// (TRAK's kernel inverses) is stale when it changes.</summary>
+    public int Version { get; private set; }
+
     private void Store(int b, Profiler? profiler)
     {
         var tensors = ComputeBlock(b, profiler);
         InvalidateArtifacts();
+        Version++;
         if (Mode == StoreMode.Directory)
         {
             using (profiler?.Stage("Save Features"))

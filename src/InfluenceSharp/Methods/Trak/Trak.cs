@@ -43,7 +43,7 @@ public sealed class Trak : FeatureMethod
 {
     private readonly TrakFeaturizer featurizer;
     private Tensor[]? inverses;            // (Φ_mᵀΦ_m + λI)⁻¹ per model, float64, on the device
-    private FeatureStore? preparedFor;
+    private (FeatureStore Store, int Version)? preparedFor;
 
     public Trak(IReadOnlyList<nn.Module<Tensor, Tensor>> models, TrakOptions? options = null, ITrakOutput? output = null, Profiler? profiler = null)
         : base(options ?? new TrakOptions(), profiler)
@@ -70,7 +70,7 @@ public sealed class Trak : FeatureMethod
 
     protected override void Prepare(FeatureStore store)
     {
-        if (ReferenceEquals(preparedFor, store) && inverses is not null) return;
+        if (preparedFor is { } pf && ReferenceEquals(pf.Store, store) && pf.Version == store.Version && inverses is not null) return;
         int m = featurizer.ModelCount;
         long k = featurizer.K;
         var loaded = store.LoadArtifact("kernels");
@@ -107,7 +107,7 @@ public sealed class Trak : FeatureMethod
         }).ToArray());
         foreach (var t in kernels) t.Dispose();
         Diagnostics = diags;
-        preparedFor = store;
+        preparedFor = (store, store.Version);
     }
 
     private (Tensor Inverse, KernelDiagnostics Diag) Invert(Tensor kernel, int model, int n)
