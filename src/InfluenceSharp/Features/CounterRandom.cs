@@ -56,8 +56,10 @@ public static class CounterRandom
         for (int w = 0; w * 64 < d.Length; w++)
         {
             ulong bits = Mix(rowKey ^ (ulong)w);
-            var o = d.Slice(w * 64, Math.Min(64, d.Length - w * 64));
-            for (int j = 0; j < o.Length; j++) o[j] = ((bits >> j) & 1) != 0 ? 1f : -1f;
+            // Bit set → +1f, clear → −1f, written branch-free as IEEE bits (sign | exponent of 1.0).
+            var o = System.Runtime.InteropServices.MemoryMarshal.Cast<float, uint>(d.Slice(w * 64, Math.Min(64, d.Length - w * 64)));
+            ulong neg = ~bits;
+            for (int j = 0; j < o.Length; j++) o[j] = 0x3F800000u | ((uint)(neg >> j) & 1u) << 31;
         }
     }
 

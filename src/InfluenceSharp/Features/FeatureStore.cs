@@ -125,11 +125,13 @@ public sealed class FeatureStore : IDisposable
     public IFeaturizer Featurizer => featurizer;
 
     /// <summary>Opens (or creates) the store of <paramref name="data"/>'s features. With a directory,
-    /// an existing manifest must match (else an exception names the differing field).</summary>
+    /// an existing manifest must match (else an exception names the differing field). Without one, the
+    /// blocks are kept in memory, or (transient) computed one batch at a time when read.</summary>
     public static FeatureStore Open(IFeaturizer featurizer, IDataset data, string? directory, int blockSize, int batchSize, bool keepInMemory = false)
     {
         if (blockSize < 1) throw new InfluenceSharpException($"--block-size {blockSize}: must be at least 1");
         if (batchSize < 1) throw new InfluenceSharpException($"--batch-size {batchSize}: must be at least 1");
+        if (directory is null && !keepInMemory) blockSize = batchSize;     // streaming: one batch at a time
         var manifest = FeatureStoreManifest.For(featurizer, data, blockSize);
         if (directory is null)
             return new FeatureStore(featurizer, data, manifest, keepInMemory ? StoreMode.Memory : StoreMode.Transient, null, batchSize);
@@ -184,10 +186,15 @@ public sealed class FeatureStore : IDisposable
         return todo.Count;
     }
 
+    /// <summary>Counts the blocks this instance has (re)computed: what is derived from the blocks
+    /// (TRAK's kernel inverses) is stale when it changes.</summary>
+    public int Version { get; private set; }
+
     private void Store(int b, Profiler? profiler)
     {
         var tensors = ComputeBlock(b, profiler);
         InvalidateArtifacts();
+        Version++;
         if (Mode == StoreMode.Directory)
         {
             using (profiler?.Stage("Save Features"))

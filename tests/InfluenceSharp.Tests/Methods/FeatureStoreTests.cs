@@ -56,8 +56,8 @@ public class FeatureStoreTests
             refSelf = m.SelfInfluence(train);
             Assert.Equal(0, m.BuildStore(train));
         }
-        using (var memory = Method(kind, cps, null!))
-            Assert.True(TensorAssert.BitEqual(memory.PairwiseMatrix(queries, train), reference), "stored and in-memory scores differ");
+        using (var memory = Method(kind, cps, null!))       // no directory: streamed (TracIn) or in memory (TRAK)
+            Assert.True(memory.PairwiseMatrix(queries, train).allclose(reference, rtol: 1e-6, atol: 1e-9), "stored and unstored scores differ");
 
         // "Interrupt": lose blocks 1 and 3. A new run recomputes exactly those.
         File.Delete(Block(1)); File.Delete(Block(3));

@@ -164,12 +164,20 @@ public class TracInTests
     }
 
     [Fact]
-    public void FastFormRefusesAModelThatTransformsTheLastLayerOutput()
+    public void FastFormWorksInsideSequentialAndRefusesTransformedLogits()
     {
+        torch.manual_seed(Environment.TickCount);
+        var seq = nn.Sequential(("0", nn.Linear(4, 6)), ("1", nn.ReLU()), ("2", nn.Linear(6, 3))).to(ScalarType.Float64);
+        var cps = new[] { new TracInCheckpoint(seq, 0.5) };
+        var data = Data(7, 4);
+        using (var fast = new TracInCPFast(cps, null, new TracInFastOptions { Quiet = true }))
+        {
+            Assert.Equal("2", fast.LayerName);
+            Assert.True(RelErr(fast.PairwiseMatrix(data, data), OracleScores(cps, new ClassificationTask(), data, data, "2")) < 1e-6);
+        }
         var model = nn.Sequential(("fc", nn.Linear(4, 3)), ("act", nn.Tanh())).to(ScalarType.Float64);
-        using var fast = new TracInCPFast(new[] { new TracInCheckpoint(model, 1) }, null, new TracInFastOptions { Quiet = true });
-        var data = Data(3, 4);
-        var e = Assert.Throws<InfluenceSharpException>(() => fast.SelfInfluence(data));
+        using var refused = new TracInCPFast(new[] { new TracInCheckpoint(model, 1) }, null, new TracInFastOptions { Quiet = true });
+        var e = Assert.Throws<InfluenceSharpException>(() => refused.SelfInfluence(data));
         Assert.Contains("logits", e.Message);
     }
 

@@ -88,18 +88,17 @@ internal sealed class LastLayerFeaturizer : IFeaturizer, IDisposable
 {
     private readonly IReadOnlyList<TracInCheckpoint> checkpoints;
     private readonly ClassificationTask task;
-    private readonly bool includeBias, stacked, ownsHooks;
-    private readonly Tensor?[] inputs, outputs;
-    private readonly List<Action> removers = new();
+    private readonly bool includeBias, stacked;
+    private readonly TrackedLayer[] finalLayers;
     private readonly Dictionary<string, string> settings;
 
     public LastLayerFeaturizer(IReadOnlyList<TracInCheckpoint> checkpoints, ClassificationTask task, TracInFastOptions o)
     {
         TracInCheckpoint.Validate(checkpoints);
-        this.checkpoints = checkpoints; this.task = task; includeBias = o.IncludeBias; stacked = o.Stacked; ownsHooks = true;
+        this.checkpoints = checkpoints; this.task = task; includeBias = o.IncludeBias; stacked = o.Stacked;
         var p0 = checkpoints[0].Model.parameters().First();
         Device = p0.device;
-        inputs = new Tensor?[checkpoints.Count]; outputs = new Tensor?[checkpoints.Count];
+        finalLayers = new TrackedLayer[checkpoints.Count];
         TrackedLayer? first = null;
         for (int c = 0; c < checkpoints.Count; c++)
         {
@@ -107,14 +106,7 @@ internal sealed class LastLayerFeaturizer : IFeaturizer, IDisposable
             if (first is not null && (layer.Name != first.Name || layer.Out != first.Out || layer.In != first.In))
                 throw new InfluenceSharpException($"checkpoint {checkpoints[c].Source ?? c.ToString()}: final layer {layer} differs from the first checkpoint's {first} (another architecture?)");
             first ??= layer;
-            int ci = c;
-            var remover = layer.Module.register_forward_hook((m, input, output) =>
-            {
-                inputs[ci] = input.detach();
-                outputs[ci] = output;
-                return output.alias();
-            });
-            removers.Add(remover.remove);
+            finalLayers[c] = layer;
         }
         Layer = first!;
         ModelFingerprints = TracInCheckpoint.Fingerprints(checkpoints.Select(c => c.Model));
@@ -127,11 +119,11 @@ internal sealed class LastLayerFeaturizer : IFeaturizer, IDisposable
         Layout = MakeLayout();
     }
 
-    /// <summary>The same checkpoints and hooks, with the other row form (factored or stacked).</summary>
+    /// <summary>The same checkpoints, with the other row form (factored or stacked).</summary>
     public LastLayerFeaturizer(LastLayerFeaturizer other, bool stacked)
     {
-        checkpoints = other.checkpoints; task = other.task; includeBias = other.includeBias; this.stacked = stacked; ownsHooks = false;
-        inputs = other.inputs; outputs = other.outputs; Device = other.Device; Layer = other.Layer;
+        checkpoints = other.checkpoints; task = other.task; includeBias = other.includeBias; this.stacked = stacked;
+        finalLayers = other.finalLayers; Device = other.Device; Layer = other.Layer;
         ModelFingerprints = other.ModelFingerprints; settings = other.settings;
         Layout = MakeLayout();
     }
@@ -172,11 +164,15 @@ internal sealed class LastLayerFeaturizer : IFeaturizer, IDisposable
         {
             var model = checkpoints[c].Model;
             model.eval();
-            inputs[c] = outputs[c] = null;
-            var logits = model.forward(x);
-            var a = inputs[c] ?? throw new InfluenceSharpException($"layer '{Layer.Name}' was not called in the forward pass (submodules must be invoked with .call)");
-            var o = outputs[c]!;
-            inputs[c] = outputs[c] = null;
+            Tensor? input = null, output = null;
+            // The hook lives for this pass only. It returns an alias of the output: nn.Sequential
+            // disposes intermediate outputs, and the alias keeps the captured one valid.
+            var hook = finalLayers[c].Module.register_forward_hook((m, i, o) => { input = i.detach(); output = o; return o.alias(); });
+            Tensor logits;
+            try { logits = model.forward(x); }
+            finally { hook.remove(); }
+            var a = input ?? throw new InfluenceSharpException($"layer '{Layer.Name}' was not called in the forward pass (submodules must be invoked with .call)");
+            var o = output!;
             if (!o.shape.SequenceEqual(logits.shape) || !o.eq(logits).all().item<bool>())
                 throw new InfluenceSharpException($"TracInCPFast needs the output of '{Layer.Name}' to be the model's logits, but the model transforms it; use TracInCP with Layers = \"{Layer.Name}\"");
             a = a.reshape(a.shape[0], -1);
@@ -197,10 +193,5 @@ internal sealed class LastLayerFeaturizer : IFeaturizer, IDisposable
         return nn.functional.softmax(z, 1) - onehot;
     }
 
-    public void Dispose()
-    {
-        if (!ownsHooks) return;
-        foreach (var r in removers) r();
-        removers.Clear();
-    }
+    public void Dispose() { }
 }

@@ -18,7 +18,7 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
 {
     private readonly IReadOnlyList<TracInCheckpoint> checkpoints;
     private readonly IAttributionTask task;
-    private readonly List<GradientCapture> captures = new();
+    private readonly List<List<TrackedLayer>> layersPerCheckpoint = new();
     private readonly GradientProjector? projector;
     private readonly Dictionary<string, string> settings;
 
@@ -33,7 +33,7 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
             var layers = TrackedLayer.Find(c.Model, layerFilter);
             if (Shapes(layers) != Shapes(Layers))
                 throw new InfluenceSharpException($"checkpoint {c.Source ?? "(in memory)"} has layers {Shapes(layers)} but the first has {Shapes(Layers)} (another architecture?)");
-            captures.Add(new GradientCapture(c.Model, layers));
+            layersPerCheckpoint.Add(layers);
         }
         var p0 = checkpoints[0].Model.parameters().First();
         Dtype = p0.dtype; Device = p0.device;
@@ -86,7 +86,9 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
         {
             var model = checkpoints[c].Model;
             model.eval();
-            var (_, lbs) = captures[c].Run(model, x, logits => query ? task.QueryMeasure(logits, y) : task.TrainLoss(logits, y));
+            // Hooks live only for this pass: no hook stays registered on the user's model.
+            using var capture = new GradientCapture(model, layersPerCheckpoint[c]);
+            var (_, lbs) = capture.Run(model, x, logits => query ? task.QueryMeasure(logits, y) : task.TrainLoss(logits, y));
             if (projector is not null)
             {
                 parts.Add(projector.Project(lbs) * Math.Sqrt(checkpoints[c].StepSize));
@@ -104,10 +106,5 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
         return new Dictionary<string, Tensor> { ["features"] = torch.cat(parts, 1) };
     }
 
-    public void Dispose()
-    {
-        foreach (var c in captures) c.Dispose();
-        captures.Clear();
-        projector?.Dispose();
-    }
+    public void Dispose() => projector?.Dispose();
 }

@@ -43,7 +43,7 @@ public sealed class Trak : FeatureMethod
 {
     private readonly TrakFeaturizer featurizer;
     private Tensor[]? inverses;            // (Φ_mᵀΦ_m + λI)⁻¹ per model, float64, on the device
-    private FeatureStore? preparedFor;
+    private (FeatureStore Store, int Version)? preparedFor;
 
     public Trak(IReadOnlyList<nn.Module<Tensor, Tensor>> models, TrakOptions? options = null, ITrakOutput? output = null, Profiler? profiler = null)
         : base(options ?? new TrakOptions(), profiler)
@@ -70,7 +70,7 @@ public sealed class Trak : FeatureMethod
 
     protected override void Prepare(FeatureStore store)
     {
-        if (ReferenceEquals(preparedFor, store) && inverses is not null) return;
+        if (preparedFor is { } pf && ReferenceEquals(pf.Store, store) && pf.Version == store.Version && inverses is not null) return;
         int m = featurizer.ModelCount;
         long k = featurizer.K;
         var loaded = store.LoadArtifact("kernels");
@@ -107,7 +107,7 @@ public sealed class Trak : FeatureMethod
         }).ToArray());
         foreach (var t in kernels) t.Dispose();
         Diagnostics = diags;
-        preparedFor = store;
+        preparedFor = (store, store.Version);
     }
 
     private (Tensor Inverse, KernelDiagnostics Diag) Invert(Tensor kernel, int model, int n)
@@ -195,7 +195,7 @@ internal sealed class TrakFeaturizer : IFeaturizer, IDisposable
 {
     private readonly IReadOnlyList<nn.Module<Tensor, Tensor>> models;
     private readonly ITrakOutput output;
-    private readonly List<GradientCapture> captures = new();
+    private readonly List<List<TrackedLayer>> layersPerModel = new();
     private readonly List<GradientProjector> projectors = new();
     private readonly double norm;
     private readonly Dictionary<string, string> settings;
@@ -213,7 +213,7 @@ internal sealed class TrakFeaturizer : IFeaturizer, IDisposable
             var layers = TrackedLayer.Find(models[m], o.Layers);
             if (Shapes(layers) != Shapes(Layers))
                 throw new InfluenceSharpException($"TRAK model {m} has layers {Shapes(layers)} but model 0 has {Shapes(Layers)} (another architecture?)");
-            captures.Add(new GradientCapture(models[m], layers));
+            layersPerModel.Add(layers);
             projectors.Add(new GradientProjector(layers, o.Projection, stream: (ulong)m, unitEntries: true, Dtype, Device));
         }
         K = projectors[0].OutputDim;
@@ -249,7 +249,8 @@ internal sealed class TrakFeaturizer : IFeaturizer, IDisposable
         for (int m = 0; m < models.Count; m++)
         {
             models[m].eval();
-            var (logits, lbs) = captures[m].Run(models[m], x, l => output.Output(l, y));
+            using var capture = new GradientCapture(models[m], layersPerModel[m]);   // hooks for this pass only
+            var (logits, lbs) = capture.Run(models[m], x, l => output.Output(l, y));
             phis[m] = projectors[m].Project(lbs) * norm;
             using (torch.no_grad()) qs[m] = output.OutToLoss(logits, y);
         }
@@ -258,8 +259,7 @@ internal sealed class TrakFeaturizer : IFeaturizer, IDisposable
 
     public void Dispose()
     {
-        foreach (var c in captures) c.Dispose();
         foreach (var p in projectors) p.Dispose();
-        captures.Clear(); projectors.Clear();
+        projectors.Clear();
     }
 }
