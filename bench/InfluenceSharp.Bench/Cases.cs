@@ -19,6 +19,8 @@ public static class Cases
         ["ekfac-scaling"] = EkfacScaling,
         ["pairwise-mlp"] = c => Pairwise(c, 0),
         ["pairwise-mlp-rank32"] = c => Pairwise(c, 32),
+        ["tracin-last"] = FeatureCases.TracInLast,
+        ["trak-features"] = FeatureCases.TrakFeatures,
     };
 
     /// <summary>fp32 GEMM rate: best of several 2048³ products (2·n³ FLOPs each).</summary>

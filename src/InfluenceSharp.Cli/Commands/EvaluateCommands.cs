@@ -70,18 +70,23 @@ public static class EvaluateCommands
             var method = MethodFactory.Create(m, run, settings, profiler, quiet);
             Tensor scores;
             using (profiler.Stage($"Scores ({m})")) scores = method.PairwiseMatrix(queries, run.Data.Train);
-            results[m] = Evaluation.Lds.Score(scores, targets.Masks, t);
+            results[m == "trak" ? $"trak-{settings.Ensemble}" : m] = Evaluation.Lds.Score(scores, targets.Masks, t);
             scores.Dispose();
         }
         Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {target}, {run.Data.Train.Count} training examples):");
         foreach (var (m, r) in results) Console.WriteLine($"  {m,-14} {r.Mean,7:F4} ± {r.StandardError:F4}");
-        Json.WriteFile(Path.Combine(cache, "lds-results.json"), results.Select(kv => new
-        {
-            method = kv.Key, lds = kv.Value.Mean, standard_error = kv.Value.StandardError, subsets = kv.Value.Subsets,
-            queries = queries.Count, target, alpha = options.Alpha, train_count = run.Data.Train.Count, undefined_queries = kv.Value.UndefinedQueries,
-        }).ToList());
+        // Results accumulate across invocations (one row per method and target).
+        string resultsPath = Path.Combine(cache, "lds-results.json");
+        var rows = File.Exists(resultsPath) ? Json.ReadFile<List<LdsRow>>(resultsPath) : new List<LdsRow>();
+        rows.RemoveAll(r => results.ContainsKey(r.Method) && r.Target == target);
+        rows.AddRange(results.Select(kv => new LdsRow(kv.Key, kv.Value.Mean, kv.Value.StandardError, kv.Value.Subsets, queries.Count, target,
+            options.Alpha, run.Data.Train.Count, kv.Value.UndefinedQueries)));
+        Json.WriteFile(resultsPath, rows);
         return results;
     }
+
+    public sealed record LdsRow(string Method, double Lds, double StandardError, int Subsets, int Queries, string Target, double Alpha,
+        int TrainCount, int UndefinedQueries);
 
     public const string RemoveHelp = """
         influence evaluate remove --run RUN_DIR [options]
