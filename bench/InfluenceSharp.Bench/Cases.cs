@@ -138,10 +138,13 @@ public sealed record Flops(double Capture, double Covariance, double Lambda, dou
             double macs = t * l.Out * l.InNoBias;
             cap += 2 * 2 * macs;
             cov += 2 * t * (l.In * (double)l.In + l.Out * (double)l.Out);
-            double rotate = 2 * t * (l.In * (double)l.In + l.Out * (double)l.Out);
-            double square = t > 1 ? 2 * t * l.Out * (double)l.In : 2 * l.Out * (double)l.In;
-            lam += rotate + square;
-            self += rotate + square;
+            double o = l.Out, i = l.In;
+            // Rank-one layers: rotate g and a, then one [Out, In] product per batch row. Conv layers:
+            // the cheaper of rotate-then-contract and contract-then-rotate (LayerBatch.Rotated).
+            double work = t == 1 ? 2 * (i * i + o * o) + 2 * o * i
+                : Math.Min(2 * t * (i * i + o * o), 2 * (o * o * i + o * i * i)) + 2 * t * o * i;
+            lam += work;
+            self += work;
         }
         return new Flops(cap, cov, lam, self);
     }

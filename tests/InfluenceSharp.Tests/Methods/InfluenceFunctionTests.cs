@@ -228,3 +228,52 @@ public sealed class ToleranceComparer : IEqualityComparer<double>
     public bool Equals(double a, double b) => Math.Abs(a - b) <= rel * Math.Max(1, Math.Max(Math.Abs(a), Math.Abs(b)));
     public int GetHashCode(double obj) => 0;
 }
+
+public class ConvFactorTests
+{
+    [Theory]
+    [InlineData(2, 30, 30)]    // few positions: rotate a and g first
+    [InlineData(50, 12, 5)]    // many positions: contract first, then rotate
+    public void RotatedGradientsAreTheSameInBothContractionOrders(int t, int inF, int outF)
+    {
+        torch.manual_seed(Environment.TickCount);
+        var layer = TrackedLayer.Find(nn.Sequential(("fc", nn.Linear(inF, outF, hasBias: false)))).Single();
+        var lb = new LayerBatch(layer, torch.randn(4, t, inF, dtype: ScalarType.Float64), torch.randn(4, t, outF, dtype: ScalarType.Float64));
+        var qa = torch.linalg.qr(torch.randn(inF, inF, dtype: ScalarType.Float64)).Q;
+        var qs = torch.linalg.qr(torch.randn(outF, outF, dtype: ScalarType.Float64)).Q;
+        var expected = qs.mT.matmul(lb.PerExample()).matmul(qa);
+        Assert.True(lb.Rotated(qa, qs).allclose(expected, rtol: 1e-10, atol: 1e-10));
+    }
+
+    [Fact]
+    public void EkfacEigenvaluesOfConvLayersEqualExplicitSecondMoments()
+    {
+        torch.manual_seed(Environment.TickCount);
+        var model = new ConvNet().to(ScalarType.Float64);
+        var train = new TensorDataset(torch.randn(24, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 24 }));
+        var task = new ClassificationTask();
+        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 10, Quiet = true }).Fit(train)!;
+        var layers = TrackedLayer.Find(model);
+        var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
+        long offset = 0;
+        foreach (var (layer, lf) in layers.Zip(factors.Layers))
+        {
+            var g = gz.narrow(1, offset, layer.NumParams).reshape(-1, layer.Out, layer.In);
+            offset += layer.NumParams;
+            var expected = lf.QS!.mT.matmul(g).matmul(lf.QA!).square().mean(new long[] { 0 });
+            Assert.True(lf.Lambda!.allclose(expected, rtol: 1e-8, atol: 1e-12), layer.Name);
+        }
+        // Self-influence with the EK-FAC preconditioner equals the explicit formula.
+        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = 1e-3, Quiet = true });
+        var self = f.SelfInfluence(train);
+        offset = 0;
+        var explicitSelf = torch.zeros(train.Count, dtype: ScalarType.Float64);
+        foreach (var (layer, lf) in layers.Zip(factors.Layers))
+        {
+            var g = gz.narrow(1, offset, layer.NumParams).reshape(-1, layer.Out, layer.In);
+            offset += layer.NumParams;
+            explicitSelf += (lf.QS!.mT.matmul(g).matmul(lf.QA!).square() / (lf.Lambda! + 1e-3)).sum(new long[] { 1, 2 });
+        }
+        Assert.Equal(Oracles.Flat(explicitSelf), self, new ToleranceComparer(1e-8));
+    }
+}

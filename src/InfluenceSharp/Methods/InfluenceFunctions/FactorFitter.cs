@@ -118,10 +118,13 @@ public sealed class FactorFitter
     /// <summary>acc += Σ_b (Q_Sᵀ G_b Q_A)⊙² (no basis: G_b⊙²), using the rank-one form for Linear layers.</summary>
     private static void AccumulateSquares(LayerBatch lb, Tensor acc, Tensor? qa, Tensor? qs)
     {
-        var a = lb.A; var g = lb.G;
-        if (qa is not null) { a = a.matmul(qa); g = g.matmul(qs!); }
-        if (lb.RankOne) acc.add_(g.squeeze(1).square().mT.matmul(a.squeeze(1).square()).to(ScalarType.Float64));
-        else acc.add_(g.transpose(1, 2).bmm(a).square().sum(new long[] { 0 }).to(ScalarType.Float64));
+        if (lb.RankOne)
+        {
+            var a = lb.A; var g = lb.G;
+            if (qa is not null) { a = a.matmul(qa); g = g.matmul(qs!); }
+            acc.add_(g.squeeze(1).square().mT.matmul(a.squeeze(1).square()).to(ScalarType.Float64));
+        }
+        else acc.add_(lb.Rotated(qa, qs).square().sum(new long[] { 0 }).to(ScalarType.Float64));
     }
 
     private ScalarType ComputeDtype() => model.parameters().First().dtype;

@@ -102,14 +102,14 @@ public sealed class Preconditioner : IDisposable
     /// structure of Linear layers (no Out×In matrix per example).</summary>
     public Tensor SelfScores(LayerBatch lb)
     {
-        var a = lb.A; var g = lb.G;
-        if (QA is not null) { a = a.matmul(QA); g = g.matmul(QS!); }
         if (lb.RankOne)
         {
+            var a = lb.A; var g = lb.G;
+            if (QA is not null) { a = a.matmul(QA); g = g.matmul(QS!); }
             var a2 = a.squeeze(1).square(); var g2 = g.squeeze(1).square();
             return W is null ? g2.sum(1) * a2.sum(1) : (g2.matmul(W) * a2).sum(1);
         }
-        var r = g.transpose(1, 2).bmm(a).square();
+        var r = lb.Rotated(QA, QS).square();
         return (W is null ? r : r * W).sum(new long[] { 1, 2 });
     }
 
