@@ -21,6 +21,7 @@ namespace InfluenceSharp.Cli
               fit-factors      fit influence-function factors (identity, diagonal, kfac, ekfac)
               scores pairwise  influence of every training example on each query -> scores.npy
               scores self      self-influence of every training example -> self_influence.npy
+              build-store      TracIn / TRAK training features computed once into RUN_DIR/store
               detect-mislabeled  rank training examples by self-influence; score against the corruption record
               explain          proponents and opponents of queries (streaming top-k) with image grids
               evaluate lds     linear datamodeling score of methods (retrains on random subsets, cached)
@@ -58,6 +59,7 @@ namespace InfluenceSharp.Cli
                     "fit-factors" => InfluenceCommands.FitFactors(a),
                     "scores pairwise" => InfluenceCommands.Scores(a, "pairwise"),
                     "scores self" => InfluenceCommands.Scores(a, "self"),
+                    "build-store" => FeatureCommands.BuildStore(a),
                     "detect-mislabeled" => DetectCommand.Run(a),
                     "explain" => ExplainCommand.Run(a),
                     "evaluate lds" => EvaluateCommands.Lds(a),

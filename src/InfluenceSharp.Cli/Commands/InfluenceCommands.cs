@@ -84,11 +84,16 @@ public static class InfluenceCommands
           --shard i/n            only partitions p with p % n == i; run again without --shard to merge
         Output: scores.npy [n_query, n_train] (row = query; positive = helpful) or self_influence.npy,
         with manifest.json and query_indices.json.
+
+        influence scores pairwise|self --run RUN_DIR --method M --out DIR [options]
+          any other method (tracin, tracin-last, tracin-proj, graddot, gradcos, trak, or an influence-
+          function strategy fitted in memory); training features come from RUN_DIR/store (see build-store).
         """;
 
     public static int Scores(Args a, string kind)
     {
         if (a.Flag("help")) { Console.WriteLine(ScoresHelp); return 0; }
+        if (a.Has("method")) return FeatureCommands.Scores(a, kind);
         var ckpt = ResolveCheckpoint(a.Required("checkpoint"));
         string factorsDir = a.Required("factors"), outDir = a.Required("out");
         string? dataSpec = a.Str("data");

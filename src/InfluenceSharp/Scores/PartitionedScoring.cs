@@ -75,7 +75,7 @@ public static class PartitionedScoring
                 var writers = names.Select(n => new NpyBlockWriter(Part(p, n), queryCount, len)).ToArray();
                 try
                 {
-                    produce(SubsetDataset.Range(train, start, len), (off, blocks) =>
+                    produce(Slice(train, start, len), (off, blocks) =>
                     {
                         for (int i = 0; i < writers.Length; i++) writers[i].WriteColumns(off, blocks[i]);
                     });
@@ -113,7 +113,7 @@ public static class PartitionedScoring
         {
             if (!shard.Contains(p) || File.Exists(Part(p))) continue;
             int start = p * manifest.PartitionSize, len = Math.Min(manifest.PartitionSize, train.Count - start);
-            var s = method.SelfInfluence(SubsetDataset.Range(train, start, len));
+            var s = method.SelfInfluence(Slice(train, start, len));
             Npy.Write(Part(p), s, s.Length);
         }
         if (Enumerable.Range(0, parts).Any(p => !File.Exists(Part(p)))) return null;
@@ -127,6 +127,9 @@ public static class PartitionedScoring
         using var t = Npy.Read(path);
         return t.to(ScalarType.Float64).data<double>().ToArray();
     }
+
+    /// <summary>The whole set is passed as itself (so stores keyed by its fingerprint are reused).</summary>
+    static IDataset Slice(IDataset train, int start, int len) => start == 0 && len == train.Count ? train : SubsetDataset.Range(train, start, len);
 
     static int Parts(int n, int size)
     {

@@ -56,6 +56,19 @@ public class CliTests
         Assert.True(r.Code == 0, r.Err);
         Assert.Equal(600, PartitionedScoring.ReadVector(Path.Combine(self, "self_influence.npy")).Length);
 
+        // TracIn over both checkpoints: build the store once, then score from it.
+        r = Run("build-store", "--run", run, "--method", "tracin-last");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("store complete", r.Out);
+        r = Run("scores", "pairwise", "--run", run, "--method", "tracin-last", "--out", dir.File("tl"), "--query-count", "5");
+        Assert.True(r.Code == 0, r.Err);
+        using (var m = Npy.Read(Path.Combine(dir.File("tl"), "scores.npy")))
+            Assert.Equal(new long[] { 5, 600 }, m.shape);
+        r = Run("detect-mislabeled", "--run", run, "--methods", "tracin-last,kfac", "--out", dir.File("detect"));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("tracin-last", r.Out);
+        Assert.True(File.Exists(Path.Combine(dir.File("detect"), "detection-curve.png")));
+
         // Factors of epoch 2 used with the epoch-1 checkpoint: refused, nothing written.
         r = Run("scores", "self", "--checkpoint", Path.Combine(run, "epoch-0001.safetensors"), "--factors", factors, "--out", dir.File("bad"));
         Assert.Equal(1, r.Code);
