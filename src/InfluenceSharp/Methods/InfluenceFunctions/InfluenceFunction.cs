@@ -60,33 +60,31 @@ public sealed class InfluenceFunction : IAttributionMethod
         model.eval();
         using var pre = new DisposableList<Preconditioner>(Prepare());
         using var q = profiler.Time("Precondition Queries", () => PreconditionQueries(queries, pre.Items));
-        using var capture = new GradientCapture(model, layers);
-        using var bar = o.Quiet ? null : new ProgressBar("pairwise scores", train.Count);
-        using (profiler.Stage("Compute Pairwise Score"))
-        {
-            var all = Enumerable.Range(0, train.Count).ToArray();
-            for (int b = 0; b < train.Count; b += o.TrainBatchSize)
-            {
-                using var scope = NewDisposeScope();
-                var span = all.AsSpan(b, Math.Min(o.TrainBatchSize, train.Count - b));
-                var y = train.Targets(span, Device);
-                var (_, lbs) = capture.Run(model, train.Inputs(span, Device), logits => task.TrainLoss(logits, y));
-                var blocks = new Tensor[lbs.Length];
-                for (int i = 0; i < lbs.Length; i++) blocks[i] = q.Score(i, lbs[i]).to(ScalarType.Float32).cpu();
-                sink(b, blocks);
-                bar?.Update(b + span.Length);
-            }
-        }
+        ForEachTrainBatch(train, "Compute Pairwise Score", "pairwise scores", (offset, lbs) =>
+            sink(offset, lbs.Select((lb, i) => q.Score(i, lb).to(ScalarType.Float32).cpu()).ToArray()));
     }
 
     public double[] SelfInfluence(IDataset train)
     {
         model.eval();
         using var pre = new DisposableList<Preconditioner>(Prepare());
-        using var capture = new GradientCapture(model, layers);
         var result = new double[train.Count];
-        using var bar = o.Quiet ? null : new ProgressBar("self-influence", train.Count);
-        using (profiler.Stage("Compute Self-Influence Score"))
+        ForEachTrainBatch(train, "Compute Self-Influence Score", "self-influence", (offset, lbs) =>
+        {
+            Tensor total = pre.Items[0].SelfScores(lbs[0]);
+            for (int i = 1; i < lbs.Length; i++) total = total + pre.Items[i].SelfScores(lbs[i]);
+            total.to(ScalarType.Float64).cpu().data<double>().CopyTo(result, offset);
+        });
+        return result;
+    }
+
+    /// <summary>Streams the training set in batches through the tracked layers (training loss with
+    /// the true labels), inside a dispose scope per batch, with a progress bar and a profiler stage.</summary>
+    private void ForEachTrainBatch(IDataset train, string stage, string label, Action<int, LayerBatch[]> body)
+    {
+        using var capture = new GradientCapture(model, layers);
+        using var bar = o.Quiet ? null : new ProgressBar(label, train.Count);
+        using (profiler.Stage(stage))
         {
             var all = Enumerable.Range(0, train.Count).ToArray();
             for (int b = 0; b < train.Count; b += o.TrainBatchSize)
@@ -95,13 +93,10 @@ public sealed class InfluenceFunction : IAttributionMethod
                 var span = all.AsSpan(b, Math.Min(o.TrainBatchSize, train.Count - b));
                 var y = train.Targets(span, Device);
                 var (_, lbs) = capture.Run(model, train.Inputs(span, Device), logits => task.TrainLoss(logits, y));
-                Tensor total = pre.Items[0].SelfScores(lbs[0]);
-                for (int i = 1; i < lbs.Length; i++) total = total + pre.Items[i].SelfScores(lbs[i]);
-                total.to(ScalarType.Float64).cpu().data<double>().CopyTo(result, b);
+                body(b, lbs);
                 bar?.Update(b + span.Length);
             }
         }
-        return result;
     }
 
     /// <summary>H⁻¹∇f(q) for every query and layer, optionally as rank-r factors.</summary>
