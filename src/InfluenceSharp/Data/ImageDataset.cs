@@ -60,10 +60,12 @@ public sealed class ImageDataset : IDataset
             Buffer.BlockCopy(Pixels, indices[i] * ImageSize, px, i * ImageSize, ImageSize);
         using var scope = NewDisposeScope();
         var (mean, std) = Normalization;
-        var x = torch.tensor(px, new long[] { indices.Length, Channels, Height, Width }).to_type(ScalarType.Float32).div_(255f);
-        var m = torch.tensor(mean).reshape(1, Channels, 1, 1);
-        var s = torch.tensor(std).reshape(1, Channels, 1, 1);
-        x = x.sub_(m).div_(s);
+        // x = pixel · 1/(255·std) − mean/std, with tensor operands and an explicit Scalar only
+        // (implicitly converted Scalars can be finalised while libtorch reads them).
+        var scale = torch.tensor(std.Select(v => 1f / (255f * v)).ToArray()).reshape(1, Channels, 1, 1);
+        var offset = torch.tensor(mean.Zip(std, (m, v) => -m / v).ToArray()).reshape(1, Channels, 1, 1);
+        using var one = 1.0.ToScalar();
+        var x = torch.tensor(px, new long[] { indices.Length, Channels, Height, Width }).to_type(ScalarType.Float32).mul_(scale).add_(offset, one);
         if (device is not null) x = x.to(device);
         return x.MoveToOuterDisposeScope();
     }

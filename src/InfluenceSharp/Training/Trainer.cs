@@ -58,7 +58,7 @@ public sealed class Trainer
         if (!(o.LearningRate > 0)) throw new InfluenceSharpException($"--lr {o.LearningRate}: must be positive");
         torch.manual_seed(o.Seed);
         var model = spec.Create();
-        var opt = torch.optim.SGD(model.parameters(), o.LearningRate, momentum: o.Momentum, weight_decay: o.WeightDecay);
+        using var opt = new Sgd(model.parameters(), o.Momentum, o.WeightDecay);
         string fingerprint = train.Fingerprint();
         string? corruptionFile = null;
         if (runDir is not null)
@@ -93,13 +93,12 @@ public sealed class Trainer
                 if (o.Augment) x = Augmentation.CropFlip(x, 4, augRng);
                 var y = train.Targets(idx);
                 double lr = o.LrAt(step, stepsPerEpoch);
-                foreach (var g in opt.ParamGroups) g.LearningRate = lr;
                 lrSum += lr;
-                opt.zero_grad();
+                opt.ZeroGrad();
                 var logits = model.forward(x);
                 var loss = nn.functional.cross_entropy(logits, y);
                 loss.backward();
-                opt.step();
+                opt.Step(lr);
                 step++;
                 double l = loss.item<float>();
                 if (double.IsNaN(l) || double.IsInfinity(l))

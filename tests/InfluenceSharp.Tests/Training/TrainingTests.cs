@@ -132,3 +132,26 @@ public class CheckpointTests
         Assert.Contains("garbage.safetensors", e.Message);
     }
 }
+
+public class SgdTests
+{
+    /// <summary>Our SGD (kept because TorchSharp's converts Scalars implicitly) follows PyTorch's rule.</summary>
+    [Fact]
+    public void MatchesTorchSharpsSgdOverSeveralSteps()
+    {
+        int seed = Environment.TickCount;
+        nn.Module<Tensor, Tensor> Make() { torch.manual_seed(seed); return nn.Linear(6, 3).to(ScalarType.Float64); }
+        var a = Make(); var b = Make();
+        var x = torch.randn(8, 6, dtype: ScalarType.Float64); var y = torch.randint(0, 3, new long[] { 8 });
+        using var ours = new Sgd(a.parameters(), momentum: 0.9, weightDecay: 0.01);
+        var theirs = torch.optim.SGD(b.parameters(), 0.1, momentum: 0.9, weight_decay: 0.01);
+        foreach (var lr in new[] { 0.1, 0.05, 0.2 })
+        {
+            ours.ZeroGrad(); nn.functional.cross_entropy(a.call(x), y).backward(); ours.Step(lr);
+            foreach (var g in theirs.ParamGroups) g.LearningRate = lr;
+            theirs.zero_grad(); nn.functional.cross_entropy(b.call(x), y).backward(); theirs.step();
+        }
+        foreach (var ((n, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
+            Assert.True(pa.allclose(pb, rtol: 1e-12, atol: 1e-14), n);
+    }
+}
