@@ -64,10 +64,23 @@ public class CliTests
         Assert.True(r.Code == 0, r.Err);
         using (var m = Npy.Read(Path.Combine(dir.File("tl"), "scores.npy")))
             Assert.Equal(new long[] { 5, 600 }, m.shape);
-        r = Run("detect-mislabeled", "--run", run, "--methods", "tracin-last,kfac", "--out", dir.File("detect"));
+        r = Run("detect-mislabeled", "--run", run, "--methods", "tracin-last,kfac");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("tracin-last", r.Out);
-        Assert.True(File.Exists(Path.Combine(dir.File("detect"), "detection-curve.png")));
+        Assert.True(File.Exists(Path.Combine(run, "detect", "detection-curve.png")));
+
+        // The report: well-formed (XHTML) and holding every section, with the detection plots embedded.
+        r = Run("explain", "--run", run, "--query", "0,3", "--method", "identity", "--top", "4");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("proponents", r.Out);
+        r = Run("report", "--run", run, "--out", dir.File("report.html"));
+        Assert.True(r.Code == 0, r.Err);
+        var html = File.ReadAllText(dir.File("report.html"));
+        var xml = new System.Xml.XmlDocument { XmlResolver = null };
+        xml.LoadXml(System.Text.RegularExpressions.Regex.Replace(html, "^<!DOCTYPE[^>]*>", ""));
+        var headings = xml.SelectNodes("//*[local-name()='h2']")!.Cast<System.Xml.XmlNode>().Select(n => n.InnerText.Trim()).ToList();
+        foreach (var title in InfluenceSharp.Cli.Commands.ReportCommand.SectionTitles) Assert.Contains(title, headings);
+        Assert.True(System.Text.RegularExpressions.Regex.Matches(html, "data:image/png;base64,").Count >= 5);
 
         // Factors of epoch 2 used with the epoch-1 checkpoint: refused, nothing written.
         r = Run("scores", "self", "--checkpoint", Path.Combine(run, "epoch-0001.safetensors"), "--factors", factors, "--out", dir.File("bad"));
