@@ -47,6 +47,7 @@ public static class DemoCommand
             if (Reusable(runDir, spec, options, train.Fingerprint(), epochs)) Console.WriteLine($"reusing the finished training run in {runDir}");
             else
             {
+                Checkpoint.PrepareRunDirectory(runDir, overwrite: true);   // the demo owns its directory
                 var result = new Trainer(options).Train(spec, train, split.Test, runDir, record, split.Source);
                 Json.WriteFile(Path.Combine(runDir, "run.json"), new RunManifest(spec, options, split.Source, train.Fingerprint(), train.Count,
                     result.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), result.History, LibraryInfo.Version));

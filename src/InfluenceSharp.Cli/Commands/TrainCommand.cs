@@ -22,6 +22,7 @@ public static class TrainCommand
           --peak-epoch X       one-cycle peak (default epochs/5)
           --seed N             (default 0)          --augment        random crop + flip (CIFAR)
           --corrupt F          corrupt a fraction F of the training labels (seeded by --corrupt-seed, default 0)
+          --overwrite          replace the checkpoints (and results) of an earlier run in --out
         """;
 
     public static int Run(Args a)
@@ -45,7 +46,9 @@ public static class TrainCommand
         };
         double corrupt = a.Double("corrupt", 0);
         int corruptSeed = a.Int("corrupt-seed", 0);
+        bool overwrite = a.Flag("overwrite");
         a.RejectUnknown();
+        Checkpoint.PrepareRunDirectory(outDir, overwrite);
 
         var split = DataSource.Load(dataSpec);
         var train = split.Train;

@@ -77,6 +77,22 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
         return list;
     }
 
+    /// <summary>Makes a run directory ready for a new training run: refuses one that already holds
+    /// checkpoints (they would mix with the new run's) unless <paramref name="overwrite"/>, in which
+    /// case the old checkpoints and derived results are deleted.</summary>
+    public static void PrepareRunDirectory(string runDir, bool overwrite)
+    {
+        if (!Directory.Exists(runDir)) return;
+        var old = Directory.GetFiles(runDir, "epoch-*.*");
+        if (old.Length == 0) return;
+        if (!overwrite)
+            throw new InfluenceSharpException($"--out {runDir}: already holds checkpoints of another run; choose another directory or pass --overwrite");
+        foreach (var f in old) File.Delete(f);
+        foreach (var f in new[] { "run.json", "corruption.json" }.Select(n => Path.Combine(runDir, n)).Where(File.Exists)) File.Delete(f);
+        foreach (var d in new[] { "store", "detect", "explain", "lds", "remove", "ensemble" }.Select(n => Path.Combine(runDir, n)).Where(Directory.Exists))
+            Directory.Delete(d, recursive: true);
+    }
+
     /// <summary>Builds the architecture named in the sidecar and loads the weights into it.</summary>
     public nn.Module<Tensor, Tensor> LoadModel()
     {

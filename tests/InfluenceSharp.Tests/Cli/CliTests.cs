@@ -28,6 +28,14 @@ public class CliTests
         Assert.Equal(1, r.Code); Assert.Contains("nowhere", r.Err);
         r = Run("fit-factors", "--checkpoint", dir.File("missing.safetensors"), "--out", dir.File("f"));
         Assert.Equal(1, r.Code); Assert.Contains("missing.safetensors", r.Err);
+        // A directory that already holds another run's checkpoints is refused unless --overwrite.
+        Directory.CreateDirectory(dir.File("used"));
+        File.WriteAllText(Path.Combine(dir.File("used"), "epoch-0009.safetensors"), "old");
+        r = Run("train", "--out", dir.File("used"), "--data", "embedded", "--model", "logreg", "--epochs", "1", "--train-count", "100");
+        Assert.Equal(1, r.Code); Assert.Contains("--overwrite", r.Err);
+        r = Run("train", "--out", dir.File("used"), "--data", "embedded", "--model", "logreg", "--epochs", "1", "--train-count", "100", "--overwrite");
+        Assert.Equal(0, r.Code);
+        Assert.False(File.Exists(Path.Combine(dir.File("used"), "epoch-0009.safetensors")));
         r = Run("frobnicate");
         Assert.Equal(2, r.Code);
         Assert.False(Directory.Exists(dir.File("f")));
