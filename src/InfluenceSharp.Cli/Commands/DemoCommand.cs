@@ -67,7 +67,8 @@ public static class DemoCommand
         using (stages.Stage("Explain"))
         {
             var p = new Profiler();
-            ExplainCommand.Explain(run, methods[0], new MethodSettings(), "test", new[] { 0, 1, 2 }, 8, Path.Combine(runDir, "explain"), p, quiet: true);
+            var (queries, captions) = ExplainCommand.FromIndices(run, "test", new[] { 0, 1, 2 });
+            ExplainCommand.Explain(run, methods[0], new MethodSettings(), queries, captions, 8, Path.Combine(runDir, "explain"), p, quiet: true);
             AtomicFile.WriteAllText(Path.Combine(runDir, "explain", "profile-explain.txt"), p.Table());
         }
         string reportPath = Path.Combine(outDir, "report.html");

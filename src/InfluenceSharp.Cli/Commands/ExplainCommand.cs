@@ -12,8 +12,11 @@ public static class ExplainCommand
 {
     public const string Help = """
         influence explain --run RUN_DIR --query I[,J,...] [options]
+        influence explain --run RUN_DIR --query-image FILE.png [--query-label L] [options]
 
           --query I,J,...      query indices in the query set
+          --query-image FILE   a PNG of the data set's size (gray or RGB) as the query
+          --query-label L      its label (class index or name; default: the model's prediction)
           --queries test|train query set (default test)
           --method M           ekfac, kfac, diagonal, identity, ...   (default ekfac)
           --top K              proponents and opponents per query (default 8)
@@ -27,7 +30,8 @@ public static class ExplainCommand
         if (a.Flag("help")) { Console.WriteLine(Help); return 0; }
         string runDir = a.Required("run");
         var queryIdx = a.IntList("query", Array.Empty<int>());
-        if (queryIdx.Length == 0) throw new UsageException("--query I[,J,...] is required");
+        string? image = a.Str("query-image"), label = a.Str("query-label");
+        if (queryIdx.Length == 0 && image is null) throw new UsageException("--query I[,J,...] or --query-image FILE is required");
         string set = a.Str("queries", "test");
         string method = MethodFactory.ParseList(a.Str("method", "ekfac")).Single();
         int k = a.Int("top", 8);
@@ -38,15 +42,15 @@ public static class ExplainCommand
         a.RejectUnknown();
         var profiler = new Profiler();
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
-        Explain(run, method, settings, set, queryIdx, k, outDir, profiler);
+        var (queries, captions) = image is null ? FromIndices(run, set, queryIdx) : FromImage(run, image, label);
+        Explain(run, method, settings, queries, captions, k, outDir, profiler);
         Console.Error.Write(profiler.Table());
         AtomicFile.WriteAllText(Path.Combine(outDir, "profile-explain.txt"), profiler.Table());
         Console.WriteLine($"explanations in {outDir}");
         return 0;
     }
 
-    internal static TopKResult Explain(RunContext run, string methodName, MethodSettings settings, string set, int[] queryIdx, int k,
-        string outDir, Profiler profiler, bool quiet = false)
+    internal static (ImageDataset Queries, string[] Captions) FromIndices(RunContext run, string set, int[] queryIdx)
     {
         var source = set switch
         {
@@ -55,7 +59,39 @@ public static class ExplainCommand
         };
         foreach (var q in queryIdx)
             if (q < 0 || q >= source.Count) throw new UsageException($"--query {q}: outside the {set} set (0..{source.Count - 1})");
-        var queries = source.Subset(queryIdx);
+        return (source.Subset(queryIdx), queryIdx.Select(q => $"{set}{q}").ToArray());
+    }
+
+    /// <summary>A PNG as a one-example query set: it must have the data set's height and width; RGB
+    /// is converted to luminance for gray data sets.</summary>
+    internal static (ImageDataset Queries, string[] Captions) FromImage(RunContext run, string path, string? label)
+    {
+        var train = run.Data.Train;
+        var png = PngReader.Read(path);
+        if (png.Width != train.Width || png.Height != train.Height)
+            throw new InfluenceSharpException($"{path}: image is {png.Width}x{png.Height} but the model takes {train.Width}x{train.Height}");
+        var pixels = png.ChannelMajor(train.Channels);
+        int y;
+        if (label is null)
+        {
+            var unlabeled = new ImageDataset("query", pixels, new[] { 0 }, train.Channels, train.Height, train.Width, train.NumClasses);
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            using var noGrad = TorchSharp.torch.no_grad();
+            y = (int)run.Last.LoadModel().forward(unlabeled.Inputs(new[] { 0 })).argmax(1).item<long>();
+        }
+        else if (int.TryParse(label, out var li) && li >= 0 && li < train.NumClasses) y = li;
+        else
+        {
+            y = run.ClassNames.ToList().FindIndex(n => string.Equals(n, label, StringComparison.OrdinalIgnoreCase));
+            if (y < 0) throw new UsageException($"--query-label {label}: not a class index or name ({string.Join(", ", run.ClassNames)})");
+        }
+        return (new ImageDataset("query", pixels, new[] { y }, train.Channels, train.Height, train.Width, train.NumClasses),
+            new[] { Path.GetFileNameWithoutExtension(path) });
+    }
+
+    internal static TopKResult Explain(RunContext run, string methodName, MethodSettings settings, ImageDataset queries, string[] captions, int k,
+        string outDir, Profiler profiler, bool quiet = false)
+    {
         var method = MethodFactory.Create(methodName, run, settings, profiler, quiet);
         var topk = new StreamingTopK(queries.Count, k);
         using (profiler.Stage("Top-k"))
@@ -65,15 +101,15 @@ public static class ExplainCommand
         var names = run.ClassNames;
         var train = run.Data.Train;
         var json = new List<object>();
-        for (int r = 0; r < queryIdx.Length; r++)
+        for (int r = 0; r < queries.Count; r++)
         {
-            string caption = $"{set} #{queryIdx[r]}";
+            string caption = captions[r];
             Figures.Explanation(methodName, queries, r, caption, train, result, r, names, run.Data.Corruption)
-                .SavePng(Path.Combine(outDir, $"explain-{methodName}-{set}{queryIdx[r]}.png"));
+                .SavePng(Path.Combine(outDir, $"explain-{methodName}-{caption}.png"));
             object Row(int i, double s) => new { index = i, score = s, label = names[train.Labels[i]] };
             json.Add(new
             {
-                query = queryIdx[r], set, label = names[queries.Labels[r]],
+                query = caption, label = names[queries.Labels[r]],
                 proponents = result.Proponents[r].Zip(result.ProponentScores[r]).Select(p => Row(p.First, p.Second)).ToList(),
                 opponents = result.Opponents[r].Zip(result.OpponentScores[r]).Select(p => Row(p.First, p.Second)).ToList(),
             });

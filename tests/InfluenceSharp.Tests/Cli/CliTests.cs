@@ -81,6 +81,20 @@ public class CliTests
         r = Run("explain", "--run", run, "--query", "0,3", "--method", "identity", "--top", "4");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("proponents", r.Out);
+        string ExplainJson() => File.ReadAllText(Path.Combine(run, "explain", "explain-identity.json"));
+        int[] Proponents() => System.Text.Json.JsonDocument.Parse(ExplainJson()).RootElement[0].GetProperty("proponents")
+            .EnumerateArray().Select(p => p.GetProperty("index").GetInt32()).ToArray();
+        var fromIndex = Proponents();
+        // The same test image given as a PNG file gets the same proponents.
+        var test0 = Embedded.Split.Test;
+        InfluenceSharp.Reporting.PngWriter.Save(dir.File("q.png"), test0.Pixels.AsSpan(0, 784), 28, 28, 1);
+        r = Run("explain", "--run", run, "--query-image", dir.File("q.png"), "--query-label", test0.Labels[0].ToString(), "--method", "identity", "--top", "4");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(fromIndex, Proponents());
+        File.WriteAllBytes(dir.File("bad.png"), new byte[] { 1, 2, 3 });
+        r = Run("explain", "--run", run, "--query-image", dir.File("bad.png"), "--method", "identity");
+        Assert.Equal(1, r.Code); Assert.Contains("bad.png", r.Err);
+
         r = Run("report", "--run", run, "--out", dir.File("report.html"));
         Assert.True(r.Code == 0, r.Err);
         var html = File.ReadAllText(dir.File("report.html"));
