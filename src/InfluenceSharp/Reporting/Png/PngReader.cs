@@ -76,8 +76,15 @@ public static class PngReader
         using var raw = new MemoryStream();
         z.CopyTo(raw);
         var data = raw.ToArray();
+        var px = Unfilter(data, width, height, channels, path);
+        return new PngImage(width, height, channels, px);
+    }
+
+    /// <summary>Undoes PNG's per-row filters (None, Sub, Up, Average, Paeth) of decompressed image data.</summary>
+    internal static byte[] Unfilter(byte[] data, int width, int height, int channels, string source)
+    {
         int stride = width * channels;
-        if (data.Length != (stride + 1) * height) throw new InfluenceSharpException($"{path}: PNG image data has the wrong size (truncated?)");
+        if (data.Length != (stride + 1) * height) throw new InfluenceSharpException($"{source}: PNG image data has the wrong size (truncated?)");
         var px = new byte[stride * height];
         for (int y = 0; y < height; y++)
         {
@@ -91,12 +98,12 @@ public static class PngReader
                 int pred = filter switch
                 {
                     0 => 0, 1 => a, 2 => b, 3 => (a + b) / 2, 4 => Paeth(a, b, c),
-                    _ => throw new InfluenceSharpException($"{path}: bad PNG filter type {filter} in row {y}"),
+                    _ => throw new InfluenceSharpException($"{source}: bad PNG filter type {filter} in row {y}"),
                 };
                 px[y * stride + i] = (byte)(v + pred);
             }
         }
-        return new PngImage(width, height, channels, px);
+        return px;
     }
 
     static int Paeth(int a, int b, int c)
