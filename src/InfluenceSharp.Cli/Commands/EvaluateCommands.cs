@@ -42,10 +42,10 @@ public static class EvaluateCommands
 
         var profiler = new Profiler();
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
-        var results = RunLds(run, methods, settings, options, nq, target, epochs, cache, shard, profiler);
+        RunLds(run, methods, settings, options, nq, target, epochs, cache, shard, profiler);
         Console.Error.Write(profiler.Table());
         AtomicFile.WriteAllText(Path.Combine(cache, "profile-lds.txt"), profiler.Table());
-        return results is null ? 0 : 0;
+        return 0;
     }
 
     internal static Dictionary<string, LdsResult>? RunLds(RunContext run, IReadOnlyList<string> methods, MethodSettings settings, LdsOptions options,

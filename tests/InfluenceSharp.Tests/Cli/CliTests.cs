@@ -77,6 +77,18 @@ public class CliTests
         Assert.Contains("tracin-last", r.Out);
         Assert.True(File.Exists(Path.Combine(run, "detect", "detection-curve.png")));
 
+        // LDS and removal through the CLI (tiny: 6 subsets, 2 seeds); LDS results accumulate per method.
+        r = Run("evaluate", "lds", "--run", run, "--methods", "kfac", "--subsets", "6", "--query-count", "10", "--epochs", "1");
+        Assert.True(r.Code == 0, r.Err);
+        r = Run("evaluate", "lds", "--run", run, "--methods", "tracin", "--subsets", "6", "--query-count", "10", "--epochs", "1");
+        Assert.True(r.Code == 0, r.Err);
+        var lds = File.ReadAllText(Path.Combine(run, "lds", "lds-results.json"));
+        Assert.Contains("\"kfac\"", lds); Assert.Contains("\"tracin\"", lds);
+        r = Run("evaluate", "remove", "--run", run, "--method", "kfac", "--k", "20", "--seeds", "0,1", "--query-count", "5", "--epochs", "1");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("Helpful", r.Out);
+        Assert.True(File.Exists(Path.Combine(run, "remove", "removal.png")));
+
         // The report: well-formed (XHTML) and holding every section, with the detection plots embedded.
         r = Run("explain", "--run", run, "--query", "0,3", "--method", "identity", "--top", "4");
         Assert.True(r.Code == 0, r.Err);
