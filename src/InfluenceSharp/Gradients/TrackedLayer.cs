@@ -60,15 +60,37 @@ public sealed class TrackedLayer
     /// layer's input as captured in the forward pass.</summary>
     public Tensor Activations(Tensor input)
     {
-        Tensor a;
-        if (Conv is { } c)
+        if (Conv is { } c) return Patches(input, c);
+        var a = input.reshape(input.shape[0], -1, input.shape[^1]);
+        if (!HasBias) return a;
+        var result = torch.empty(a.shape[0], a.shape[1], In, dtype: a.dtype, device: a.device);
+        result.narrow(2, 0, InNoBias).copy_(a);
+        using var one = 1.0.ToScalar();      // explicit: implicit Scalars can be finalised mid-call
+        result.narrow(2, InNoBias, 1).fill_(one);
+        return result;
+    }
+
+    /// <summary>im2col written as one copy from a strided view of the padded input straight into
+    /// the [B, T, In(+1)] layout (nn.functional.unfold + transpose + cat made three passes and was
+    /// the largest cost of a SmallCnn capture).</summary>
+    private Tensor Patches(Tensor input, Conv2d c)
+    {
+        var k = c.kernel_size; var d = c.dilation; var p = c.padding!; var s = c.stride;
+        long b = input.shape[0], ch = input.shape[1];
+        var x = p[0] == 0 && p[1] == 0 ? input : nn.functional.pad(input, new[] { p[1], p[1], p[0], p[0] });
+        long spanH = d[0] * (k[0] - 1) + 1, spanW = d[1] * (k[1] - 1) + 1;
+        var view = x.unfold(2, spanH, s[0]).unfold(3, spanW, s[1]);               // [B, C, H', W', spanH, spanW]
+        if (d[0] > 1 || d[1] > 1)
+            view = view.index(TensorIndex.Ellipsis, TensorIndex.Slice(null, null, d[0]), TensorIndex.Slice(null, null, d[1]));
+        long oh = view.shape[2], ow = view.shape[3];
+        var result = torch.empty(b, oh * ow, In, dtype: input.dtype, device: input.device);
+        result.narrow(2, 0, InNoBias).view(b, oh, ow, ch, k[0], k[1]).copy_(view.permute(0, 2, 3, 1, 4, 5));
+        if (HasBias)
         {
-            var k = c.kernel_size; var d = c.dilation; var p = c.padding!; var s = c.stride;
-            a = nn.functional.unfold(input, (k[0], k[1]), (d[0], d[1]), (p[0], p[1]), (s[0], s[1])).transpose(1, 2);
+            using var one = 1.0.ToScalar();
+            result.narrow(2, InNoBias, 1).fill_(one);
         }
-        else a = input.reshape(input.shape[0], -1, input.shape[^1]);
-        if (HasBias) a = torch.cat(new[] { a, torch.ones(a.shape[0], a.shape[1], 1, dtype: a.dtype, device: a.device) }, 2);
-        return a;
+        return result;
     }
 
     /// <summary>Per-position output gradients g [B, T, Out] from ∂loss/∂(layer output).</summary>
