@@ -1,5 +1,9 @@
 using InfluenceSharp.Data;
 
+// Model initialisation draws from libtorch's global generator (modules take no generator), so a test
+// that seeds it and builds a model must not interleave with another test doing the same.
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
 namespace InfluenceSharp.Tests;
 
 /// <summary>A fresh temporary directory per test, deleted afterwards.</summary>
