@@ -15,12 +15,14 @@ public sealed class GradientCapture : IDisposable
     private readonly List<TrackedLayer> layers;
     private readonly List<Action> removers = new();
     private readonly Tensor?[] inputs, outputs;
+    private readonly Workspace[] patches;
 
     public GradientCapture(nn.Module model, IReadOnlyList<TrackedLayer> layers)
     {
         this.layers = layers.ToList();
         inputs = new Tensor?[layers.Count];
         outputs = new Tensor?[layers.Count];
+        patches = layers.Select(_ => new Workspace()).ToArray();
         for (int i = 0; i < layers.Count; i++)
         {
             int li = i;
@@ -38,7 +40,8 @@ public sealed class GradientCapture : IDisposable
 
     /// <summary>Runs the model on x, calls lossOf(logits) (a scalar: the SUM of per-example losses, so
     /// that output gradients are per-example gradients), and returns the logits (detached) and one
-    /// LayerBatch per tracked layer. Call inside a dispose scope.</summary>
+    /// LayerBatch per tracked layer. Call inside a dispose scope. A conv layer's inputs (patches) live in
+    /// a buffer of this capture that the next Run overwrites.</summary>
     public (Tensor Logits, LayerBatch[] Layers) Run(nn.Module<Tensor, Tensor> model, Tensor x, Func<Tensor, Tensor> lossOf)
     {
         Array.Clear(inputs); Array.Clear(outputs);
@@ -56,7 +59,7 @@ public sealed class GradientCapture : IDisposable
         for (int i = 0; i < layers.Count; i++)
         {
             var gi = grads[i] is { } gt && !gt.IsInvalid ? gt : torch.zeros_like(outs[i]);
-            result[i] = new LayerBatch(layers[i], layers[i].Activations(inputs[i]!), layers[i].OutputGradients(gi));
+            result[i] = new LayerBatch(layers[i], layers[i].Activations(inputs[i]!, patches[i]), layers[i].OutputGradients(gi));
         }
         Array.Clear(inputs); Array.Clear(outputs);
         return (logits.detach(), result);
@@ -66,5 +69,6 @@ public sealed class GradientCapture : IDisposable
     {
         foreach (var remove in removers) remove();
         removers.Clear();
+        foreach (var w in patches) w.Dispose();
     }
 }

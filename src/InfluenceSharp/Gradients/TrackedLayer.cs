@@ -58,9 +58,13 @@ public sealed class TrackedLayer
 
     /// <summary>Per-position input features a [B, T, In] (with a trailing 1 for the bias) from the
     /// layer's input as captured in the forward pass.</summary>
-    public Tensor Activations(Tensor input)
+    public Tensor Activations(Tensor input) => Activations(input, null);
+
+    internal Tensor Activations(Tensor input, Workspace? workspace)
     {
-        if (Conv is { } c) return Patches(input, c);
+        if (Conv is { } c) return Im2Col.Supports(input)
+            ? Im2Col.Patches(input, c.kernel_size, c.stride, c.padding!, c.dilation, HasBias, workspace)
+            : PatchesByView(input, c);
         var a = input.reshape(input.shape[0], -1, input.shape[^1]);
         if (!HasBias) return a;
         var result = torch.empty(a.shape[0], a.shape[1], In, dtype: a.dtype, device: a.device);
@@ -70,10 +74,9 @@ public sealed class TrackedLayer
         return result;
     }
 
-    /// <summary>im2col written as one copy from a strided view of the padded input straight into
-    /// the [B, T, In(+1)] layout (nn.functional.unfold + transpose + cat made three passes and was
-    /// the largest cost of a SmallCnn capture).</summary>
-    private Tensor Patches(Tensor input, Conv2d c)
+    /// <summary>im2col on any device: one copy from a strided view of the padded input straight into
+    /// the [B, T, In(+1)] layout (nn.functional.unfold + transpose + cat made three passes).</summary>
+    internal Tensor PatchesByView(Tensor input, Conv2d c)
     {
         var k = c.kernel_size; var d = c.dilation; var p = c.padding!; var s = c.stride;
         long b = input.shape[0], ch = input.shape[1];

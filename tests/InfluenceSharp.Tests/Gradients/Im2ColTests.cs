@@ -1,0 +1,89 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Gradients;
+using InfluenceSharp.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace InfluenceSharp.Tests.Gradients;
+
+public class Im2ColTests
+{
+    /// <summary>Independent reference: libtorch's unfold ([B, C·kh·kw, T]) transposed, plus the bias column.</summary>
+    static Tensor Reference(Tensor x, Conv2d c, bool bias)
+    {
+        var cols = functional.unfold(x, (c.kernel_size[0], c.kernel_size[1]), (c.dilation[0], c.dilation[1]),
+            (c.padding![0], c.padding[1]), (c.stride[0], c.stride[1])).transpose(1, 2);
+        return bias ? torch.cat(new[] { cols, torch.ones(cols.shape[0], cols.shape[1], 1, dtype: x.dtype) }, 2) : cols;
+    }
+
+    static Tensor ChannelsLast(Tensor x) => x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+
+    public static TheoryData<int, int, int, int, int, bool> Geometries => new()
+    {
+        // channels, kernel, stride, padding, dilation, bias
+        { 1, 3, 1, 1, 1, true },
+        { 3, 3, 2, 1, 1, true },
+        { 2, 5, 1, 2, 1, false },
+        { 4, 3, 1, 2, 2, false },
+        { 3, 2, 2, 0, 1, true },
+        { 2, 3, 3, 0, 2, true },
+    };
+
+    [Theory]
+    [MemberData(nameof(Geometries))]
+    public void PatchesEqualUnfoldForEveryLayoutAndDtype(int channels, int kernel, int stride, int padding, int dilation, bool bias)
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(40 + channels + kernel);
+        var conv = Conv2d(channels, 5, kernel, stride: stride, padding: padding, dilation: dilation, bias: bias);
+        var layer = TrackedLayer.Find(Sequential(("conv", conv))).Single();
+        foreach (var dtype in new[] { ScalarType.Float32, ScalarType.Float64 })
+        {
+            var x = torch.randn(new long[] { 3, channels, 11, 9 }, dtype: dtype);
+            var expected = Reference(x, conv, bias);
+            foreach (var input in new[] { x, ChannelsLast(x), x.narrow(0, 1, 2) })
+            {
+                var want = input.shape[0] == x.shape[0] ? expected : expected.narrow(0, 1, 2);
+                Assert.True(layer.Activations(input).allclose(want, 0, 0), $"{dtype} strides {string.Join(",", input.stride())}");
+                Assert.True(layer.PatchesByView(input, conv).allclose(want, 0, 0), $"view path, {dtype}");
+            }
+        }
+    }
+
+    [Fact]
+    public void ReusedPatchBufferGivesEachRunItsOwnBatch()
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(7);
+        var model = new Methods.ConvNet().to(ScalarType.Float64);
+        var layers = TrackedLayer.Find(model);
+        var xs = new[] { torch.randn(new long[] { 6, 2, 8, 8 }, dtype: ScalarType.Float64), torch.randn(new long[] { 4, 2, 8, 8 }, dtype: ScalarType.Float64) };
+        using var shared = new GradientCapture(model, layers);
+        foreach (var x in xs)
+        {
+            var (_, reused) = shared.Run(model, x, l => l.logsumexp(1).sum());
+            using var fresh = new GradientCapture(model, layers);
+            var (_, own) = fresh.Run(model, x, l => l.logsumexp(1).sum());
+            for (int i = 0; i < layers.Count; i++)
+                Assert.True(reused[i].PerExample().allclose(own[i].PerExample(), 0, 0), layers[i].Name);
+        }
+    }
+
+    [Fact]
+    public void SmallCnnComputesTheTextbookComposition()
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(11);
+        var model = (SmallCnn)ModelSpec.For("smallcnn", 1, 28, 28, 10).Create();
+        model.to(ScalarType.Float64);
+        var p = model.named_parameters().ToDictionary(t => t.name, t => t.parameter);
+        var x = torch.randn(new long[] { 5, 1, 28, 28 }, dtype: ScalarType.Float64);
+        var h = functional.max_pool2d(functional.relu(functional.conv2d(x, p["conv1.weight"], p["conv1.bias"], padding: new long[] { 1, 1 })), 2);
+        h = functional.max_pool2d(functional.relu(functional.conv2d(h, p["conv2.weight"], p["conv2.bias"], padding: new long[] { 1, 1 })), 2);
+        h = functional.relu(functional.linear(h.flatten(1), p["fc1.weight"], p["fc1.bias"]));
+        var expected = functional.linear(h, p["fc2.weight"], p["fc2.bias"]);
+        Assert.True(model.forward(x).allclose(expected, rtol: 1e-12, atol: 1e-12));
+    }
+}
