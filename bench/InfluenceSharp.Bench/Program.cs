@@ -7,6 +7,7 @@ using InfluenceSharp.Bench;
 // `all` runs every case in its own child process so that each reports its own peak memory, and
 // measures the fp32 GEMM rate first so every throughput is compared against it in the same run.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+InfluenceSharp.Native.Allocator.KeepFreedMemory();   // as the CLI does
 var cases = Cases.All;
 var argv = args.ToList();
 int n = 60000;

@@ -2,6 +2,7 @@ using InfluenceSharp;
 using InfluenceSharp.Cli;
 using InfluenceSharp.Cli.Commands;
 
+InfluenceSharp.Native.Allocator.KeepFreedMemory();
 return Cli.Run(args);
 
 namespace InfluenceSharp.Cli
