@@ -47,54 +47,56 @@ internal static unsafe class Im2Col
     private static void Run<T>(IntPtr src, IntPtr dst, long batch, Geometry g, T one) where T : unmanaged
     {
         long perExample = g.OH * g.OW * g.Features;
-        Parallel.For(0L, batch, e => Example((T*)src + e * g.InStride[0], (T*)dst + e * perExample, g, one));
+        long hp = g.H + 2 * g.P[0], wp = g.W + 2 * g.P[1];
+        // Each worker copies one example at a time into a zero-padded contiguous [C, H+2p, W+2p]
+        // scratch (small, stays in cache), so the patch loop has no bounds tests and fixed strides.
+        Parallel.For(0L, batch,
+            () => (IntPtr)NativeMemory.AllocZeroed((nuint)(g.C * hp * wp), (nuint)sizeof(T)),
+            (e, _, scratch) =>
+            {
+                Pad((T*)src + e * g.InStride[0], (T*)scratch, g, hp, wp);
+                Example((T*)scratch, (T*)dst + e * perExample, g, hp, wp, one);
+                return scratch;
+            },
+            scratch => NativeMemory.Free((void*)scratch));
     }
 
-    private static void Example<T>(T* s, T* d, Geometry g, T one) where T : unmanaged
+    /// <summary>Copies one example (any strides) into the interior of the padded scratch; the border
+    /// stays zero from the allocation.</summary>
+    private static void Pad<T>(T* s, T* pad, Geometry g, long hp, long wp) where T : unmanaged
     {
         long sc = g.InStride[1], sh = g.InStride[2], sw = g.InStride[3];
-        long c = g.C, h = g.H, w = g.W, oh = g.OH, ow = g.OW, kh = g.K[0], kw = g.K[1];
-        long strideY = g.S[0], strideX = g.S[1], padY = g.P[0], padX = g.P[1];
-        long stepY = g.D[0] * sh, stepX = g.D[1] * sw, dilY = g.D[0], dilX = g.D[1];
+        long c = g.C, h = g.H, w = g.W, py = g.P[0], px = g.P[1];
+        for (long ch = 0; ch < c; ch++)
+            for (long y = 0; y < h; y++)
+            {
+                T* from = s + ch * sc + y * sh;
+                T* to = pad + (ch * hp + y + py) * wp + px;
+                if (sw == 1) new ReadOnlySpan<T>(from, (int)w).CopyTo(new Span<T>(to, (int)w));
+                else for (long x = 0; x < w; x++) to[x] = from[x * sw];
+            }
+    }
+
+    private static void Example<T>(T* pad, T* d, Geometry g, long hp, long wp, T one) where T : unmanaged
+    {
+        long c = g.C, oh = g.OH, ow = g.OW, kh = g.K[0], kw = g.K[1];
+        long stepRow = g.S[0] * wp, stepCol = g.S[1], dilRow = g.D[0] * wp, dilCol = g.D[1], plane = hp * wp;
         bool bias = g.Bias;
         for (long y = 0; y < oh; y++)
-        {
-            long y0 = y * strideY - padY;
-            bool rowsIn = y0 >= 0 && y0 + dilY * (kh - 1) < h;
             for (long x = 0; x < ow; x++)
             {
-                long x0 = x * strideX - padX;
-                if (rowsIn && x0 >= 0 && x0 + dilX * (kw - 1) < w)
+                T* corner = pad + y * stepRow + x * stepCol;
+                for (long ch = 0; ch < c; ch++, corner += plane)
                 {
-                    // Interior: the whole window is inside the image.
-                    T* corner = s + y0 * sh + x0 * sw;
-                    for (long ch = 0; ch < c; ch++, corner += sc)
+                    T* row = corner;
+                    for (long ky = 0; ky < kh; ky++, row += dilRow)
                     {
-                        T* row = corner;
-                        for (long ky = 0; ky < kh; ky++, row += stepY)
-                        {
-                            T* p = row;
-                            for (long kx = 0; kx < kw; kx++, p += stepX) *d++ = *p;
-                        }
+                        T* p = row;
+                        for (long kx = 0; kx < kw; kx++, p += dilCol) *d++ = *p;
                     }
-                }
-                else
-                {
-                    for (long ch = 0; ch < c; ch++)
-                        for (long ky = 0; ky < kh; ky++)
-                        {
-                            long iy = y0 + ky * dilY;
-                            bool rowIn = iy >= 0 && iy < h;
-                            for (long kx = 0; kx < kw; kx++)
-                            {
-                                long ix = x0 + kx * dilX;
-                                *d++ = rowIn && ix >= 0 && ix < w ? s[ch * sc + iy * sh + ix * sw] : default;
-                            }
-                        }
                 }
                 if (bias) *d++ = one;
             }
-        }
     }
 }
 
@@ -107,7 +109,7 @@ internal sealed class Workspace : IDisposable
     public Tensor Take(long[] shape, ScalarType dtype, Device device)
     {
         long n = shape.Aggregate(1L, (a, b) => a * b);
-        if (buffer is null || buffer.dtype != dtype || buffer.device != device || buffer.numel() < n)
+        if (buffer is null || buffer.dtype != dtype || buffer.device_type != device.type || buffer.device_index != device.index || buffer.numel() < n)
         {
             buffer?.Dispose();
             buffer = empty(n, dtype: dtype, device: device).DetachFromDisposeScope();
