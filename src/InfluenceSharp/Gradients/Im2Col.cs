@@ -16,6 +16,8 @@ internal static unsafe class Im2Col
     [DllImport("LibTorchSharp")]
     private static extern IntPtr THSTensor_data(IntPtr handle);
 
+    internal static IntPtr DataPointer(Tensor t) => THSTensor_data(t.Handle);
+
     public static bool Supports(Tensor input) =>
         input.device_type == DeviceType.CPU && input.dtype is ScalarType.Float32 or ScalarType.Float64 && input.dim() == 4;
 
@@ -34,7 +36,7 @@ internal static unsafe class Im2Col
         var shape = new[] { b, oh * ow, features };
         var result = workspace is null ? empty(shape, dtype: input.dtype, device: input.device) : workspace.Take(shape, input.dtype, input.device);
         var g = new Geometry(input.stride(), c, h, w, oh, ow, kernel, stride, padding, dilation, features, bias);
-        IntPtr src = THSTensor_data(input.Handle), dst = THSTensor_data(result.Handle);
+        IntPtr src = DataPointer(input), dst = DataPointer(result);
         if (input.dtype == ScalarType.Float32) Run<float>(src, dst, b, g, 1f);
         else Run<double>(src, dst, b, g, 1d);
         GC.KeepAlive(input);

@@ -72,6 +72,21 @@ public class Im2ColTests
     }
 
     [Fact]
+    public void WorkspaceReusesItsBufferUntilItIsTooSmall()
+    {
+        using var scope = NewDisposeScope();
+        using var ws = new Workspace();
+        var first = ws.Take(new long[] { 4, 6, 5 }, ScalarType.Float32, CPU);
+        var smaller = ws.Take(new long[] { 3, 6, 5 }, ScalarType.Float32, CPU);
+        Assert.Equal(Im2Col.DataPointer(first), Im2Col.DataPointer(smaller));
+        Assert.Equal(new long[] { 3, 6, 5 }, smaller.shape);
+        var larger = ws.Take(new long[] { 8, 6, 5 }, ScalarType.Float32, CPU);
+        Assert.NotEqual(Im2Col.DataPointer(first), Im2Col.DataPointer(larger));
+        var other = ws.Take(new long[] { 2, 6, 5 }, ScalarType.Float64, CPU);
+        Assert.Equal(ScalarType.Float64, other.dtype);
+    }
+
+    [Fact]
     public void SmallCnnComputesTheTextbookComposition()
     {
         using var scope = NewDisposeScope();
