@@ -97,17 +97,23 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        // Channels-last from conv1's output on: the same values, but libtorch's CPU max-pooling is
-        // ~7× faster on NHWC than on NCHW and conv2 and its gradients follow the layout (a third
-        // less time per forward/backward). conv1's single input channel has no layout to change.
-        x = functional.max_pool2d(functional.relu(ChannelsLast(conv1.call(x))), 2);
+        // Channels-last throughout: the same values, but libtorch's CPU max-pooling is ~7× faster on
+        // NHWC than on NCHW, and the convolutions and their gradients follow the input's layout.
+        x = functional.max_pool2d(functional.relu(conv1.call(ChannelsLast(x))), 2);
         x = functional.max_pool2d(functional.relu(conv2.call(x)), 2);
         x = functional.relu(fc1.call(x.flatten(1)));
         return fc2.call(x);
     }
 
-    /// <summary>The same tensor with NHWC strides (TorchSharp has no memory_format argument).</summary>
-    private static Tensor ChannelsLast(Tensor x) => x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+    /// <summary>The same tensor with NHWC strides (TorchSharp has no memory_format argument). With one
+    /// channel the memory is already NHWC and only the strides say so (libtorch reads a size-1 dim's
+    /// stride to pick the layout, and contiguous() leaves it as it was).</summary>
+    private static Tensor ChannelsLast(Tensor x)
+    {
+        if (x.shape[1] != 1) return x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+        long h = x.shape[2], w = x.shape[3];
+        return x.contiguous().as_strided(x.shape, new[] { h * w, 1, w, 1 });
+    }
 }
 
 /// <summary>The ResNet-9 of the TRAK and Kronfluence CIFAR-10 examples, with the same module tree
