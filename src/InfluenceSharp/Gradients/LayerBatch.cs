@@ -29,8 +29,29 @@ public sealed class LayerBatch
         return qs.mT.matmul(PerExample()).matmul(qa);
     }
 
-    /// <summary>Per-example gradients [B, Out, In] = Σ_t g_t a_tᵀ (one batched GEMM).</summary>
+    /// <summary>Per-example gradients [B, Out, In] = Σ_t g_t a_tᵀ (one batched GEMM). MKL's batched
+    /// GEMM is up to 3× faster when the wider side is the result's rows (SmallCnn conv1: 16×10 per
+    /// example, 9 → 3 ms per batch of 512), so a wide Out is computed as (Σ_t a_t g_tᵀ)ᵀ.</summary>
     public Tensor PerExample() => RankOne
         ? G.squeeze(1).unsqueeze(2) * A.squeeze(1).unsqueeze(1)
-        : G.transpose(1, 2).bmm(A);
+        : G.shape[2] > A.shape[2] ? A.transpose(1, 2).bmm(G).transpose(1, 2) : G.transpose(1, 2).bmm(A);
+
+    /// <summary>Σ over examples and positions of a aᵀ [In, In].</summary>
+    public Tensor ACovariance() => Gram(A.reshape(-1, A.shape[2]));
+
+    /// <summary>Σ over examples and positions of g gᵀ [Out, Out].</summary>
+    public Tensor SCovariance() => Gram(G.reshape(-1, G.shape[2]));
+
+    /// <summary>xᵀx for x [N, d]. For a tall, narrow x (conv layers: N = B·T rows) one GEMM with a
+    /// d×d result parallelises poorly; 16 batched slices summed afterwards are 1.2-1.7× faster.</summary>
+    internal static Tensor Gram(Tensor x)
+    {
+        const long slices = 16;
+        long n = x.shape[0], d = x.shape[1], m = n / slices * slices;
+        if (n < 64 * d) return x.mT.matmul(x);
+        var v = x.narrow(0, 0, m).view(slices, m / slices, d);
+        var sum = v.transpose(1, 2).bmm(v).sum(new long[] { 0 });
+        if (m < n) { var rest = x.narrow(0, m, n - m); sum.add_(rest.mT.matmul(rest)); }
+        return sum;
+    }
 }

@@ -30,6 +30,30 @@ public class PerExampleGradientTests
         AssertBatchedEqualsLoop(model, data);
     }
 
+    [Fact]
+    public void WorksForAConvWithMoreOutputsThanInputFeatures()
+    {
+        // SmallCnn's conv1 shape class (Out > In), computed as (Σ a gᵀ)ᵀ.
+        torch.manual_seed(Environment.TickCount);
+        var model = nn.Sequential(("conv", nn.Conv2d(1, 12, 2, padding: 1)), ("act", nn.Tanh()), ("flat", nn.Flatten()),
+            ("fc", nn.Linear(12 * 7 * 7, 3))).to(ScalarType.Float64);
+        var data = new TensorDataset(torch.randn(5, 1, 6, 6, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 5 }));
+        var conv = TrackedLayer.Find(model).First();
+        Assert.True(conv.Out > conv.In);
+        AssertBatchedEqualsLoop(model, data);
+    }
+
+    [Fact]
+    public void GramOfATallMatrixEqualsTheDirectProduct()
+    {
+        torch.manual_seed(Environment.TickCount);
+        foreach (long n in new long[] { 40, 1003, 4096 })
+        {
+            var x = torch.randn(n, 9, dtype: ScalarType.Float64);
+            Assert.True(LayerBatch.Gram(x).allclose(x.mT.matmul(x), rtol: 1e-12, atol: 1e-10), $"n={n}");
+        }
+    }
+
     /// <summary>Per-example gradients from one batched capture equal a per-example backward loop.</summary>
     static void AssertBatchedEqualsLoop(nn.Module<Tensor, Tensor> model, TensorDataset data)
     {

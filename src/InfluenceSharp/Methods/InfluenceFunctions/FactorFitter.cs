@@ -82,11 +82,10 @@ public sealed class FactorFitter
             .Append(torch.zeros(layers.Count, dtype: ScalarType.Float64)).ToArray();
         var cov = RunPartitions("covariance", "Fit Covariance", train, dir, sh, covInit, (lb, acc, i) =>
         {
-            var a = lb.A.reshape(-1, lb.A.shape[2]);
-            var g = lb.G.reshape(-1, lb.G.shape[2]);
-            acc[2 * i].add_(a.mT.matmul(a).to(ScalarType.Float64));
-            acc[2 * i + 1].add_(g.mT.matmul(g).to(ScalarType.Float64));
-            acc[^1][i].add_(a.shape[0]);
+            acc[2 * i].add_(lb.ACovariance().to(ScalarType.Float64));
+            acc[2 * i + 1].add_(lb.SCovariance().to(ScalarType.Float64));
+            using var positions = ((double)(lb.A.shape[0] * lb.A.shape[1])).ToScalar();
+            acc[^1][i].add_(positions);
         });
         if (cov is null) return null;
         var (covSums, n) = cov.Value;
