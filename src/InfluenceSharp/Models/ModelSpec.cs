@@ -99,8 +99,10 @@ public sealed class SmallCnn : Module<Tensor, Tensor>
     {
         // Channels-last throughout: the same values, but libtorch's CPU max-pooling is ~7× faster on
         // NHWC than on NCHW, and the convolutions and their gradients follow the input's layout.
-        x = functional.max_pool2d(functional.relu(conv1.call(ChannelsLast(x))), 2);
-        x = functional.max_pool2d(functional.relu(conv2.call(x)), 2);
+        // ReLU after pooling: relu and max commute, so values and gradients are those of
+        // pool(relu(·)) (up to exact ties), with the ReLU on a quarter of the elements.
+        x = functional.relu(functional.max_pool2d(conv1.call(ChannelsLast(x)), 2));
+        x = functional.relu(functional.max_pool2d(conv2.call(x), 2));
         x = functional.relu(fc1.call(x.flatten(1)));
         return fc2.call(x);
     }
