@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Gradients;
@@ -36,8 +37,24 @@ public sealed class LayerBatch
         ? G.squeeze(1).unsqueeze(2) * A.squeeze(1).unsqueeze(1)
         : G.shape[2] > A.shape[2] ? A.transpose(1, 2).bmm(G).transpose(1, 2) : G.transpose(1, 2).bmm(A);
 
-    /// <summary>Σ over examples and positions of a aᵀ [In, In].</summary>
-    public Tensor ACovariance() => Gram(A.reshape(-1, A.shape[2]));
+    /// <summary>Σ over examples and positions of a aᵀ [In, In]. With a bias the last column of a is
+    /// all ones, so that row and column are column sums and a count, and the GEMM runs on the even
+    /// width (MKL: SmallCnn fc1 1569² 22 ms, 1568² 14 ms per batch of 512).</summary>
+    public Tensor ACovariance()
+    {
+        var a = A.reshape(-1, A.shape[2]);
+        if (!Layer.HasBias) return Gram(a);
+        long n = a.shape[0], d = a.shape[1] - 1;
+        var x = a.narrow(1, 0, d);
+        var result = torch.empty(d + 1, d + 1, dtype: a.dtype, device: a.device);
+        result.narrow(0, 0, d).narrow(1, 0, d).copy_(Gram(x));
+        var sums = x.sum(new long[] { 0 });
+        result.narrow(0, d, 1).narrow(1, 0, d).copy_(sums.unsqueeze(0));
+        result.narrow(0, 0, d).narrow(1, d, 1).copy_(sums.unsqueeze(1));
+        using var count = ((double)n).ToScalar();
+        result.narrow(0, d, 1).narrow(1, d, 1).fill_(count);
+        return result;
+    }
 
     /// <summary>Σ over examples and positions of g gᵀ [Out, Out].</summary>
     public Tensor SCovariance() => Gram(G.reshape(-1, G.shape[2]));

@@ -54,6 +54,23 @@ public class PerExampleGradientTests
         }
     }
 
+    [Fact]
+    public void CovariancesEqualTheDirectProducts()
+    {
+        torch.manual_seed(Environment.TickCount);
+        var model = new ConvNet().to(ScalarType.Float64);
+        var layers = TrackedLayer.Find(model);
+        using var capture = new GradientCapture(model, layers);
+        var (_, lbs) = capture.Run(model, torch.randn(37, 2, 8, 8, dtype: ScalarType.Float64), l => l.logsumexp(1).sum());
+        foreach (var lb in lbs)
+        {
+            var a = lb.A.reshape(-1, lb.A.shape[2]);
+            var g = lb.G.reshape(-1, lb.G.shape[2]);
+            Assert.True(lb.ACovariance().allclose(a.mT.matmul(a), rtol: 1e-12, atol: 1e-10), $"{lb.Layer.Name} A");
+            Assert.True(lb.SCovariance().allclose(g.mT.matmul(g), rtol: 1e-12, atol: 1e-10), $"{lb.Layer.Name} S");
+        }
+    }
+
     /// <summary>Per-example gradients from one batched capture equal a per-example backward loop.</summary>
     static void AssertBatchedEqualsLoop(nn.Module<Tensor, Tensor> model, TensorDataset data)
     {
