@@ -7,7 +7,7 @@ namespace InfluenceSharp.Gradients;
 /// im2col for CPU tensors written as a plain loop over libtorch's memory: one sequential pass over
 /// the output rows, reading each input example from cache. libtorch has no fused kernel for the
 /// [B, T, C·kh·kw (+1)] layout: a strided copy from an unfold view runs with an inner loop of kw
-/// elements and was 5× slower (60 ms against 12 ms for a SmallCnn conv2 batch of 512), the largest
+/// elements and was 12× slower (60 ms against 5 ms for a SmallCnn conv2 batch of 512), the largest
 /// single cost of the EK-FAC passes on CPU. Other devices use the libtorch view copy.
 /// </summary>
 internal static unsafe class Im2Col
