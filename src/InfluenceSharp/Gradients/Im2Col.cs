@@ -25,8 +25,8 @@ internal static unsafe class Im2Col
     /// weight.reshape(Out, -1): channel, then kernel row, then kernel column. Any input strides
     /// (NCHW or channels-last) are read as they are.</summary>
     /// <param name="workspace">Optional buffer reused across batches: when it is large enough the patches
-    /// are a view of it (fresh allocations above glibc's 32 MiB mmap threshold are page-faulted in anew
-    /// on every batch, which cost more than the copy itself).</param>
+    /// are a view of it (fresh allocations above glibc's mmap threshold, 32 MiB with Native.Allocator,
+    /// are page-faulted in anew on every batch, which cost more than the copy itself).</param>
     public static Tensor Patches(Tensor input, long[] kernel, long[] stride, long[] padding, long[] dilation, bool bias, Workspace? workspace = null)
     {
         long b = input.shape[0], c = input.shape[1], h = input.shape[2], w = input.shape[3];

@@ -16,8 +16,9 @@ public static class Allocator
     [DllImport("libc", EntryPoint = "mallopt")]
     private static extern int MallOpt(int param, int value);
 
-    /// <summary>Serves blocks up to 32 MiB (glibc's maximum) from the heap and keeps up to 1 GiB of
-    /// freed heap instead of returning it. Returns false where this is not glibc (nothing changes).</summary>
+    /// <summary>Serves blocks up to 32 MiB from the heap and keeps up to 1 GiB of freed heap instead of
+    /// returning it. Larger blocks still come from mmap (the one that recurs in every batch, conv
+    /// patches, is a buffer the gradient capture reuses). Returns false where this is not glibc.</summary>
     public static bool KeepFreedMemory()
     {
         if (!OperatingSystem.IsLinux()) return false;
