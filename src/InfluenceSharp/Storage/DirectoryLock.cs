@@ -1,0 +1,95 @@
+using System.Text.Json;
+
+namespace InfluenceSharp.Storage;
+
+/// <summary>An exclusive, advisory lock on an output (a run directory, factors, scores, a store, a
+/// cache, or one partition of them), held until disposed. Two processes that would write the same
+/// output cannot both hold it: the second gets an <see cref="OutputLockedException"/> naming the
+/// holder (PID, host, command line, start time).
+/// <para>The lock is the operating system's: a file opened with <see cref="FileShare.None"/>, which
+/// .NET takes with flock(LOCK_EX | LOCK_NB) on Unix and a share-mode lock on Windows. The kernel
+/// drops it when the holder exits, however it exits (SIGKILL included), so a lock is never stale:
+/// the next writer simply takes it. A small JSON file beside it says who holds it.</para></summary>
+public sealed class DirectoryLock : IDisposable
+{
+    /// <summary>Who holds a lock, as written beside it.</summary>
+    public sealed record Holder(int Pid, string Host, string Command, DateTimeOffset Started, string What);
+
+    private readonly FileStream stream;
+    private readonly string infoPath;
+    private bool disposed;
+
+    private DirectoryLock(FileStream stream, string infoPath, string path)
+    {
+        this.stream = stream; this.infoPath = infoPath; Path = path;
+    }
+
+    /// <summary>The lock file.</summary>
+    public string Path { get; }
+
+    /// <summary>Takes the lock named <paramref name="name"/> in <paramref name="directory"/> (created
+    /// if missing), or throws <see cref="OutputLockedException"/> at once if another process holds it.
+    /// <paramref name="what"/> says what is being written (for the other process's message).</summary>
+    public static DirectoryLock Acquire(string directory, string what, string name = "")
+    {
+        Directory.CreateDirectory(directory);
+        string lockPath = System.IO.Path.Combine(directory, $".lock{(name.Length > 0 ? "-" + name : "")}");
+        string infoPath = lockPath + ".json";
+        FileStream fs;
+        try
+        {
+            fs = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
+        }
+        catch (IOException e) when (IsSharingViolation(e))
+        {
+            throw new OutputLockedException(directory, ReadHolder(infoPath));
+        }
+        var holder = new Holder(Environment.ProcessId, Environment.MachineName, CommandLine(), DateTimeOffset.Now, what);
+        // The holder record is written after the lock is held, atomically, so a reader sees either
+        // the previous holder's record or ours, never a half-written one.
+        AtomicFile.WriteAllText(infoPath, JsonSerializer.Serialize(holder, Json.Options));
+        return new DirectoryLock(fs, infoPath, lockPath);
+    }
+
+    /// <summary>The recorded holder of a lock file, if any (null when none was recorded).</summary>
+    public static Holder? ReadHolder(string infoPath)
+    {
+        try { return File.Exists(infoPath) ? JsonSerializer.Deserialize<Holder>(File.ReadAllText(infoPath), Json.Options) : null; }
+        catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { return null; }
+    }
+
+    static bool IsSharingViolation(IOException e) =>
+        // Unix: EWOULDBLOCK from flock surfaces as an IOException with this HResult; Windows: ERROR_SHARING_VIOLATION.
+        e.HResult == 11 || e.HResult == 35 || (e.HResult & 0xFFFF) == 32 || e.Message.Contains("being used by another process", StringComparison.OrdinalIgnoreCase);
+
+    static string CommandLine()
+    {
+        var args = Environment.GetCommandLineArgs();
+        string cmd = string.Join(' ', args.Select(a => a.Contains(' ') ? $"\"{a}\"" : a));
+        return cmd.Length > 300 ? cmd[..300] + " ..." : cmd;
+    }
+
+    public void Dispose()
+    {
+        if (disposed) return;
+        disposed = true;
+        // Delete the holder record before releasing, while we still own the lock.
+        try { File.Delete(infoPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        stream.Dispose();
+    }
+}
+
+/// <summary>Another process is writing the same output.</summary>
+public sealed class OutputLockedException : InfluenceSharpException
+{
+    public OutputLockedException(string directory, DirectoryLock.Holder? holder)
+        : base(holder is null
+            ? $"{directory}: another process is writing here (locked); wait for it to finish or choose another output"
+            : $"{directory}: locked by process {holder.Pid} on {holder.Host} since {holder.Started:yyyy-MM-dd HH:mm:ss zzz} ({holder.What}: {holder.Command}); wait for it to finish or choose another output")
+    {
+        Directory = directory; Holder = holder;
+    }
+
+    public string Directory { get; }
+    public DirectoryLock.Holder? Holder { get; }
+}
