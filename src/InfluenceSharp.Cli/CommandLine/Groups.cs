@@ -43,7 +43,7 @@ internal sealed class ComputeOptions
 internal sealed class MethodSettingOptions
 {
     public Option<string>? Measure { get; }
-    public Option<double?> Damping { get; } = Opt.Damping();
+    public Option<double?>? Damping { get; }
     public Option<string> Layers { get; } = Opt.Str("--layers", "track only layers whose names contain one of these (comma separated) [default: all Linear/Conv2d]", "NAMES");
     public Option<int> BatchSize { get; } = Opt.Int("--batch-size", "training examples per batch", 256, 1);
     public Option<int> Seed { get; } = Opt.Int("--seed", "seeds sampled labels (true Fisher) and random projections", 0, 0);
@@ -52,21 +52,24 @@ internal sealed class MethodSettingOptions
     public Option<string> ProjLayout { get; } = Opt.Choice("--proj-layout", "trak, tracin-proj: kronecker (per-layer projections, fast on a CPU) or dense (the reference TRAK projection)", "kronecker", "kronecker", "dense");
 
     /// <param name="measure">false where the command fixes the measurement itself (evaluate lds: --target).</param>
-    public MethodSettingOptions(bool measure = true)
+    /// <param name="damping">false where no influence function can be chosen (build-store).</param>
+    public MethodSettingOptions(bool measure = true, bool damping = true)
     {
         if (measure) Measure = Opt.Choice("--measure", "query measurement: loss or margin", "loss", "loss", "margin");
+        if (damping) Damping = Opt.Damping();
     }
 
     public void AddTo(Command c)
     {
         if (Measure is not null) c.Add(Measure);
-        c.Add(Damping); c.Add(Layers); c.Add(BatchSize); c.Add(Seed); c.Add(Ensemble); c.Add(ProjDim); c.Add(ProjLayout);
+        if (Damping is not null) c.Add(Damping);
+        c.Add(Layers); c.Add(BatchSize); c.Add(Seed); c.Add(Ensemble); c.Add(ProjDim); c.Add(ProjLayout);
     }
 
     public MethodSettings Read(ParseResult p) => new()
     {
         Measure = Measure is not null && p.GetValue(Measure) == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss,
-        Damping = p.GetValue(Damping),
+        Damping = Damping is null ? null : p.GetValue(Damping),
         Layers = p.GetValue(Layers),
         BatchSize = p.GetValue(BatchSize),
         Seed = p.GetValue(Seed),
@@ -98,5 +101,6 @@ internal sealed class QueryOptions
         });
     }
 
-    public (string Set, int[]? Indices, int? Count) Read(ParseResult p) => (p.GetValue(Set)!, p.GetValue(Indices), p.GetValue(Count));
+    public (string Set, int[]? Indices, int? Count) Read(ParseResult p) =>
+        (p.GetValue(Set)!, p.GetResult(Indices) is { Implicit: false } ? p.GetValue(Indices) : null, p.GetValue(Count));
 }

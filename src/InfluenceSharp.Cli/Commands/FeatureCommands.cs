@@ -18,7 +18,7 @@ public static class FeatureCommands
     {
         var run = Opt.Run();
         var methods = Opt.Methods(null, FeatureMethodNames, single: true, required: true);
-        var ms = new MethodSettingOptions();
+        var ms = new MethodSettingOptions(damping: false);
         var shard = Opt.Shard("compute only blocks b with b % n == i (run again without --shard to finish)");
         var data = Opt.RunData();
         var compute = new ComputeOptions();
