@@ -8,7 +8,7 @@ using InfluenceSharp.Storage;
 
 namespace InfluenceSharp.Cli.Commands;
 
-/// <summary>`influence build-store` and `influence scores ... --method M`: TracIn and TRAK features of
+/// <summary>`influence build-store` and `influence scores ... --methods M`: TracIn and TRAK features of
 /// the training set computed once into RUN_DIR/store and reused for every later query set.</summary>
 public static class FeatureCommands
 {
