@@ -20,5 +20,5 @@ for m in logreg mlp; do
 done
 
 # 3. Counterfactual removal for the Mlp run.
-$I evaluate remove --run "$OUT/lds-mlp" --method ekfac --k 50,100,200,500 --seeds 0,1,2 --query-count 100
+$I evaluate remove --run "$OUT/lds-mlp" --methods ekfac --remove-counts 50,100,200,500 --seeds 0,1,2 --query-count 100
 for r in "$OUT"/*/; do $I report --run "$r"; done

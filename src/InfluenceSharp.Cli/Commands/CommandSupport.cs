@@ -8,44 +8,31 @@ namespace InfluenceSharp.Cli.Commands;
 /// <summary>Options shared by the attribution commands.</summary>
 internal static class CommandSupport
 {
-    /// <summary>--checkpoint FILE.safetensors, or a run directory (its last checkpoint).</summary>
-    public static Checkpoint ResolveCheckpoint(string path)
+    /// <summary>The checkpoint a single-checkpoint stage uses: --checkpoint FILE (a path, or a file
+    /// name inside the run directory) or, by default, the run's last checkpoint.</summary>
+    public static Checkpoint ResolveCheckpoint(string runDir, string? checkpoint)
     {
-        if (Directory.Exists(path)) return Checkpoint.List(path)[^1];
-        if (!File.Exists(path)) throw new InfluenceSharpException($"--checkpoint {path}: no such file or run directory");
-        return Checkpoint.Open(path);
+        if (!Directory.Exists(runDir)) throw new InfluenceSharpException($"--run {runDir}: no such run directory");
+        if (checkpoint is null) return Checkpoint.List(runDir)[^1];
+        if (File.Exists(checkpoint)) return Checkpoint.Open(checkpoint);
+        if (File.Exists(Path.Combine(runDir, checkpoint))) return Checkpoint.Open(Path.Combine(runDir, checkpoint));
+        throw new InfluenceSharpException($"--checkpoint {checkpoint}: no such checkpoint file (as given or in {runDir})");
     }
 
-    public static QueryMeasurement Measure(Args a) => a.Str("measure", "loss") switch
+    /// <summary>The queries: --query indices, else the first --query-count (default defaultCount) of the set.</summary>
+    public static (ImageDataset Queries, int[] Indices, string Set) Queries(RunData data, string set, int[]? indices, int? count, int defaultCount = 100)
     {
-        "loss" => QueryMeasurement.Loss,
-        "margin" => QueryMeasurement.Margin,
-        var s => throw new UsageException($"--measure {s}: choose loss or margin"),
-    };
-
-    /// <summary>--queries test|train (default test), --query-indices i,j,... or --query-count N (first N).</summary>
-    public static (ImageDataset Queries, int[] Indices, string Set) Queries(Args a, RunData data, int defaultCount = 100)
-    {
-        string set = a.Str("queries", "test");
-        var source = set switch
-        {
-            "test" => data.Test,
-            "train" => data.Train,
-            _ => throw new UsageException($"--queries {set}: choose test or train"),
-        };
-        int[] idx = a.Has("query-indices")
-            ? a.IntList("query-indices", Array.Empty<int>())
-            : Enumerable.Range(0, Math.Min(a.Int("query-count", defaultCount), source.Count)).ToArray();
+        var source = set == "train" ? data.Train : data.Test;
+        int[] idx = indices ?? Enumerable.Range(0, Math.Min(count ?? defaultCount, source.Count)).ToArray();
         foreach (var i in idx)
-            if (i < 0 || i >= source.Count) throw new UsageException($"--query-indices: {i} is outside the {set} set (0..{source.Count - 1})");
+            if (i < 0 || i >= source.Count) throw new UsageException($"--query {i}: outside the {set} set (0..{source.Count - 1})");
         if (idx.Length == 0) throw new UsageException("no queries selected");
         return (source.Subset(idx, $"{set}-queries"), idx, set);
     }
 
-    public static Shard ShardOf(Args a) => a.Str("shard") is { } s ? Shard.Parse(s) : Shard.All;
-
-    public static void PrintProfile(Profiler p)
+    public static void PrintProfile(Profiler p, bool quiet = false)
     {
+        if (quiet) return;
         Console.Error.WriteLine();
         Console.Error.Write(p.Table());
     }

@@ -1,24 +1,42 @@
+using System.CommandLine;
+using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
 
 namespace InfluenceSharp.Cli.Commands;
 
+/// <summary>`influence data subset` and `influence data info`.</summary>
 public static class DataCommands
 {
-    /// <summary>`influence data subset`: how the embedded default set under data/ was made.</summary>
-    public static int Subset(Args a)
+    public static Command Command()
     {
-        if (a.Flag("help"))
+        var cmd = new Command("data", "data sets: class-balanced IDX subsets, fingerprints");
+        cmd.Add(SubsetCommand());
+        cmd.Add(InfoCommand());
+        return cmd;
+    }
+
+    static Command SubsetCommand()
+    {
+        var data = Opt.FreshData();
+        var outDir = Opt.Out("where to write the gzip IDX files", required: true);
+        var trainCount = Opt.Int("--train-count", "training examples in the subset", 10000, 1);
+        var testCount = Opt.Int("--test-count", "test examples in the subset", 2000, 1);
+        var seed = Opt.Int("--seed", "subset seed", 0, 0);
+        var cmd = new Command("subset", "write a class-balanced subset of a single-channel data set as gzip IDX files (how data/ was made, from --data fashion-mnist)")
         {
-            Console.WriteLine("influence data subset --data SPEC --out DIR [--train 10000] [--test 2000] [--seed 0]\n  writes a class-balanced subset as gzip IDX files");
-            return 0;
-        }
-        var split = DataSource.Load(a.Str("data", "fashion-mnist"));
-        string outDir = a.Required("out");
-        int nTrain = a.Int("train", 10000), nTest = a.Int("test", 2000), seed = a.Int("seed", 0);
-        a.RejectUnknown();
-        if (split.Train.Channels != 1) throw new UsageException("data subset writes IDX (single-channel) data sets only");
+            data, outDir, trainCount, testCount, seed,
+        };
+        cmd.SetAction(p => Subset(p.GetValue(data)!, p.GetValue(outDir)!, p.GetValue(trainCount), p.GetValue(testCount), p.GetValue(seed)));
+        return cmd;
+    }
+
+    static int Subset(string dataSpec, string outDir, int nTrain, int nTest, int seed)
+    {
+        var split = DataSource.Load(dataSpec);
+        if (split.Train.Channels != 1) throw new InfluenceSharpException("data subset writes IDX (single-channel) data sets only");
         void Write(ImageDataset d, int n, string prefix)
         {
+            if (n > d.Count) throw new InfluenceSharpException($"--{(prefix == "train" ? "train" : "test")}-count {n}: the data set has only {d.Count} {d.Name} examples");
             var sub = d.Subset(DataSource.BalancedSubset(d, n, seed));
             IdxReader.Write(Path.Combine(outDir, $"{prefix}-images-idx3-ubyte.gz"), new[] { sub.Count, sub.Height, sub.Width }, sub.Pixels);
             IdxReader.Write(Path.Combine(outDir, $"{prefix}-labels-idx1-ubyte.gz"), new[] { sub.Count }, sub.Labels.Select(l => (byte)l).ToArray());
@@ -29,10 +47,17 @@ public static class DataCommands
         return 0;
     }
 
-    public static int Info(Args a)
+    static Command InfoCommand()
     {
-        var split = DataSource.Load(a.Str("data", "auto"));
-        a.RejectUnknown();
+        var data = Opt.FreshData();
+        var cmd = new Command("info", "describe a data set: sizes, class counts, fingerprints") { data };
+        cmd.SetAction(p => Info(p.GetValue(data)!));
+        return cmd;
+    }
+
+    static int Info(string dataSpec)
+    {
+        var split = DataSource.Load(dataSpec);
         foreach (var d in new[] { split.Train, split.Test })
         {
             var counts = new int[d.NumClasses];

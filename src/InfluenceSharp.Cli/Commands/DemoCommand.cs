@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.CommandLine;
+using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
 using InfluenceSharp.Models;
 using InfluenceSharp.Reporting;
@@ -12,26 +14,30 @@ namespace InfluenceSharp.Cli.Commands;
 /// report. A finished training run in the same directory with the same settings is reused.</summary>
 public static class DemoCommand
 {
-    public const string Help = """
-        influence demo [--out DIR] [--data SPEC] [--epochs N] [--methods M,...]
-
-          --out DIR        (default runs/demo)
-          --data SPEC      (default embedded: the 10,000-image Fashion-MNIST subset in the library)
-          --epochs N       (default 6)
-          --methods M,...  (default: ekfac, tracin-last, trak)
-        """;
-
     public static string DefaultMethods => string.Join(",", MethodFactory.DemoMethods);
 
-    public static int Run(Args a)
+    public static Command Command()
     {
-        if (a.Flag("help")) { Console.WriteLine(Help); return 0; }
-        string outDir = a.Str("out", "runs/demo");
-        string dataSpec = a.Str("data", "embedded");
-        int epochs = a.Int("epochs", 6);
-        var methods = MethodFactory.ParseList(a.Str("methods", DefaultMethods));
-        a.RejectUnknown();
+        var outDir = Opt.Str("--out", "output directory (the run in OUT/run, the report in OUT/report.html)", "DIR", fallback: "runs/demo");
+        var data = Opt.FreshData();
+        var epochs = Opt.Int("--epochs", "training epochs", 6, 1, 10000);
+        var methods = Opt.Methods(DefaultMethods, MethodFactory.Names, single: false);
+        var compute = new ComputeOptions();
+        var cmd = new Command("demo", "the whole pipeline on the embedded data: train SmallCnn with 10% of labels corrupted, detect them, explain three test predictions, write OUT/report.html")
+        {
+            outDir, data, epochs, methods,
+        };
+        compute.AddTo(cmd);
+        cmd.SetAction(p =>
+        {
+            bool quiet = compute.Apply(p);
+            return Run(p.GetValue(outDir)!, p.GetValue(data)!, p.GetValue(epochs), p.GetValue(methods)!, quiet);
+        });
+        return cmd;
+    }
 
+    static int Run(string outDir, string dataSpec, int epochs, string[] methods, bool quiet)
+    {
         var stages = new Profiler();
         var wall = Stopwatch.StartNew();
         string runDir = Path.Combine(outDir, "run");
@@ -40,15 +46,15 @@ public static class DemoCommand
         var train = split.Train.WithLabels(labels);
         var spec = ModelSpec.For("smallcnn", train.Channels, train.Height, train.Width, train.NumClasses);
         var options = new TrainOptions { Epochs = epochs, BatchSize = 128, LearningRate = 0.05, Seed = 0 };
-        Console.WriteLine($"InfluenceSharp demo: {spec.Describe()} on {split.Source} ({train.Count} training images, {record.Indices.Length} labels corrupted), {epochs} epochs");
+        if (!quiet) Console.Error.WriteLine($"InfluenceSharp demo: {spec.Describe()} on {split.Source} ({train.Count} training images, {record.Indices.Length} labels corrupted), {epochs} epochs");
 
         using (stages.Stage("Train"))
         {
-            if (Reusable(runDir, spec, options, train.Fingerprint(), epochs)) Console.WriteLine($"reusing the finished training run in {runDir}");
+            if (Reusable(runDir, spec, options, train.Fingerprint(), epochs)) { if (!quiet) Console.Error.WriteLine($"reusing the finished training run in {runDir}"); }
             else
             {
                 Checkpoint.PrepareRunDirectory(runDir, overwrite: true);   // the demo owns its directory
-                var result = new Trainer(options).Train(spec, train, split.Test, runDir, record, split.Source);
+                var result = new Trainer(options).Train(spec, train, split.Test, runDir, record, split.Source, quiet);
                 Json.WriteFile(Path.Combine(runDir, "run.json"), new RunManifest(spec, options, split.Source, train.Fingerprint(), train.Count,
                     result.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), result.History, LibraryInfo.Version));
             }
@@ -59,7 +65,7 @@ public static class DemoCommand
         var profiler = new Profiler();
         List<DetectCommand.MethodDetection> detection;
         using (stages.Stage("Detect Mislabeled"))
-            detection = DetectCommand.Detect(run, methods, new MethodSettings(), Path.Combine(runDir, "detect"), 24, profiler);
+            detection = DetectCommand.Detect(run, methods, new MethodSettings(), Path.Combine(runDir, "detect"), 24, profiler, quiet);
         AtomicFile.WriteAllText(Path.Combine(runDir, "detect", "profile-detect.txt"), profiler.Table());
         Console.WriteLine();
         DetectCommand.PrintTable(detection, run);
@@ -77,8 +83,11 @@ public static class DemoCommand
             AtomicFile.WriteAllText(Path.Combine(runDir, "profile-demo.txt"), stages.Table());
             ReportCommand.Write(runDir, reportPath);
         }
-        Console.WriteLine();
-        Console.Write(stages.Table());
+        if (!quiet)
+        {
+            Console.Error.WriteLine();
+            Console.Error.Write(stages.Table());
+        }
         Console.WriteLine($"report: {Path.GetFullPath(reportPath)}  ({wall.Elapsed.TotalSeconds:F0} s in all)");
         return 0;
     }

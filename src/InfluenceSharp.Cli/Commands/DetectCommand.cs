@@ -1,4 +1,6 @@
+using System.CommandLine;
 using System.Diagnostics;
+using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Evaluation;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Scores;
@@ -10,42 +12,47 @@ namespace InfluenceSharp.Cli.Commands;
 /// recorded which labels it corrupted, score the ranking (seeds 001 and 002).</summary>
 public static class DetectCommand
 {
-    public const string Help = """
-        influence detect-mislabeled --run RUN_DIR [options]
-
-          --methods M,...      ekfac, kfac, diagonal, identity, ...            (default ekfac)
-          --out DIR            (default RUN_DIR/detect)
-          --top N              suspicious examples to list and show (default 24)
-          --damping X          absolute damping for influence functions (default: heuristic)
-          --layers NAMES       tracked layers (default: all Linear/Conv2d)
-        Writes self_influence-<method>.npy, detection.json, detection-curve.png,
-        self-influence-<method>.png, suspicious-<method>.png and suspicious-<method>.csv.
-        """;
-
     public sealed record MethodDetection(string Method, double Seconds, DetectionResult? Result, int[] Top);
 
-    public static int Run(Args a)
+    public static Command Command()
     {
-        if (a.Flag("help")) { Console.WriteLine(Help); return 0; }
-        string runDir = a.Required("run");
-        var methods = MethodFactory.ParseList(a.Str("methods", "ekfac"));
-        string outDir = a.Str("out") ?? Path.Combine(runDir, "detect");
-        int top = a.Int("top", 24);
-        var settings = MethodSettings.From(a);
-        string? dataSpec = a.Str("data");
-        a.RejectUnknown();
+        var run = Opt.Run();
+        var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false);
+        var outDir = Opt.Out("self_influence-M.npy, detection.json, detection-curve.png, self-influence-M.png, suspicious-M.png/.csv [default: RUN_DIR/detect]");
+        var top = Opt.Int("--top", "suspicious examples to list and show", 24, 1);
+        var ms = new MethodSettingOptions();
+        var data = Opt.RunData();
+        var compute = new ComputeOptions();
+        var cmd = new Command("detect-mislabeled", "rank training examples by self-influence; with the run's corruption record: found-at-5/10/20/30% table, ROC AUC, plots")
+        {
+            run, methods, outDir, top,
+        };
+        ms.AddTo(cmd);
+        cmd.Add(data);
+        compute.AddTo(cmd);
+        cmd.SetAction(p =>
+        {
+            bool quiet = compute.Apply(p);
+            string runDir = p.GetValue(run)!;
+            return Run(runDir, p.GetValue(methods)!, p.GetValue(outDir) ?? Path.Combine(runDir, "detect"), p.GetValue(top), ms.Read(p), p.GetValue(data), quiet);
+        });
+        return cmd;
+    }
+
+    static int Run(string runDir, string[] methods, string outDir, int top, MethodSettings settings, string? dataSpec, bool quiet)
+    {
         var profiler = new Profiler();
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
-        var results = Detect(run, methods, settings, outDir, top, profiler);
+        var results = Detect(run, methods, settings, outDir, top, profiler, quiet, print: true);
         PrintTable(results, run);
-        Console.Error.Write(profiler.Table());
+        if (!quiet) Console.Error.Write(profiler.Table());
         AtomicFile.WriteAllText(Path.Combine(outDir, "profile-detect.txt"), profiler.Table());
         Console.WriteLine($"detection results in {outDir}");
         return 0;
     }
 
     internal static List<MethodDetection> Detect(RunContext run, IReadOnlyList<string> methods, MethodSettings settings, string outDir,
-        int top, Profiler profiler, bool quiet = false)
+        int top, Profiler profiler, bool quiet = false, bool? print = null)
     {
         Directory.CreateDirectory(outDir);
         var train = run.Data.Train;
@@ -76,7 +83,7 @@ public static class DetectCommand
                 csv.Append(System.FormattableString.Invariant($"{r + 1},{i},{self[i]:G6},{run.ClassNames[train.Labels[i]]},{run.ClassNames[predicted[i]]},{(truth.TryGetValue(i, out var tl) ? run.ClassNames[tl] : "")}\n"));
             }
             AtomicFile.WriteAllText(Path.Combine(outDir, $"suspicious-{name}.csv"), csv.ToString());
-            if (!quiet && mask is null)
+            if ((print ?? !quiet) && mask is null)
             {
                 Console.WriteLine($"{name}: most suspicious training examples (index: given label / predicted label):");
                 foreach (var i in order.Take(top)) Console.WriteLine($"  #{i}: {run.ClassNames[train.Labels[i]]} / {run.ClassNames[predicted[i]]}  (self-influence {self[i]:G4})");

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Evaluation;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Reporting;
@@ -10,42 +12,53 @@ namespace InfluenceSharp.Cli.Commands;
 /// <summary>`influence evaluate lds` and `influence evaluate remove`: do the scores mean anything?</summary>
 public static class EvaluateCommands
 {
-    public const string LdsHelp = """
-        influence evaluate lds --run RUN_DIR [options]
-
-          --methods M,...      methods to score (default ekfac)
-          --subsets M          random subsets at alpha (default 100)   --alpha A (default 0.5)
-          --seeds-per-subset S models per subset; targets are their mean (default 1)
-          --query-count N      the first N test examples are the queries (default 500)
-          --target margin|loss LDS target (default margin)
-          --epochs N           epochs of each retraining (default: the run's)
-          --cache DIR          retrained-model cache (default RUN_DIR/lds); reused across methods
-          --shard i/n          retrain only subsets j with j % n == i, then stop
-        Retraining resumes where it stopped. Writes lds-results.json in the cache directory.
-        """;
-
-    public static int Lds(Args a)
+    public static Command Command()
     {
-        if (a.Flag("help")) { Console.WriteLine(LdsHelp); return 0; }
-        string runDir = a.Required("run");
-        var methods = MethodFactory.ParseList(a.Str("methods", "ekfac"));
-        var options = new LdsOptions { Subsets = a.Int("subsets", 100), Alpha = a.Double("alpha", 0.5), SeedsPerSubset = a.Int("seeds-per-subset", 1), Seed = a.Int("lds-seed", 0) };
-        int nq = a.Int("query-count", 500);
-        string target = a.Str("target", "margin");
-        if (target is not ("margin" or "loss")) throw new UsageException($"--target {target}: choose margin or loss");
-        int? epochs = a.Has("epochs") ? a.Int("epochs", 1) : null;
-        string cache = a.Str("cache") ?? Path.Combine(runDir, "lds");
-        var shard = CommandSupport.ShardOf(a);
-        var settings = MethodSettings.From(a) with { Measure = target == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss };
-        string? dataSpec = a.Str("data");
-        a.RejectUnknown();
+        var cmd = new Command("evaluate", "do the scores mean anything? linear datamodeling score and counterfactual removal, by retraining");
+        cmd.Add(LdsCommand());
+        cmd.Add(RemoveCommand());
+        return cmd;
+    }
 
-        var profiler = new Profiler();
-        var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
-        RunLds(run, methods, settings, options, nq, target, epochs, cache, shard, profiler);
-        Console.Error.Write(profiler.Table());
-        AtomicFile.WriteAllText(Path.Combine(cache, "profile-lds.txt"), profiler.Table());
-        return 0;
+    static Command LdsCommand()
+    {
+        var run = Opt.Run();
+        var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false);
+        var subsets = Opt.Int("--subsets", "random training subsets at alpha", 100, 2, 1000000);
+        var alpha = Opt.Double("--alpha", "fraction of the training set in each subset", 0.5, 0, minOpen: true, max: 1, maxOpen: true, helpName: "A");
+        var seedsPerSubset = Opt.Int("--seeds-per-subset", "models per subset; targets are their mean", 1, 1, 1000, helpName: "S");
+        var ldsSeed = Opt.Int("--lds-seed", "seed of the random subset masks", 0, 0);
+        var queryCount = Opt.Int("--query-count", "the first N test examples are the queries", 500, 1);
+        var target = Opt.Choice("--target", "LDS target (and the methods' query measurement)", "margin", "margin", "loss");
+        var epochs = Opt.OptionalInt("--epochs", "epochs of each retraining [default: the run's]", 1, 100000);
+        var outDir = Opt.Str("--out", "retrained-model cache and lds-results.json, reused across methods [default: RUN_DIR/lds]", "DIR", aliases: "--cache");
+        var shard = Opt.Shard("retrain only subsets j with j % n == i, then stop");
+        var ms = new MethodSettingOptions(measure: false);
+        var data = Opt.RunData();
+        var compute = new ComputeOptions();
+        var cmd = new Command("lds", "linear datamodeling score: retrain on random alpha-subsets (cached, resumable, shardable), Spearman per query, mean ± standard error")
+        {
+            run, methods, subsets, alpha, seedsPerSubset, ldsSeed, queryCount, target, epochs, outDir, shard,
+        };
+        ms.AddTo(cmd);
+        cmd.Add(data);
+        compute.AddTo(cmd);
+        cmd.SetAction(p =>
+        {
+            bool quiet = compute.Apply(p);
+            string runDir = p.GetValue(run)!;
+            var options = new LdsOptions { Subsets = p.GetValue(subsets), Alpha = p.GetValue(alpha), SeedsPerSubset = p.GetValue(seedsPerSubset), Seed = p.GetValue(ldsSeed) };
+            string t = p.GetValue(target)!;
+            var settings = ms.Read(p) with { Measure = t == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss };
+            string cache = p.GetValue(outDir) ?? Path.Combine(runDir, "lds");
+            var profiler = new Profiler();
+            var rc = profiler.Time("Load Data", () => RunContext.Load(runDir, p.GetValue(data)));
+            RunLds(rc, p.GetValue(methods)!, settings, options, p.GetValue(queryCount), t, p.GetValue(epochs), cache, p.GetValue(shard), profiler, quiet);
+            if (!quiet) Console.Error.Write(profiler.Table());
+            AtomicFile.WriteAllText(Path.Combine(cache, "profile-lds.txt"), profiler.Table());
+            return 0;
+        });
+        return cmd;
     }
 
     internal static Dictionary<string, LdsResult>? RunLds(RunContext run, IReadOnlyList<string> methods, MethodSettings settings, LdsOptions options,
@@ -88,38 +101,39 @@ public static class EvaluateCommands
     public sealed record LdsRow(string Method, double Lds, double StandardError, int Subsets, int Queries, string Target, double Alpha,
         int TrainCount, int UndefinedQueries);
 
-    public const string RemoveHelp = """
-        influence evaluate remove --run RUN_DIR [options]
-
-          --method M           method whose scores choose what to remove (default ekfac)
-          --k 50,100,200,500   removal sizes (default 50,100,200)
-          --seeds 0,1,2        retraining seeds (default 0,1,2)
-          --query-count N      the first N test examples are the query set (default 100)
-          --epochs N           epochs of each retraining (default: the run's)
-          --out DIR            (default RUN_DIR/remove)
-        Removes the k most helpful, the k most harmful and k random training examples for the query
-        set, retrains, and reports the change in the queries' loss and accuracy and in test accuracy.
-        """;
-
-    public static int Remove(Args a)
+    static Command RemoveCommand()
     {
-        if (a.Flag("help")) { Console.WriteLine(RemoveHelp); return 0; }
-        string runDir = a.Required("run");
-        string method = MethodFactory.ParseList(a.Str("method", "ekfac")).Single();
-        var ks = a.IntList("k", new[] { 50, 100, 200 });
-        var seeds = a.IntList("seeds", new[] { 0, 1, 2 });
-        int nq = a.Int("query-count", 100);
-        int? epochs = a.Has("epochs") ? a.Int("epochs", 1) : null;
-        string outDir = a.Str("out") ?? Path.Combine(runDir, "remove");
-        var settings = MethodSettings.From(a);
-        string? dataSpec = a.Str("data");
-        a.RejectUnknown();
-        var profiler = new Profiler();
-        var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
-        RunRemoval(run, method, settings, ks, seeds, nq, epochs, outDir, profiler);
-        Console.Error.Write(profiler.Table());
-        AtomicFile.WriteAllText(Path.Combine(outDir, "profile-remove.txt"), profiler.Table());
-        return 0;
+        var run = Opt.Run();
+        var methods = Opt.Methods("ekfac", MethodFactory.Names, single: true, "the method whose scores choose what to remove");
+        var counts = Opt.IntList("--remove-counts", "how many training examples to remove (each size is one setting)", new[] { 50, 100, 200 }, 1, aliases: "--k");
+        var seeds = Opt.IntList("--seeds", "retraining seeds", new[] { 0, 1, 2 }, 0);
+        var queryCount = Opt.Int("--query-count", "the first N test examples are the query set", 100, 1);
+        var epochs = Opt.OptionalInt("--epochs", "epochs of each retraining [default: the run's]", 1, 100000);
+        var outDir = Opt.Out("removal.json and removal.png [default: RUN_DIR/remove]");
+        var ms = new MethodSettingOptions();
+        var data = Opt.RunData();
+        var compute = new ComputeOptions();
+        var cmd = new Command("remove", "remove the k most helpful, the k most harmful and k random training examples for a query set, retrain over seeds, " +
+            "report the change in the queries' loss and accuracy and in test accuracy")
+        {
+            run, methods, counts, seeds, queryCount, epochs, outDir,
+        };
+        ms.AddTo(cmd);
+        cmd.Add(data);
+        compute.AddTo(cmd);
+        cmd.SetAction(p =>
+        {
+            bool quiet = compute.Apply(p);
+            string runDir = p.GetValue(run)!;
+            string dir = p.GetValue(outDir) ?? Path.Combine(runDir, "remove");
+            var profiler = new Profiler();
+            var rc = profiler.Time("Load Data", () => RunContext.Load(runDir, p.GetValue(data)));
+            RunRemoval(rc, p.GetValue(methods)![0], ms.Read(p), p.GetValue(counts)!, p.GetValue(seeds)!, p.GetValue(queryCount), p.GetValue(epochs), dir, profiler, quiet);
+            if (!quiet) Console.Error.Write(profiler.Table());
+            AtomicFile.WriteAllText(Path.Combine(dir, "profile-remove.txt"), profiler.Table());
+            return 0;
+        });
+        return cmd;
     }
 
     internal static RemovalResult RunRemoval(RunContext run, string methodName, MethodSettings settings, int[] ks, int[] seeds, int nq,

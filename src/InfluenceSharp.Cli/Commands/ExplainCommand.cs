@@ -1,3 +1,5 @@
+using System.CommandLine;
+using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Scores;
@@ -10,41 +12,55 @@ namespace InfluenceSharp.Cli.Commands;
 /// is never held whole).</summary>
 public static class ExplainCommand
 {
-    public const string Help = """
-        influence explain --run RUN_DIR --query I[,J,...] [options]
-        influence explain --run RUN_DIR --query-image FILE.png [--query-label L] [options]
-
-          --query I,J,...      query indices in the query set
-          --query-image FILE   a PNG of the data set's size (gray or RGB) as the query
-          --query-label L      its label (class index or name; default: the model's prediction)
-          --queries test|train query set (default test)
-          --method M           ekfac, kfac, diagonal, identity, ...   (default ekfac)
-          --top K              proponents and opponents per query (default 8)
-          --measure loss|margin (default loss)
-          --out DIR            (default RUN_DIR/explain)
-        Writes explain-<method>.json (indices, scores, labels) and explain-<method>-q<I>.png grids.
-        """;
-
-    public static int Run(Args a)
+    public static Command Command()
     {
-        if (a.Flag("help")) { Console.WriteLine(Help); return 0; }
-        string runDir = a.Required("run");
-        var queryIdx = a.IntList("query", Array.Empty<int>());
-        string? image = a.Str("query-image"), label = a.Str("query-label");
-        if (queryIdx.Length == 0 && image is null) throw new UsageException("--query I[,J,...] or --query-image FILE is required");
-        string set = a.Str("queries", "test");
-        string method = MethodFactory.ParseList(a.Str("method", "ekfac")).Single();
-        int k = a.Int("top", 8);
-        if (k < 1) throw new UsageException($"--top {k}: must be at least 1");
-        string outDir = a.Str("out") ?? Path.Combine(runDir, "explain");
-        var settings = MethodSettings.From(a);
-        string? dataSpec = a.Str("data");
-        a.RejectUnknown();
+        var run = Opt.Run();
+        var queries = new QueryOptions(null);
+        var image = Opt.Str("--query-image", "instead of --query: a PNG of the data set's size (gray or RGB) as the query", "FILE");
+        var label = Opt.Str("--query-label", "the --query-image's label: class index or name [default: the model's prediction]", "L");
+        var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false);
+        var top = Opt.Int("--top", "proponents and opponents per query", 8, 1, helpName: "K");
+        var outDir = Opt.Out("explain-M.json (indices, scores, labels) and explain-M-<query>.png grids [default: RUN_DIR/explain]");
+        var ms = new MethodSettingOptions();
+        var data = Opt.RunData();
+        var compute = new ComputeOptions();
+        var cmd = new Command("explain", "proponents and opponents of queries by an exact streaming top-k (never the whole score matrix), JSON and image grids")
+        {
+            run,
+        };
+        queries.AddTo(cmd);
+        cmd.Add(image); cmd.Add(label); cmd.Add(methods); cmd.Add(top); cmd.Add(outDir);
+        ms.AddTo(cmd);
+        cmd.Add(data);
+        compute.AddTo(cmd);
+        cmd.Validators.Add(r =>
+        {
+            bool Given(Option o) => r.GetResult(o) is { Implicit: false };
+            int n = (Given(queries.Indices) ? 1 : 0) + (Given(queries.Count) ? 1 : 0) + (Given(image) ? 1 : 0);
+            if (n != 1) r.AddError("--query I,J,..., --query-count N or --query-image FILE: give one of them");
+            if (Given(label) && !Given(image)) r.AddError("--query-label: only with --query-image");
+        });
+        cmd.SetAction(p =>
+        {
+            bool quiet = compute.Apply(p);
+            string runDir = p.GetValue(run)!;
+            var (set, idx, count) = queries.Read(p);
+            return Run(runDir, set, idx, count, p.GetValue(image), p.GetValue(label), p.GetValue(methods)!, p.GetValue(top),
+                p.GetValue(outDir) ?? Path.Combine(runDir, "explain"), ms.Read(p), p.GetValue(data), quiet);
+        });
+        return cmd;
+    }
+
+    static int Run(string runDir, string set, int[]? queryIdx, int? queryCount, string? image, string? label, string[] methods, int k, string outDir,
+        MethodSettings settings, string? dataSpec, bool quiet)
+    {
         var profiler = new Profiler();
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
-        var (queries, captions) = image is null ? FromIndices(run, set, queryIdx) : FromImage(run, image, label);
-        Explain(run, method, settings, queries, captions, k, outDir, profiler);
-        Console.Error.Write(profiler.Table());
+        if (queryCount is { } qc) queryIdx = Enumerable.Range(0, Math.Min(qc, (set == "train" ? run.Data.Train : run.Data.Test).Count)).ToArray();
+        var (queries, captions) = image is null ? FromIndices(run, set, queryIdx!) : FromImage(run, image, label);
+        foreach (var method in methods)
+            Explain(run, method, settings, queries, captions, k, outDir, profiler, quiet, print: true);
+        if (!quiet) Console.Error.Write(profiler.Table());
         AtomicFile.WriteAllText(Path.Combine(outDir, "profile-explain.txt"), profiler.Table());
         Console.WriteLine($"explanations in {outDir}");
         return 0;
@@ -55,7 +71,7 @@ public static class ExplainCommand
         var source = set switch
         {
             "test" => run.Data.Test, "train" => run.Data.Train,
-            _ => throw new UsageException($"--queries {set}: choose test or train"),
+            _ => throw new ArgumentException($"unknown query set '{set}'", nameof(set)),
         };
         foreach (var q in queryIdx)
             if (q < 0 || q >= source.Count) throw new UsageException($"--query {q}: outside the {set} set (0..{source.Count - 1})");
@@ -90,7 +106,7 @@ public static class ExplainCommand
     }
 
     internal static TopKResult Explain(RunContext run, string methodName, MethodSettings settings, ImageDataset queries, string[] captions, int k,
-        string outDir, Profiler profiler, bool quiet = false)
+        string outDir, Profiler profiler, bool quiet = false, bool? print = null)
     {
         var method = MethodFactory.Create(methodName, run, settings, profiler, quiet);
         var topk = new StreamingTopK(queries.Count, k);
@@ -113,7 +129,7 @@ public static class ExplainCommand
                 proponents = result.Proponents[r].Zip(result.ProponentScores[r]).Select(p => Row(p.First, p.Second)).ToList(),
                 opponents = result.Opponents[r].Zip(result.OpponentScores[r]).Select(p => Row(p.First, p.Second)).ToList(),
             });
-            if (!quiet)
+            if (print ?? !quiet)
             {
                 Console.WriteLine($"query {caption} ({names[queries.Labels[r]]}):");
                 Console.WriteLine("  proponents: " + string.Join(", ", result.Proponents[r].Zip(result.ProponentScores[r]).Select(p => $"#{p.First} {names[train.Labels[p.First]]} {p.Second:G3}")));

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Models;
 using InfluenceSharp.Reporting;
@@ -6,53 +8,56 @@ using InfluenceSharp.Storage;
 
 namespace InfluenceSharp.Cli.Commands;
 
-/// <summary>`influence build-store` and `influence scores ... --method M`: TracIn and TRAK features of
+/// <summary>`influence build-store` and `influence scores ... --methods M`: TracIn and TRAK features of
 /// the training set computed once into RUN_DIR/store and reused for every later query set.</summary>
 public static class FeatureCommands
 {
-    public const string BuildHelp = """
-        influence build-store --run RUN_DIR --method M [--shard i/n] [options]
+    public static readonly string[] FeatureMethodNames = { "tracin", "tracin-last", "tracin-proj", "graddot", "gradcos", "trak" };
 
-          --method M           tracin, tracin-last, tracin-proj, graddot, gradcos, trak
-          --shard i/n          compute only blocks b with b % n == i (run again without --shard to finish)
-          --proj-dim K, --proj-layout kronecker|dense, --ensemble N, --layers NAMES, --measure loss|margin
-        The store is resumable: an interrupted build computes only its missing blocks.
-        """;
-
-    public static int BuildStore(Args a)
+    public static Command BuildStoreCommand()
     {
-        if (a.Flag("help")) { Console.WriteLine(BuildHelp); return 0; }
-        string runDir = a.Required("run");
-        string name = MethodFactory.ParseList(a.Required("method")).Single();
-        var settings = MethodSettings.From(a);
-        var shard = CommandSupport.ShardOf(a);
-        string? dataSpec = a.Str("data");
-        a.RejectUnknown();
+        var run = Opt.Run();
+        var methods = Opt.Methods(null, FeatureMethodNames, single: true, required: true);
+        var ms = new MethodSettingOptions(damping: false);
+        var shard = Opt.Shard("compute only blocks b with b % n == i (run again without --shard to finish)");
+        var data = Opt.RunData();
+        var compute = new ComputeOptions();
+        var cmd = new Command("build-store", "TracIn / TRAK training-set features computed once into RUN_DIR/store and reused by every later command " +
+            "(resumable: an interrupted build computes only its missing blocks)")
+        {
+            run, methods,
+        };
+        ms.AddTo(cmd);
+        cmd.Add(shard); cmd.Add(data);
+        compute.AddTo(cmd);
+        cmd.SetAction(p =>
+        {
+            bool quiet = compute.Apply(p);
+            return BuildStore(p.GetValue(run)!, p.GetValue(methods)![0], ms.Read(p), p.GetValue(shard), p.GetValue(data), quiet);
+        });
+        return cmd;
+    }
+
+    static int BuildStore(string runDir, string name, MethodSettings settings, Shard shard, string? dataSpec, bool quiet)
+    {
         var profiler = new Profiler();
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
-        if (MethodFactory.Create(name, run, settings, profiler) is not FeatureMethod method)
-            throw new UsageException($"--method {name}: influence functions keep factors, not a feature store (use fit-factors)");
+        if (MethodFactory.Create(name, run, settings, profiler, quiet) is not FeatureMethod method)
+            throw new UsageException($"--methods {name}: influence functions keep factors, not a feature store (use fit-factors)");
         int built = method.BuildStore(run.Data.Train, shard);
         var store = method.OpenStore(run.Data.Train);
-        Console.Error.Write(profiler.Table());
+        if (!quiet) Console.Error.Write(profiler.Table());
         Console.WriteLine($"{name}: computed {built} blocks; store {(store.IsComplete ? "complete" : $"missing {store.Missing(null).Count} blocks")}");
         return 0;
     }
 
-    public static int Scores(Args a, string kind)
+    internal static int Scores(string kind, string runDir, string name, string outDir, MethodSettings settings, int partition, Shard shard, string? dataSpec,
+        string querySet, int[]? queryIndices, int? queryCount, bool quiet)
     {
-        string runDir = a.Required("run");
-        string name = MethodFactory.ParseList(a.Required("method")).Single();
-        string outDir = a.Required("out");
-        var settings = MethodSettings.From(a);
-        int partition = a.Int("partition-size", 10000);
-        var shard = CommandSupport.ShardOf(a);
-        string? dataSpec = a.Str("data");
         var profiler = new Profiler();
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
-        var queries = kind == "pairwise" ? CommandSupport.Queries(a, run.Data) : default;
-        a.RejectUnknown();
-        var method = MethodFactory.Create(name, run, settings, profiler);
+        var queries = kind == "pairwise" ? CommandSupport.Queries(run.Data, querySet, queryIndices, queryCount) : default;
+        var method = MethodFactory.Create(name, run, settings, profiler, quiet);
         // A feature method scores against its whole-training-set store: one partition.
         if (method is FeatureMethod) partition = run.Data.Train.Count;
         var manifest = new ScoresManifest
@@ -74,7 +79,7 @@ public static class FeatureCommands
                 run.Data.Train, outDir, manifest, shard, profiler);
             Json.WriteFile(Path.Combine(outDir, "query_indices.json"), new { set = queries.Set, indices = queries.Indices });
         }
-        Console.Error.Write(profiler.Table());
+        if (!quiet) Console.Error.Write(profiler.Table());
         AtomicFile.WriteAllText(Path.Combine(outDir, $"profile-scores-{kind}.txt"), profiler.Table());
         Console.WriteLine(done ? $"scores written to {outDir}" : $"shard {shard} done; run again without --shard to merge");
         return 0;

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Methods.InfluenceFunctions;
 using InfluenceSharp.Models;
@@ -11,47 +13,54 @@ namespace InfluenceSharp.Cli.Commands;
 /// <summary>`influence fit-factors` and `influence scores pairwise|self` (influence functions).</summary>
 public static class InfluenceCommands
 {
-    public const string FitHelp = """
-        influence fit-factors --checkpoint RUN_DIR|FILE --out DIR [options]
-
-          --strategy S         identity | diagonal | kfac | ekfac                 (default ekfac)
-          --fisher F           true (labels sampled from the model) | empirical   (default true)
-          --layers NAMES       track only layers whose names contain one of these (comma separated)
-          --batch-size N       (default 256)     --partition-size N   examples per saved partition (default 10000)
-          --seed N             seeds the sampled labels (default 0)
-          --shard i/n          do only partitions p with p % n == i; run again without --shard to merge
-          --data SPEC          where the training data is, if not where the checkpoint says
-        An interrupted fit resumes from its saved partitions. Factors are refused by later commands
-        when they were fit on another checkpoint, architecture or data.
-        """;
-
-    public static int FitFactors(Args a)
+    public static Command FitFactorsCommand()
     {
-        if (a.Flag("help")) { Console.WriteLine(FitHelp); return 0; }
-        var ckpt = ResolveCheckpoint(a.Required("checkpoint"));
-        string outDir = a.Required("out");
-        var options = new FactorOptions
+        var run = Opt.Run();
+        var checkpoint = CheckpointOption();
+        var outDir = Opt.Out("factors directory (manifest.json, partials/ while incomplete)", required: true);
+        var strategy = Opt.Choice("--strategy", "Hessian approximation", "ekfac", "identity", "diagonal", "kfac", "ekfac");
+        var fisher = Opt.Choice("--fisher", "true (labels sampled from the model) or empirical (the true labels)", "true", "true", "empirical");
+        var layers = Opt.Str("--layers", "track only layers whose names contain one of these (comma separated) [default: all Linear/Conv2d]", "NAMES");
+        var batchSize = Opt.Int("--batch-size", "training examples per batch", 256, 1);
+        var partition = Opt.Int("--partition-size", "examples per saved partition", 10000, 1);
+        var seed = Opt.Int("--seed", "seeds the sampled labels", 0, 0);
+        var shard = Opt.Shard();
+        var data = Opt.RunData();
+        var compute = new ComputeOptions();
+        var cmd = new Command("fit-factors", "fit influence-function factors (identity, diagonal, kfac, ekfac) of one checkpoint. An interrupted fit resumes " +
+            "from its saved partitions; later commands refuse factors fit on another checkpoint, architecture or data.")
         {
-            Strategy = ParseStrategy(a.Str("strategy", "ekfac")),
-            Fisher = a.Str("fisher", "true") switch
-            {
-                "true" => FisherType.True, "empirical" => FisherType.Empirical,
-                var s => throw new UsageException($"--fisher {s}: choose true or empirical"),
-            },
-            Layers = a.Str("layers"), BatchSize = a.Int("batch-size", 256), PartitionSize = a.Int("partition-size", 10000), Seed = a.Int("seed", 0),
+            run, checkpoint, outDir, strategy, fisher, layers, batchSize, partition, seed, shard, data,
         };
-        var shard = ShardOf(a);
-        string? dataSpec = a.Str("data");
-        a.RejectUnknown();
+        compute.AddTo(cmd);
+        cmd.SetAction(p =>
+        {
+            bool quiet = compute.Apply(p);
+            var ckpt = ResolveCheckpoint(p.GetValue(run)!, p.GetValue(checkpoint));
+            var options = new FactorOptions
+            {
+                Strategy = ParseStrategy(p.GetValue(strategy)!),
+                Fisher = p.GetValue(fisher) == "empirical" ? FisherType.Empirical : FisherType.True,
+                Layers = p.GetValue(layers), BatchSize = p.GetValue(batchSize), PartitionSize = p.GetValue(partition), Seed = p.GetValue(seed), Quiet = quiet,
+            };
+            return FitFactors(ckpt, p.GetValue(outDir)!, options, p.GetValue(shard), p.GetValue(data), quiet);
+        });
+        return cmd;
+    }
 
+    static Option<string> CheckpointOption() =>
+        Opt.Str("--checkpoint", "a checkpoint file of the run (a path, or a file name in RUN_DIR) [default: the run's last]", "FILE");
+
+    static int FitFactors(Checkpoint ckpt, string outDir, FactorOptions options, Shard shard, string? dataSpec, bool quiet)
+    {
         var profiler = new Profiler();
         var data = profiler.Time("Load Data", () => RunData.For(ckpt, dataSpec));
         var model = profiler.Time("Load Model", ckpt.LoadModel);
-        Console.Error.WriteLine($"fitting {options.Strategy} factors of {ckpt.WeightsPath} ({ckpt.Info.Model.Describe()}) on {data.Train.Count} training examples");
+        if (!quiet) Console.Error.WriteLine($"fitting {options.Strategy} factors of {ckpt.WeightsPath} ({ckpt.Info.Model.Describe()}) on {data.Train.Count} training examples");
         var fitter = new FactorFitter(model, new ClassificationTask(), options, profiler);
-        Console.Error.WriteLine($"tracked layers: {string.Join(", ", fitter.Layers)}");
+        if (!quiet) Console.Error.WriteLine($"tracked layers: {string.Join(", ", fitter.Layers)}");
         var factors = fitter.Fit(data.Train, outDir, shard);
-        PrintProfile(profiler);
+        PrintProfile(profiler, quiet);
         if (factors is null)
         {
             Console.WriteLine($"shard {shard} finished its partitions; other shards' partitions are still missing. Run fit-factors again (without --shard) when they are done.");
@@ -66,54 +75,83 @@ public static class InfluenceCommands
     {
         "identity" => FactorStrategy.Identity, "diagonal" => FactorStrategy.Diagonal,
         "kfac" => FactorStrategy.Kfac, "ekfac" => FactorStrategy.Ekfac,
-        _ => throw new UsageException($"--strategy {s}: choose identity, diagonal, kfac or ekfac"),
+        _ => throw new ArgumentException($"unknown strategy '{s}'", nameof(s)),
     };
 
-    public const string ScoresHelp = """
-        influence scores pairwise --checkpoint RUN_DIR|FILE --factors DIR --out DIR [options]
-        influence scores self     --checkpoint RUN_DIR|FILE --factors DIR --out DIR [options]
-
-          --queries test|train   query set (pairwise; default test)
-          --query-count N        the first N queries (default 100)    --query-indices i,j,...
-          --measure loss|margin  query measurement (default loss)
-          --damping X|heuristic  absolute damping, or 0.1 x mean eigenvalue per layer (default heuristic)
-          --query-rank R         rank-R approximation of preconditioned query gradients (default 0 = exact)
-          --bf16                 score products in bfloat16; prints the Spearman correlation with float32
-          --per-layer            also write one score matrix per tracked layer
-          --batch-size N         training batch (default 256)   --partition-size N (default 10000)
-          --shard i/n            only partitions p with p % n == i; run again without --shard to merge
-        Output: scores.npy [n_query, n_train] (row = query; positive = helpful) or self_influence.npy,
-        with manifest.json and query_indices.json.
-
-        influence scores pairwise|self --run RUN_DIR --method M --out DIR [options]
-          any other method (tracin, tracin-last, tracin-proj, graddot, gradcos, trak, or an influence-
-          function strategy fitted in memory); training features come from RUN_DIR/store (see build-store).
-        """;
-
-    public static int Scores(Args a, string kind)
+    public static Command ScoresCommand()
     {
-        if (a.Flag("help")) { Console.WriteLine(ScoresHelp); return 0; }
-        if (a.Has("method")) return FeatureCommands.Scores(a, kind);
-        var ckpt = ResolveCheckpoint(a.Required("checkpoint"));
-        string factorsDir = a.Required("factors"), outDir = a.Required("out");
-        string? dataSpec = a.Str("data");
-        var dampingText = a.Str("damping", "heuristic");
-        double? damping = dampingText == "heuristic" ? null
-            : double.TryParse(dampingText, System.Globalization.CultureInfo.InvariantCulture, out var d) && d >= 0 ? d
-            : throw new UsageException($"--damping {dampingText}: a non-negative number or 'heuristic'");
-        var options = new ScoreOptions
+        var cmd = new Command("scores", "score matrices on disk, resumable and shardable: pairwise (queries x training examples) or self-influence");
+        cmd.Add(ScoresSubcommand("pairwise"));
+        cmd.Add(ScoresSubcommand("self"));
+        return cmd;
+    }
+
+    static Command ScoresSubcommand(string kind)
+    {
+        bool pairwise = kind == "pairwise";
+        var run = Opt.Run();
+        var checkpoint = CheckpointOption();
+        var factors = Opt.Str("--factors", "influence functions from fitted factors (fit-factors --out); the factors' checkpoint must be --checkpoint's", "DIR");
+        var methods = Opt.Methods(null, MethodFactory.Names, single: true,
+            "instead of --factors: a method computed from the run (feature methods use RUN_DIR/store, see build-store)");
+        var outDir = Opt.Out(pairwise ? "scores.npy [n_query, n_train] (row = query, positive = helpful), manifest.json, query_indices.json"
+            : "self_influence.npy [n_train], manifest.json", required: true);
+        var queries = new QueryOptions(100);
+        var ms = new MethodSettingOptions();
+        var queryRank = Opt.Int("--query-rank", "with --factors: rank-R approximation of preconditioned query gradients (0 = exact)", 0, 0, helpName: "R");
+        var bf16 = Opt.Flag("--bf16", "with --factors: score products in bfloat16; prints the Spearman correlation with float32");
+        var perLayer = Opt.Flag("--per-layer", "with --factors: also write one score matrix per tracked layer");
+        var partition = Opt.Int("--partition-size", "training examples per saved partition", 10000, 1);
+        var shard = Opt.Shard();
+        var data = Opt.RunData();
+        var compute = new ComputeOptions();
+        var cmd = new Command(kind, pairwise
+            ? "influence of every training example on each query -> scores.npy"
+            : "self-influence of every training example -> self_influence.npy")
         {
-            Damping = damping, QueryRank = a.Int("query-rank", 0), BFloat16 = a.Flag("bf16"),
-            TrainBatchSize = a.Int("batch-size", 256),
+            run, checkpoint, factors, methods, outDir,
         };
-        bool perLayer = a.Flag("per-layer");
-        int partition = a.Int("partition-size", 10000);
-        var shard = ShardOf(a);
-        var task = new ClassificationTask(Measure(a));
+        if (pairwise) queries.AddTo(cmd);
+        ms.AddTo(cmd);
+        if (pairwise) { cmd.Add(queryRank); cmd.Add(bf16); cmd.Add(perLayer); }
+        cmd.Add(partition); cmd.Add(shard); cmd.Add(data);
+        compute.AddTo(cmd);
+        Option[] factorsOnly = pairwise ? new Option[] { checkpoint, queryRank, bf16, perLayer } : new Option[] { checkpoint };
+        Option[] methodsOnly = { ms.Layers, ms.Seed, ms.Ensemble, ms.ProjDim, ms.ProjLayout };
+        cmd.Validators.Add(r =>
+        {
+            bool Given(Option o) => r.GetResult(o) is { Implicit: false };
+            if (Given(factors) == Given(methods)) { r.AddError("give --factors DIR (fitted influence-function factors) or --methods M, one of them"); return; }
+            foreach (var o in Given(factors) ? methodsOnly : factorsOnly)
+                if (Given(o)) r.AddError($"{o.Name}: only with {(Given(factors) ? "--methods" : "--factors")}");
+        });
+        cmd.SetAction(p =>
+        {
+            bool quiet = compute.Apply(p);
+            var settings = ms.Read(p);
+            var (set, idx, count) = queries.Read(p);
+            if (p.GetResult(methods) is { Implicit: false })
+                return FeatureCommands.Scores(kind, p.GetValue(run)!, p.GetValue(methods)![0], p.GetValue(outDir)!, settings, p.GetValue(partition),
+                    p.GetValue(shard), p.GetValue(data), set, idx, count, quiet);
+            var options = new ScoreOptions
+            {
+                Damping = settings.Damping, QueryRank = p.GetValue(queryRank), BFloat16 = p.GetValue(bf16), TrainBatchSize = settings.BatchSize, Quiet = quiet,
+            };
+            var ckpt = ResolveCheckpoint(p.GetValue(run)!, p.GetValue(checkpoint));
+            return Scores(kind, ckpt, p.GetValue(factors)!, p.GetValue(outDir)!, options, settings.Measure, p.GetValue(perLayer), p.GetValue(partition),
+                p.GetValue(shard), p.GetValue(data), set, idx, count, quiet);
+        });
+        return cmd;
+    }
+
+    static int Scores(string kind, Checkpoint ckpt, string factorsDir, string outDir, ScoreOptions options, QueryMeasurement measure, bool perLayer,
+        int partition, Shard shard, string? dataSpec, string querySet, int[]? queryIndices, int? queryCount, bool quiet)
+    {
+        string dampingText = options.Damping is { } dv ? dv.ToString(System.Globalization.CultureInfo.InvariantCulture) : "heuristic";
+        var task = new ClassificationTask(measure);
         var profiler = new Profiler();
         var data = profiler.Time("Load Data", () => RunData.For(ckpt, dataSpec));
-        var queries = kind == "pairwise" ? Queries(a, data) : default;
-        a.RejectUnknown();
+        var queries = kind == "pairwise" ? Queries(data, querySet, queryIndices, queryCount) : default;
 
         var model = profiler.Time("Load Model", ckpt.LoadModel);
         using var factors = profiler.Time("Load All Factors", () => Factors.Load(factorsDir));
@@ -133,7 +171,7 @@ public static class InfluenceCommands
             QueryCount = kind == "pairwise" ? queries.Queries.Count : 0,
             QueryIndices = kind == "pairwise" ? queries.Indices : null, QuerySet = kind == "pairwise" ? queries.Set : null,
         };
-        Console.Error.WriteLine($"{method.Name} {kind} scores; damping per layer: {string.Join(", ", method.Layers.Zip(method.Dampings()).Select(x => $"{x.First.Name} {x.Second:G3}"))}");
+        if (!quiet) Console.Error.WriteLine($"{method.Name} {kind} scores; damping per layer: {string.Join(", ", method.Layers.Zip(method.Dampings()).Select(x => $"{x.First.Name} {x.Second:G3}"))}");
         bool done;
         if (kind == "self")
         {
@@ -163,7 +201,7 @@ public static class InfluenceCommands
             Storage.Json.WriteFile(Path.Combine(outDir, "query_indices.json"), new { set = queries.Set, indices = queries.Indices });
             if (done && options.BFloat16) CompareWithFloat32(model, task, factors, options, queries.Queries, data.Train, outDir, profiler);
         }
-        PrintProfile(profiler);
+        PrintProfile(profiler, quiet);
         Console.WriteLine(done ? $"scores written to {outDir}" : $"shard {shard} done; run again without --shard to merge when all shards have finished");
         return 0;
     }

@@ -26,22 +26,6 @@ internal sealed record MethodSettings
     public ProjectionLayout Layout { get; init; } = ProjectionLayout.Kronecker;
     /// <summary>Keep method features in RUN_DIR/store so later commands reuse them.</summary>
     public bool UseStore { get; init; } = true;
-
-    public static MethodSettings From(Args a) => new()
-    {
-        Measure = CommandSupport.Measure(a),
-        Damping = a.Str("damping") is { } d and not "heuristic" ? double.Parse(d, System.Globalization.CultureInfo.InvariantCulture) : null,
-        Layers = a.Str("layers"),
-        BatchSize = a.Int("batch-size", 256),
-        Seed = a.Int("seed", 0),
-        Ensemble = a.Int("ensemble", 1),
-        ProjectionDim = a.Int("proj-dim", 2048),
-        Layout = a.Str("proj-layout", "kronecker") switch
-        {
-            "kronecker" => ProjectionLayout.Kronecker, "dense" => ProjectionLayout.Dense,
-            var v => throw new UsageException($"--proj-layout {v}: choose kronecker or dense"),
-        },
-    };
 }
 
 /// <summary>Builds any attribution method by name for a training run, so that detection, explain,
@@ -100,19 +84,11 @@ internal static class MethodFactory
                 }, profiler: profiler);
             }
             default:
-                throw new UsageException($"--method {name}: unknown method (choose {string.Join(", ", Names)})");
+                throw new ArgumentException($"unknown method {name} (choose {string.Join(", ", Names)})", nameof(name));
         }
     }
 
     /// <summary>Where a method keeps its training-set features for reuse (null = in memory).</summary>
     static string? Store(RunContext run, string name, MethodSettings s) =>
         s.UseStore ? Path.Combine(run.Dir, "store", $"{name}-{s.Measure.ToString().ToLowerInvariant()}-{s.Layers ?? "all"}-{s.Layout.ToString().ToLowerInvariant()}{s.ProjectionDim}-{s.Seed}") : null;
-
-    public static string[] ParseList(string text)
-    {
-        var names = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        foreach (var n in names)
-            if (!Names.Contains(n)) throw new UsageException($"--method {n}: unknown method (choose {string.Join(", ", Names)})");
-        return names;
-    }
 }

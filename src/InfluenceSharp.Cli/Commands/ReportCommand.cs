@@ -1,4 +1,6 @@
+using System.CommandLine;
 using System.Text.Json;
+using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Training;
 
@@ -8,22 +10,27 @@ namespace InfluenceSharp.Cli.Commands;
 /// commands left in the run directory (training, detect/, explain/, lds/, remove/).</summary>
 public static class ReportCommand
 {
-    public const string Help = """
-        influence report --run RUN_DIR [--out FILE]     (default RUN_DIR/report.html)
-        """;
-
     public static readonly string[] SectionTitles =
         { "Run", "Training", "Mislabel detection", "Proponents and opponents", "Linear datamodeling score", "Counterfactual removal", "Timings" };
 
-    public static int Run(Args a)
+    public static Command Command()
     {
-        if (a.Flag("help")) { Console.WriteLine(Help); return 0; }
-        string runDir = a.Required("run");
-        string outPath = a.Str("out") ?? Path.Combine(runDir, "report.html");
-        a.RejectUnknown();
-        Write(runDir, outPath);
-        Console.WriteLine($"report: {Path.GetFullPath(outPath)}");
-        return 0;
+        var run = Opt.Run();
+        var outDir = Opt.Out("where to write report.html [default: RUN_DIR]");
+        var cmd = new Command("report", "one self-contained HTML page for a run (OUT/report.html): training curves, detection, explanations, LDS, removal, timings")
+        {
+            run, outDir,
+        };
+        cmd.SetAction(p =>
+        {
+            string runDir = p.GetValue(run)!;
+            string outPath = Path.Combine(p.GetValue(outDir) ?? runDir, "report.html");
+            if (!Directory.Exists(runDir)) throw new InfluenceSharpException($"--run {runDir}: no such run directory");
+            Write(runDir, outPath);
+            Console.WriteLine($"report: {Path.GetFullPath(outPath)}");
+            return 0;
+        });
+        return cmd;
     }
 
     internal static void Write(string runDir, string outPath)

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
 using InfluenceSharp.Models;
 using InfluenceSharp.Storage;
@@ -7,54 +9,58 @@ namespace InfluenceSharp.Cli.Commands;
 
 public static class TrainCommand
 {
-    public const string Help = """
-        influence train --out DIR [options]
-
-          --out DIR            run directory (checkpoints epoch-NNNN.safetensors + .json, corruption.json)
-          --data SPEC          embedded | auto | fashion-mnist | cifar10:DIR | DIR    (default: auto =
-                               full Fashion-MNIST when installed, else the embedded subset)
-          --model NAME         logreg | mlp | smallcnn | resnet9                        (default smallcnn)
-          --widths 128,64      hidden widths for mlp                                    (default 128)
-          --train-count N      use a class-balanced subset of N training examples
-          --epochs N           (default 5)          --batch-size N   (default 128)
-          --lr X               (default 0.05)       --momentum X     (default 0.9)
-          --weight-decay X     (default 5e-4)       --schedule constant|onecycle (default constant)
-          --peak-epoch X       one-cycle peak (default epochs/5)
-          --seed N             (default 0)          --augment        random crop + flip (CIFAR)
-          --corrupt F          corrupt a fraction F of the training labels (seeded by --corrupt-seed, default 0)
-          --overwrite          replace the checkpoints (and results) of an earlier run in --out
-        """;
-
-    public static int Run(Args a)
+    public static Command Command()
     {
-        if (a.Flag("help")) { Console.WriteLine(Help); return 0; }
-        string outDir = a.Required("out");
-        string dataSpec = a.Str("data", "auto");
-        string arch = a.Str("model", "smallcnn");
-        int[] widths = a.IntList("widths", new[] { 128 });
-        int trainCount = a.Int("train-count", 0);
-        var options = new TrainOptions
+        var outDir = Opt.Out("run directory: checkpoints epoch-NNNN.safetensors + .json, run.json, corruption.json", required: true);
+        var data = Opt.FreshData();
+        var model = Opt.Choice("--model", "architecture (mlp: --widths)", "smallcnn", ModelSpec.Architectures);
+        var widths = Opt.IntList("--widths", "mlp hidden widths, comma separated", new[] { 128 }, 1, 65536);
+        var trainCount = Opt.OptionalInt("--train-count", "use a class-balanced subset of N training examples [default: all]", 1);
+        var epochs = Opt.Int("--epochs", "training epochs", 5, 1, 100000);
+        var batchSize = Opt.Int("--batch-size", "examples per batch", 128, 1);
+        var lr = Opt.Double("--lr", "learning rate (the peak of a one-cycle schedule)", 0.05, 0, minOpen: true);
+        var momentum = Opt.Double("--momentum", "SGD momentum", 0.9, 0, max: 1, maxOpen: true);
+        var weightDecay = Opt.Double("--weight-decay", "L2 weight decay", 5e-4, 0);
+        var schedule = Opt.Choice("--schedule", "learning-rate schedule", "constant", "constant", "onecycle");
+        var peakEpoch = Opt.OptionalDouble("--peak-epoch", "one-cycle peak, in epochs [default: epochs/5]", 0, minOpen: true);
+        var seed = Opt.Int("--seed", "initialisation, shuffling and subset seed", 0, 0);
+        var augment = Opt.Flag("--augment", "random crop + horizontal flip (CIFAR)");
+        var corrupt = Opt.Double("--corrupt", "corrupt this fraction of the training labels (recorded in corruption.json)", 0, 0, max: 1);
+        var corruptSeed = Opt.Int("--corrupt-seed", "seed of the label corruption", 0, 0);
+        var overwrite = Opt.Flag("--overwrite", "replace the checkpoints (and results) of an earlier run in --out");
+        var compute = new ComputeOptions();
+        var cmd = new Command("train", "train a model on a data set, a checkpoint every epoch (SGD with momentum and weight decay)")
         {
-            Epochs = a.Int("epochs", 5), BatchSize = a.Int("batch-size", 128), LearningRate = a.Double("lr", 0.05),
-            Momentum = a.Double("momentum", 0.9), WeightDecay = a.Double("weight-decay", 5e-4),
-            Schedule = a.Str("schedule", "constant") switch
-            {
-                "constant" => LrSchedule.Constant, "onecycle" => LrSchedule.OneCycle,
-                var s => throw new UsageException($"--schedule {s}: choose constant or onecycle"),
-            },
-            PeakEpoch = a.OptionalDouble("peak-epoch"), Seed = a.Int("seed", 0), Augment = a.Flag("augment"),
+            outDir, data, model, widths, trainCount, epochs, batchSize, lr, momentum, weightDecay, schedule, peakEpoch, seed, augment,
+            corrupt, corruptSeed, overwrite,
         };
-        double corrupt = a.Double("corrupt", 0);
-        int corruptSeed = a.Int("corrupt-seed", 0);
-        bool overwrite = a.Flag("overwrite");
-        a.RejectUnknown();
+        compute.AddTo(cmd);
+        cmd.SetAction(p =>
+        {
+            bool quiet = compute.Apply(p);
+            var options = new TrainOptions
+            {
+                Epochs = p.GetValue(epochs), BatchSize = p.GetValue(batchSize), LearningRate = p.GetValue(lr),
+                Momentum = p.GetValue(momentum), WeightDecay = p.GetValue(weightDecay),
+                Schedule = p.GetValue(schedule) == "onecycle" ? LrSchedule.OneCycle : LrSchedule.Constant,
+                PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment),
+            };
+            return Run(p.GetValue(outDir)!, p.GetValue(data)!, p.GetValue(model)!, p.GetValue(widths)!, p.GetValue(trainCount) ?? 0, options,
+                p.GetValue(corrupt), p.GetValue(corruptSeed), p.GetValue(overwrite), quiet);
+        });
+        return cmd;
+    }
+
+    static int Run(string outDir, string dataSpec, string arch, int[] widths, int trainCount, TrainOptions options, double corrupt, int corruptSeed,
+        bool overwrite, bool quiet)
+    {
         Checkpoint.PrepareRunDirectory(outDir, overwrite);
 
         var split = DataSource.Load(dataSpec);
         var train = split.Train;
         if (trainCount > 0)
         {
-            if (trainCount > train.Count) throw new UsageException($"--train-count {trainCount}: the data set has only {train.Count} training examples");
+            if (trainCount > train.Count) throw new InfluenceSharpException($"--train-count {trainCount}: the data set has only {train.Count} training examples");
             train = train.Subset(DataSource.BalancedSubset(train, trainCount, options.Seed));
         }
         CorruptionRecord? record = null;
@@ -65,9 +71,9 @@ public static class TrainCommand
             record = rec;
         }
         var spec = ModelSpec.For(arch, train.Channels, train.Height, train.Width, train.NumClasses, widths);
-        Console.Error.WriteLine($"data: {split.Source} ({train.Count} train, {split.Test.Count} test){(record is null ? "" : $", {record.Indices.Length} labels corrupted")}");
-        Console.Error.WriteLine($"model: {spec.Describe()}, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})");
-        var result = new Trainer(options).Train(spec, train, split.Test, outDir, record, split.Source);
+        if (!quiet) Console.Error.WriteLine($"data: {split.Source} ({train.Count} train, {split.Test.Count} test){(record is null ? "" : $", {record.Indices.Length} labels corrupted")}");
+        if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})");
+        var result = new Trainer(options).Train(spec, train, split.Test, outDir, record, split.Source, quiet);
         var last = result.History[^1];
         Json.WriteFile(Path.Combine(outDir, "run.json"), new RunManifest(spec, options, split.Source, train.Fingerprint(), train.Count,
             result.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), result.History, LibraryInfo.Version));

@@ -7,14 +7,7 @@ namespace InfluenceSharp.Tests.Cli;
 [Collection("cli")]   // Console redirection is process-wide
 public class CliTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        Console.SetOut(o); Console.SetError(e);
-        try { return (InfluenceSharp.Cli.Cli.Run(args), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void BadArgumentsAndMissingFilesGiveClearErrorsAndNonZeroExit()
@@ -26,8 +19,10 @@ public class CliTests
         Assert.Equal(2, r.Code); Assert.Contains("--bogus", r.Err);
         r = Run("train", "--out", dir.File("x"), "--data", dir.File("nowhere"));
         Assert.Equal(1, r.Code); Assert.Contains("nowhere", r.Err);
-        r = Run("fit-factors", "--checkpoint", dir.File("missing.safetensors"), "--out", dir.File("f"));
-        Assert.Equal(1, r.Code); Assert.Contains("missing.safetensors", r.Err);
+        r = Run("fit-factors", "--run", dir.File("missing-run"), "--out", dir.File("f"));
+        Assert.Equal(1, r.Code); Assert.Contains("missing-run", r.Err);
+        Assert.StartsWith("influence: error: ", r.Err);
+        Assert.DoesNotContain(" at ", r.Err);                 // no stack trace
         // A directory that already holds another run's checkpoints is refused unless --overwrite.
         Directory.CreateDirectory(dir.File("used"));
         File.WriteAllText(Path.Combine(dir.File("used"), "epoch-0009.safetensors"), "old");
@@ -51,23 +46,24 @@ public class CliTests
         Assert.Contains("test accuracy", r.Out);
         Assert.True(File.Exists(Path.Combine(run, "corruption.json")));
 
-        r = Run("fit-factors", "--checkpoint", run, "--strategy", "kfac", "--out", factors, "--partition-size", "250");
+        r = Run("fit-factors", "--run", run, "--strategy", "kfac", "--out", factors, "--partition-size", "250");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("Fit Covariance", r.Err);        // the profiler table
 
-        r = Run("scores", "pairwise", "--checkpoint", run, "--factors", factors, "--out", scores, "--query-count", "7", "--measure", "margin");
+        r = Run("scores", "pairwise", "--run", run, "--factors", factors, "--out", scores, "--query-count", "7", "--measure", "margin");
         Assert.True(r.Code == 0, r.Err);
         using (var m = Npy.Read(Path.Combine(scores, "scores.npy")))
             Assert.Equal(new long[] { 7, 600 }, m.shape);
 
-        r = Run("scores", "self", "--checkpoint", run, "--factors", factors, "--out", self, "--partition-size", "200");
+        r = Run("scores", "self", "--run", run, "--factors", factors, "--out", self, "--partition-size", "200");
         Assert.True(r.Code == 0, r.Err);
         Assert.Equal(600, PartitionedScoring.ReadVector(Path.Combine(self, "self_influence.npy")).Length);
 
         // TracIn over both checkpoints: build the store once, then score from it.
-        r = Run("build-store", "--run", run, "--method", "tracin-last");
+        r = Run("build-store", "--run", run, "--methods", "tracin-last", "--quiet");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("store complete", r.Out);
+        Assert.Equal("", r.Err);                               // --quiet: no progress, no profiler table
         r = Run("scores", "pairwise", "--run", run, "--method", "tracin-last", "--out", dir.File("tl"), "--query-count", "5");
         Assert.True(r.Code == 0, r.Err);
         using (var m = Npy.Read(Path.Combine(dir.File("tl"), "scores.npy")))
@@ -84,7 +80,7 @@ public class CliTests
         Assert.True(r.Code == 0, r.Err);
         var lds = File.ReadAllText(Path.Combine(run, "lds", "lds-results.json"));
         Assert.Contains("\"kfac\"", lds); Assert.Contains("\"tracin\"", lds);
-        r = Run("evaluate", "remove", "--run", run, "--method", "kfac", "--k", "20", "--seeds", "0,1", "--query-count", "5", "--epochs", "1");
+        r = Run("evaluate", "remove", "--run", run, "--method", "kfac", "--remove-counts", "20", "--seeds", "0,1", "--query-count", "5", "--epochs", "1");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("Helpful", r.Out);
         Assert.True(File.Exists(Path.Combine(run, "remove", "removal.png")));
@@ -107,9 +103,9 @@ public class CliTests
         r = Run("explain", "--run", run, "--query-image", dir.File("bad.png"), "--method", "identity");
         Assert.Equal(1, r.Code); Assert.Contains("bad.png", r.Err);
 
-        r = Run("report", "--run", run, "--out", dir.File("report.html"));
+        r = Run("report", "--run", run, "--out", dir.File("report"));
         Assert.True(r.Code == 0, r.Err);
-        var html = File.ReadAllText(dir.File("report.html"));
+        var html = File.ReadAllText(Path.Combine(dir.File("report"), "report.html"));
         var xml = new System.Xml.XmlDocument { XmlResolver = null };
         xml.LoadXml(System.Text.RegularExpressions.Regex.Replace(html, "^<!DOCTYPE[^>]*>", ""));
         var headings = xml.SelectNodes("//*[local-name()='h2']")!.Cast<System.Xml.XmlNode>().Select(n => n.InnerText.Trim()).ToList();
@@ -117,7 +113,7 @@ public class CliTests
         Assert.True(System.Text.RegularExpressions.Regex.Matches(html, "data:image/png;base64,").Count >= 5);
 
         // Factors of epoch 2 used with the epoch-1 checkpoint: refused, nothing written.
-        r = Run("scores", "self", "--checkpoint", Path.Combine(run, "epoch-0001.safetensors"), "--factors", factors, "--out", dir.File("bad"));
+        r = Run("scores", "self", "--run", run, "--checkpoint", "epoch-0001.safetensors", "--factors", factors, "--out", dir.File("bad"));
         Assert.Equal(1, r.Code);
         Assert.Contains("another checkpoint", r.Err);
         Assert.False(File.Exists(Path.Combine(dir.File("bad"), "self_influence.npy")));

@@ -1,0 +1,106 @@
+using System.CommandLine;
+using InfluenceSharp.Cli.Commands;
+using InfluenceSharp.Features;
+using InfluenceSharp.Methods;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Cli.CommandLine;
+
+/// <summary>--device, --threads, --quiet: on every command that computes.</summary>
+internal sealed class ComputeOptions
+{
+    public Option<string> Device { get; } = Opt.Str("--device", "cpu | cuda[:N] (this build is TorchSharp-cpu: cpu only)", "DEVICE", fallback: "cpu");
+    public Option<int?> Threads { get; } = Opt.OptionalInt("--threads", "torch CPU threads [default: torch's choice]", 1, 4096);
+    public Option<bool> Quiet { get; } = Opt.Flag("--quiet", "no progress, logs or profiler tables on stderr (results still go to stdout)", "-q");
+
+    public ComputeOptions()
+    {
+        Device.Validators.Add(r =>
+        {
+            var d = r.GetValueOrDefault<string>();
+            if (!(d == "cpu" || d == "cuda" || (d.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(d[5..], System.Globalization.NumberStyles.None, null, out _))))
+                r.AddError($"--device {d}: choose cpu, cuda or cuda:N");
+        });
+    }
+
+    public void AddTo(Command c) { c.Add(Device); c.Add(Threads); c.Add(Quiet); }
+
+    /// <summary>Applies --threads and checks --device; returns --quiet.</summary>
+    public bool Apply(ParseResult p)
+    {
+        string device = p.GetValue(Device)!;
+        if (device != "cpu")
+        {
+            if (!cuda.is_available()) throw new InfluenceSharpException($"--device {device}: this build has no CUDA (TorchSharp-cpu); use --device cpu");
+            throw new InfluenceSharpException($"--device {device}: the commands run on the CPU only for now; use --device cpu");
+        }
+        if (p.GetValue(Threads) is { } n) set_num_threads(n);
+        return p.GetValue(Quiet);
+    }
+}
+
+/// <summary>Settings every attribution method understands (a method ignores those it does not use).</summary>
+internal sealed class MethodSettingOptions
+{
+    public Option<string>? Measure { get; }
+    public Option<double?>? Damping { get; }
+    public Option<string> Layers { get; } = Opt.Str("--layers", "track only layers whose names contain one of these (comma separated) [default: all Linear/Conv2d]", "NAMES");
+    public Option<int> BatchSize { get; } = Opt.Int("--batch-size", "training examples per batch", 256, 1);
+    public Option<int> Seed { get; } = Opt.Int("--seed", "seeds sampled labels (true Fisher) and random projections", 0, 0);
+    public Option<int> Ensemble { get; } = Opt.Int("--ensemble", "trak: independently trained models (the run's plus N-1 retrained with other seeds, cached in RUN_DIR/ensemble)", 1, 1, 1000);
+    public Option<int> ProjDim { get; } = Opt.Int("--proj-dim", "trak, tracin-proj: projection dimension", 2048, 1, 1 << 24, "K");
+    public Option<string> ProjLayout { get; } = Opt.Choice("--proj-layout", "trak, tracin-proj: kronecker (per-layer projections, fast on a CPU) or dense (the reference TRAK projection)", "kronecker", "kronecker", "dense");
+
+    /// <param name="measure">false where the command fixes the measurement itself (evaluate lds: --target).</param>
+    /// <param name="damping">false where no influence function can be chosen (build-store).</param>
+    public MethodSettingOptions(bool measure = true, bool damping = true)
+    {
+        if (measure) Measure = Opt.Choice("--measure", "query measurement: loss or margin", "loss", "loss", "margin");
+        if (damping) Damping = Opt.Damping();
+    }
+
+    public void AddTo(Command c)
+    {
+        if (Measure is not null) c.Add(Measure);
+        if (Damping is not null) c.Add(Damping);
+        c.Add(Layers); c.Add(BatchSize); c.Add(Seed); c.Add(Ensemble); c.Add(ProjDim); c.Add(ProjLayout);
+    }
+
+    public MethodSettings Read(ParseResult p) => new()
+    {
+        Measure = Measure is not null && p.GetValue(Measure) == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss,
+        Damping = Damping is null ? null : p.GetValue(Damping),
+        Layers = p.GetValue(Layers),
+        BatchSize = p.GetValue(BatchSize),
+        Seed = p.GetValue(Seed),
+        Ensemble = p.GetValue(Ensemble),
+        ProjectionDim = p.GetValue(ProjDim),
+        Layout = p.GetValue(ProjLayout) == "dense" ? ProjectionLayout.Dense : ProjectionLayout.Kronecker,
+    };
+}
+
+/// <summary>Queries, the same everywhere: --queries test|train, --query I,J,... or --query-count N.</summary>
+internal sealed class QueryOptions
+{
+    public Option<string> Set { get; } = Opt.Choice("--queries", "the query set", "test", "test", "train");
+    public Option<int[]> Indices { get; } = Opt.IntList("--query", "query indices in the query set", null, 0, helpName: "I,J,...");
+    public Option<int?> Count { get; }
+
+    public QueryOptions(int? defaultCount)
+    {
+        Count = Opt.OptionalInt("--query-count", $"the first N examples of the query set{(defaultCount is { } d ? $" [default: {d}]" : "")}", 1);
+    }
+
+    public void AddTo(Command c)
+    {
+        c.Add(Set); c.Add(Indices); c.Add(Count);
+        c.Validators.Add(r =>
+        {
+            if (r.GetResult(Indices) is { Implicit: false } && r.GetResult(Count) is { Implicit: false })
+                r.AddError("--query and --query-count: give one of them");
+        });
+    }
+
+    public (string Set, int[]? Indices, int? Count) Read(ParseResult p) =>
+        (p.GetValue(Set)!, p.GetResult(Indices) is { Implicit: false } ? p.GetValue(Indices) : null, p.GetValue(Count));
+}
