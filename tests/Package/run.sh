@@ -83,6 +83,8 @@ step "consumer project built from the packages"
 cat "$work/consumer.out"
 [ -s "$work/consumer.err" ] && { cat "$work/consumer.err"; fail "the library wrote to stderr (it must be silent)"; }
 grep -qE '^EK-FAC self-influence: 600 examples' "$work/consumer.out" || fail "library example output: no EK-FAC line"
+auc=$(sed -nE 's/^EK-FAC self-influence: .*ROC AUC ([0-9.]+)$/\1/p' "$work/consumer.out")
+awk -v a="$auc" 'BEGIN { exit !(a > 0.6) }' || fail "EK-FAC's ROC AUC for the flipped labels is '$auc' (expected > 0.6: far better than chance)"
 grep -qE '^TracIn self-influence: 600 examples' "$work/consumer.out" || fail "library example output: no TracIn line"
 grep -qE '^query 0: proponents' "$work/consumer.out" || fail "library example output: no proponents"
 step "README library example ran in the consumer"
@@ -105,6 +107,16 @@ cat "$work/detect.out"
 for f in self_influence-identity.npy self_influence-tracin-last.npy detection.json detection-curve.png; do
   [ -s "$run/detect/$f" ] || fail "detect-mislabeled wrote no $f"
 done
+# Factors and pairwise scores, then the README's Python snippet on them (Debian's numpy).
+(cd "$work" && "$tools/influence" fit-factors --run "$run" --out "$work/factors" --strategy ekfac --quiet) || fail "influence fit-factors"
+(cd "$work" && "$tools/influence" scores pairwise --run "$run" --factors "$work/factors" --out "$work/scores" --query-count 4 --quiet) \
+  || fail "influence scores pairwise"
+awk '/<!-- python-example:start -->/ { on = 1; next } /<!-- python-example:end -->/ { on = 0 } on' "$repo/README.md" \
+  | sed -e '/^```/d' >"$work/read_scores.py"
+[ -s "$work/read_scores.py" ] || fail "README.md has no Python example between <!-- python-example:start/end --> markers"
+/usr/bin/python3 "$work/read_scores.py" "$work/scores" >"$work/python.out" || fail "the README's Python snippet failed on the tool's output"
+cat "$work/python.out"
+[ "$(grep -c 'proponents' "$work/python.out")" = 4 ] || fail "the Python snippet did not list 4 queries"
 "$tools/influence" train -h >/dev/null || fail "influence train -h"
 set +e; "$tools/influence" train --epochs two >/dev/null 2>"$work/usage.err"; code=$?; set -e
 [ "$code" = 2 ] || fail "a usage error exited $code, expected 2"
