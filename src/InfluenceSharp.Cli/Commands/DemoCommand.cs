@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using InfluenceSharp.Data;
 using InfluenceSharp.Models;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Storage;
 using InfluenceSharp.Training;
@@ -48,7 +49,7 @@ public static class DemoCommand
             else
             {
                 Checkpoint.PrepareRunDirectory(runDir, overwrite: true);   // the demo owns its directory
-                var result = new Trainer(options).Train(spec, train, split.Test, runDir, record, split.Source);
+                var result = new Trainer(options, new ConsoleProgress()).Train(spec, train, split.Test, runDir, record, split.Source);
                 Json.WriteFile(Path.Combine(runDir, "run.json"), new RunManifest(spec, options, split.Source, train.Fingerprint(), train.Count,
                     result.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), result.History, LibraryInfo.Version));
             }

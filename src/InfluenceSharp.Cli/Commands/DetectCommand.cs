@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using InfluenceSharp.Evaluation;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Storage;

@@ -1,5 +1,6 @@
 using InfluenceSharp.Evaluation;
 using InfluenceSharp.Methods;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Storage;
 using InfluenceSharp.Training;

@@ -1,4 +1,5 @@
 using InfluenceSharp.Data;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Storage;

@@ -1,5 +1,6 @@
 using InfluenceSharp.Methods;
 using InfluenceSharp.Models;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Storage;

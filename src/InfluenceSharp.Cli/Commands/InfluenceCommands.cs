@@ -1,7 +1,7 @@
 using InfluenceSharp.Methods;
 using InfluenceSharp.Methods.InfluenceFunctions;
 using InfluenceSharp.Models;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Training;
 using static InfluenceSharp.Cli.Commands.CommandSupport;
@@ -39,6 +39,7 @@ public static class InfluenceCommands
                 var s => throw new UsageException($"--fisher {s}: choose true or empirical"),
             },
             Layers = a.Str("layers"), BatchSize = a.Int("batch-size", 256), PartitionSize = a.Int("partition-size", 10000), Seed = a.Int("seed", 0),
+            Progress = new ConsoleProgress(),
         };
         var shard = ShardOf(a);
         string? dataSpec = a.Str("data");
@@ -104,7 +105,7 @@ public static class InfluenceCommands
         var options = new ScoreOptions
         {
             Damping = damping, QueryRank = a.Int("query-rank", 0), BFloat16 = a.Flag("bf16"),
-            TrainBatchSize = a.Int("batch-size", 256),
+            TrainBatchSize = a.Int("batch-size", 256), Progress = new ConsoleProgress(),
         };
         bool perLayer = a.Flag("per-layer");
         int partition = a.Int("partition-size", 10000);
@@ -175,7 +176,7 @@ public static class InfluenceCommands
     {
         int n = Math.Min(2000, train.Count);
         var part = Data.SubsetDataset.Range(train, 0, n);
-        var fp32 = new InfluenceFunction(model, task, factors, options with { BFloat16 = false, Quiet = true }, profiler).PairwiseMatrix(queries, part);
+        var fp32 = new InfluenceFunction(model, task, factors, options with { BFloat16 = false, Progress = null }, profiler).PairwiseMatrix(queries, part);
         using var bf = Npy.Read(Path.Combine(outDir, PartitionedScoring.PairwiseFile));
         var bf16 = bf.narrow(1, 0, n);
         double rho = Evaluation.Ranking.Spearman(fp32.to(TorchSharp.torch.ScalarType.Float64).flatten().data<double>().ToArray(),

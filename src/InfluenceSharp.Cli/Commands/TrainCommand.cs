@@ -67,7 +67,7 @@ public static class TrainCommand
         var spec = ModelSpec.For(arch, train.Channels, train.Height, train.Width, train.NumClasses, widths);
         Console.Error.WriteLine($"data: {split.Source} ({train.Count} train, {split.Test.Count} test){(record is null ? "" : $", {record.Indices.Length} labels corrupted")}");
         Console.Error.WriteLine($"model: {spec.Describe()}, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})");
-        var result = new Trainer(options).Train(spec, train, split.Test, outDir, record, split.Source);
+        var result = new Trainer(options, new ConsoleProgress()).Train(spec, train, split.Test, outDir, record, split.Source);
         var last = result.History[^1];
         Json.WriteFile(Path.Combine(outDir, "run.json"), new RunManifest(spec, options, split.Source, train.Fingerprint(), train.Count,
             result.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), result.History, LibraryInfo.Version));

@@ -126,7 +126,7 @@ public static class Removal
         for (int s = 0; s < seeds.Length; s++)
         {
             var sw = Stopwatch.StartNew();
-            using var m = new Trainer(training with { Seed = seeds[s] }).Train(model, data, null, null, quiet: true).Model;
+            using var m = new Trainer(training with { Seed = seeds[s] }).Train(model, data, null, null).Model;
             var q = Measurements.Of(m, queries);
             var t = Measurements.Of(m, test);
             result[s] = new RemovalMetrics(q.MeanLoss, q.Accuracy, t.Accuracy);

@@ -19,18 +19,18 @@ public class ReadmeExampleTests
         var (labels, record) = LabelCorruption.Corrupt(data.Train.Labels, 10, fraction: 0.1, seed: 0);
         var train = data.Train.WithLabels(labels).Subset(Enumerable.Range(0, 600).ToArray());
         var spec = ModelSpec.For("mlp", 1, 28, 28, 10);
-        var run = new Trainer(new TrainOptions { Epochs = 2 }).Train(spec, train, data.Test, dir.Path, quiet: true);
+        var run = new Trainer(new TrainOptions { Epochs = 2 }).Train(spec, train, data.Test, dir.Path);
 
         var model = run.Model;
         var task = new ClassificationTask(QueryMeasurement.Loss);
-        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Quiet = true }).Fit(train, Path.Combine(dir.Path, "factors"))!;
-        IAttributionMethod ekfac = new InfluenceFunction(model, task, factors, new ScoreOptions { Quiet = true });
+        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac }).Fit(train, Path.Combine(dir.Path, "factors"))!;
+        IAttributionMethod ekfac = new InfluenceFunction(model, task, factors, new ScoreOptions());
         double[] self = ekfac.SelfInfluence(train);
         var queries = data.Test.Subset(new[] { 0, 1, 2 });
         var top = new StreamingTopK(queries.Count, k: 10);
         ekfac.Pairwise(queries, train, (offset, block) => top.Add(block, offset));
 
-        IAttributionMethod tracin = new TracInCPFast(TracInCheckpoint.FromRun(dir.Path), options: new TracInFastOptions { Quiet = true });
+        IAttributionMethod tracin = new TracInCPFast(TracInCheckpoint.FromRun(dir.Path), options: new TracInFastOptions());
         Assert.Equal(600, self.Length);
         Assert.Equal(10, top.Result().Proponents[0].Length);
         Assert.Equal(600, tracin.SelfInfluence(train).Length);

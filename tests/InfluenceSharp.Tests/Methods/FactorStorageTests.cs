@@ -16,7 +16,7 @@ public class FactorStorageTests
     }
 
     static FactorOptions Opts(FactorStrategy s = FactorStrategy.Ekfac) =>
-        new() { Strategy = s, PartitionSize = 16, BatchSize = 8, Quiet = true, Seed = 3 };
+        new() { Strategy = s, PartitionSize = 16, BatchSize = 8, Seed = 3 };
 
     static void AssertSame(Factors a, Factors b)
     {
@@ -48,8 +48,8 @@ public class FactorStorageTests
         AssertSame(reference, Factors.Load(dir.Path, fitter.ManifestFor(train)));
         // Scores from loaded factors equal in-memory ones.
         var q = new TensorDataset(torch.randn(3, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 3 }));
-        var s1 = new InfluenceFunction(model, task, reference, new ScoreOptions { Quiet = true }).PairwiseMatrix(q, train);
-        var s2 = new InfluenceFunction(model, task, Factors.Load(dir.Path), new ScoreOptions { Quiet = true }).PairwiseMatrix(q, train);
+        var s1 = new InfluenceFunction(model, task, reference, new ScoreOptions()).PairwiseMatrix(q, train);
+        var s2 = new InfluenceFunction(model, task, Factors.Load(dir.Path), new ScoreOptions()).PairwiseMatrix(q, train);
         Assert.True(TensorAssert.BitEqual(s1, s2));
     }
 

@@ -19,15 +19,15 @@ public class FeatureStoreTests
 
     static FeatureMethod Method(string kind, IReadOnlyList<TracInCheckpoint> cps, string dir, int dim = 32) => kind switch
     {
-        "tracin-fast" => new TracInCPFast(cps, null, new TracInFastOptions { Quiet = true, StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3 }),
+        "tracin-fast" => new TracInCPFast(cps, null, new TracInFastOptions { StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3 }),
         "tracin-randproj" => new TracInCPFastRandProj(cps, null, new TracInRandProjOptions
         {
-            Quiet = true, StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3,
+            StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3,
             Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Dim = dim, Seed = 4 },
         }),
         _ => new Trak(cps.Select(c => c.Model).ToList(), new TrakOptions
         {
-            Quiet = true, StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3,
+            StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3,
             Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Dim = dim, Seed = 4 },
         }),
     };

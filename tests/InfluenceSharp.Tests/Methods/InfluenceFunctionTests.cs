@@ -100,7 +100,7 @@ public class InfluenceFunctionTests
     }
 
     static Factors Fit(nn.Module<Tensor, Tensor> model, IAttributionTask task, IDataset train, FactorStrategy s, FisherType f = FisherType.True, int seed = 0) =>
-        new FactorFitter(model, task, new FactorOptions { Strategy = s, Fisher = f, BatchSize = 16, Quiet = true, Seed = seed }).Fit(train)!;
+        new FactorFitter(model, task, new FactorOptions { Strategy = s, Fisher = f, BatchSize = 16, Seed = seed }).Fit(train)!;
 
     [Fact]
     public void IdentityScoresAreGradientDotProducts()
@@ -110,7 +110,7 @@ public class InfluenceFunctionTests
         var layers = TrackedLayer.Find(model);
         var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
-        var f = new InfluenceFunction(model, task, Fit(model, task, train, FactorStrategy.Identity), new ScoreOptions { Quiet = true, TrainBatchSize = 8 });
+        var f = new InfluenceFunction(model, task, Fit(model, task, train, FactorStrategy.Identity), new ScoreOptions { TrainBatchSize = 8 });
         var scores = f.PairwiseMatrix(queries, train).to(ScalarType.Float64);
         Assert.True(scores.allclose(gq.matmul(gz.mT).to(ScalarType.Float32).to(ScalarType.Float64), rtol: 1e-5, atol: 1e-6));
         var self = f.SelfInfluence(train);
@@ -129,7 +129,7 @@ public class InfluenceFunctionTests
         double lam = 0.05;
         var d = gz.square().mean(new long[] { 0 }) + lam;
         var oracle = (gq / d).matmul(gz.mT);
-        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = lam, Quiet = true });
+        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = lam });
         Assert.True(f.PairwiseMatrix(queries, train).to(ScalarType.Float64).allclose(oracle, rtol: 1e-4, atol: 1e-6));
         Assert.Equal(Oracles.Flat((gz.square() / d).sum(1)), f.SelfInfluence(train), new ToleranceComparer(1e-8));
     }
@@ -157,7 +157,7 @@ public class InfluenceFunctionTests
         var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
         var oracle = gq.matmul(hinv).matmul(gz.mT);
-        var f = new InfluenceFunction(model, task, Fit(model, task, train, strategy), new ScoreOptions { Damping = lam, Quiet = true });
+        var f = new InfluenceFunction(model, task, Fit(model, task, train, strategy), new ScoreOptions { Damping = lam });
         var scores = f.PairwiseMatrix(queries, train).to(ScalarType.Float64);
         var rel = ((scores - oracle).norm() / oracle.norm()).item<double>();
         Assert.True(rel < 1e-6, $"relative error {rel}");
@@ -237,7 +237,7 @@ public class InfluenceFunctionTests
         var repeated = new TensorDataset(train.X.repeat(8, 1), train.Y.repeat(8));
         double Corr(FactorStrategy s)
         {
-            var f = new InfluenceFunction(model, task, Fit(model, task, repeated, s), new ScoreOptions { Damping = lam, Quiet = true });
+            var f = new InfluenceFunction(model, task, Fit(model, task, repeated, s), new ScoreOptions { Damping = lam });
             return Oracles.Spearman(Oracles.Flat(f.PairwiseMatrix(queries, train)), oracle);
         }
         double ekfac = Corr(FactorStrategy.Ekfac), kfac = Corr(FactorStrategy.Kfac);
@@ -251,8 +251,8 @@ public class InfluenceFunctionTests
         var (model, train, queries) = MlpProblem(60, Environment.TickCount);
         var task = new ClassificationTask();
         var factors = Fit(model, task, train, FactorStrategy.Ekfac);
-        var exact = new InfluenceFunction(model, task, factors, new ScoreOptions { Quiet = true }).PairwiseMatrix(queries, train);
-        double Err(int r) => ((new InfluenceFunction(model, task, factors, new ScoreOptions { Quiet = true, QueryRank = r }).PairwiseMatrix(queries, train) - exact).norm() / exact.norm()).item<float>();
+        var exact = new InfluenceFunction(model, task, factors, new ScoreOptions()).PairwiseMatrix(queries, train);
+        double Err(int r) => ((new InfluenceFunction(model, task, factors, new ScoreOptions { QueryRank = r }).PairwiseMatrix(queries, train) - exact).norm() / exact.norm()).item<float>();
         double e1 = Err(1), e2 = Err(2), full = Err(3);   // layer 2 is 3x7: rank 3 is exact there; layer 1 6x6
         Assert.True(e1 > e2, $"rank 1 error {e1} <= rank 2 error {e2}");
         Assert.True(e2 > full || full < 1e-5);
@@ -291,7 +291,7 @@ public class ConvFactorTests
         var model = new ConvNet().to(ScalarType.Float64);
         var train = new TensorDataset(torch.randn(24, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 24 }));
         var task = new ClassificationTask();
-        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 10, Quiet = true }).Fit(train)!;
+        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 10 }).Fit(train)!;
         var layers = TrackedLayer.Find(model);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
         long offset = 0;
@@ -303,7 +303,7 @@ public class ConvFactorTests
             Assert.True(lf.Lambda!.allclose(expected, rtol: 1e-8, atol: 1e-12), layer.Name);
         }
         // Self-influence with the EK-FAC preconditioner equals the explicit formula.
-        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = 1e-3, Quiet = true });
+        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = 1e-3 });
         var self = f.SelfInfluence(train);
         offset = 0;
         var explicitSelf = torch.zeros(train.Count, dtype: ScalarType.Float64);

@@ -37,7 +37,7 @@ public class TrakTests
 
     static TrakOptions Identity => new()
     {
-        Quiet = true, TrainBatchSize = 7, BlockSize = 16,
+        TrainBatchSize = 7, BlockSize = 16,
         Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Kind = ProjectionKind.Identity },
     };
 
