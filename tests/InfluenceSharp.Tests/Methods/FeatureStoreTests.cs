@@ -11,7 +11,7 @@ namespace InfluenceSharp.Tests.Methods;
 
 public class FeatureStoreTests
 {
-    static TensorDataset Data(int n) =>
+    static TensorPairDataset Data(int n) =>
         new(torch.randn(n, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
 
     static List<TracInCheckpoint> Checkpoints(params double[] etas) =>
@@ -104,7 +104,7 @@ public class FeatureStoreTests
         Assert.Contains("settings.step_sizes", e.Message);
         e = Refused(() => Method("tracin-randproj", cps, dir.Path, dim: 16));
         Assert.Contains("settings.projection_dim", e.Message);
-        e = Refused(() => Method("tracin-randproj", cps, dir.Path), new TensorDataset(train.X + 1, train.Y));
+        e = Refused(() => Method("tracin-randproj", cps, dir.Path), new TensorPairDataset(train.X + 1, train.Y));
         Assert.Contains("data_fingerprint", e.Message); Assert.Contains("manifest.json", e.Message);
         e = Refused(() => Method("trak", cps, dir.Path));
         Assert.Contains("method", e.Message);

@@ -14,7 +14,7 @@ public class PerExampleGradientTests
     {
         torch.manual_seed(Environment.TickCount);
         var model = new ConvNet().to(ScalarType.Float64);
-        var data = new TensorDataset(torch.randn(5, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 5 }));
+        var data = new TensorPairDataset(torch.randn(5, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 5 }));
         var layers = TrackedLayer.Find(model);
         Assert.Equal(new[] { "conv1", "conv2", "fc1", "fc2" }, layers.Select(l => l.Name));
         Assert.Equal(new[] { true, false, true, false }, layers.Select(l => l.HasBias));
@@ -26,7 +26,7 @@ public class PerExampleGradientTests
     {
         torch.manual_seed(Environment.TickCount);
         var model = nn.Sequential(("0", nn.Linear(5, 7)), ("1", nn.ReLU()), ("2", nn.Linear(7, 3))).to(ScalarType.Float64);
-        var data = new TensorDataset(torch.randn(6, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 6 }));
+        var data = new TensorPairDataset(torch.randn(6, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 6 }));
         AssertBatchedEqualsLoop(model, data);
     }
 
@@ -37,7 +37,7 @@ public class PerExampleGradientTests
         torch.manual_seed(Environment.TickCount);
         var model = nn.Sequential(("conv", nn.Conv2d(1, 12, 2, padding: 1)), ("act", nn.Tanh()), ("flat", nn.Flatten()),
             ("fc", nn.Linear(12 * 7 * 7, 3))).to(ScalarType.Float64);
-        var data = new TensorDataset(torch.randn(5, 1, 6, 6, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 5 }));
+        var data = new TensorPairDataset(torch.randn(5, 1, 6, 6, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 5 }));
         var conv = TrackedLayer.Find(model).First();
         Assert.True(conv.Out > conv.In);
         AssertBatchedEqualsLoop(model, data);
@@ -72,7 +72,7 @@ public class PerExampleGradientTests
     }
 
     /// <summary>Per-example gradients from one batched capture equal a per-example backward loop.</summary>
-    static void AssertBatchedEqualsLoop(nn.Module<Tensor, Tensor> model, TensorDataset data)
+    static void AssertBatchedEqualsLoop(nn.Module<Tensor, Tensor> model, TensorPairDataset data)
     {
         var layers = TrackedLayer.Find(model);
         var task = new ClassificationTask();
@@ -90,12 +90,12 @@ public class PerExampleGradientTests
 
 public class InfluenceFunctionTests
 {
-    static (TwoLayerMlp Model, TensorDataset Train, TensorDataset Queries) MlpProblem(int n, int seed)
+    static (TwoLayerMlp Model, TensorPairDataset Train, TensorPairDataset Queries) MlpProblem(int n, int seed)
     {
         torch.manual_seed(seed);
         var model = new TwoLayerMlp(5, 6, 3).to(ScalarType.Float64);
-        var train = new TensorDataset(torch.randn(n, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
-        var queries = new TensorDataset(torch.randn(7, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 7 }));
+        var train = new TensorPairDataset(torch.randn(n, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
+        var queries = new TensorPairDataset(torch.randn(7, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 7 }));
         return (model, train, queries);
     }
 
@@ -145,8 +145,8 @@ public class InfluenceFunctionTests
         var model = nn.Sequential(("fc", nn.Linear(6, 1))).to(ScalarType.Float64);
         int n = 40;
         var x = torch.randn(n, 6, dtype: ScalarType.Float64) * torch.linspace(0.3, 3, 6, dtype: ScalarType.Float64);
-        var train = new TensorDataset(x, torch.randn(n, dtype: ScalarType.Float64));
-        var queries = new TensorDataset(torch.randn(5, 6, dtype: ScalarType.Float64), torch.randn(5, dtype: ScalarType.Float64));
+        var train = new TensorPairDataset(x, torch.randn(n, dtype: ScalarType.Float64));
+        var queries = new TensorPairDataset(torch.randn(5, 6, dtype: ScalarType.Float64), torch.randn(5, dtype: ScalarType.Float64));
         var task = new SquaredErrorTask();
         var layers = TrackedLayer.Find(model);
         // Explicit GN: J_b = [x_b, 1]; H = (1/n) Σ J_bᵀ J_b.
@@ -206,7 +206,7 @@ public class InfluenceFunctionTests
         var (model, train0, queries) = MlpProblem(400, seed);
         // Per-example input scales spread over ~2 orders of magnitude: activations and output
         // gradients then depend on each other, which K-FAC's factorisation ignores.
-        var train = new TensorDataset(train0.X * torch.exp(1.2 * torch.randn(400, 1, dtype: ScalarType.Float64)), train0.Y);
+        var train = new TensorPairDataset(train0.X * torch.exp(1.2 * torch.randn(400, 1, dtype: ScalarType.Float64)), train0.Y);
         var task = new ClassificationTask();
         var layers = TrackedLayer.Find(model);
         long p1 = layers[0].NumParams, p = p1 + layers[1].NumParams;
@@ -234,7 +234,7 @@ public class InfluenceFunctionTests
         // The true Fisher is estimated with labels sampled from the model; fitting on the training set
         // repeated 8 times (fresh samples each time) makes that estimate close to its expectation, so
         // the comparison measures the Kronecker approximation rather than sampling noise.
-        var repeated = new TensorDataset(train.X.repeat(8, 1), train.Y.repeat(8));
+        var repeated = new TensorPairDataset(train.X.repeat(8, 1), train.Y.repeat(8));
         double Corr(FactorStrategy s)
         {
             var f = new InfluenceFunction(model, task, Fit(model, task, repeated, s), new ScoreOptions { Damping = lam });
@@ -289,7 +289,7 @@ public class ConvFactorTests
     {
         torch.manual_seed(Environment.TickCount);
         var model = new ConvNet().to(ScalarType.Float64);
-        var train = new TensorDataset(torch.randn(24, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 24 }));
+        var train = new TensorPairDataset(torch.randn(24, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 24 }));
         var task = new ClassificationTask();
         var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 10 }).Fit(train)!;
         var layers = TrackedLayer.Find(model);

@@ -12,7 +12,7 @@ namespace InfluenceSharp.Tests.Methods;
 
 public class TracInTests
 {
-    static TensorDataset Data(int n, params long[] shape) =>
+    static TensorPairDataset Data(int n, params long[] shape) =>
         new(torch.randn(new[] { (long)n }.Concat(shape).ToArray(), dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
 
     /// <summary>C differently initialised copies of one architecture with random step sizes.</summary>
@@ -250,7 +250,7 @@ public class TracInTests
         Assert.Equal(new[] { 1.0, 1.0 }, TracInCheckpoint.FromRun(dir.Path, _ => 1.0).Select(c => c.StepSize));
         Assert.Single(TracInCheckpoint.FromRun(dir.Path, select: c => c.Info.Epoch == 2));
 
-        var data = new TensorDataset(torch.randn(6, 1, 2, 2), torch.randint(0, 3, new long[] { 6 }));
+        var data = new TensorPairDataset(torch.randn(6, 1, 2, 2), torch.randint(0, 3, new long[] { 6 }));
         var task = new ClassificationTask();
         using var fromRun = new TracInCP(cps, task, Quiet);
         var manual = OracleScores(models.Select((m, i) => new TracInCheckpoint(m, lrs[i])).ToList(), task, data, data);
