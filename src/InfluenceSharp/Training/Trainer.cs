@@ -55,7 +55,13 @@ public sealed class Trainer
     /// recorded in checkpoints and compared.</summary>
     public IProgress<ProgressUpdate>? Progress { get; }
 
+    /// <summary>Trains a fresh model of <paramref name="spec"/> (seeded by the options).</summary>
+    /// <param name="spec">The architecture.</param>
+    /// <param name="train">The training set.</param>
+    /// <param name="test">Evaluated after every epoch when given (metrics in the sidecars).</param>
     /// <param name="runDir">where checkpoints go (epoch-NNNN.safetensors + .json); null for none.</param>
+    /// <param name="corruption">The label corruption applied to <paramref name="train"/>, saved as corruption.json.</param>
+    /// <param name="dataSource">The data spec recorded in the sidecars, so later commands can rebuild the data.</param>
     public TrainResult Train(ModelSpec spec, ImageDataset train, ImageDataset? test, string? runDir,
         CorruptionRecord? corruption = null, string? dataSource = null)
     {
