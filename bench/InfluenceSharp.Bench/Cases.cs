@@ -44,7 +44,7 @@ public static class Cases
             var d = data.Count > count ? data.Subset(Enumerable.Range(0, count).ToArray()) : data;
             var spec = ModelSpec.For(arch, d.Channels, d.Height, d.Width, 10);
             var o = new TrainOptions { Epochs = 1, BatchSize = arch == "resnet9" ? 128 : 128, Seed = 0 };
-            var t = Measure.Seconds(() => new Trainer(o).Train(spec, d, null, null, quiet: true));
+            var t = Measure.Seconds(() => new Trainer(o).Train(spec, d, null, null));
             yield return new BenchResult("train", arch, d.Count, t, 0, Measure.PeakRssMiB(), arch == "resnet9" ? "random 3x32x32 data, batch 128" : $"{src}, batch 128");
         }
     }
@@ -61,7 +61,7 @@ public static class Cases
     {
         var (train, _, _) = c.Data(10000);
         var spec = ModelSpec.For(arch, 1, 28, 28, 10, arch == "mlp" ? new[] { 128 } : null);
-        var m = new Trainer(new TrainOptions { Epochs = 1, Seed = 0 }).Train(spec, train, null, null, quiet: true).Model;
+        var m = new Trainer(new TrainOptions { Epochs = 1, Seed = 0 }).Train(spec, train, null, null).Model;
         m.eval();
         return m;
     }
@@ -74,12 +74,12 @@ public static class Cases
         var model = Model(c, arch);
         var (train, _, src) = c.Data(n);
         var task = new ClassificationTask();
-        var prof = new Reporting.Profiler();
-        var fitter = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, BatchSize = 512, PartitionSize = n, Quiet = true }, prof);
+        var prof = new Diagnostics.Profiler();
+        var fitter = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, BatchSize = 512, PartitionSize = n }, prof);
         double total = 0;
         Factors? factors = null;
         total += Measure.Seconds(() => factors = fitter.Fit(train));
-        var f = new InfluenceFunction(model, task, factors!, new ScoreOptions { TrainBatchSize = 512, Quiet = true }, prof);
+        var f = new InfluenceFunction(model, task, factors!, new ScoreOptions { TrainBatchSize = 512 }, prof);
         total += Measure.Seconds(() => f.SelfInfluence(train));
         var flops = Flops.PerExample(fitter.Layers, arch);
         foreach (var (stage, secs, _) in prof.Stages)
@@ -110,9 +110,9 @@ public static class Cases
         var (train, test, src) = c.Data(c.N);
         var queries = test.Subset(Enumerable.Range(0, 1000).ToArray());
         var task = new ClassificationTask();
-        var prof = new Reporting.Profiler();
-        var factors = new FactorFitter(model, task, new FactorOptions { BatchSize = 512, PartitionSize = c.N, Quiet = true }, prof).Fit(train)!;
-        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { TrainBatchSize = 512, QueryRank = rank, Quiet = true }, prof);
+        var prof = new Diagnostics.Profiler();
+        var factors = new FactorFitter(model, task, new FactorOptions { BatchSize = 512, PartitionSize = c.N }, prof).Fit(train)!;
+        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { TrainBatchSize = 512, QueryRank = rank }, prof);
         long nParams = f.Layers.Sum(l => l.NumParams);
         double checksum = 0;
         double t = Measure.Seconds(() => f.Pairwise(queries, train, (_, block) => checksum += block.sum().item<float>()));

@@ -20,7 +20,7 @@ public static class FeatureCases
         var (train, _, _) = c.Data(10000);
         string dir = Path.Combine(Path.GetTempPath(), $"influencesharp-bench-{arch}-{Environment.ProcessId}");
         var spec = ModelSpec.For(arch, 1, 28, 28, 10);
-        new Trainer(new TrainOptions { Epochs = count, Seed = 0 }).Train(spec, train, null, dir, quiet: true);
+        new Trainer(new TrainOptions { Epochs = count, Seed = 0 }).Train(spec, train, null, dir);
         return TracInCheckpoint.FromRun(dir);
     }
 
@@ -30,15 +30,15 @@ public static class FeatureCases
         var (train, test, src) = c.Data(c.N);
         var queries = test.Subset(Enumerable.Range(0, 1000).ToArray());
         string store = Path.Combine(Path.GetTempPath(), $"influencesharp-bench-store-{Environment.ProcessId}");
-        var prof = new Reporting.Profiler();
-        var m = new TracInCPFast(ckpts, options: new TracInFastOptions { StoreDirectory = store, Quiet = true, TrainBatchSize = 512 }, profiler: prof);
+        var prof = new Diagnostics.Profiler();
+        var m = new TracInCPFast(ckpts, options: new TracInFastOptions { StoreDirectory = store, TrainBatchSize = 512 }, profiler: prof);
         double tBuild = Measure.Seconds(() => m.BuildStore(train));
         yield return new BenchResult("tracin-last", "featurise train (5 ckpts, store on disk)", train.Count, tBuild, 0, Measure.PeakRssMiB(), src);
         double tSelf = Measure.Seconds(() => m.SelfInfluence(train));
         yield return new BenchResult("tracin-last", "self-influence from store", train.Count, tSelf, 0, Measure.PeakRssMiB(), "");
         double sum = 0;
-        var prof2 = new Reporting.Profiler();
-        var m2 = new TracInCPFast(ckpts, options: new TracInFastOptions { StoreDirectory = store, Quiet = true, TrainBatchSize = 512 }, profiler: prof2);
+        var prof2 = new Diagnostics.Profiler();
+        var m2 = new TracInCPFast(ckpts, options: new TracInFastOptions { StoreDirectory = store, TrainBatchSize = 512 }, profiler: prof2);
         double tPair = Measure.Seconds(() => m2.Pairwise(queries, train, (_, b) => sum += b.sum().item<float>()));
         // Per checkpoint: (g_q·g_z) and (a_q·a_z) GEMMs over dims 10 and 129, then a Hadamard product and sum.
         double dims = 10 + 129;
@@ -74,7 +74,7 @@ public static class FeatureCases
                 var data = SubsetDataset.Range(train, 0, n);
                 var proj = layout == ProjectionLayout.Dense ? new ProjectionOptions { Layout = layout, Dim = k }
                     : new ProjectionOptions { Layout = layout, GradientDim = k == 2048 ? 16 : 32, ActivationDim = k == 2048 ? 128 : 256 };
-                using var trak = new Trak(new[] { model }, new TrakOptions { Projection = proj, Quiet = true, TrainBatchSize = 128 });
+                using var trak = new Trak(new[] { model }, new TrakOptions { Projection = proj, TrainBatchSize = 128 });
                 long p = trak.ProjectedDim;
                 trak.TrainFeatures(SubsetDataset.Range(train, 0, 128));            // warm-up (and dense P generation)
                 double t = Measure.Seconds(() => { foreach (var v in trak.TrainFeatures(data).Values) v.Dispose(); });

@@ -1,5 +1,6 @@
 using InfluenceSharp.Data;
 using InfluenceSharp.Methods;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Training;
 

@@ -3,6 +3,7 @@ using System.CommandLine;
 using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
 using InfluenceSharp.Models;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Storage;
 using InfluenceSharp.Training;
@@ -54,7 +55,7 @@ public static class DemoCommand
             else
             {
                 Checkpoint.PrepareRunDirectory(runDir, overwrite: true);   // the demo owns its directory
-                var result = new Trainer(options).Train(spec, train, split.Test, runDir, record, split.Source, quiet);
+                var result = new Trainer(options, quiet ? null : new ConsoleProgress()).Train(spec, train, split.Test, runDir, record, split.Source);
                 Json.WriteFile(Path.Combine(runDir, "run.json"), new RunManifest(spec, options, split.Source, train.Fingerprint(), train.Count,
                     result.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), result.History, LibraryInfo.Version));
             }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Evaluation;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Storage;

@@ -21,7 +21,7 @@ internal static class Ensemble
             {
                 if (!quiet) Console.Error.WriteLine($"training ensemble model {k + 1}/{count} (seed {baseOptions.Seed + k}) into {dir}");
                 new Trainer(baseOptions with { Seed = baseOptions.Seed + k }).Train(run.Last.Info.Model, run.Data.Train, null, dir,
-                    run.Data.Corruption, run.Data.Source, quiet: true);
+                    run.Data.Corruption, run.Data.Source);
             }
             var c = Checkpoint.Open(final);
             if (c.Info.DataFingerprint != run.Data.Train.Fingerprint())

@@ -2,6 +2,7 @@ using System.CommandLine;
 using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Evaluation;
 using InfluenceSharp.Methods;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Storage;
 using InfluenceSharp.Training;

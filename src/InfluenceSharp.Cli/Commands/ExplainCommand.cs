@@ -1,6 +1,7 @@
 using System.CommandLine;
 using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Storage;
@@ -78,15 +79,15 @@ public static class ExplainCommand
         return (source.Subset(queryIdx), queryIdx.Select(q => $"{set}{q}").ToArray());
     }
 
-    /// <summary>A PNG as a one-example query set: it must have the data set's height and width; RGB
+    /// <summary>An image file (PNG, JPEG, BMP, ...) as a one-example query set: it must have the data set's height and width; RGB
     /// is converted to luminance for gray data sets.</summary>
     internal static (ImageDataset Queries, string[] Captions) FromImage(RunContext run, string path, string? label)
     {
         var train = run.Data.Train;
-        var png = PngReader.Read(path);
-        if (png.Width != train.Width || png.Height != train.Height)
-            throw new InfluenceSharpException($"{path}: image is {png.Width}x{png.Height} but the model takes {train.Width}x{train.Height}");
-        var pixels = png.ChannelMajor(train.Channels);
+        var image = ImageFile.Load(path, train.Channels);
+        if (image.Width != train.Width || image.Height != train.Height)
+            throw new InfluenceSharpException($"{path}: image is {image.Width}x{image.Height} but the model takes {train.Width}x{train.Height}");
+        var pixels = image.Pixels;
         int y;
         if (label is null)
         {

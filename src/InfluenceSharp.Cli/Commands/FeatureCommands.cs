@@ -2,6 +2,7 @@ using System.CommandLine;
 using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Models;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Storage;

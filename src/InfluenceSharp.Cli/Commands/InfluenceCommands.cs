@@ -3,7 +3,7 @@ using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Methods.InfluenceFunctions;
 using InfluenceSharp.Models;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Training;
 using static InfluenceSharp.Cli.Commands.CommandSupport;
@@ -41,7 +41,7 @@ public static class InfluenceCommands
             {
                 Strategy = ParseStrategy(p.GetValue(strategy)!),
                 Fisher = p.GetValue(fisher) == "empirical" ? FisherType.Empirical : FisherType.True,
-                Layers = p.GetValue(layers), BatchSize = p.GetValue(batchSize), PartitionSize = p.GetValue(partition), Seed = p.GetValue(seed), Quiet = quiet,
+                Layers = p.GetValue(layers), BatchSize = p.GetValue(batchSize), PartitionSize = p.GetValue(partition), Seed = p.GetValue(seed), Progress = quiet ? null : new ConsoleProgress(),
             };
             return FitFactors(ckpt, p.GetValue(outDir)!, options, p.GetValue(shard), p.GetValue(data), quiet);
         });
@@ -135,7 +135,7 @@ public static class InfluenceCommands
                     p.GetValue(shard), p.GetValue(data), set, idx, count, quiet);
             var options = new ScoreOptions
             {
-                Damping = settings.Damping, QueryRank = p.GetValue(queryRank), BFloat16 = p.GetValue(bf16), TrainBatchSize = settings.BatchSize, Quiet = quiet,
+                Damping = settings.Damping, QueryRank = p.GetValue(queryRank), BFloat16 = p.GetValue(bf16), TrainBatchSize = settings.BatchSize, Progress = quiet ? null : new ConsoleProgress(),
             };
             var ckpt = ResolveCheckpoint(p.GetValue(run)!, p.GetValue(checkpoint));
             return Scores(kind, ckpt, p.GetValue(factors)!, p.GetValue(outDir)!, options, settings.Measure, p.GetValue(perLayer), p.GetValue(partition),
@@ -213,7 +213,7 @@ public static class InfluenceCommands
     {
         int n = Math.Min(2000, train.Count);
         var part = Data.SubsetDataset.Range(train, 0, n);
-        var fp32 = new InfluenceFunction(model, task, factors, options with { BFloat16 = false, Quiet = true }, profiler).PairwiseMatrix(queries, part);
+        var fp32 = new InfluenceFunction(model, task, factors, options with { BFloat16 = false, Progress = null }, profiler).PairwiseMatrix(queries, part);
         using var bf = Npy.Read(Path.Combine(outDir, PartitionedScoring.PairwiseFile));
         var bf16 = bf.narrow(1, 0, n);
         double rho = Evaluation.Ranking.Spearman(fp32.to(TorchSharp.torch.ScalarType.Float64).flatten().data<double>().ToArray(),

@@ -3,7 +3,7 @@ using InfluenceSharp.Features;
 using InfluenceSharp.Methods.InfluenceFunctions;
 using InfluenceSharp.Methods.TracIn;
 using InfluenceSharp.Methods.Trak;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 
 namespace InfluenceSharp.Cli.Commands;
 
@@ -45,14 +45,15 @@ internal static class MethodFactory
     static IAttributionMethod Build(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet)
     {
         var task = new ClassificationTask(s.Measure);
+        var progress = quiet ? null : new ConsoleProgress();
         switch (name)
         {
             case "ekfac" or "kfac" or "diagonal" or "identity":
             {
                 var model = run.Last.LoadModel();
-                var fo = new FactorOptions { Strategy = InfluenceCommands.ParseStrategy(name), Layers = s.Layers, BatchSize = s.BatchSize, Seed = s.Seed, Quiet = quiet };
+                var fo = new FactorOptions { Strategy = InfluenceCommands.ParseStrategy(name), Layers = s.Layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress };
                 var factors = new FactorFitter(model, task, fo, profiler).Fit(run.Data.Train)!;
-                return new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = s.Damping, TrainBatchSize = s.BatchSize, Quiet = quiet }, profiler);
+                return new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = s.Damping, TrainBatchSize = s.BatchSize, Progress = progress }, profiler);
             }
             case "tracin" or "tracin-last" or "tracin-proj":
             {
@@ -60,18 +61,18 @@ internal static class MethodFactory
                 string? store = Store(run, name, s);
                 return name switch
                 {
-                    "tracin" => new TracInCP(ckpts, task, new TracInOptions { Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = store, Quiet = quiet }, profiler),
-                    "tracin-last" => new TracInCPFast(ckpts, task, new TracInFastOptions { TrainBatchSize = s.BatchSize, StoreDirectory = store, Quiet = quiet }, profiler),
+                    "tracin" => new TracInCP(ckpts, task, new TracInOptions { Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = store, Progress = progress }, profiler),
+                    "tracin-last" => new TracInCPFast(ckpts, task, new TracInFastOptions { TrainBatchSize = s.BatchSize, StoreDirectory = store, Progress = progress }, profiler),
                     _ => new TracInCPFastRandProj(ckpts, task, new TracInRandProjOptions
                     {
-                        Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = store, Quiet = quiet,
+                        Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = store, Progress = progress,
                         Projection = new ProjectionOptions { Layout = s.Layout, Dim = s.ProjectionDim, Seed = s.Seed },
                     }, profiler),
                 };
             }
             case "graddot" or "gradcos":
             {
-                var o = new TracInOptions { Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = Store(run, name, s), Quiet = quiet };
+                var o = new TracInOptions { Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = Store(run, name, s), Progress = progress };
                 return name == "graddot" ? GradDot.Create(run.Last.LoadModel(), task, o, profiler) : GradCos.Create(run.Last.LoadModel(), task, o, profiler);
             }
             case "trak":
@@ -79,7 +80,7 @@ internal static class MethodFactory
                 var models = Ensemble.Models(run, s.Ensemble, quiet);
                 return new Trak(models, new TrakOptions
                 {
-                    Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = Store(run, $"trak{s.Ensemble}", s), Quiet = quiet,
+                    Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = Store(run, $"trak{s.Ensemble}", s), Progress = progress,
                     Projection = new ProjectionOptions { Layout = s.Layout, Dim = s.ProjectionDim, Seed = s.Seed },
                 }, profiler: profiler);
             }

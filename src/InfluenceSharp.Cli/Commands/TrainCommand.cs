@@ -73,7 +73,7 @@ public static class TrainCommand
         var spec = ModelSpec.For(arch, train.Channels, train.Height, train.Width, train.NumClasses, widths);
         if (!quiet) Console.Error.WriteLine($"data: {split.Source} ({train.Count} train, {split.Test.Count} test){(record is null ? "" : $", {record.Indices.Length} labels corrupted")}");
         if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})");
-        var result = new Trainer(options).Train(spec, train, split.Test, outDir, record, split.Source, quiet);
+        var result = new Trainer(options, quiet ? null : new ConsoleProgress()).Train(spec, train, split.Test, outDir, record, split.Source);
         var last = result.History[^1];
         Json.WriteFile(Path.Combine(outDir, "run.json"), new RunManifest(spec, options, split.Source, train.Fingerprint(), train.Count,
             result.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), result.History, LibraryInfo.Version));

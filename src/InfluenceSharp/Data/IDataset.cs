@@ -12,10 +12,11 @@ public interface IDataset
     string Fingerprint();
 }
 
-/// <summary>A data set held as two tensors (inputs [N, ...], integer targets [N]); any dtype.</summary>
-public sealed class TensorDataset : IDataset
+/// <summary>A data set held as two tensors (inputs [N, ...], targets [N]); any dtype. (Named so that it
+/// does not collide with TorchSharp.Modules.TensorDataset when both namespaces are imported.)</summary>
+public sealed class TensorPairDataset : IDataset
 {
-    public TensorDataset(Tensor inputs, Tensor targets)
+    public TensorPairDataset(Tensor inputs, Tensor targets)
     {
         if (inputs.shape[0] != targets.shape[0])
             throw new ArgumentException($"inputs have {inputs.shape[0]} rows but targets {targets.shape[0]}");

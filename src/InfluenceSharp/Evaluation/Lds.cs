@@ -8,6 +8,8 @@ namespace InfluenceSharp.Evaluation;
 /// undefined, because predictions or targets are constant over subsets, are left out).</param>
 /// <param name="StandardError">sample standard deviation of the per-query values / √(number of them).</param>
 /// <param name="PerQuery">Spearman correlation per query; NaN where undefined.</param>
+/// <param name="Subsets">Number of retrained subsets the correlations are over.</param>
+/// <param name="UndefinedQueries">Queries left out of the mean because their correlation is undefined.</param>
 public sealed record LdsResult(double Mean, double StandardError, double[] PerQuery, int Subsets, int UndefinedQueries);
 
 public static class Lds

@@ -117,7 +117,7 @@ public sealed class LdsRun
             {
                 cancel.ThrowIfCancellationRequested();
                 var o = training with { Seed = Seeds.Derive(training.Seed, j, k) };
-                var result = new Trainer(o).Train(model, subset, null, null, quiet: true);
+                var result = new Trainer(o).Train(model, subset, null, null);
                 using var m = result.Model;
                 var meas = Measurements.Of(m, queries);
                 meas.Margin.CopyTo(margins, k * nq);

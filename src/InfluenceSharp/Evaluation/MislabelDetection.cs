@@ -5,6 +5,8 @@ namespace InfluenceSharp.Evaluation;
 /// <param name="Found">Fraction of all corrupted examples among the top <c>Inspected[i]</c> by self-influence.</param>
 /// <param name="Table">Found at 5%, 10%, 20% and 30% inspected (keys 0.05, 0.1, 0.2, 0.3).</param>
 /// <param name="RocAuc">ROC AUC of self-influence for corrupted vs clean.</param>
+/// <param name="Count">Number of training examples ranked.</param>
+/// <param name="Corrupted">Number of them that are corrupted.</param>
 public sealed record DetectionResult(double[] Inspected, double[] Found, IReadOnlyDictionary<double, double> Table,
     double RocAuc, int Count, int Corrupted);
 

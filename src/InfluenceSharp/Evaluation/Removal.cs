@@ -94,6 +94,13 @@ public static class Removal
 
     /// <summary>Runs the experiment: the baseline and every (kind, k) setting, each with every training seed.</summary>
     /// <param name="scores">[n_query, n_train] scores of <paramref name="queries"/> against <paramref name="train"/>.</param>
+    /// <param name="model">The architecture retrained for every setting.</param>
+    /// <param name="training">Training settings; each retraining uses them with one of the training seeds.</param>
+    /// <param name="train">The full training set that examples are removed from.</param>
+    /// <param name="queries">The queries whose loss and accuracy change is measured.</param>
+    /// <param name="test">The test set whose accuracy change is measured.</param>
+    /// <param name="options">Removal sizes, kinds and seeds; null for the defaults.</param>
+    /// <param name="log">Receives one line per finished retraining; null for none.</param>
     public static RemovalResult Run(Tensor scores, ModelSpec model, TrainOptions training, ImageDataset train,
         ImageDataset queries, ImageDataset test, RemovalOptions? options = null, Action<string>? log = null)
     {
@@ -126,7 +133,7 @@ public static class Removal
         for (int s = 0; s < seeds.Length; s++)
         {
             var sw = Stopwatch.StartNew();
-            using var m = new Trainer(training with { Seed = seeds[s] }).Train(model, data, null, null, quiet: true).Model;
+            using var m = new Trainer(training with { Seed = seeds[s] }).Train(model, data, null, null).Model;
             var q = Measurements.Of(m, queries);
             var t = Measurements.Of(m, test);
             result[s] = new RemovalMetrics(q.MeanLoss, q.Accuracy, t.Accuracy);

@@ -1,5 +1,5 @@
 using InfluenceSharp.Data;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Storage;
 using static TorchSharp.torch;
 
@@ -170,13 +170,13 @@ public sealed class FeatureStore : IDisposable
 
     /// <summary>Computes and stores this shard's missing blocks; returns how many were computed.
     /// A transient store has nothing to build.</summary>
-    public int Build(Shard? shard = null, bool quiet = false, Profiler? profiler = null, string label = "train features")
+    public int Build(Shard? shard = null, IProgress<ProgressUpdate>? progress = null, Profiler? profiler = null, string label = "train features")
     {
         if (Mode == StoreMode.Transient) return 0;
         var todo = Missing(shard);
         if (todo.Count == 0) return 0;
         long total = todo.Sum(b => (long)Range(b).Count), done = 0;
-        using var bar = quiet ? null : new ProgressBar(label, total);
+        using var bar = ProgressReporter.Start(progress, label, total);
         foreach (var b in todo)
         {
             Store(b, profiler);

@@ -24,6 +24,12 @@ internal static unsafe class Im2Col
     /// <summary>Patches [B, OH·OW, C·kh·kw (+1 column of ones when bias)] with the feature order of
     /// weight.reshape(Out, -1): channel, then kernel row, then kernel column. Any input strides
     /// (NCHW or channels-last) are read as they are.</summary>
+    /// <param name="input">Input [B, C, H, W], float32 or float64 on the CPU.</param>
+    /// <param name="kernel">Kernel height and width.</param>
+    /// <param name="stride">Stride per spatial dimension.</param>
+    /// <param name="padding">Zero padding per spatial dimension.</param>
+    /// <param name="dilation">Dilation per spatial dimension.</param>
+    /// <param name="bias">Append a column of ones (the bias's input).</param>
     /// <param name="workspace">Optional buffer reused across batches: when it is large enough the patches
     /// are a view of it (fresh allocations above glibc's mmap threshold, 32 MiB with Native.Allocator,
     /// are page-faulted in anew on every batch, which cost more than the copy itself).</param>

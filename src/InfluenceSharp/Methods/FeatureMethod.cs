@@ -1,7 +1,7 @@
 using InfluenceSharp.Data;
 using InfluenceSharp.Features;
 using InfluenceSharp.Methods.InfluenceFunctions;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Methods;
@@ -17,7 +17,8 @@ public abstract record FeatureRunOptions
     public string? StoreDirectory { get; init; }
     /// <summary>Training examples per stored block (the unit of resume and of score output).</summary>
     public int BlockSize { get; init; } = 4096;
-    public bool Quiet { get; init; }
+    /// <summary>Receives progress (examples done, rate); null = silent (the default). Not part of any manifest.</summary>
+    public IProgress<ProgressUpdate>? Progress { get; init; }
 }
 
 /// <summary>
@@ -74,7 +75,7 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
     {
         var store = OpenStore(train);
         if (store.Mode == StoreMode.Transient) return 0;
-        return store.Build(shard, RunOptions.Quiet, Profiler, $"{Name} train features");
+        return store.Build(shard, RunOptions.Progress, Profiler, $"{Name} train features");
     }
 
     /// <summary>Query-side features of a data set [n, Dim] (+ extras), on the CPU.</summary>
@@ -102,7 +103,7 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
         try { prepared = PrepareQueries(qf); }
         finally { foreach (var t in qf.Values) t.Dispose(); }
         using (prepared)
-        using (var bar = RunOptions.Quiet ? null : new ProgressBar($"{Name} pairwise scores", train.Count))
+        using (var bar = ProgressReporter.Start(RunOptions.Progress, $"{Name} pairwise scores", train.Count))
         using (Profiler.Stage("Compute Pairwise Score"))
         {
             for (int b = 0; b < store.BlockCount; b++)
@@ -120,7 +121,7 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
     {
         var store = Ready(train);
         var result = new double[train.Count];
-        using var bar = RunOptions.Quiet ? null : new ProgressBar($"{Name} self-influence", train.Count);
+        using var bar = ProgressReporter.Start(RunOptions.Progress, $"{Name} self-influence", train.Count);
         using (Profiler.Stage("Compute Self-Influence Score"))
         {
             for (int b = 0; b < store.BlockCount; b++)

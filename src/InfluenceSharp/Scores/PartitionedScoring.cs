@@ -1,6 +1,6 @@
 using InfluenceSharp.Data;
 using InfluenceSharp.Methods;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Storage;
 using static TorchSharp.torch;
 

@@ -6,7 +6,9 @@ namespace InfluenceSharp.Scores;
 
 /// <summary>The k best training examples of each query, best first.</summary>
 /// <param name="Proponents">[n_query][≤k] train indices with the largest scores (most helpful), descending.</param>
+/// <param name="ProponentScores">The proponents' scores, same shape.</param>
 /// <param name="Opponents">[n_query][≤k] train indices with the smallest scores (most harmful), ascending.</param>
+/// <param name="OpponentScores">The opponents' scores, same shape.</param>
 public sealed record TopKResult(int[][] Proponents, double[][] ProponentScores, int[][] Opponents, double[][] OpponentScores);
 
 /// <summary>

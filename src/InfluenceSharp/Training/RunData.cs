@@ -7,6 +7,7 @@ namespace InfluenceSharp.Training;
 /// same class-balanced subset, the same corrupted labels, checked against the recorded fingerprint.</summary>
 public sealed record RunData(ImageDataset Train, ImageDataset Test, CorruptionRecord? Corruption, string Source)
 {
+    /// <param name="checkpoint">The checkpoint whose sidecar names the data.</param>
     /// <param name="dataOverride">a --data spec to use instead of the sidecar's source (e.g. the same
     /// files in another place); the fingerprint must still match.</param>
     public static RunData For(Checkpoint checkpoint, string? dataOverride = null)

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using InfluenceSharp.Data;
 using InfluenceSharp.Models;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Storage;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -44,13 +44,26 @@ public sealed record TrainResult(nn.Module<Tensor, Tensor> Model, List<Checkpoin
 /// seed gives bit-identical weights on the same machine (seeded init and shuffling, no dropout).</summary>
 public sealed class Trainer
 {
-    public Trainer(TrainOptions options) { Options = options; }
+    /// <param name="options">The training settings (recorded in every checkpoint's sidecar).</param>
+    /// <param name="progress">Receives each epoch's progress; its final update's
+    /// <see cref="ProgressUpdate.Suffix"/> holds the epoch's metrics. Null: silent.</param>
+    public Trainer(TrainOptions options, IProgress<ProgressUpdate>? progress = null) { Options = options; Progress = progress; }
 
     public TrainOptions Options { get; }
 
+    /// <summary>Where progress goes (null: nowhere). Not part of <see cref="TrainOptions"/>, which is
+    /// recorded in checkpoints and compared.</summary>
+    public IProgress<ProgressUpdate>? Progress { get; }
+
+    /// <summary>Trains a fresh model of <paramref name="spec"/> (seeded by the options).</summary>
+    /// <param name="spec">The architecture.</param>
+    /// <param name="train">The training set.</param>
+    /// <param name="test">Evaluated after every epoch when given (metrics in the sidecars).</param>
     /// <param name="runDir">where checkpoints go (epoch-NNNN.safetensors + .json); null for none.</param>
+    /// <param name="corruption">The label corruption applied to <paramref name="train"/>, saved as corruption.json.</param>
+    /// <param name="dataSource">The data spec recorded in the sidecars, so later commands can rebuild the data.</param>
     public TrainResult Train(ModelSpec spec, ImageDataset train, ImageDataset? test, string? runDir,
-        CorruptionRecord? corruption = null, string? dataSource = null, bool quiet = false)
+        CorruptionRecord? corruption = null, string? dataSource = null)
     {
         var o = Options;
         if (o.Epochs < 1) throw new InfluenceSharpException($"--epochs {o.Epochs}: must be at least 1");
@@ -83,7 +96,7 @@ public sealed class Trainer
             var order = Enumerable.Range(0, train.Count).ToArray();
             rng.Shuffle(order);
             double lossSum = 0, lrSum = 0; long correct = 0, seen = 0;
-            using var bar = quiet ? null : new ProgressBar($"epoch {epoch}/{o.Epochs}", train.Count, "ex");
+            using var bar = ProgressReporter.Start(Progress, $"epoch {epoch}/{o.Epochs}", train.Count, "ex");
             for (int b = 0; b < order.Length; b += o.BatchSize)
             {
                 using var scope = NewDisposeScope();
@@ -108,13 +121,11 @@ public sealed class Trainer
                 seen += len;
                 bar?.Update(seen, $"loss {lossSum / seen:F4} acc {100.0 * correct / seen:F1}%");
             }
-            bar?.Dispose();
             var (testLoss, testAcc) = test is null ? (double.NaN, double.NaN) : Evaluate(model, test);
             var m = new EpochMetrics(lossSum / seen, (double)correct / seen, testLoss, testAcc, sw.Elapsed.TotalSeconds);
             history.Add(m);
-            if (!quiet)
-                Console.Error.WriteLine($"epoch {epoch}/{o.Epochs}: train loss {m.TrainLoss:F4} acc {100 * m.TrainAccuracy:F2}%"
-                    + (test is null ? "" : $", test loss {testLoss:F4} acc {100 * testAcc:F2}%") + $" ({m.Seconds:F1}s, {seen / m.Seconds:F0} ex/s)");
+            bar?.Complete($"train loss {m.TrainLoss:F4} acc {100 * m.TrainAccuracy:F2}%"
+                + (test is null ? "" : $", test loss {testLoss:F4} acc {100 * testAcc:F2}%"));
             if (runDir is not null)
             {
                 var info = new CheckpointInfo

@@ -111,7 +111,7 @@ public class LdsRunTests
         double sum = 0;
         for (int k = 0; k < 2; k++)
         {
-            using var m = new Trainer(Train with { Seed = Seeds.Derive(Train.Seed, 3, k) }).Train(Spec, subset, null, null, quiet: true).Model;
+            using var m = new Trainer(Train with { Seed = Seeds.Derive(Train.Seed, 3, k) }).Train(Spec, subset, null, null).Model;
             sum += Measurements.Of(m, queries).Margin[7];
         }
         Assert.Equal(sum / 2, ta.Margins[3, 7], 12);
@@ -146,7 +146,7 @@ public class MeasurementsTests
         var train = s.Train.Subset(Enumerable.Range(0, 300).ToArray());
         var test = s.Test.Subset(Enumerable.Range(0, 200).ToArray());
         using var m = new Trainer(new TrainOptions { Epochs = 1, BatchSize = 50, LearningRate = 0.01, Seed = Environment.TickCount })
-            .Train(ModelSpec.For("logreg", 1, 28, 28, 10), train, null, null, quiet: true).Model;
+            .Train(ModelSpec.For("logreg", 1, 28, 28, 10), train, null, null).Model;
         var r = Measurements.Of(m, test, batchSize: 64);
         for (int i = 0; i < test.Count; i++)
             Assert.Equal(Math.Log(1 + Math.Exp(-r.Margin[i])), r.Loss[i], 9);

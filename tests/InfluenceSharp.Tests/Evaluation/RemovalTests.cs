@@ -54,7 +54,7 @@ public class RemovalTests
         var test = s.Test.Subset(Enumerable.Range(40, 300).ToArray());
         var spec = ModelSpec.For("logreg", 1, 28, 28, 10);
         var opts = new TrainOptions { Epochs = 5, BatchSize = 25, LearningRate = 0.002, Seed = 0 };
-        using var full = new Trainer(opts).Train(spec, train, null, null, quiet: true).Model;
+        using var full = new Trainer(opts).Train(spec, train, null, null).Model;
         using var scores = GradDot(full, queries, train);
 
         var o = new RemovalOptions { Ks = new[] { 10, 40 }, TrainSeeds = new[] { 0, 1 }, RandomSeed = Environment.TickCount };
@@ -78,7 +78,7 @@ public class RemovalTests
         // A removed setting trains on the kept examples with the same seed.
         var h40 = r.Get(RemovalKind.Helpful, 40);
         var kept = Enumerable.Range(0, train.Count).Except(h40.Removed).ToArray();
-        using (var m1 = new Trainer(opts with { Seed = 1 }).Train(spec, train.Subset(kept), null, null, quiet: true).Model)
+        using (var m1 = new Trainer(opts with { Seed = 1 }).Train(spec, train.Subset(kept), null, null).Model)
             Assert.Equal(Measurements.Of(m1, queries).Accuracy, h40.PerSeed[1].QueryAccuracy, 12);
         // GradDot is a real attribution: removing the most helpful hurts the queries, more than random or
         // harmful removal (measured here: about +1.8 vs 0.0 and -0.1 in mean query loss).

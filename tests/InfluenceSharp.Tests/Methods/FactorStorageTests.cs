@@ -8,15 +8,15 @@ namespace InfluenceSharp.Tests.Methods;
 
 public class FactorStorageTests
 {
-    static (TwoLayerMlp, TensorDataset) Problem(int seed)
+    static (TwoLayerMlp, TensorPairDataset) Problem(int seed)
     {
         torch.manual_seed(seed);
         var model = new TwoLayerMlp(4, 5, 3).to(ScalarType.Float64);
-        return (model, new TensorDataset(torch.randn(70, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 70 })));
+        return (model, new TensorPairDataset(torch.randn(70, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 70 })));
     }
 
     static FactorOptions Opts(FactorStrategy s = FactorStrategy.Ekfac) =>
-        new() { Strategy = s, PartitionSize = 16, BatchSize = 8, Quiet = true, Seed = 3 };
+        new() { Strategy = s, PartitionSize = 16, BatchSize = 8, Seed = 3 };
 
     static void AssertSame(Factors a, Factors b)
     {
@@ -47,9 +47,9 @@ public class FactorStorageTests
         AssertSame(reference, resumed);
         AssertSame(reference, Factors.Load(dir.Path, fitter.ManifestFor(train)));
         // Scores from loaded factors equal in-memory ones.
-        var q = new TensorDataset(torch.randn(3, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 3 }));
-        var s1 = new InfluenceFunction(model, task, reference, new ScoreOptions { Quiet = true }).PairwiseMatrix(q, train);
-        var s2 = new InfluenceFunction(model, task, Factors.Load(dir.Path), new ScoreOptions { Quiet = true }).PairwiseMatrix(q, train);
+        var q = new TensorPairDataset(torch.randn(3, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 3 }));
+        var s1 = new InfluenceFunction(model, task, reference, new ScoreOptions()).PairwiseMatrix(q, train);
+        var s2 = new InfluenceFunction(model, task, Factors.Load(dir.Path), new ScoreOptions()).PairwiseMatrix(q, train);
         Assert.True(TensorAssert.BitEqual(s1, s2));
     }
 
@@ -68,7 +68,7 @@ public class FactorStorageTests
         e = Assert.Throws<InfluenceSharpException>(() => Factors.Load(dir.Path, new FactorFitter(other, task, Opts(FactorStrategy.Kfac)).ManifestFor(train)));
         Assert.Contains("model_fingerprint", e.Message);
 
-        var otherData = new TensorDataset(train.X + 1, train.Y);
+        var otherData = new TensorPairDataset(train.X + 1, train.Y);
         e = Assert.Throws<InfluenceSharpException>(() => fitter.Fit(otherData, dir.Path));
         Assert.Contains("data_fingerprint", e.Message); Assert.Contains("manifest.json", e.Message);
 

@@ -11,7 +11,7 @@ namespace InfluenceSharp.Tests.Methods;
 
 public class FeatureStoreTests
 {
-    static TensorDataset Data(int n) =>
+    static TensorPairDataset Data(int n) =>
         new(torch.randn(n, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
 
     static List<TracInCheckpoint> Checkpoints(params double[] etas) =>
@@ -19,15 +19,15 @@ public class FeatureStoreTests
 
     static FeatureMethod Method(string kind, IReadOnlyList<TracInCheckpoint> cps, string dir, int dim = 32) => kind switch
     {
-        "tracin-fast" => new TracInCPFast(cps, null, new TracInFastOptions { Quiet = true, StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3 }),
+        "tracin-fast" => new TracInCPFast(cps, null, new TracInFastOptions { StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3 }),
         "tracin-randproj" => new TracInCPFastRandProj(cps, null, new TracInRandProjOptions
         {
-            Quiet = true, StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3,
+            StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3,
             Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Dim = dim, Seed = 4 },
         }),
         _ => new Trak(cps.Select(c => c.Model).ToList(), new TrakOptions
         {
-            Quiet = true, StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3,
+            StoreDirectory = dir, BlockSize = 8, TrainBatchSize = 3,
             Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Dim = dim, Seed = 4 },
         }),
     };
@@ -104,7 +104,7 @@ public class FeatureStoreTests
         Assert.Contains("settings.step_sizes", e.Message);
         e = Refused(() => Method("tracin-randproj", cps, dir.Path, dim: 16));
         Assert.Contains("settings.projection_dim", e.Message);
-        e = Refused(() => Method("tracin-randproj", cps, dir.Path), new TensorDataset(train.X + 1, train.Y));
+        e = Refused(() => Method("tracin-randproj", cps, dir.Path), new TensorPairDataset(train.X + 1, train.Y));
         Assert.Contains("data_fingerprint", e.Message); Assert.Contains("manifest.json", e.Message);
         e = Refused(() => Method("trak", cps, dir.Path));
         Assert.Contains("method", e.Message);

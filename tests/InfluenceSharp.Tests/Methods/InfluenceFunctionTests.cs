@@ -14,7 +14,7 @@ public class PerExampleGradientTests
     {
         torch.manual_seed(Environment.TickCount);
         var model = new ConvNet().to(ScalarType.Float64);
-        var data = new TensorDataset(torch.randn(5, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 5 }));
+        var data = new TensorPairDataset(torch.randn(5, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 5 }));
         var layers = TrackedLayer.Find(model);
         Assert.Equal(new[] { "conv1", "conv2", "fc1", "fc2" }, layers.Select(l => l.Name));
         Assert.Equal(new[] { true, false, true, false }, layers.Select(l => l.HasBias));
@@ -26,7 +26,7 @@ public class PerExampleGradientTests
     {
         torch.manual_seed(Environment.TickCount);
         var model = nn.Sequential(("0", nn.Linear(5, 7)), ("1", nn.ReLU()), ("2", nn.Linear(7, 3))).to(ScalarType.Float64);
-        var data = new TensorDataset(torch.randn(6, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 6 }));
+        var data = new TensorPairDataset(torch.randn(6, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 6 }));
         AssertBatchedEqualsLoop(model, data);
     }
 
@@ -37,7 +37,7 @@ public class PerExampleGradientTests
         torch.manual_seed(Environment.TickCount);
         var model = nn.Sequential(("conv", nn.Conv2d(1, 12, 2, padding: 1)), ("act", nn.Tanh()), ("flat", nn.Flatten()),
             ("fc", nn.Linear(12 * 7 * 7, 3))).to(ScalarType.Float64);
-        var data = new TensorDataset(torch.randn(5, 1, 6, 6, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 5 }));
+        var data = new TensorPairDataset(torch.randn(5, 1, 6, 6, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 5 }));
         var conv = TrackedLayer.Find(model).First();
         Assert.True(conv.Out > conv.In);
         AssertBatchedEqualsLoop(model, data);
@@ -72,7 +72,7 @@ public class PerExampleGradientTests
     }
 
     /// <summary>Per-example gradients from one batched capture equal a per-example backward loop.</summary>
-    static void AssertBatchedEqualsLoop(nn.Module<Tensor, Tensor> model, TensorDataset data)
+    static void AssertBatchedEqualsLoop(nn.Module<Tensor, Tensor> model, TensorPairDataset data)
     {
         var layers = TrackedLayer.Find(model);
         var task = new ClassificationTask();
@@ -90,17 +90,17 @@ public class PerExampleGradientTests
 
 public class InfluenceFunctionTests
 {
-    static (TwoLayerMlp Model, TensorDataset Train, TensorDataset Queries) MlpProblem(int n, int seed)
+    static (TwoLayerMlp Model, TensorPairDataset Train, TensorPairDataset Queries) MlpProblem(int n, int seed)
     {
         torch.manual_seed(seed);
         var model = new TwoLayerMlp(5, 6, 3).to(ScalarType.Float64);
-        var train = new TensorDataset(torch.randn(n, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
-        var queries = new TensorDataset(torch.randn(7, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 7 }));
+        var train = new TensorPairDataset(torch.randn(n, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
+        var queries = new TensorPairDataset(torch.randn(7, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 7 }));
         return (model, train, queries);
     }
 
     static Factors Fit(nn.Module<Tensor, Tensor> model, IAttributionTask task, IDataset train, FactorStrategy s, FisherType f = FisherType.True, int seed = 0) =>
-        new FactorFitter(model, task, new FactorOptions { Strategy = s, Fisher = f, BatchSize = 16, Quiet = true, Seed = seed }).Fit(train)!;
+        new FactorFitter(model, task, new FactorOptions { Strategy = s, Fisher = f, BatchSize = 16, Seed = seed }).Fit(train)!;
 
     [Fact]
     public void IdentityScoresAreGradientDotProducts()
@@ -110,7 +110,7 @@ public class InfluenceFunctionTests
         var layers = TrackedLayer.Find(model);
         var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
-        var f = new InfluenceFunction(model, task, Fit(model, task, train, FactorStrategy.Identity), new ScoreOptions { Quiet = true, TrainBatchSize = 8 });
+        var f = new InfluenceFunction(model, task, Fit(model, task, train, FactorStrategy.Identity), new ScoreOptions { TrainBatchSize = 8 });
         var scores = f.PairwiseMatrix(queries, train).to(ScalarType.Float64);
         Assert.True(scores.allclose(gq.matmul(gz.mT).to(ScalarType.Float32).to(ScalarType.Float64), rtol: 1e-5, atol: 1e-6));
         var self = f.SelfInfluence(train);
@@ -129,7 +129,7 @@ public class InfluenceFunctionTests
         double lam = 0.05;
         var d = gz.square().mean(new long[] { 0 }) + lam;
         var oracle = (gq / d).matmul(gz.mT);
-        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = lam, Quiet = true });
+        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = lam });
         Assert.True(f.PairwiseMatrix(queries, train).to(ScalarType.Float64).allclose(oracle, rtol: 1e-4, atol: 1e-6));
         Assert.Equal(Oracles.Flat((gz.square() / d).sum(1)), f.SelfInfluence(train), new ToleranceComparer(1e-8));
     }
@@ -145,8 +145,8 @@ public class InfluenceFunctionTests
         var model = nn.Sequential(("fc", nn.Linear(6, 1))).to(ScalarType.Float64);
         int n = 40;
         var x = torch.randn(n, 6, dtype: ScalarType.Float64) * torch.linspace(0.3, 3, 6, dtype: ScalarType.Float64);
-        var train = new TensorDataset(x, torch.randn(n, dtype: ScalarType.Float64));
-        var queries = new TensorDataset(torch.randn(5, 6, dtype: ScalarType.Float64), torch.randn(5, dtype: ScalarType.Float64));
+        var train = new TensorPairDataset(x, torch.randn(n, dtype: ScalarType.Float64));
+        var queries = new TensorPairDataset(torch.randn(5, 6, dtype: ScalarType.Float64), torch.randn(5, dtype: ScalarType.Float64));
         var task = new SquaredErrorTask();
         var layers = TrackedLayer.Find(model);
         // Explicit GN: J_b = [x_b, 1]; H = (1/n) Σ J_bᵀ J_b.
@@ -157,7 +157,7 @@ public class InfluenceFunctionTests
         var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
         var oracle = gq.matmul(hinv).matmul(gz.mT);
-        var f = new InfluenceFunction(model, task, Fit(model, task, train, strategy), new ScoreOptions { Damping = lam, Quiet = true });
+        var f = new InfluenceFunction(model, task, Fit(model, task, train, strategy), new ScoreOptions { Damping = lam });
         var scores = f.PairwiseMatrix(queries, train).to(ScalarType.Float64);
         var rel = ((scores - oracle).norm() / oracle.norm()).item<double>();
         Assert.True(rel < 1e-6, $"relative error {rel}");
@@ -206,7 +206,7 @@ public class InfluenceFunctionTests
         var (model, train0, queries) = MlpProblem(400, seed);
         // Per-example input scales spread over ~2 orders of magnitude: activations and output
         // gradients then depend on each other, which K-FAC's factorisation ignores.
-        var train = new TensorDataset(train0.X * torch.exp(1.2 * torch.randn(400, 1, dtype: ScalarType.Float64)), train0.Y);
+        var train = new TensorPairDataset(train0.X * torch.exp(1.2 * torch.randn(400, 1, dtype: ScalarType.Float64)), train0.Y);
         var task = new ClassificationTask();
         var layers = TrackedLayer.Find(model);
         long p1 = layers[0].NumParams, p = p1 + layers[1].NumParams;
@@ -234,10 +234,10 @@ public class InfluenceFunctionTests
         // The true Fisher is estimated with labels sampled from the model; fitting on the training set
         // repeated 8 times (fresh samples each time) makes that estimate close to its expectation, so
         // the comparison measures the Kronecker approximation rather than sampling noise.
-        var repeated = new TensorDataset(train.X.repeat(8, 1), train.Y.repeat(8));
+        var repeated = new TensorPairDataset(train.X.repeat(8, 1), train.Y.repeat(8));
         double Corr(FactorStrategy s)
         {
-            var f = new InfluenceFunction(model, task, Fit(model, task, repeated, s), new ScoreOptions { Damping = lam, Quiet = true });
+            var f = new InfluenceFunction(model, task, Fit(model, task, repeated, s), new ScoreOptions { Damping = lam });
             return Oracles.Spearman(Oracles.Flat(f.PairwiseMatrix(queries, train)), oracle);
         }
         double ekfac = Corr(FactorStrategy.Ekfac), kfac = Corr(FactorStrategy.Kfac);
@@ -251,8 +251,8 @@ public class InfluenceFunctionTests
         var (model, train, queries) = MlpProblem(60, Environment.TickCount);
         var task = new ClassificationTask();
         var factors = Fit(model, task, train, FactorStrategy.Ekfac);
-        var exact = new InfluenceFunction(model, task, factors, new ScoreOptions { Quiet = true }).PairwiseMatrix(queries, train);
-        double Err(int r) => ((new InfluenceFunction(model, task, factors, new ScoreOptions { Quiet = true, QueryRank = r }).PairwiseMatrix(queries, train) - exact).norm() / exact.norm()).item<float>();
+        var exact = new InfluenceFunction(model, task, factors, new ScoreOptions()).PairwiseMatrix(queries, train);
+        double Err(int r) => ((new InfluenceFunction(model, task, factors, new ScoreOptions { QueryRank = r }).PairwiseMatrix(queries, train) - exact).norm() / exact.norm()).item<float>();
         double e1 = Err(1), e2 = Err(2), full = Err(3);   // layer 2 is 3x7: rank 3 is exact there; layer 1 6x6
         Assert.True(e1 > e2, $"rank 1 error {e1} <= rank 2 error {e2}");
         Assert.True(e2 > full || full < 1e-5);
@@ -289,9 +289,9 @@ public class ConvFactorTests
     {
         torch.manual_seed(Environment.TickCount);
         var model = new ConvNet().to(ScalarType.Float64);
-        var train = new TensorDataset(torch.randn(24, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 24 }));
+        var train = new TensorPairDataset(torch.randn(24, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 24 }));
         var task = new ClassificationTask();
-        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 10, Quiet = true }).Fit(train)!;
+        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 10 }).Fit(train)!;
         var layers = TrackedLayer.Find(model);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
         long offset = 0;
@@ -303,7 +303,7 @@ public class ConvFactorTests
             Assert.True(lf.Lambda!.allclose(expected, rtol: 1e-8, atol: 1e-12), layer.Name);
         }
         // Self-influence with the EK-FAC preconditioner equals the explicit formula.
-        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = 1e-3, Quiet = true });
+        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = 1e-3 });
         var self = f.SelfInfluence(train);
         offset = 0;
         var explicitSelf = torch.zeros(train.Count, dtype: ScalarType.Float64);

@@ -81,7 +81,7 @@ public class TracInProjectionTests
         torch.manual_seed(Environment.TickCount);
         var model = new ConvNet(3).to(ScalarType.Float64);
         var layers = TrackedLayer.Find(model);
-        var data = new TensorDataset(torch.randn(6, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 6 }));
+        var data = new TensorPairDataset(torch.randn(6, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 6 }));
         using var capture = new GradientCapture(model, layers);
         var idx = Enumerable.Range(0, 6).ToArray();
         var y = data.Targets(idx);

@@ -12,7 +12,7 @@ namespace InfluenceSharp.Tests.Methods;
 
 public class TracInTests
 {
-    static TensorDataset Data(int n, params long[] shape) =>
+    static TensorPairDataset Data(int n, params long[] shape) =>
         new(torch.randn(new[] { (long)n }.Concat(shape).ToArray(), dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
 
     /// <summary>C differently initialised copies of one architecture with random step sizes.</summary>
@@ -22,7 +22,7 @@ public class TracInTests
         return Enumerable.Range(0, c).Select(_ => new TracInCheckpoint(make().to(ScalarType.Float64), 0.01 + rng.NextDouble())).ToList();
     }
 
-    static TracInOptions Quiet => new() { Quiet = true, TrainBatchSize = 5, BlockSize = 7 };
+    static TracInOptions Quiet => new() { TrainBatchSize = 5, BlockSize = 7 };
 
     /// <summary>Σ_c η_c G_q,c G_z,cᵀ from per-example backward loops (float64).</summary>
     static Tensor OracleScores(IReadOnlyList<TracInCheckpoint> cps, IAttributionTask task, IDataset q, IDataset z, string? layers = null, bool normalize = false)
@@ -112,7 +112,7 @@ public class TracInTests
         var train = Data(13, 5); var queries = Data(4, 5);
         var task = new ClassificationTask(measurement);
         using var exact = new TracInCP(cps, task, Quiet with { Layers = "fc2" });
-        using var fast = new TracInCPFast(cps, task, new TracInFastOptions { Quiet = true, TrainBatchSize = 4, BlockSize = 6 });
+        using var fast = new TracInCPFast(cps, task, new TracInFastOptions { TrainBatchSize = 4, BlockSize = 6 });
         Assert.Equal("fc2", fast.LayerName);
         var oracle = OracleScores(cps, task, queries, train, "fc2");
         // Float64 features: the stacked vectors' dot products are the TracIn scores to float64 precision.
@@ -123,10 +123,10 @@ public class TracInTests
         Assert.True(RelErr(a, b) < 1e-6 && RelErr(a, oracle) < 1e-6, $"fast vs exact {RelErr(a, b)}");
         Assert.Equal(exact.SelfInfluence(train), fast.SelfInfluence(train), new ToleranceComparer(1e-12));
         // Stacked rows in the store give the same scores as factored rows.
-        using var stacked = new TracInCPFast(cps, task, new TracInFastOptions { Quiet = true, Stacked = true });
+        using var stacked = new TracInCPFast(cps, task, new TracInFastOptions { Stacked = true });
         Assert.True(RelErr(stacked.PairwiseMatrix(queries, train), b) < 1e-6);
         // Without the bias column the scores change (the reference code's simplification).
-        using var noBias = new TracInCPFast(cps, task, new TracInFastOptions { Quiet = true, IncludeBias = false });
+        using var noBias = new TracInCPFast(cps, task, new TracInFastOptions { IncludeBias = false });
         Assert.True(RelErr(noBias.PairwiseMatrix(queries, train), b) > 1e-4);
     }
 
@@ -152,14 +152,14 @@ public class TracInTests
         }
 
         var three = Checkpoints(3, () => new TwoLayerMlp(5, 7, 3));
-        using var fast3 = new TracInCPFast(three, task, new TracInFastOptions { Quiet = true });
+        using var fast3 = new TracInCPFast(three, task, new TracInFastOptions());
         var right = OracleScores(three, task, queries, train, "fc2");
         var wrong = ProductOfSums(fast3, three);
         Assert.True(RelErr(wrong, right) > 0.05, $"product of sums is unexpectedly close: {RelErr(wrong, right)}");
         Assert.True(RelErr(fast3.PairwiseMatrix(queries, train), right) < 1e-6);
 
         var one = three.Take(1).ToList();
-        using var fast1 = new TracInCPFast(one, task, new TracInFastOptions { Quiet = true });
+        using var fast1 = new TracInCPFast(one, task, new TracInFastOptions());
         Assert.True(RelErr(ProductOfSums(fast1, one), OracleScores(one, task, queries, train, "fc2")) < 1e-12);
     }
 
@@ -170,13 +170,13 @@ public class TracInTests
         var seq = nn.Sequential(("0", nn.Linear(4, 6)), ("1", nn.ReLU()), ("2", nn.Linear(6, 3))).to(ScalarType.Float64);
         var cps = new[] { new TracInCheckpoint(seq, 0.5) };
         var data = Data(7, 4);
-        using (var fast = new TracInCPFast(cps, null, new TracInFastOptions { Quiet = true }))
+        using (var fast = new TracInCPFast(cps, null, new TracInFastOptions()))
         {
             Assert.Equal("2", fast.LayerName);
             Assert.True(RelErr(fast.PairwiseMatrix(data, data), OracleScores(cps, new ClassificationTask(), data, data, "2")) < 1e-6);
         }
         var model = nn.Sequential(("fc", nn.Linear(4, 3)), ("act", nn.Tanh())).to(ScalarType.Float64);
-        using var refused = new TracInCPFast(new[] { new TracInCheckpoint(model, 1) }, null, new TracInFastOptions { Quiet = true });
+        using var refused = new TracInCPFast(new[] { new TracInCheckpoint(model, 1) }, null, new TracInFastOptions());
         var e = Assert.Throws<InfluenceSharpException>(() => refused.SelfInfluence(data));
         Assert.Contains("logits", e.Message);
     }
@@ -192,7 +192,7 @@ public class TracInTests
         var train = Data(12, 4); var queries = Data(3, 4);
         var task = new ClassificationTask();
         var proj = new ProjectionOptions { Layout = layout, Kind = kind, Dim = 64, GradientDim = 8, ActivationDim = 8, Seed = 5 };
-        using var rp = new TracInCPFastRandProj(cps, task, new TracInRandProjOptions { Quiet = true, Projection = proj });
+        using var rp = new TracInCPFastRandProj(cps, task, new TracInRandProjOptions { Projection = proj });
         Assert.Equal(2 * (kind == ProjectionKind.Identity || layout == ProjectionLayout.Kronecker ? 43 : 64), rp.Dim);
         var oracle = OracleScores(cps, task, queries, train);
         var emb = rp.Embed(queries, asQuery: true).matmul(rp.Embed(train).mT);
@@ -221,7 +221,7 @@ public class TracInTests
         var errors = dims.Select(d => Enumerable.Range(11, 4).Average(seed =>
         {
             var proj = new ProjectionOptions { Layout = layout, Kind = kind, Dim = d.Item1, GradientDim = d.Item2, ActivationDim = d.Item3, Seed = seed };
-            using var rp = new TracInCPFastRandProj(cps, task, new TracInRandProjOptions { Quiet = true, Projection = proj });
+            using var rp = new TracInCPFastRandProj(cps, task, new TracInRandProjOptions { Projection = proj });
             return RelErr(rp.PairwiseMatrix(queries, train), oracle);
         })).ToArray();
         Assert.True(errors[0] > errors[1] && errors[1] > errors[2], $"errors {string.Join(", ", errors)}");
@@ -250,7 +250,7 @@ public class TracInTests
         Assert.Equal(new[] { 1.0, 1.0 }, TracInCheckpoint.FromRun(dir.Path, _ => 1.0).Select(c => c.StepSize));
         Assert.Single(TracInCheckpoint.FromRun(dir.Path, select: c => c.Info.Epoch == 2));
 
-        var data = new TensorDataset(torch.randn(6, 1, 2, 2), torch.randint(0, 3, new long[] { 6 }));
+        var data = new TensorPairDataset(torch.randn(6, 1, 2, 2), torch.randint(0, 3, new long[] { 6 }));
         var task = new ClassificationTask();
         using var fromRun = new TracInCP(cps, task, Quiet);
         var manual = OracleScores(models.Select((m, i) => new TracInCheckpoint(m, lrs[i])).ToList(), task, data, data);

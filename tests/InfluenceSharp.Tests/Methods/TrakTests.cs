@@ -12,14 +12,14 @@ public class TrakTests
 {
     const int D = 4, K = 3;           // logistic regression 4 → 3: p = 3·5 = 15 parameters
 
-    static TensorDataset Data(int n) =>
+    static TensorPairDataset Data(int n) =>
         new(torch.randn(n, D, dtype: ScalarType.Float64), torch.randint(0, K, new long[] { n }));
 
     static nn.Module<Tensor, Tensor> LogReg() => new LogisticRegression(D, K).to(ScalarType.Float64);
 
     /// <summary>φ(z) = ∇_W margin(z) / √p written out: ∂margin/∂logits = onehot_y − softmax over the
     /// other classes (0 at y), times [x, 1]; Q = 1 − softmax_y.</summary>
-    static (Tensor Phi, Tensor Q) ByHand(nn.Module<Tensor, Tensor> model, TensorDataset data)
+    static (Tensor Phi, Tensor Q) ByHand(nn.Module<Tensor, Tensor> model, TensorPairDataset data)
     {
         using var _ = no_grad();
         var logits = model.forward(data.X);
@@ -37,7 +37,7 @@ public class TrakTests
 
     static TrakOptions Identity => new()
     {
-        Quiet = true, TrainBatchSize = 7, BlockSize = 16,
+        TrainBatchSize = 7, BlockSize = 16,
         Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Kind = ProjectionKind.Identity },
     };
 

@@ -67,8 +67,39 @@ public static class PngTestDecoder
         using var raw = new MemoryStream();
         z.CopyTo(raw);
         var data = raw.ToArray();
-        // Unfiltering is the library reader's (it shares no code with the encoder under test).
-        var px = InfluenceSharp.Reporting.PngReader.Unfilter(data, width, height, channels, "test");
+        var px = Unfilter(data, width, height, channels, "test");
         return new Image(width, height, channels, px, types);
+    }
+
+    /// <summary>Undoes PNG's per-row filters (None, Sub, Up, Average, Paeth) of decompressed image data.</summary>
+    public static byte[] Unfilter(byte[] data, int width, int height, int channels, string source)
+    {
+        int stride = width * channels;
+        if (data.Length != (stride + 1) * height) throw new Xunit.Sdk.XunitException($"{source}: PNG image data has the wrong size (truncated?)");
+        var px = new byte[stride * height];
+        for (int y = 0; y < height; y++)
+        {
+            byte filter = data[y * (stride + 1)];
+            for (int i = 0; i < stride; i++)
+            {
+                int v = data[y * (stride + 1) + 1 + i];
+                int a = i >= channels ? px[y * stride + i - channels] : 0;
+                int b = y > 0 ? px[(y - 1) * stride + i] : 0;
+                int c = i >= channels && y > 0 ? px[(y - 1) * stride + i - channels] : 0;
+                int pred = filter switch
+                {
+                    0 => 0, 1 => a, 2 => b, 3 => (a + b) / 2, 4 => Paeth(a, b, c),
+                    _ => throw new Xunit.Sdk.XunitException($"{source}: bad PNG filter type {filter} in row {y}"),
+                };
+                px[y * stride + i] = (byte)(v + pred);
+            }
+        }
+        return px;
+    }
+
+    static int Paeth(int a, int b, int c)
+    {
+        int p = a + b - c, pa = Math.Abs(p - a), pb = Math.Abs(p - b), pc = Math.Abs(p - c);
+        return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
     }
 }

@@ -16,7 +16,7 @@ public class TrainingTests
         using var dir = new TempDir();
         var s = Embedded.Split;
         var spec = ModelSpec.For("smallcnn", 1, 28, 28, 10);
-        var result = new Trainer(new TrainOptions { Epochs = 3, Seed = 1 }).Train(spec, s.Train, s.Test, dir.Path, quiet: true);
+        var result = new Trainer(new TrainOptions { Epochs = 3, Seed = 1 }).Train(spec, s.Train, s.Test, dir.Path);
         Assert.Equal(3, result.Checkpoints.Count);
         Assert.True(result.History[^1].TrainLoss < result.History[0].TrainLoss, "training loss did not go down");
         Assert.True(result.History[^1].TestAccuracy > 0.80, $"test accuracy {result.History[^1].TestAccuracy}");
@@ -36,9 +36,9 @@ public class TrainingTests
         var small = s.Train.Subset(Enumerable.Range(0, 1500).ToArray());
         var spec = ModelSpec.For("mlp", 1, 28, 28, 10, new[] { 32 });
         var o = new TrainOptions { Epochs = 2, Seed = 7, BatchSize = 64, Schedule = LrSchedule.OneCycle };
-        var a = new Trainer(o).Train(spec, small, null, null, quiet: true).Model.state_dict();
-        var b = new Trainer(o).Train(spec, small, null, null, quiet: true).Model.state_dict();
-        var c = new Trainer(o with { Seed = 8 }).Train(spec, small, null, null, quiet: true).Model.state_dict();
+        var a = new Trainer(o).Train(spec, small, null, null).Model.state_dict();
+        var b = new Trainer(o).Train(spec, small, null, null).Model.state_dict();
+        var c = new Trainer(o with { Seed = 8 }).Train(spec, small, null, null).Model.state_dict();
         foreach (var k in a.Keys) Assert.True(TensorAssert.BitEqual(a[k], b[k]), k);
         Assert.False(TensorAssert.BitEqual(a["fc1.weight"], c["fc1.weight"]));
     }

@@ -1,7 +1,7 @@
 using InfluenceSharp.Data;
 using InfluenceSharp.Gradients;
 using InfluenceSharp.Models;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Storage;
 using static TorchSharp.torch;
 
@@ -141,7 +141,7 @@ public sealed class FactorFitter
         var todo = Enumerable.Range(0, parts).Where(p => sh.Contains(p) && (dir is null || !File.Exists(PartPath(p)))).ToList();
         long todoExamples = todo.Sum(p => (long)Math.Min(o.PartitionSize, n - p * o.PartitionSize));
         using (profiler.Stage(title))
-        using (var bar = o.Quiet || todo.Count == 0 ? null : new ProgressBar(title.ToLowerInvariant(), todoExamples))
+        using (var bar = todo.Count == 0 ? null : ProgressReporter.Start(o.Progress, title.ToLowerInvariant(), todoExamples))
         using (var capture = new GradientCapture(model, layers))
         {
             long done = 0;

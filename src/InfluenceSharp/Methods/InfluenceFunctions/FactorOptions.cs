@@ -1,3 +1,5 @@
+using InfluenceSharp.Diagnostics;
+
 namespace InfluenceSharp.Methods.InfluenceFunctions;
 
 /// <summary>How the Hessian of each tracked layer is approximated (DESIGN.md §3).</summary>
@@ -19,7 +21,8 @@ public sealed record FactorOptions
     public int Seed { get; init; }
     /// <summary>Tracked-layer name filter (substrings, comma separated); null = every Linear/Conv2d.</summary>
     public string? Layers { get; init; }
-    public bool Quiet { get; init; }
+    /// <summary>Receives progress (examples done, rate); null = silent (the default). Not part of any manifest.</summary>
+    public IProgress<ProgressUpdate>? Progress { get; init; }
 }
 
 /// <summary>Settings for scoring with fitted factors (Kronfluence's score arguments).</summary>
@@ -33,5 +36,6 @@ public sealed record ScoreOptions
     public int QueryRank { get; init; }
     /// <summary>Compute score products in bfloat16 instead of float32.</summary>
     public bool BFloat16 { get; init; }
-    public bool Quiet { get; init; }
+    /// <summary>Receives progress (examples done, rate); null = silent (the default). Not part of any manifest.</summary>
+    public IProgress<ProgressUpdate>? Progress { get; init; }
 }

@@ -1,7 +1,7 @@
 using InfluenceSharp.Data;
 using InfluenceSharp.Gradients;
 using InfluenceSharp.Models;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Methods.InfluenceFunctions;
@@ -79,11 +79,11 @@ public sealed class InfluenceFunction : IAttributionMethod
     }
 
     /// <summary>Streams the training set in batches through the tracked layers (training loss with
-    /// the true labels), inside a dispose scope per batch, with a progress bar and a profiler stage.</summary>
+    /// the true labels), inside a dispose scope per batch, with progress reports and a profiler stage.</summary>
     private void ForEachTrainBatch(IDataset train, string stage, string label, Action<int, LayerBatch[]> body)
     {
         using var capture = new GradientCapture(model, layers);
-        using var bar = o.Quiet ? null : new ProgressBar(label, train.Count);
+        using var bar = ProgressReporter.Start(o.Progress, label, train.Count);
         using (profiler.Stage(stage))
         {
             var all = Enumerable.Range(0, train.Count).ToArray();

@@ -1,5 +1,5 @@
 using InfluenceSharp.Features;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Methods.TracIn;

@@ -2,7 +2,7 @@ using System.Globalization;
 using InfluenceSharp.Data;
 using InfluenceSharp.Features;
 using InfluenceSharp.Gradients;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

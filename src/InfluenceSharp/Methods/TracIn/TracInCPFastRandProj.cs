@@ -1,6 +1,6 @@
 using InfluenceSharp.Data;
 using InfluenceSharp.Features;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Methods.TracIn;

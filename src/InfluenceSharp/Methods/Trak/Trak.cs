@@ -3,7 +3,7 @@ using InfluenceSharp.Data;
 using InfluenceSharp.Features;
 using InfluenceSharp.Gradients;
 using InfluenceSharp.Models;
-using InfluenceSharp.Reporting;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Training;
 using static TorchSharp.torch;
 

@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Text;
 
-namespace InfluenceSharp.Reporting;
+namespace InfluenceSharp.Diagnostics;
 
-/// <summary>Times named stages and prints a table like Kronfluence's profiler (stage, mean
-/// duration, calls, total, percentage of the command's wall time).</summary>
+/// <summary>Times named stages and formats a table like Kronfluence's profiler (stage, mean
+/// duration, calls, total, percentage of the command's wall time). It never prints: callers write <see cref="Table"/> where they want it.</summary>
 public sealed class Profiler
 {
     private readonly Stopwatch wall = Stopwatch.StartNew();

@@ -9,8 +9,14 @@ public sealed class LinePlot : Plot
 
     private readonly List<Series> series = new();
 
+    /// <summary>Adds a series (drawn in the order added) and returns the plot.</summary>
+    /// <param name="name">The legend entry.</param>
+    /// <param name="x">X values.</param>
+    /// <param name="y">Y values, as many as <paramref name="x"/>.</param>
+    /// <param name="color">Null: the next colour of the palette.</param>
     /// <param name="dashed">Dashed, for references such as "random".</param>
     /// <param name="markers">A square at every point: for short series such as per-epoch values.</param>
+    /// <param name="thickness">Line width in pixels.</param>
     public LinePlot Add(string name, IReadOnlyList<double> x, IReadOnlyList<double> y, Rgb? color = null,
                         bool dashed = false, bool markers = false, int thickness = 2)
     {

@@ -1,0 +1,94 @@
+using InfluenceSharp.Native;
+using StbImageSharp;
+
+namespace InfluenceSharp.Data;
+
+/// <summary>
+/// An image a user has, decoded to channel-major bytes [C, H, W] (the layout of
+/// <see cref="ImageDataset"/>): C = 1 is luminance (0.299 R + 0.587 G + 0.114 B, rounded), C = 3 is
+/// RGB; alpha is dropped. PNG (every bit depth and colour type, interlaced or not; 16-bit samples
+/// keep their high byte), JPEG (baseline and progressive), BMP, GIF (the first frame), TGA, PSD and
+/// HDR are decoded by StbImageSharp.
+/// </summary>
+public sealed record ImageFile(int Width, int Height, int Channels, byte[] Pixels)
+{
+    /// <summary>Files larger than this are refused before they are read.</summary>
+    public const long MaxFileBytes = 256L << 20;
+    /// <summary>Images with more pixels than this are refused before they are decoded.</summary>
+    public const long MaxPixels = 1L << 28;
+
+    /// <summary>The value at channel <paramref name="c"/>, row <paramref name="y"/>, column <paramref name="x"/>.</summary>
+    public byte this[int c, int y, int x] => Pixels[(c * Height + y) * Width + x];
+
+    /// <summary>Reads and decodes an image file into <paramref name="channels"/> channels (1 or 3).
+    /// Errors (missing, not a regular file, too large, not an image, corrupt) are
+    /// <see cref="InfluenceSharpException"/>s whose message starts with the path.</summary>
+    public static ImageFile Load(string path, int channels) => Decode(ReadBounded(path), channels, path);
+
+    /// <summary>Decodes an encoded image (any format of <see cref="ImageFile"/>); <paramref name="name"/>
+    /// starts error messages.</summary>
+    public static ImageFile Decode(byte[] encoded, int channels, string name = "image")
+    {
+        if (channels is not (1 or 3)) throw new ArgumentOutOfRangeException(nameof(channels), channels, "1 (gray) or 3 (RGB)");
+        if (encoded.Length == 0) throw new InfluenceSharpException($"{name}: empty file");
+        ImageResult image;
+        try
+        {
+            using (var header = new MemoryStream(encoded, writable: false))
+            {
+                var info = ImageInfo.FromStream(header) ?? throw new InfluenceSharpException($"{name}: not an image in a known format (PNG, JPEG, BMP, GIF, TGA, PSD, HDR)");
+                if (info.Width <= 0 || info.Height <= 0 || (long)info.Width * info.Height > MaxPixels)
+                    throw new InfluenceSharpException($"{name}: image is {info.Width}x{info.Height}; at most {MaxPixels} pixels are decoded");
+            }
+            image = ImageResult.FromMemory(encoded, ColorComponents.RedGreenBlue);
+        }
+        catch (InfluenceSharpException) { throw; }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new InfluenceSharpException($"{name}: cannot decode the image ({e.Message})", e);
+        }
+        int w = image.Width, h = image.Height, plane = w * h;
+        var rgb = image.Data;
+        if (rgb is null || rgb.Length < 3L * plane) throw new InfluenceSharpException($"{name}: cannot decode the image (truncated result)");
+        var pixels = new byte[channels * plane];
+        for (int i = 0; i < plane; i++)
+        {
+            byte r = rgb[3 * i], g = rgb[3 * i + 1], b = rgb[3 * i + 2];
+            if (channels == 1) pixels[i] = Luminance(r, g, b);
+            else { pixels[i] = r; pixels[plane + i] = g; pixels[2 * plane + i] = b; }
+        }
+        return new ImageFile(w, h, channels, pixels);
+    }
+
+    /// <summary>ITU-R BT.601 luma, rounded: the gray value of an RGB pixel (gray stays gray).</summary>
+    public static byte Luminance(byte r, byte g, byte b) => (byte)Math.Clamp(Math.Round(0.299 * r + 0.587 * g + 0.114 * b), 0, 255);
+
+    /// <summary>The file's bytes, refusing what is not a regular file or is over <see cref="MaxFileBytes"/>
+    /// before reading it, and never reading more than that even if the size changes meanwhile.</summary>
+    private static byte[] ReadBounded(string path)
+    {
+        if (Directory.Exists(path)) throw new InfluenceSharpException($"{path}: is a directory, not an image file");
+        if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
+        long size;
+        switch (FileType.IsRegularFile(path, out size))
+        {
+            case false: throw new InfluenceSharpException($"{path}: not a regular file (a device, pipe or socket); give an image file");
+            case null: size = new FileInfo(path).Length; break;
+        }
+        if (size > MaxFileBytes) throw new InfluenceSharpException($"{path}: {size} bytes; image files over {MaxFileBytes >> 20} MiB are refused");
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            // Read one byte more than the size: a file that yields more than its size is not a plain file.
+            var buffer = new byte[size + 1];
+            int n = 0, r;
+            while (n < buffer.Length && (r = fs.Read(buffer, n, buffer.Length - n)) > 0) n += r;
+            if (n > size) throw new InfluenceSharpException($"{path}: yields more bytes than its size ({size}); not a regular file, or it is being written");
+            return buffer[..n];
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InfluenceSharpException($"{path}: cannot read ({e.Message})", e);
+        }
+    }
+}
