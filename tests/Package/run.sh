@@ -36,12 +36,19 @@ tool_pkg="$feed/InfluenceSharp.Cli.linux-x64.$version.nupkg"
 [ -f "$tool_pkg" ] || fail "no linux-x64 tool package"
 size=$(stat -c %s "$tool_pkg")
 [ "$size" -lt 250000000 ] || fail "tool package is $size bytes, over the gallery's 250 MB"
-if unzip -l "$tool_pkg" | grep -E 'libtorch_python|_test\.so|osx|win-x64|\.dylib|\.dll$' | grep -vE '/(influence|InfluenceSharp[.A-Za-z]*|TorchSharp|SkiaSharp|Google\.Protobuf|ICSharpCode\.SharpZipLib|System\.[A-Za-z.]+|Microsoft\.[A-Za-z.]+|StbImageSharp)\.dll$'; then
+tool_listing=$(unzip -l "$tool_pkg")
+if grep -E 'libtorch_python|_test\.so|osx|win-x64|\.dylib|\.dll$' <<<"$tool_listing" | grep -vE '/(influence|InfluenceSharp[.A-Za-z]*|TorchSharp|SkiaSharp|Google\.Protobuf|ICSharpCode\.SharpZipLib|System\.[A-Za-z.]+|Microsoft\.[A-Za-z.]+|StbImageSharp)\.dll$'; then
   fail "the tool package carries files another runtime or Python needs (listed above)"
 fi
-unzip -p "$feed/InfluenceSharp.$version.nupkg" InfluenceSharp.nuspec | grep -q '<dependency id="TorchSharp"' || fail "library must depend on TorchSharp"
-unzip -p "$feed/InfluenceSharp.$version.nupkg" InfluenceSharp.nuspec | grep -q '<dependency id="TorchSharp-cpu"' && fail "library must not pick the backend"
-unzip -l "$feed/InfluenceSharp.$version.nupkg" | grep -q 'buildTransitive/InfluenceSharp.targets' || fail "library package lacks its buildTransitive targets"
+# (Listings are captured first: `grep -q` in a pipeline would stop reading early and, under
+# pipefail, fail the pipeline with unzip's SIGPIPE.)
+nuspec=$(unzip -p "$feed/InfluenceSharp.$version.nupkg" InfluenceSharp.nuspec)
+listing=$(unzip -l "$feed/InfluenceSharp.$version.nupkg")
+grep -q '<dependency id="TorchSharp"' <<<"$nuspec" || fail "library must depend on TorchSharp"
+grep -q '<dependency id="TorchSharp-cpu"' <<<"$nuspec" && fail "library must not pick the backend"
+grep -q 'buildTransitive/InfluenceSharp.targets' <<<"$listing" || fail "library package lacks its buildTransitive targets"
+grep -q 'lib/net10.0/InfluenceSharp.xml' <<<"$listing" || fail "library package lacks its XML documentation"
+grep -q '<dependency id="InfluenceSharp.Reporting"' <<<"$nuspec" && fail "the core library must not depend on InfluenceSharp.Reporting"
 
 # --- 2. a consumer project ------------------------------------------------------------------
 app="$work/consumer"; mkdir -p "$app"
@@ -97,7 +104,7 @@ tools="$work/tools"
 dotnet tool install InfluenceSharp.Cli --version "$version" --tool-path "$tools" --add-source "$feed" >"$work/tool-install.log" 2>&1 \
   || { cat "$work/tool-install.log"; fail "dotnet tool install"; }
 step "tool installed"
-echo "  installed size: $(du -sh "$tools" | cut -f1)"
+echo "  installed size: $(du -sh --exclude='*.nupkg' "$tools" | cut -f1) (plus the cached .nupkg: $(du -sh "$tools" | cut -f1) in all)"
 v=$("$tools/influence" --version)
 [ "$v" = "$version" ] || [ "${v%%+*}" = "$version" ] || fail "influence --version printed '$v', expected $version"
 run="$work/tool-run"
