@@ -17,7 +17,7 @@ public static class ExplainCommand
     {
         var run = Opt.Run();
         var queries = new QueryOptions(null);
-        var image = Opt.Str("--query-image", "instead of --query: a PNG of the data set's size (gray or RGB) as the query", "FILE");
+        var image = Opt.Str("--query-image", "instead of --query: an image (PNG of any bit depth, colour type or interlace, JPEG, BMP, GIF, TGA, PSD) of the data set's height and width as the query; colour is converted to the model's channels", "FILE");
         var label = Opt.Str("--query-label", "the --query-image's label: class index or name [default: the model's prediction]", "L");
         var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false);
         var top = Opt.Int("--top", "proponents and opponents per query", 8, 1, helpName: "K");
