@@ -172,16 +172,37 @@ internal sealed class LastLayerFeaturizer : IFeaturizer, IDisposable
             try { logits = model.forward(x); }
             finally { hook.remove(); }
             var a = input ?? throw new InfluenceSharpException($"layer '{Layer.Name}' was not called in the forward pass (submodules must be invoked with .call)");
-            var o = output!;
-            if (!o.shape.SequenceEqual(logits.shape) || !o.eq(logits).all().item<bool>())
-                throw new InfluenceSharpException($"TracInCPFast needs the output of '{Layer.Name}' to be the model's logits, but the model transforms it; use TracInCP with Layers = \"{Layer.Name}\"");
+            double scale = LogitScale(output!, logits);
             a = a.reshape(a.shape[0], -1);
             if (includeBias && Layer.HasBias) a = torch.cat(new[] { a, torch.ones(a.shape[0], 1, dtype: a.dtype, device: a.device) }, 1);
+            // logits = s·o: ∂L/∂o = s·∂L/∂logits (ResNet-9 ends in a 0.2 scale after its last Linear).
             var g = OutputGradient(logits, y, query && task.Query == QueryMeasurement.Margin);
+            if (scale != 1) g = g * scale;
             if (stacked) parts.Add((g.unsqueeze(2) * a.unsqueeze(1)).reshape(g.shape[0], -1) * Math.Sqrt(checkpoints[c].StepSize));
             else { parts.Add(g); parts.Add(a); }
         }
         return new Dictionary<string, Tensor> { ["features"] = torch.cat(parts, 1) };
+    }
+
+    /// <summary>s with logits = s·o for the final layer's output o: 1 when the output is the logits,
+    /// the factor of a scale layer after it (checked on the batch); any other transform is refused.</summary>
+    private double LogitScale(Tensor o, Tensor logits)
+    {
+        if (o.shape.SequenceEqual(logits.shape))
+        {
+            if (o.eq(logits).all().item<bool>()) return 1;
+            using var scope = torch.NewDisposeScope();
+            var o64 = o.to(ScalarType.Float64); var l64 = logits.to(ScalarType.Float64);
+            double oo = o64.square().sum().item<double>();
+            if (oo > 0 && double.IsFinite(oo))
+            {
+                double s = (o64 * l64).sum().item<double>() / oo;
+                double tol = 1e-5 * Math.Max(l64.abs().max().item<double>(), 1e-30);
+                if (double.IsFinite(s) && s != 0 && (l64 - s * o64).abs().max().item<double>() <= tol) return s;
+            }
+        }
+        throw new InfluenceSharpException($"TracInCPFast (tracin-last) needs the model's logits to be the output of its last Linear layer '{Layer.Name}' " +
+            $"(or a constant multiple of it), but the model transforms it; use TracInCP restricted to that layer instead (CLI: --methods tracin --layers {Layer.Name})");
     }
 
     /// <summary>∂/∂logits of the cross-entropy (softmax − onehot) or of −margin (softmax over the
