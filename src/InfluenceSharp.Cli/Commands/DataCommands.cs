@@ -34,9 +34,14 @@ public static class DataCommands
     {
         var split = DataSource.Load(dataSpec);
         if (split.Train.Channels != 1) throw new InfluenceSharpException("data subset writes IDX (single-channel) data sets only");
+        // Both counts are checked before anything is written.
+        foreach (var (d, n, option) in new[] { (split.Train, nTrain, "--train-count"), (split.Test, nTest, "--test-count") })
+        {
+            if (n > d.Count) throw new UsageException($"{option} {n}: the data set has only {d.Count} {d.Name} examples");
+            CheckBalancedCount(option, n, d);
+        }
         void Write(ImageDataset d, int n, string prefix)
         {
-            if (n > d.Count) throw new InfluenceSharpException($"--{(prefix == "train" ? "train" : "test")}-count {n}: the data set has only {d.Count} {d.Name} examples");
             var sub = d.Subset(DataSource.BalancedSubset(d, n, seed));
             IdxReader.Write(Path.Combine(outDir, $"{prefix}-images-idx3-ubyte.gz"), new[] { sub.Count, sub.Height, sub.Width }, sub.Pixels);
             IdxReader.Write(Path.Combine(outDir, $"{prefix}-labels-idx1-ubyte.gz"), new[] { sub.Count }, sub.Labels.Select(l => (byte)l).ToArray());
@@ -45,6 +50,19 @@ public static class DataCommands
         Write(split.Train, nTrain, "train");
         Write(split.Test, nTest, "t10k");
         return 0;
+    }
+
+    /// <summary>A class-balanced subset of n has n / classes examples of each class: n must be at least
+    /// the number of classes, and every class must have that many examples.</summary>
+    internal static void CheckBalancedCount(string option, int n, ImageDataset d)
+    {
+        if (n < d.NumClasses)
+            throw new UsageException($"{option} {n}: a class-balanced subset needs at least one example per class, so at least {d.NumClasses} ({d.NumClasses} classes)");
+        var counts = new int[d.NumClasses];
+        foreach (var l in d.Labels) counts[l]++;
+        int per = n / d.NumClasses, min = counts.Min();
+        if (min < per)
+            throw new UsageException($"{option} {n}: {per} examples per class needed but class {Array.IndexOf(counts, min)} has only {min} in {d.Name} (at most {min * d.NumClasses})");
     }
 
     static Command InfoCommand()

@@ -15,7 +15,7 @@ public static class TrainCommand
         var data = Opt.FreshData();
         var model = Opt.Choice("--model", "architecture (mlp: --widths)", "smallcnn", ModelSpec.Architectures);
         var widths = Opt.IntList("--widths", "mlp hidden widths, comma separated", new[] { 128 }, 1, 65536);
-        var trainCount = Opt.OptionalInt("--train-count", "use a class-balanced subset of N training examples [default: all]", 1);
+        var trainCount = Opt.OptionalInt("--train-count", "use a class-balanced subset: N / classes examples of each class (N at least the number of classes) [default: all]", 1);
         var epochs = Opt.Int("--epochs", "training epochs", 5, 1, 100000);
         var batchSize = Opt.Int("--batch-size", "examples per batch", 128, 1);
         var lr = Opt.Double("--lr", "learning rate (the peak of a one-cycle schedule)", 0.05, 0, minOpen: true);
@@ -54,15 +54,16 @@ public static class TrainCommand
     static int Run(string outDir, string dataSpec, string arch, int[] widths, int trainCount, TrainOptions options, double corrupt, int corruptSeed,
         bool overwrite, bool quiet)
     {
-        Checkpoint.PrepareRunDirectory(outDir, overwrite);
-
+        // The data and --train-count are checked before the run directory is touched.
         var split = DataSource.Load(dataSpec);
         var train = split.Train;
         if (trainCount > 0)
         {
-            if (trainCount > train.Count) throw new InfluenceSharpException($"--train-count {trainCount}: the data set has only {train.Count} training examples");
+            if (trainCount > train.Count) throw new UsageException($"--train-count {trainCount}: the data set has only {train.Count} training examples");
+            DataCommands.CheckBalancedCount("--train-count", trainCount, train);
             train = train.Subset(DataSource.BalancedSubset(train, trainCount, options.Seed));
         }
+        Checkpoint.PrepareRunDirectory(outDir, overwrite);
         CorruptionRecord? record = null;
         if (corrupt > 0)
         {

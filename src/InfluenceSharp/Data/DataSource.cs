@@ -30,15 +30,17 @@ public static class DataSource
         }
         if (spec.StartsWith("cifar10:", StringComparison.Ordinal))
         {
-            var (tr, te) = Cifar10Reader.Load(spec["cifar10:".Length..]);
-            return new DataSplit(tr, te, spec);
+            // Recorded with an absolute path, so commands run from another directory find the data.
+            string dir = Path.GetFullPath(spec["cifar10:".Length..]);
+            var (tr, te) = Cifar10Reader.Load(dir);
+            return new DataSplit(tr, te, "cifar10:" + dir);
         }
         if (!Directory.Exists(spec))
             throw new InfluenceSharpException($"--data {spec}: not 'embedded', 'auto', 'fashion-mnist', 'cifar10:DIR' or an existing directory");
         if (File.Exists(Path.Combine(spec, "data_batch_1.bin")) || Directory.Exists(Path.Combine(spec, "cifar-10-batches-bin")))
         {
             var (tr, te) = Cifar10Reader.Load(spec);
-            return new DataSplit(tr, te, spec);
+            return new DataSplit(tr, te, Path.GetFullPath(spec));
         }
         return LoadIdxDirectory(spec);
     }
@@ -81,6 +83,8 @@ public static class DataSource
     /// random order, returned in ascending index order.</summary>
     public static int[] BalancedSubset(ImageDataset data, int n, int seed)
     {
+        if (n < data.NumClasses)
+            throw new InfluenceSharpException($"{data.Name}: a class-balanced subset of {n} needs at least one example per class, so at least {data.NumClasses}");
         int per = n / data.NumClasses;
         var rng = new Random(seed);
         var order = Enumerable.Range(0, data.Count).OrderBy(_ => rng.Next()).ToArray();
