@@ -188,7 +188,7 @@ internal static class Opt
     public static Option<double?> Damping()
     {
         var o = Described(new Option<double?>("--damping"),
-            "influence functions: absolute damping (a non-negative finite number) or 'heuristic' = 0.1 x mean eigenvalue per layer [default: heuristic]",
+            "influence functions: absolute damping (a non-negative finite number) or 'heuristic' = 0.1 x mean eigenvalue per layer; trak: lambda in (Phi^T Phi + lambda I)^-1, heuristic = 0 [default: heuristic]",
             "X|heuristic");
         o.CustomParser = r =>
         {

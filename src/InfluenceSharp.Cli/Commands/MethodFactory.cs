@@ -81,6 +81,9 @@ internal static class MethodFactory
                 return new Trak(models, new TrakOptions
                 {
                     Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = Store(run, $"trak{s.Ensemble}", s), Progress = progress,
+                    // λ in (ΦᵀΦ + λI)⁻¹; 'heuristic' (no --damping) is TRAK's reference λ = 0. The store
+                    // holds Φ and ΦᵀΦ only, so it does not depend on λ.
+                    Damping = s.Damping ?? 0,
                     Projection = new ProjectionOptions { Layout = s.Layout, Dim = s.ProjectionDim, Seed = s.Seed },
                 }, profiler: profiler);
             }
