@@ -64,6 +64,31 @@ internal sealed class MethodSettingOptions
         if (Measure is not null) c.Add(Measure);
         if (Damping is not null) c.Add(Damping);
         c.Add(Layers); c.Add(BatchSize); c.Add(Seed); c.Add(Ensemble); c.Add(ProjDim); c.Add(ProjLayout);
+        c.Validators.Add(r =>
+        {
+            // --proj-dim is the dense projection's k; the Kronecker layout projects each layer to
+            // 16 x 64 (ProjectionOptions.GradientDim x ActivationDim) and has no single dimension.
+            if (r.GetResult(ProjDim) is { Implicit: false } && r.GetValue(ProjLayout) != "dense")
+                r.AddError("--proj-dim: only with --proj-layout dense (the default Kronecker layout projects each layer's output gradients and inputs to 16 x 64)");
+        });
+    }
+
+    public static readonly string[] DampedMethods = { "ekfac", "kfac", "diagonal", "identity", "trak" };
+
+    /// <summary>Refuses settings that none of the chosen methods would use (they would be silently ignored).
+    /// </summary>
+    public void RefuseUnused(Command c, Option<string[]> methods)
+    {
+        c.Validators.Add(r =>
+        {
+            if (r.GetResult(methods) is not { } mr || mr.Errors.Any()) return;
+            var chosen = r.GetValue(methods) ?? Array.Empty<string>();
+            if (chosen.Length == 0) return;
+            if (r.GetResult(Layers) is { Implicit: false } && chosen.Contains("tracin-last"))
+                r.AddError("--layers: tracin-last always uses the model's last Linear layer; to choose layers use --methods tracin (or tracin-proj)");
+            if (Damping is not null && r.GetResult(Damping) is { Implicit: false } && !chosen.Any(DampedMethods.Contains))
+                r.AddError($"--damping: none of the methods {string.Join(",", chosen)} uses it (only {string.Join(", ", DampedMethods)})");
+        });
     }
 
     public MethodSettings Read(ParseResult p) => new()

@@ -29,6 +29,7 @@ public static class DetectCommand
             run, methods, outDir, top,
         };
         ms.AddTo(cmd);
+        ms.RefuseUnused(cmd, methods);
         cmd.Add(data);
         compute.AddTo(cmd);
         cmd.SetAction(p =>

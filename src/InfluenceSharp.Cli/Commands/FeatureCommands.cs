@@ -29,6 +29,7 @@ public static class FeatureCommands
             run, methods,
         };
         ms.AddTo(cmd);
+        ms.RefuseUnused(cmd, methods);
         cmd.Add(shard); cmd.Add(data);
         compute.AddTo(cmd);
         cmd.SetAction(p =>
@@ -59,8 +60,23 @@ public static class FeatureCommands
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
         var queries = kind == "pairwise" ? CommandSupport.Queries(run.Data, querySet, queryIndices, queryCount) : default;
         var method = MethodFactory.Create(name, run, settings, profiler, quiet);
-        // A feature method scores against its whole-training-set store: one partition.
-        if (method is FeatureMethod) partition = run.Data.Train.Count;
+        if (method is FeatureMethod features)
+        {
+            // A feature method scores against its whole-training-set store: one partition of the
+            // output (scoring a slice would build another store, and TRAK's kernel must see the whole
+            // set). --shard i/n therefore splits the store's blocks, like build-store --shard.
+            partition = run.Data.Train.Count;
+            if (shard != Shard.All)
+            {
+                int built = features.BuildStore(run.Data.Train, shard);
+                var store = features.OpenStore(run.Data.Train);
+                if (!quiet) Console.Error.Write(profiler.Table());
+                Console.WriteLine(store.IsComplete
+                    ? $"shard {shard}: computed {built} store blocks; the store is complete: run again without --shard to score"
+                    : $"shard {shard}: computed {built} store blocks; {store.Missing(null).Count} blocks of other shards missing; run again without --shard to finish and score");
+                return 0;
+            }
+        }
         var manifest = new ScoresManifest
         {
             Kind = kind, Method = method.Name, Settings = new Dictionary<string, string> { ["settings"] = settings.ToString() },

@@ -113,6 +113,7 @@ public static class InfluenceCommands
         };
         if (pairwise) queries.AddTo(cmd);
         ms.AddTo(cmd);
+        ms.RefuseUnused(cmd, methods);
         if (pairwise) { cmd.Add(queryRank); cmd.Add(bf16); cmd.Add(perLayer); }
         cmd.Add(partition); cmd.Add(shard); cmd.Add(data);
         compute.AddTo(cmd);
@@ -124,6 +125,10 @@ public static class InfluenceCommands
             if (Given(factors) == Given(methods)) { r.AddError("give --factors DIR (fitted influence-function factors) or --methods M, one of them"); return; }
             foreach (var o in Given(factors) ? methodsOnly : factorsOnly)
                 if (Given(o)) r.AddError($"{o.Name}: only with {(Given(factors) ? "--methods" : "--factors")}");
+            // A feature method scores against its whole-training-set store (one partition); --shard
+            // splits the store's build instead.
+            if (Given(methods) && Given(partition) && r.GetValue(methods) is { Length: 1 } m && FeatureCommands.FeatureMethodNames.Contains(m[0]))
+                r.AddError($"--partition-size: not with --methods {m[0]} (it scores against its whole training-set store in RUN_DIR/store; --shard i/n splits the store's blocks)");
         });
         cmd.SetAction(p =>
         {
