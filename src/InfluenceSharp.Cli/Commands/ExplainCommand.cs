@@ -20,7 +20,7 @@ public static class ExplainCommand
         var image = Opt.Str("--query-image", "instead of --query: an image (PNG of any bit depth, colour type or interlace, JPEG, BMP, GIF, TGA, PSD) of the data set's height and width as the query; colour is converted to the model's channels", "FILE");
         var label = Opt.Str("--query-label", "the --query-image's label: class index or name [default: the model's prediction]", "L");
         var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false);
-        var top = Opt.Int("--top", "proponents and opponents per query", 8, 1, helpName: "K");
+        var top = Opt.Int("--top", "proponents (score > 0) and opponents (score < 0) per query, at most", 8, 1, helpName: "K");
         var outDir = Opt.Out("explain-M.json (indices, scores, labels) and explain-M-<query>.png grids [default: RUN_DIR/explain]");
         var ms = new MethodSettingOptions();
         var data = Opt.RunData();
@@ -32,6 +32,7 @@ public static class ExplainCommand
         queries.AddTo(cmd);
         cmd.Add(image); cmd.Add(label); cmd.Add(methods); cmd.Add(top); cmd.Add(outDir);
         ms.AddTo(cmd);
+        ms.RefuseUnused(cmd, methods);
         cmd.Add(data);
         compute.AddTo(cmd);
         cmd.Validators.Add(r =>
@@ -113,7 +114,8 @@ public static class ExplainCommand
         var topk = new StreamingTopK(queries.Count, k);
         using (profiler.Stage("Top-k"))
             method.Pairwise(queries, run.Data.Train, (off, block) => topk.Add(block, off));
-        var result = topk.Result();
+        // Proponents are helpful (score > 0), opponents harmful (< 0): never the other sign under that name.
+        var result = topk.Result().WithStrictSigns();
         Directory.CreateDirectory(outDir);
         var names = run.ClassNames;
         var train = run.Data.Train;
