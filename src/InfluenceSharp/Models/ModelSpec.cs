@@ -21,6 +21,23 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         return new ModelSpec(architecture, inChannels, height, width, numClasses, widths);
     }
 
+    /// <summary>Refuses a spec no model can be built from (e.g. a hand-edited sidecar with
+    /// num_classes: -3), naming <paramref name="source"/> and the field.</summary>
+    public void Validate(string source)
+    {
+        void Check(bool ok, string what)
+        {
+            if (!ok) throw new InfluenceSharpException($"{source}: invalid model spec: {what}");
+        }
+        Check(Architecture is not null && Architectures.Contains(Architecture), $"architecture '{Architecture}' (choose {string.Join(", ", Architectures)})");
+        Check(NumClasses >= 2 && NumClasses <= 1_000_000, $"num_classes {NumClasses} (at least 2)");
+        Check(InChannels >= 1 && InChannels <= 4096, $"in_channels {InChannels} (at least 1)");
+        Check(Height >= 1 && Height <= 65536, $"height {Height} (at least 1)");
+        Check(Width >= 1 && Width <= 65536, $"width {Width} (at least 1)");
+        Check((long)InChannels * Height * Width <= int.MaxValue, $"{InChannels}x{Height}x{Width} inputs: too many");
+        if (Architecture == "mlp") Check(HiddenWidths is null || HiddenWidths.All(w => w >= 1 && w <= 65536), $"hidden_widths {string.Join(",", HiddenWidths ?? Array.Empty<int>())} (each between 1 and 65536)");
+    }
+
     /// <summary>Builds a freshly initialised model (uses torch's global generator: seed it first).</summary>
     public Module<Tensor, Tensor> Create() => Architecture switch
     {

@@ -64,7 +64,10 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
         if (!File.Exists(weights)) throw new InfluenceSharpException($"{weights}: checkpoint file not found");
         string side = SidecarPath(weights);
         if (!File.Exists(side)) throw new InfluenceSharpException($"{side}: checkpoint sidecar not found (incomplete checkpoint?)");
-        return new Checkpoint(weights, Json.ReadFile<CheckpointInfo>(side));
+        var info = Json.ReadFile<CheckpointInfo>(side);
+        if (info.Model is null) throw new InfluenceSharpException($"{side}: checkpoint sidecar has no model spec");
+        info.Model.Validate(side);
+        return new Checkpoint(weights, info);
     }
 
     /// <summary>All checkpoints in a run directory, ordered by epoch.</summary>
@@ -99,6 +102,12 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
         var model = Info.Model.Create();
         LoadWeights(model, WeightsPath);
         model.eval();
+        // Attribution on a diverged model fails late and obscurely (e.g. sampling labels from NaN
+        // probabilities): say so when loading.
+        using (no_grad())
+            foreach (var (name, t) in model.state_dict())
+                if (t.is_floating_point() && !t.isfinite().all().item<bool>())
+                    throw new InfluenceSharpException($"{WeightsPath}: the checkpoint has non-finite weights (NaN or infinity in '{name}'); training diverged: retrain, e.g. with a lower --lr");
         return model;
     }
 
