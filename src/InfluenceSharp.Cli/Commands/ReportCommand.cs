@@ -67,15 +67,18 @@ public static class ReportCommand
         string detectDir = Path.Combine(runDir, "detect");
         if (File.Exists(Path.Combine(detectDir, "detection.json")))
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(detectDir, "detection.json")));
-            var rows = new List<IReadOnlyList<object?>>();
-            foreach (var m in doc.RootElement.EnumerateArray())
+            var rows = ReadResults(Path.Combine(detectDir, "detection.json"), "influence detect-mislabeled", root =>
             {
-                var found = m.TryGetProperty("found_at", out var f) && f.ValueKind == JsonValueKind.Object ? f : default;
-                string Pct(string key) => found.ValueKind == JsonValueKind.Object && found.TryGetProperty(key, out var v) ? $"{v.GetDouble():P1}" : "";
-                rows.Add(new object?[] { m.GetProperty("method").GetString(), Pct("5%"), Pct("10%"), Pct("20%"), Pct("30%"),
-                    m.TryGetProperty("roc_auc", out var auc) && auc.ValueKind == JsonValueKind.Number ? auc.GetDouble() : null, m.GetProperty("seconds").GetDouble() });
-            }
+                var rows = new List<IReadOnlyList<object?>>();
+                foreach (var m in root.EnumerateArray())
+                {
+                    var found = m.TryGetProperty("found_at", out var f) && f.ValueKind == JsonValueKind.Object ? f : default;
+                    string Pct(string key) => found.ValueKind == JsonValueKind.Object && found.TryGetProperty(key, out var v) ? $"{v.GetDouble():P1}" : "";
+                    rows.Add(new object?[] { m.GetProperty("method").GetString(), Pct("5%"), Pct("10%"), Pct("20%"), Pct("30%"),
+                        m.TryGetProperty("roc_auc", out var auc) && auc.ValueKind == JsonValueKind.Number ? auc.GetDouble() : null, m.GetProperty("seconds").GetDouble() });
+                }
+                return rows;
+            });
             detect.Paragraph("Training examples ranked by self-influence; the fraction of truly corrupted labels found when inspecting the top of the ranking.");
             detect.Table(new[] { "method", "5%", "10%", "20%", "30%", "ROC AUC", "seconds" }, rows);
             AddImages(detect, detectDir, "detection-curve*.png");
@@ -91,13 +94,12 @@ public static class ReportCommand
         string ldsFile = Path.Combine(runDir, "lds", "lds-results.json");
         if (File.Exists(ldsFile))
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(ldsFile));
             lds.Table(new[] { "method", "LDS", "standard error", "subsets", "queries", "target" },
-                doc.RootElement.EnumerateArray().Select(m => (IReadOnlyList<object?>)new object?[]
+                ReadResults(ldsFile, "influence evaluate lds", root => root.EnumerateArray().Select(m => (IReadOnlyList<object?>)new object?[]
                 {
                     m.GetProperty("method").GetString(), m.GetProperty("lds").GetDouble(), m.GetProperty("standard_error").GetDouble(),
                     m.GetProperty("subsets").GetInt32(), m.GetProperty("queries").GetInt32(), m.GetProperty("target").GetString(),
-                }).ToList());
+                }).ToList()));
         }
         else lds.Paragraph("Not run (influence evaluate lds).");
 
@@ -105,15 +107,15 @@ public static class ReportCommand
         string removeFile = Path.Combine(runDir, "remove", "removal.json");
         if (File.Exists(removeFile))
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(removeFile));
             string MS(JsonElement e) => $"{e.GetProperty("mean").GetDouble():F4} ± {e.GetProperty("std").GetDouble():F4}";
-            remove.Paragraph($"Method {doc.RootElement.GetProperty("method").GetString()}: change against training on all data with the same seeds.");
-            remove.Table(new[] { "removed", "k", "query loss", "query accuracy", "test accuracy" },
-                doc.RootElement.GetProperty("settings").EnumerateArray().Select(s => (IReadOnlyList<object?>)new object?[]
+            var (method, rows) = ReadResults(removeFile, "influence evaluate remove", root => (root.GetProperty("method").GetString(),
+                root.GetProperty("settings").EnumerateArray().Select(s => (IReadOnlyList<object?>)new object?[]
                 {
                     s.GetProperty("kind").GetString(), s.GetProperty("k").GetInt32(), MS(s.GetProperty("query_loss_change")),
                     MS(s.GetProperty("query_accuracy_change")), MS(s.GetProperty("test_accuracy_change")),
-                }).ToList());
+                }).ToList()));
+            remove.Paragraph($"Method {method}: change against training on all data with the same seeds.");
+            remove.Table(new[] { "removed", "k", "query loss", "query accuracy", "test accuracy" }, rows);
             AddImages(remove, Path.Combine(runDir, "remove"), "removal.png");
         }
         else remove.Paragraph("Not run (influence evaluate remove).");
@@ -131,5 +133,20 @@ public static class ReportCommand
         var files = Directory.GetFiles(dir, pattern).OrderBy(p => p, StringComparer.Ordinal).ToList();
         foreach (var f in files) section.Image(File.ReadAllBytes(f), Path.GetFileNameWithoutExtension(f), Path.GetFileName(f));
         return files.Count > 0;
+    }
+
+    /// <summary>Reads a results file written by another command; a malformed one (not JSON, or missing
+    /// or mistyped fields) is a runtime error that names the file and the command that rewrites it.</summary>
+    static T ReadResults<T>(string path, string writer, Func<JsonElement, T> read)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            return read(doc.RootElement);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new InfluenceSharpException($"{path}: malformed results file ({e.Message.Split('\n')[0]}); run `{writer}` again to rewrite it, or delete it");
+        }
     }
 }
