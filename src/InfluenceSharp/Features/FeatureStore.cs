@@ -151,10 +151,11 @@ public sealed class FeatureStore : IDisposable
 
     public string BlockPath(int block) => Path.Combine(Directory ?? throw new InvalidOperationException("not a directory store"), "blocks", $"{block:D5}.safetensors");
 
-    /// <summary>True when the block is stored (its file exists, or it is held in memory).</summary>
+    /// <summary>True when the block is stored (its file exists and is whole, or it is held in memory);
+    /// a truncated block file counts as missing, so a build recomputes it.</summary>
     public bool Has(int block) => Mode switch
     {
-        StoreMode.Directory => File.Exists(BlockPath(block)),
+        StoreMode.Directory => File.Exists(BlockPath(block)) && SafeTensors.IsWhole(BlockPath(block)),
         StoreMode.Memory => memory.ContainsKey(block),
         _ => false,
     };

@@ -64,6 +64,32 @@ public static class SafeTensors
         });
     }
 
+    /// <summary>True when the file is a whole safetensors file: its header parses and its length is
+    /// exactly the header plus the data its tensors' offsets end at (false for a truncated file).
+    /// Reads the header only.</summary>
+    public static bool IsWhole(string path)
+    {
+        try
+        {
+            using var f = File.OpenRead(path);
+            Span<byte> len = stackalloc byte[8];
+            if (f.Read(len) != 8) return false;
+            ulong hlen = BinaryPrimitives.ReadUInt64LittleEndian(len);
+            if (hlen > 100_000_000 || (long)hlen > f.Length - 8) return false;
+            var header = new byte[hlen];
+            f.ReadExactly(header);
+            using var doc = JsonDocument.Parse(header);
+            long end = 0;
+            foreach (var p in doc.RootElement.EnumerateObject())
+                if (p.Name != "__metadata__") end = Math.Max(end, p.Value.GetProperty("data_offsets")[1].GetInt64());
+            return f.Length == 8 + (long)hlen + end;
+        }
+        catch (Exception e) when (e is IOException or JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Reads every tensor of a safetensors file onto the CPU. The caller owns (disposes) them.</summary>
     public static SafeTensorsFile Load(string path)
     {
