@@ -16,7 +16,9 @@ public static class Cifar10Reader
         {
             if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
             byte[] b = File.ReadAllBytes(path);
-            if (b.Length == 0 || b.Length % RecordSize != 0)
+            if (b.Length == 0)
+                throw new InfluenceSharpException($"{path}: empty file (a CIFAR-10 binary batch holds records of {RecordSize} bytes: a label byte and 32x32x3 pixels)");
+            if (b.Length % RecordSize != 0)
                 throw new InfluenceSharpException($"{path}: size {b.Length} is not a multiple of the CIFAR-10 record size {RecordSize} (truncated or not a CIFAR-10 binary batch)");
             int n = b.Length / RecordSize;
             var px = new byte[n * (RecordSize - 1)];

@@ -24,11 +24,11 @@ public sealed class InfluenceFunction : IAttributionMethod
     public InfluenceFunction(nn.Module<Tensor, Tensor> model, IAttributionTask task, Factors factors, ScoreOptions? options = null, Profiler? profiler = null)
     {
         this.model = model; this.task = task; this.factors = factors; o = options ?? new ScoreOptions(); this.profiler = profiler ?? new Profiler();
-        var filter = string.Join(",", factors.Manifest.Layers.Select(l => l.Name));
+        var filter = string.Join(",", factors.Manifest.Layers.Select(l => $"{l.Name}:{l.Out}x{l.In}"));
         layers = TrackedLayer.Find(model).Where(l => factors.Manifest.Layers.Any(f => f.Name == l.Name)).ToList();
         var shapes = FactorsManifest.ShapesOf(layers);
         if (!shapes.SequenceEqual(factors.Manifest.Layers))
-            throw new InfluenceSharpException($"factors are for layers {filter} but the model's layers are {string.Join(",", shapes.Select(s => $"{s.Name}:{s.Out}x{s.In}"))} (another architecture?)");
+            throw new InfluenceSharpException($"factors are for layers {filter} but the model's layers are {(FactorsManifest.ShapesOf(TrackedLayer.Find(model)) is { Length: > 0 } all ? string.Join(",", all.Select(s => $"{s.Name}:{s.Out}x{s.In}")) : "(none: no Linear or Conv2d layer)")} (factors fit on another architecture?)");
         string fp = ModelFingerprint.Of(model);
         if (fp != factors.Manifest.ModelFingerprint)
             throw new InfluenceSharpException($"factors were fit on model {factors.Manifest.ModelFingerprint} but this model is {fp} (factors from another checkpoint)");
