@@ -42,6 +42,7 @@ public static class EvaluateCommands
             run, methods, subsets, alpha, seedsPerSubset, ldsSeed, queryCount, target, epochs, outDir, shard,
         };
         ms.AddTo(cmd);
+        ms.RefuseUnused(cmd, methods);
         cmd.Add(data);
         compute.AddTo(cmd);
         cmd.SetAction(p =>
@@ -65,6 +66,9 @@ public static class EvaluateCommands
     internal static Dictionary<string, LdsResult>? RunLds(RunContext run, IReadOnlyList<string> methods, MethodSettings settings, LdsOptions options,
         int nq, string target, int? epochs, string cache, Shard shard, Profiler profiler, bool quiet = false)
     {
+        // Earlier results are read first: a corrupt lds-results.json fails now, not after the retraining.
+        string resultsPath = Path.Combine(cache, "lds-results.json");
+        var rows = File.Exists(resultsPath) ? Json.ReadFile<List<LdsRow>>(resultsPath) : new List<LdsRow>();
         var training = run.Last.Info.Training ?? new TrainOptions();
         if (epochs is { } e) training = training with { Epochs = e };
         var queries = run.Data.Test.Subset(Enumerable.Range(0, Math.Min(nq, run.Data.Test.Count)).ToArray(), "lds-queries");
@@ -90,8 +94,6 @@ public static class EvaluateCommands
         Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {target}, {run.Data.Train.Count} training examples):");
         foreach (var (m, r) in results) Console.WriteLine($"  {m,-14} {r.Mean,7:F4} ± {r.StandardError:F4}");
         // Results accumulate across invocations (one row per method and target).
-        string resultsPath = Path.Combine(cache, "lds-results.json");
-        var rows = File.Exists(resultsPath) ? Json.ReadFile<List<LdsRow>>(resultsPath) : new List<LdsRow>();
         rows.RemoveAll(r => results.ContainsKey(r.Method) && r.Target == target);
         rows.AddRange(results.Select(kv => new LdsRow(kv.Key, kv.Value.Mean, kv.Value.StandardError, kv.Value.Subsets, queries.Count, target,
             options.Alpha, run.Data.Train.Count, kv.Value.UndefinedQueries)));
@@ -120,6 +122,7 @@ public static class EvaluateCommands
             run, methods, counts, seeds, queryCount, epochs, outDir,
         };
         ms.AddTo(cmd);
+        ms.RefuseUnused(cmd, methods);
         cmd.Add(data);
         compute.AddTo(cmd);
         cmd.SetAction(p =>
