@@ -81,8 +81,8 @@ internal sealed class MethodSettingOptions
     {
         c.Validators.Add(r =>
         {
-            if (r.GetResult(methods) is not { } mr || mr.Errors.Any()) return;
-            var chosen = r.GetValue(methods) ?? Array.Empty<string>();
+            if (r.GetResult(methods) is null) return;
+            var chosen = Opt.ValueIfValid(r, methods) ?? Array.Empty<string>();   // a bad --methods has its own error
             if (chosen.Length == 0) return;
             if (r.GetResult(Layers) is { Implicit: false } && chosen.Contains("tracin-last"))
                 r.AddError("--layers: tracin-last always uses the model's last Linear layer; to choose layers use --methods tracin (or tracin-proj)");

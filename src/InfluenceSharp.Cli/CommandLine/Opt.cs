@@ -201,6 +201,14 @@ internal static class Opt
         return o;
     }
 
+    /// <summary>An option's value in a validator, or default when the option failed to parse (its
+    /// own error is reported; GetValue would throw).</summary>
+    public static T? ValueIfValid<T>(SymbolResult r, Option<T> option)
+    {
+        try { return r.GetValue(option); }
+        catch (InvalidOperationException) { return default; }
+    }
+
     /// <summary>--run RUN_DIR: a run directory written by `influence train` (or `demo`: OUT/run).</summary>
     public static Option<string> Run() =>
         Str("--run", "run directory (written by `influence train --out`, or OUT/run of the demo)", "RUN_DIR", required: true);

@@ -127,7 +127,7 @@ public static class InfluenceCommands
                 if (Given(o)) r.AddError($"{o.Name}: only with {(Given(factors) ? "--methods" : "--factors")}");
             // A feature method scores against its whole-training-set store (one partition); --shard
             // splits the store's build instead.
-            if (Given(methods) && Given(partition) && r.GetValue(methods) is { Length: 1 } m && FeatureCommands.FeatureMethodNames.Contains(m[0]))
+            if (Given(methods) && Given(partition) && Opt.ValueIfValid(r, methods) is { Length: 1 } m && FeatureCommands.FeatureMethodNames.Contains(m[0]))
                 r.AddError($"--partition-size: not with --methods {m[0]} (it scores against its whole training-set store in RUN_DIR/store; --shard i/n splits the store's blocks)");
         });
         cmd.SetAction(p =>
