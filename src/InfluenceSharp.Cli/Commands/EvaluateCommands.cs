@@ -88,7 +88,9 @@ public static class EvaluateCommands
             scores.Dispose();
         }
         Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {target}, {run.Data.Train.Count} training examples):");
-        foreach (var (m, r) in results) Console.WriteLine($"  {m,-14} {r.Mean,7:F4} ± {r.StandardError:F4}");
+        foreach (var (m, r) in results)
+            Console.WriteLine($"  {m,-14} {r.Mean,7:F4} ± {r.StandardError:F4}" +
+                (r.UndefinedQueries > 0 ? $"  ({r.UndefinedQueries} of {queries.Count} queries have an undefined correlation, counted as 0)" : ""));
         // Results accumulate across invocations (one row per method and target).
         string resultsPath = Path.Combine(cache, "lds-results.json");
         var rows = File.Exists(resultsPath) ? Json.ReadFile<List<LdsRow>>(resultsPath) : new List<LdsRow>();
