@@ -92,7 +92,9 @@ public static class EvaluateCommands
             scores.Dispose();
         }
         Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {target}, {run.Data.Train.Count} training examples):");
-        foreach (var (m, r) in results) Console.WriteLine($"  {m,-14} {r.Mean,7:F4} ± {r.StandardError:F4}");
+        foreach (var (m, r) in results)
+            Console.WriteLine($"  {m,-14} {r.Mean,7:F4} ± {r.StandardError:F4}" +
+                (r.UndefinedQueries > 0 ? $"  ({r.UndefinedQueries} of {queries.Count} queries have an undefined correlation, counted as 0)" : ""));
         // Results accumulate across invocations (one row per method and target).
         rows.RemoveAll(r => results.ContainsKey(r.Method) && r.Target == target);
         rows.AddRange(results.Select(kv => new LdsRow(kv.Key, kv.Value.Mean, kv.Value.StandardError, kv.Value.Subsets, queries.Count, target,

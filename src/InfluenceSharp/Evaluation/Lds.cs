@@ -4,12 +4,14 @@ using static TorchSharp.torch;
 namespace InfluenceSharp.Evaluation;
 
 /// <summary>Linear datamodeling score.</summary>
-/// <param name="Mean">mean over queries of the per-query Spearman correlation (queries where it is
-/// undefined, because predictions or targets are constant over subsets, are left out).</param>
-/// <param name="StandardError">sample standard deviation of the per-query values / √(number of them).</param>
+/// <param name="Mean">mean over ALL queries of the per-query Spearman correlation, a query whose
+/// correlation is undefined (predictions or targets constant over subsets) counting as 0: a method
+/// that predicts nothing for a query gets no credit for it, and leaving such queries out would
+/// inflate the mean.</param>
+/// <param name="StandardError">sample standard deviation of the per-query values (undefined as 0) / √(number of queries).</param>
 /// <param name="PerQuery">Spearman correlation per query; NaN where undefined.</param>
 /// <param name="Subsets">Number of retrained subsets the correlations are over.</param>
-/// <param name="UndefinedQueries">Queries left out of the mean because their correlation is undefined.</param>
+/// <param name="UndefinedQueries">Queries whose correlation is undefined (counted as 0 in the mean).</param>
 public sealed record LdsResult(double Mean, double StandardError, double[] PerQuery, int Subsets, int UndefinedQueries);
 
 public static class Lds
@@ -49,11 +51,14 @@ public static class Lds
             for (int j = 0; j < m; j++) { p[j] = pred[j * nq + q]; t[j] = targets[j, q]; }
             perQuery[q] = Ranking.Spearman(p, t);
         }
-        var defined = perQuery.Where(v => !double.IsNaN(v)).ToArray();
-        double mean = defined.Length > 0 ? defined.Average() : double.NaN;
-        double se = defined.Length > 1
-            ? Math.Sqrt(defined.Sum(v => (v - mean) * (v - mean)) / (defined.Length - 1) / defined.Length)
+        // Undefined correlations count as 0 (no predictive power), never dropped: dropping them would
+        // average over only the queries where the method happened to be defined.
+        int undefined = perQuery.Count(double.IsNaN);
+        var values = perQuery.Select(v => double.IsNaN(v) ? 0 : v).ToArray();
+        double mean = values.Length > 0 ? values.Average() : double.NaN;
+        double se = values.Length > 1
+            ? Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1) / values.Length)
             : double.NaN;
-        return new LdsResult(mean, se, perQuery, m, nq - defined.Length);
+        return new LdsResult(mean, se, perQuery, m, undefined);
     }
 }

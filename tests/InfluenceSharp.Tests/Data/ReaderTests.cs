@@ -18,7 +18,7 @@ public class IdxReaderTests
     public void ReadsWellFormedFilesRawOrGzip(string ext)
     {
         using var dir = new TempDir();
-        var rng = new Random(Environment.TickCount);
+        var rng = TestSeed.Random();
         var (px, lb) = RandomSet(7, 5, 4, rng);
         IdxReader.Write(dir.File("img" + ext), new[] { 7, 5, 4 }, px);
         IdxReader.Write(dir.File("lab" + ext), new[] { 7 }, lb);
@@ -87,7 +87,7 @@ public class Cifar10ReaderTests
     public void ReadsBatchesTheTestWrote()
     {
         using var dir = new TempDir();
-        var rng = new Random(Environment.TickCount);
+        var rng = TestSeed.Random();
         ImageDataset Make(int n)
         {
             var px = new byte[n * 3072]; rng.NextBytes(px);
@@ -128,7 +128,7 @@ public class LabelCorruptionTests
     [Fact]
     public void DeterministicExactCountAndAlwaysADifferentClass()
     {
-        var rng = new Random(Environment.TickCount);
+        var rng = TestSeed.Random();
         var labels = Enumerable.Range(0, 1003).Select(_ => rng.Next(10)).ToArray();
         var (a, ra) = LabelCorruption.Corrupt(labels, 10, 0.1, 42);
         var (b, rb) = LabelCorruption.Corrupt(labels, 10, 0.1, 42);

@@ -29,7 +29,7 @@ public class LdsScoreTests
     [Fact]
     public void ScoresThatAreTheTrueLinearModelGetLdsOne()
     {
-        var rng = new Random();
+        var rng = TestSeed.Random();
         int nq = 4, n = 30, m = 25;
         var w = Enumerable.Range(0, nq * n).Select(_ => rng.NextDouble() - 0.5).ToArray();
         var masks = LdsSubsets.Masks(n, m, 0.5, rng.Next());
@@ -47,7 +47,7 @@ public class LdsScoreTests
     [Fact]
     public void MasksAreDeterministicBySeedAndHaveSizeRoundAlphaN()
     {
-        int seed = Environment.TickCount;
+        int seed = TestSeed.For();
         var a = LdsSubsets.Masks(101, 6, 0.5, seed);
         var b = LdsSubsets.Masks(101, 10, 0.5, seed);
         var c = LdsSubsets.Masks(101, 6, 0.5, seed + 1);
@@ -145,7 +145,7 @@ public class MeasurementsTests
         var s = Embedded.Split;
         var train = s.Train.Subset(Enumerable.Range(0, 300).ToArray());
         var test = s.Test.Subset(Enumerable.Range(0, 200).ToArray());
-        using var m = new Trainer(new TrainOptions { Epochs = 1, BatchSize = 50, LearningRate = 0.01, Seed = Environment.TickCount })
+        using var m = new Trainer(new TrainOptions { Epochs = 1, BatchSize = 50, LearningRate = 0.01, Seed = TestSeed.For() })
             .Train(ModelSpec.For("logreg", 1, 28, 28, 10), train, null, null).Model;
         var r = Measurements.Of(m, test, batchSize: 64);
         for (int i = 0; i < test.Count; i++)

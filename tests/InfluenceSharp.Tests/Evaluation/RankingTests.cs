@@ -97,7 +97,7 @@ public class MislabelDetectionTests
     [Fact]
     public void PerfectScoresFindEverythingFirst()
     {
-        var rng = new Random();
+        var rng = TestSeed.Random();
         int n = 500;
         var bad = Enumerable.Range(0, n).Select(_ => rng.NextDouble() < 0.1).ToArray();
         bad[0] = true; bad[1] = false;

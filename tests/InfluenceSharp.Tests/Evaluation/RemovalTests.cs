@@ -57,7 +57,7 @@ public class RemovalTests
         using var full = new Trainer(opts).Train(spec, train, null, null).Model;
         using var scores = GradDot(full, queries, train);
 
-        var o = new RemovalOptions { Ks = new[] { 10, 40 }, TrainSeeds = new[] { 0, 1 }, RandomSeed = Environment.TickCount };
+        var o = new RemovalOptions { Ks = new[] { 10, 40 }, TrainSeeds = new[] { 0, 1 }, RandomSeed = TestSeed.For() };
         var log = new List<string>();
         var r = Removal.Run(scores, spec, opts, train, queries, test, o, log.Add);
 

@@ -28,7 +28,7 @@ public class FactorStorageTests
     [Fact]
     public void InterruptedFitResumesToIdenticalFactorsAndShardsMerge()
     {
-        var (model, train) = Problem(Environment.TickCount);
+        var (model, train) = Problem(TestSeed.For());
         var task = new ClassificationTask();
         using var dir = new TempDir();
         var reference = new FactorFitter(model, task, Opts()).Fit(train)!;
@@ -56,13 +56,13 @@ public class FactorStorageTests
     [Fact]
     public void FactorsFromAnotherCheckpointOrDataAreRefused()
     {
-        var (model, train) = Problem(Environment.TickCount);
+        var (model, train) = Problem(TestSeed.For());
         var task = new ClassificationTask();
         using var dir = new TempDir();
         var fitter = new FactorFitter(model, task, Opts(FactorStrategy.Kfac));
         var factors = fitter.Fit(train, dir.Path)!;
 
-        var (other, _) = Problem(Environment.TickCount + 1);
+        var (other, _) = Problem(TestSeed.For() + 1);
         var e = Assert.Throws<InfluenceSharpException>(() => new InfluenceFunction(other, task, factors));
         Assert.Contains("another checkpoint", e.Message);
         e = Assert.Throws<InfluenceSharpException>(() => Factors.Load(dir.Path, new FactorFitter(other, task, Opts(FactorStrategy.Kfac)).ManifestFor(train)));

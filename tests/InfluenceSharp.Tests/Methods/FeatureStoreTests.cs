@@ -38,7 +38,7 @@ public class FeatureStoreTests
     [InlineData("trak")]
     public void InterruptedStoreResumesWithOnlyTheMissingBlocksAndGivesIdenticalScores(string kind)
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var cps = Checkpoints(0.3, 0.1);
         var train = Data(30); var queries = Data(4);    // 4 blocks of 8, 8, 8, 6
         using var dir = new TempDir();
@@ -84,7 +84,7 @@ public class FeatureStoreTests
     [Fact]
     public void StoreRefusesOtherCheckpointsDataOrSettingsNamingTheField()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var cps = Checkpoints(0.3, 0.1);
         var train = Data(20);
         using var dir = new TempDir();
@@ -115,7 +115,7 @@ public class FeatureStoreTests
     [Fact]
     public void TrakKernelIsRecomputedWhenABlockIsRecomputed()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var cps = Checkpoints(1);
         var train = Data(20);
         using var dir = new TempDir();

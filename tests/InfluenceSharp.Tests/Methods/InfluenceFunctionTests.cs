@@ -12,7 +12,7 @@ public class PerExampleGradientTests
     [Fact]
     public void BatchedGradientsEqualAPerExampleAutogradLoop()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var model = new ConvNet().to(ScalarType.Float64);
         var data = new TensorPairDataset(torch.randn(5, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 5 }));
         var layers = TrackedLayer.Find(model);
@@ -24,7 +24,7 @@ public class PerExampleGradientTests
     [Fact]
     public void WorksInsideSequentialWhichDisposesIntermediates()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var model = nn.Sequential(("0", nn.Linear(5, 7)), ("1", nn.ReLU()), ("2", nn.Linear(7, 3))).to(ScalarType.Float64);
         var data = new TensorPairDataset(torch.randn(6, 5, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 6 }));
         AssertBatchedEqualsLoop(model, data);
@@ -34,7 +34,7 @@ public class PerExampleGradientTests
     public void WorksForAConvWithMoreOutputsThanInputFeatures()
     {
         // SmallCnn's conv1 shape class (Out > In), computed as (Σ a gᵀ)ᵀ.
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var model = nn.Sequential(("conv", nn.Conv2d(1, 12, 2, padding: 1)), ("act", nn.Tanh()), ("flat", nn.Flatten()),
             ("fc", nn.Linear(12 * 7 * 7, 3))).to(ScalarType.Float64);
         var data = new TensorPairDataset(torch.randn(5, 1, 6, 6, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 5 }));
@@ -46,7 +46,7 @@ public class PerExampleGradientTests
     [Fact]
     public void GramOfATallMatrixEqualsTheDirectProduct()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         foreach (long n in new long[] { 40, 1003, 4096 })
         {
             var x = torch.randn(n, 9, dtype: ScalarType.Float64);
@@ -57,7 +57,7 @@ public class PerExampleGradientTests
     [Fact]
     public void CovariancesEqualTheDirectProducts()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var model = new ConvNet().to(ScalarType.Float64);
         var layers = TrackedLayer.Find(model);
         using var capture = new GradientCapture(model, layers);
@@ -105,7 +105,7 @@ public class InfluenceFunctionTests
     [Fact]
     public void IdentityScoresAreGradientDotProducts()
     {
-        var (model, train, queries) = MlpProblem(20, Environment.TickCount);
+        var (model, train, queries) = MlpProblem(20, TestSeed.For());
         var task = new ClassificationTask(QueryMeasurement.Margin);
         var layers = TrackedLayer.Find(model);
         var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
@@ -120,7 +120,7 @@ public class InfluenceFunctionTests
     [Fact]
     public void DiagonalMatchesExplicitDiagonalInverse()
     {
-        var (model, train, queries) = MlpProblem(30, Environment.TickCount);
+        var (model, train, queries) = MlpProblem(30, TestSeed.For());
         var task = new ClassificationTask();
         var layers = TrackedLayer.Find(model);
         var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
@@ -141,7 +141,7 @@ public class InfluenceFunctionTests
     [InlineData(FactorStrategy.Ekfac)]
     public void KroneckerFactorsAreExactForALinearModelWithSquaredError(FactorStrategy strategy)
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var model = nn.Sequential(("fc", nn.Linear(6, 1))).to(ScalarType.Float64);
         int n = 40;
         var x = torch.randn(n, 6, dtype: ScalarType.Float64) * torch.linspace(0.3, 3, 6, dtype: ScalarType.Float64);
@@ -169,7 +169,7 @@ public class InfluenceFunctionTests
     [Fact]
     public void EkfacEigenvaluesEqualExplicitSecondMomentsInTheEigenbasis()
     {
-        var (model, train, _) = MlpProblem(50, Environment.TickCount);
+        var (model, train, _) = MlpProblem(50, TestSeed.For());
         var task = new ClassificationTask();
         var factors = Fit(model, task, train, FactorStrategy.Ekfac, FisherType.Empirical);
         var layers = TrackedLayer.Find(model);
@@ -248,7 +248,7 @@ public class InfluenceFunctionTests
     [Fact]
     public void LowRankQueriesApproachExactScoresAsRankGrows()
     {
-        var (model, train, queries) = MlpProblem(60, Environment.TickCount);
+        var (model, train, queries) = MlpProblem(60, TestSeed.For());
         var task = new ClassificationTask();
         var factors = Fit(model, task, train, FactorStrategy.Ekfac);
         var exact = new InfluenceFunction(model, task, factors, new ScoreOptions()).PairwiseMatrix(queries, train);
@@ -275,7 +275,7 @@ public class ConvFactorTests
     [InlineData(50, 12, 5)]    // many positions: contract first, then rotate
     public void RotatedGradientsAreTheSameInBothContractionOrders(int t, int inF, int outF)
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var layer = TrackedLayer.Find(nn.Sequential(("fc", nn.Linear(inF, outF, hasBias: false)))).Single();
         var lb = new LayerBatch(layer, torch.randn(4, t, inF, dtype: ScalarType.Float64), torch.randn(4, t, outF, dtype: ScalarType.Float64));
         var qa = torch.linalg.qr(torch.randn(inF, inF, dtype: ScalarType.Float64)).Q;
@@ -287,7 +287,7 @@ public class ConvFactorTests
     [Fact]
     public void EkfacEigenvaluesOfConvLayersEqualExplicitSecondMoments()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var model = new ConvNet().to(ScalarType.Float64);
         var train = new TensorPairDataset(torch.randn(24, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 24 }));
         var task = new ClassificationTask();

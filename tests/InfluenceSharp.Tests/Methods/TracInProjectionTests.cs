@@ -41,7 +41,7 @@ public class TracInProjectionTests
     [Fact]
     public void PortableLogAndSineMatchTheRuntimeMathLibrary()
     {
-        var rng = new Random(Environment.TickCount);
+        var rng = TestSeed.Random();
         for (int i = 0; i < 20000; i++)
         {
             double x = i < 10 ? Math.Pow(2, -i * 5) : rng.NextDouble() * 10 + 1e-300;
@@ -57,7 +57,7 @@ public class TracInProjectionTests
     [Fact]
     public void EntriesHaveTheirDistribution()
     {
-        ulong key = CounterRandom.Key(Environment.TickCount, 1);
+        ulong key = CounterRandom.Key(TestSeed.For(), 1);
         var g = ProjectionMatrix.Full(ProjectionKind.Gaussian, key, 400, 500).Select(v => (double)v).ToArray();
         double mean = g.Average(), var = g.Select(v => (v - mean) * (v - mean)).Average();
         double kurt = g.Select(v => Math.Pow(v - mean, 4)).Average() / (var * var);
@@ -78,7 +78,7 @@ public class TracInProjectionTests
     [InlineData(ProjectionKind.Gaussian)]
     public void DenseProjectionChunkedOnTheFlyEqualsCached(ProjectionKind kind)
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var model = new ConvNet(3).to(ScalarType.Float64);
         var layers = TrackedLayer.Find(model);
         var data = new TensorPairDataset(torch.randn(6, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 6 }));

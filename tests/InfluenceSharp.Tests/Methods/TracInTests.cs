@@ -18,7 +18,7 @@ public class TracInTests
     /// <summary>C differently initialised copies of one architecture with random step sizes.</summary>
     static List<TracInCheckpoint> Checkpoints(int c, Func<nn.Module<Tensor, Tensor>> make)
     {
-        var rng = new Random(Environment.TickCount);
+        var rng = TestSeed.Random();
         return Enumerable.Range(0, c).Select(_ => new TracInCheckpoint(make().to(ScalarType.Float64), 0.01 + rng.NextDouble())).ToList();
     }
 
@@ -59,7 +59,7 @@ public class TracInTests
     [InlineData(QueryMeasurement.Margin)]
     public void TracInCPEqualsStepWeightedPerCheckpointGradientDotProducts(QueryMeasurement measurement)
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var cps = Checkpoints(3, () => new ConvNet(3));
         var train = Data(11, 2, 8, 8);
         var queries = Data(4, 2, 8, 8);
@@ -85,7 +85,7 @@ public class TracInTests
     [Fact]
     public void GradDotAndGradCosAreOneCheckpointSpecialCases()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var model = new TwoLayerMlp(5, 6, 3).to(ScalarType.Float64);
         var train = Data(9, 5); var queries = Data(3, 5);
         var task = new ClassificationTask();
@@ -107,7 +107,7 @@ public class TracInTests
     [InlineData(3, QueryMeasurement.Margin)]
     public void LastLayerFastFormEqualsTracInCPRestrictedToTheLastLayer(int checkpoints, QueryMeasurement measurement)
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var cps = Checkpoints(checkpoints, () => new TwoLayerMlp(5, 7, 3));
         var train = Data(13, 5); var queries = Data(4, 5);
         var task = new ClassificationTask(measurement);
@@ -134,7 +134,7 @@ public class TracInTests
     [Fact]
     public void ProductOfSumsDiffersFromTheSumOfPerCheckpointProducts()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var task = new ClassificationTask();
         var train = Data(10, 5); var queries = Data(3, 5);
 
@@ -166,7 +166,7 @@ public class TracInTests
     [Fact]
     public void FastFormWorksInsideSequentialAndRefusesTransformedLogits()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var seq = nn.Sequential(("0", nn.Linear(4, 6)), ("1", nn.ReLU()), ("2", nn.Linear(6, 3))).to(ScalarType.Float64);
         var cps = new[] { new TracInCheckpoint(seq, 0.5) };
         var data = Data(7, 4);
@@ -187,7 +187,7 @@ public class TracInTests
     [InlineData(ProjectionLayout.Kronecker, ProjectionKind.Rademacher)]   // dims ≥ layer sizes: not projected
     public void ProjectionAtLeastAsWideAsTheGradientIsExact(ProjectionLayout layout, ProjectionKind kind)
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var cps = Checkpoints(2, () => new TwoLayerMlp(4, 5, 3));   // 25 + 18 = 43 parameters
         var train = Data(12, 4); var queries = Data(3, 4);
         var task = new ClassificationTask();
@@ -210,7 +210,7 @@ public class TracInTests
     [InlineData(ProjectionLayout.Kronecker, ProjectionKind.Gaussian)]
     public void ProjectionErrorShrinksAsTheDimensionGrows(ProjectionLayout layout, ProjectionKind kind)
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var cps = Checkpoints(2, () => new TwoLayerMlp(24, 30, 10));  // fc1 30x25, fc2 10x31: 1060 parameters
         var train = Data(40, 24); var queries = Data(6, 24);
         var task = new ClassificationTask();
@@ -232,7 +232,7 @@ public class TracInTests
     [Fact]
     public void CheckpointsFromARunUseTheSidecarLearningRates()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         using var dir = new TempDir();
         var spec = new ModelSpec("logreg", 1, 2, 2, 3);
         var lrs = new[] { 0.1, 0.025 };

@@ -44,7 +44,7 @@ public class TrakTests
     [Fact]
     public void IdentityProjectionWithoutDampingIsTheClosedFormOnLogisticRegression()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var model = LogReg();
         var train = Data(40); var queries = Data(6);
         using var trak = new Trak(new[] { model }, Identity);
@@ -73,7 +73,7 @@ public class TrakTests
     [InlineData(true)]
     public void EnsembleAveragesKernelScoresAndOutToLossOverModels(bool referenceRescaling)
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var models = new[] { LogReg(), LogReg() };
         var train = Data(30); var queries = Data(5);
         double lambda = 0.05;
@@ -105,7 +105,7 @@ public class TrakTests
     [Fact]
     public void ProjectionsThatPreserveTheGradientSpaceGiveTheSameScores()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var model = new TwoLayerMlp(4, 5, 3).to(ScalarType.Float64);     // 25 + 18 = 43 parameters
         var train = Data(60); var queries = Data(4);
         using var id = new Trak(new[] { model }, Identity);
@@ -128,7 +128,7 @@ public class TrakTests
     [Fact]
     public void ExplicitCholeskyRefusesASingularKernel()
     {
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         using var trak = new Trak(new[] { LogReg() }, Identity with { Solver = KernelSolver.Cholesky });
         var data = Data(20);
         data.X[TensorIndex.Colon, 0] = torch.tensor(0.0, dtype: ScalarType.Float64);   // exact zero rows in Φᵀ Φ

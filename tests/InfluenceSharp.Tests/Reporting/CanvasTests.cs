@@ -17,7 +17,7 @@ public class CanvasTests
     public void ToPngDecodesToTheCanvasPixels()
     {
         var c = new Canvas(31, 17, new Rgb(10, 20, 30));
-        var rng = new Random();
+        var rng = TestSeed.Random();
         for (int i = 0; i < 50; i++) c.SetPixel(rng.Next(31), rng.Next(17), new Rgb((byte)rng.Next(256), (byte)rng.Next(256), (byte)rng.Next(256)));
         var img = PngTestDecoder.Decode(c.ToPng());
         Assert.Equal((31, 17, 3), (img.Width, img.Height, img.Channels));
@@ -27,7 +27,7 @@ public class CanvasTests
     [Fact]
     public void DrawImageBlitsChannelMajorPixelsScaled()
     {
-        var rng = new Random();
+        var rng = TestSeed.Random();
         var rgb = new byte[3 * 4 * 5]; rng.NextBytes(rgb);
         var c = new Canvas(40, 40);
         c.DrawImage(3, 2, rgb, 3, 4, 5, scale: 3);

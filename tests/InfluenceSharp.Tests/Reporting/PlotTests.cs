@@ -20,7 +20,7 @@ public class PlotTests
     [Fact]
     public void LinePlotHasRequestedSizeAndDrawsEachSeries()
     {
-        var rng = new Random();
+        var rng = TestSeed.Random();
         var x = Enumerable.Range(0, 50).Select(i => i / 49.0).ToArray();
         var p = new LinePlot { Title = "detection", XLabel = "fraction inspected", YLabel = "fraction found", Width = 640, Height = 420 };
         p.Add("A", x, x.Select(v => Math.Sqrt(v)).ToArray())
@@ -65,7 +65,7 @@ public class PlotTests
     [Fact]
     public void HistogramRendersBothSamplesAndDependsOnData()
     {
-        var rng = new Random();
+        var rng = TestSeed.Random();
         Histogram Make(double shift) => new Histogram { Title = "self-influence", XLabel = "score", Width = 500, Height = 320 }
             .Add("clean", Rand(rng, 900)).Add("corrupted", Rand(rng, 100, 1, shift), Rgb.Red);
         var a = Make(0.5);
@@ -79,7 +79,7 @@ public class PlotTests
     [Fact]
     public void BarChartDrawsGroupsWithErrorBars()
     {
-        var rng = new Random();
+        var rng = TestSeed.Random();
         BarChart Make() => new BarChart(["1%", "5%", "10%"]) { Title = "removal", YLabel = "accuracy change", Width = 520, Height = 340, ShowValues = true }
             .Add("TracIn", Rand(rng, 3, -5), Rand(rng, 3, 0.5))
             .Add("random", Rand(rng, 3, 2, -1));
@@ -95,7 +95,7 @@ public class PlotTests
     [Fact]
     public void ImageGridShowsEveryImagePixelAndBorders()
     {
-        var rng = new Random();
+        var rng = TestSeed.Random();
         var rgb = new byte[3 * 6 * 5]; rng.NextBytes(rgb);
         var gray = new byte[6 * 5]; rng.NextBytes(gray);
         var border = new Rgb(250, 1, 1);

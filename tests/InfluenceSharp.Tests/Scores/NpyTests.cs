@@ -30,7 +30,7 @@ public class NpyTests
     public void RoundTripsRandomFloatAndDoubleMatrices()
     {
         using var dir = new TempDir();
-        var rng = new Random();
+        var rng = TestSeed.Random();
         for (int trial = 0; trial < 6; trial++)
         {
             int rows = rng.Next(1, 40), cols = rng.Next(1, 300);
@@ -80,7 +80,7 @@ public class NpyTests
     public void BlockWriterFillsColumnBlocksInAnyOrderAndAppearsOnlyOnComplete()
     {
         using var dir = new TempDir();
-        var rng = new Random();
+        var rng = TestSeed.Random();
         int rows = rng.Next(2, 20), cols = rng.Next(30, 200);
         using var full = torch.randn(rows, cols, dtype: ScalarType.Float64);
         string path = dir.File("scores.npy");

@@ -13,7 +13,7 @@ public class ModelTests
     public void SmallCnnComputesTheTextbookComposition()
     {
         using var scope = NewDisposeScope();
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var model = (SmallCnn)ModelSpec.For("smallcnn", 1, 28, 28, 10).Create();
         model.to(ScalarType.Float64);
         var p = model.named_parameters().ToDictionary(t => t.name, t => t.parameter);

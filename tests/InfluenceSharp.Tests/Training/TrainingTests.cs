@@ -61,7 +61,7 @@ public class CheckpointTests
     public void RoundTripIsBitExactIncludingBatchNormBuffers()
     {
         using var dir = new TempDir();
-        torch.manual_seed(Environment.TickCount);
+        torch.manual_seed(TestSeed.For());
         var spec = ModelSpec.For("resnet9", 3, 32, 32, 10);
         var model = spec.Create();
         using (no_grad()) foreach (var (_, t) in model.state_dict()) if (t.is_floating_point()) t.copy_(torch.randn_like(t));
@@ -80,7 +80,7 @@ public class CheckpointTests
     public void ImportsAHandWrittenSafetensorsFile()
     {
         using var dir = new TempDir();
-        var rng = new Random(Environment.TickCount);
+        var rng = TestSeed.Random();
         float[] w = Enumerable.Range(0, 10 * 784).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
         float[] bias = Enumerable.Range(0, 10).Select(_ => (float)rng.NextDouble()).ToArray();
         string header = "{\"__metadata__\":{\"format\":\"pt\"},\"fc.bias\":{\"dtype\":\"F32\",\"shape\":[10],\"data_offsets\":[0,40]}," +
@@ -139,7 +139,7 @@ public class SgdTests
     [Fact]
     public void MatchesTorchSharpsSgdOverSeveralSteps()
     {
-        int seed = Environment.TickCount;
+        int seed = TestSeed.For();
         nn.Module<Tensor, Tensor> Make() { torch.manual_seed(seed); return nn.Linear(6, 3).to(ScalarType.Float64); }
         var a = Make(); var b = Make();
         var x = torch.randn(8, 6, dtype: ScalarType.Float64); var y = torch.randint(0, 3, new long[] { 8 });
