@@ -30,7 +30,33 @@ public sealed class DirectoryLock : IDisposable
     /// <summary>Takes the lock named <paramref name="name"/> in <paramref name="directory"/> (created
     /// if missing), or throws <see cref="OutputLockedException"/> at once if another process holds it.
     /// <paramref name="what"/> says what is being written (for the other process's message).</summary>
-    public static DirectoryLock Acquire(string directory, string what, string name = "")
+    public static DirectoryLock Acquire(string directory, string what, string name = "") => Acquire(directory, what, name, TimeSpan.Zero);
+
+    /// <summary>Like <see cref="Acquire(string, string, string)"/>, but waits up to
+    /// <paramref name="wait"/> for a holder to let go (for locks held briefly, such as a manifest's).</summary>
+    public static DirectoryLock Acquire(string directory, string what, string name, TimeSpan wait)
+    {
+        var deadline = DateTime.UtcNow + wait;
+        while (true)
+        {
+            try { return AcquireOnce(directory, what, name); }
+            catch (OutputLockedException) when (DateTime.UtcNow < deadline) { Thread.Sleep(50); }
+        }
+    }
+
+    /// <summary>Takes the lock if it is free, else returns null (no waiting, no exception).</summary>
+    public static DirectoryLock? TryAcquire(string directory, string what, string name = "")
+    {
+        try { return AcquireOnce(directory, what, name); }
+        catch (OutputLockedException) { return null; }
+    }
+
+    /// <summary>Throws <see cref="OutputLockedException"/> (waiting up to <paramref name="wait"/>) if
+    /// another holder has the lock now; takes it only for the moment of the check. A shard uses it to
+    /// refuse an output that a non-sharded writer holds as a whole.</summary>
+    public static void Probe(string directory, string what, string name, TimeSpan wait) => Acquire(directory, what, name, wait).Dispose();
+
+    static DirectoryLock AcquireOnce(string directory, string what, string name)
     {
         Directory.CreateDirectory(directory);
         string lockPath = System.IO.Path.Combine(directory, $".lock{(name.Length > 0 ? "-" + name : "")}");
