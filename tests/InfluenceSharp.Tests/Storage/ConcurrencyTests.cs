@@ -80,38 +80,45 @@ public class ConcurrencyTests
 
     static ImageDataset Train(int n) => Embedded.Split.Train.Subset(Enumerable.Range(0, n).ToArray());
 
+    static readonly ModelSpec Spec = ModelSpec.For("logreg", 1, 28, 28, 10);
+
     [Fact]
-    public void EveryLibraryWriterRefusesAnOutputAnotherWriterHolds()
+    public void TrainerRefusesARunAnotherWriterHolds()
     {
         using var dir = new TempDir();
-        var train = Train(60);
-        var spec = ModelSpec.For("logreg", 1, 28, 28, 10);
-
-        // Training run.
         string run = dir.File("run");
         using (DirectoryLock.Acquire(run, "training run"))
         {
-            var e = Assert.Throws<OutputLockedException>(() => new Trainer(new TrainOptions { Epochs = 1, BatchSize = 30 }).Train(spec, train, null, run));
+            var e = Assert.Throws<OutputLockedException>(() => new Trainer(new TrainOptions { Epochs = 1, BatchSize = 30 }).Train(Spec, Train(60), null, run));
             Assert.Contains($"process {Environment.ProcessId}", e.Message);
         }
         Assert.False(File.Exists(Path.Combine(run, "epoch-0001.safetensors")));
+    }
 
-        // Factors: a whole fit, and a shard, while a non-sharded fit holds the directory.
+    [Fact]
+    public void FactorFitRefusesADirectoryAWholeFitHoldsWhileShardsOfOneJobRunTogether()
+    {
+        using var dir = new TempDir();
+        var train = Train(60);
         torch.manual_seed(3);
-        var model = spec.Create();
-        var fitter = new FactorFitter(model, new ClassificationTask(), new FactorOptions { Strategy = FactorStrategy.Diagonal, PartitionSize = 20, BatchSize = 20 });
+        var fitter = new FactorFitter(Spec.Create(), new ClassificationTask(), new FactorOptions { Strategy = FactorStrategy.Diagonal, PartitionSize = 20, BatchSize = 20 });
         string factors = dir.File("factors");
         using (DirectoryLock.Acquire(factors, "factors"))
         {
             Assert.Throws<OutputLockedException>(() => fitter.Fit(train, factors));
             Assert.Throws<OutputLockedException>(() => fitter.Fit(train, factors, new Shard(0, 2)));
         }
-        // Shards of one job run together: a held partition lock of shard 1 does not stop shard 0.
+        // A held partition lock of shard 1 does not stop shard 0.
         using (DirectoryLock.Acquire(Path.Combine(factors, "partials"), "shard 1", "partition-00001"))
             Assert.Null(fitter.Fit(train, factors, new Shard(0, 2)));
         Assert.NotNull(fitter.Fit(train, factors, new Shard(1, 2)));
+    }
 
-        // Scores.
+    [Fact]
+    public void ScoresRefuseAnOutputAnotherWriterHolds()
+    {
+        using var dir = new TempDir();
+        var train = Train(60);
         string scores = dir.File("scores");
         var manifest = new ScoresManifest
         {
@@ -119,17 +126,28 @@ public class ConcurrencyTests
         };
         using (DirectoryLock.Acquire(scores, "self-influence scores"))
             Assert.Throws<OutputLockedException>(() => PartitionedScoring.Self(null!, train, scores, manifest, Shard.All, new InfluenceSharp.Diagnostics.Profiler()));
+        Assert.False(File.Exists(Path.Combine(scores, "manifest.json")));
+    }
 
-        // Feature store.
+    [Fact]
+    public void FeatureStoreBuildRefusesAStoreAnotherWriterHolds()
+    {
+        using var dir = new TempDir();
         string store = dir.File("store");
-        var cps = new List<TracInCheckpoint> { new(spec.Create(), 0.1) };
-        using (var m = new TracInCPFast(cps, null, new TracInFastOptions { StoreDirectory = store, BlockSize = 20, TrainBatchSize = 20 }))
+        torch.manual_seed(4);
+        var cps = new List<TracInCheckpoint> { new(Spec.Create(), 0.1) };
+        using var m = new TracInCPFast(cps, null, new TracInFastOptions { StoreDirectory = store, BlockSize = 20, TrainBatchSize = 20 });
         using (DirectoryLock.Acquire(store, "feature store"))
-            Assert.Throws<OutputLockedException>(() => m.BuildStore(train));
+            Assert.Throws<OutputLockedException>(() => m.BuildStore(Train(60)));
+        Assert.Empty(Directory.GetFiles(Path.Combine(store, "blocks"), "*.safetensors"));
+    }
 
-        // LDS cache.
+    [Fact]
+    public void LdsRunRefusesACacheAnotherWriterHolds()
+    {
+        using var dir = new TempDir();
         string lds = dir.File("lds");
-        var ldsRun = new LdsRun(lds, spec, new TrainOptions { Epochs = 1, BatchSize = 30 }, train, Train(5), new LdsOptions { Subsets = 2 });
+        var ldsRun = new LdsRun(lds, Spec, new TrainOptions { Epochs = 1, BatchSize = 30 }, Train(60), Train(5), new LdsOptions { Subsets = 2 });
         using (DirectoryLock.Acquire(lds, "LDS retraining"))
             Assert.Throws<OutputLockedException>(() => ldsRun.Run());
         Assert.Equal(2, ldsRun.Pending().Length);
