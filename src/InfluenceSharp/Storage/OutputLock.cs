@@ -34,9 +34,10 @@ public static class OutputLock
         return null;
     }
 
-    /// <summary>The lock of one partition (block, subset) of an output.</summary>
+    /// <summary>The lock of one partition (block, subset) of an output; its files are kept in
+    /// <paramref name="directory"/>/.locks, out of the way of the partition files.</summary>
     public static DirectoryLock Partition(string directory, string what, int partition) =>
-        DirectoryLock.Acquire(directory, $"{what}, partition {partition}", $"partition-{partition:D5}", BriefWait);
+        DirectoryLock.Acquire(Path.Combine(directory, ".locks"), $"{what}, partition {partition}", $"partition-{partition:D5}", BriefWait);
 
     /// <summary>The manifest lock, held while checking or writing the manifest.</summary>
     public static DirectoryLock Manifest(string directory, string what) =>

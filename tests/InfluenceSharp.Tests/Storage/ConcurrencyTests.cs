@@ -109,7 +109,7 @@ public class ConcurrencyTests
             Assert.Throws<OutputLockedException>(() => fitter.Fit(train, factors, new Shard(0, 2)));
         }
         // A held partition lock of shard 1 does not stop shard 0.
-        using (DirectoryLock.Acquire(Path.Combine(factors, "partials"), "shard 1", "partition-00001"))
+        using (DirectoryLock.Acquire(Path.Combine(factors, "partials", ".locks"), "shard 1", "partition-00001"))
             Assert.Null(fitter.Fit(train, factors, new Shard(0, 2)));
         Assert.NotNull(fitter.Fit(train, factors, new Shard(1, 2)));
     }
