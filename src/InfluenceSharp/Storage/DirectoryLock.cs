@@ -68,7 +68,7 @@ public sealed class DirectoryLock : IDisposable
         }
         catch (IOException e) when (IsSharingViolation(e))
         {
-            throw new OutputLockedException(directory, ReadHolder(infoPath));
+            throw new OutputLockedException(directory, CurrentHolder(infoPath));
         }
         var holder = new Holder(Environment.ProcessId, Environment.MachineName, CommandLine(), DateTimeOffset.Now, what);
         // The holder record is written after the lock is held, atomically, so a reader sees either
@@ -82,6 +82,30 @@ public sealed class DirectoryLock : IDisposable
     {
         try { return File.Exists(infoPath) ? JsonSerializer.Deserialize<Holder>(File.ReadAllText(infoPath), Json.Options) : null; }
         catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>The holder of a lock found taken. Its record is written just after the lock is taken,
+    /// and a killed holder's record stays behind until the next holder replaces it, so wait briefly
+    /// for a record of a live process (on this host) before settling for what is there.</summary>
+    static Holder? CurrentHolder(string infoPath)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(2);
+        while (true)
+        {
+            var h = ReadHolder(infoPath);
+            bool live = h is not null && (h.Host != Environment.MachineName || IsAlive(h.Pid));
+            if (live || DateTime.UtcNow > deadline) return h;
+            Thread.Sleep(20);
+        }
+    }
+
+    /// <summary>Whether a process with this id runs on this machine.</summary>
+    internal static bool IsAlive(int pid)
+    {
+        if (pid == Environment.ProcessId) return true;
+        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return !p.HasExited; }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
     }
 
     static bool IsSharingViolation(IOException e) =>

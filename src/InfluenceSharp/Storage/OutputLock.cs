@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 
@@ -59,7 +58,7 @@ public static class OutputLock
         {
             var m = TempName.Match(Path.GetFileName(f));
             if (!m.Success || !int.TryParse(m.Groups[2].Value, NumberStyles.None, CultureInfo.InvariantCulture, out int pid)) continue;
-            if (IsAlive(pid)) continue;
+            if (DirectoryLock.IsAlive(pid)) continue;
             try { File.Delete(f); n++; } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
         return n;
@@ -70,13 +69,5 @@ public static class OutputLock
     {
         try { if (Directory.Exists(partialsDir)) Directory.Delete(partialsDir, recursive: true); }
         catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-
-    static bool IsAlive(int pid)
-    {
-        if (pid == Environment.ProcessId) return true;
-        try { using var p = Process.GetProcessById(pid); return !p.HasExited; }
-        catch (ArgumentException) { return false; }
-        catch (InvalidOperationException) { return false; }
     }
 }
