@@ -23,21 +23,22 @@ public static class DemoCommand
         var data = Opt.FreshData();
         var epochs = Opt.Int("--epochs", "training epochs", 6, 1, 10000);
         var methods = Opt.Methods(DefaultMethods, MethodFactory.Names, single: false);
+        var overwrite = Opt.Flag("--overwrite", "replace another run in OUT/run (one with other settings) instead of refusing");
         var compute = new ComputeOptions();
         var cmd = new Command("demo", "the whole pipeline on the embedded data: train SmallCnn with 10% of labels corrupted, detect them, explain three test predictions, write OUT/report.html")
         {
-            outDir, data, epochs, methods,
+            outDir, data, epochs, methods, overwrite,
         };
         compute.AddTo(cmd);
         cmd.SetAction(p =>
         {
             bool quiet = compute.Apply(p);
-            return Run(p.GetValue(outDir)!, p.GetValue(data)!, p.GetValue(epochs), p.GetValue(methods)!, quiet);
+            return Run(p.GetValue(outDir)!, p.GetValue(data)!, p.GetValue(epochs), p.GetValue(methods)!, p.GetValue(overwrite), quiet);
         });
         return cmd;
     }
 
-    static int Run(string outDir, string dataSpec, int epochs, string[] methods, bool quiet)
+    static int Run(string outDir, string dataSpec, int epochs, string[] methods, bool overwrite, bool quiet)
     {
         var stages = new Profiler();
         var wall = Stopwatch.StartNew();
@@ -51,13 +52,14 @@ public static class DemoCommand
 
         using (stages.Stage("Train"))
         {
-            if (Reusable(runDir, spec, options, train.Fingerprint(), epochs)) { if (!quiet) Console.Error.WriteLine($"reusing the finished training run in {runDir}"); }
+            var state = Existing(runDir, spec, options, train.Fingerprint());
+            if (state == RunState.Finished) { if (!quiet) Console.Error.WriteLine($"reusing the finished training run in {runDir}"); }
             else
             {
-                Checkpoint.PrepareRunDirectory(runDir, overwrite: true);   // the demo owns its directory
-                var result = new Trainer(options, quiet ? null : new ConsoleProgress()).Train(spec, train, split.Test, runDir, record, split.Source);
-                Json.WriteFile(Path.Combine(runDir, "run.json"), new RunManifest(spec, options, split.Source, train.Fingerprint(), train.Count,
-                    result.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), result.History, LibraryInfo.Version));
+                // An interrupted demo run is resumed; another run in OUT/run is refused unless --overwrite.
+                var existing = state == RunState.Interrupted && !overwrite ? ExistingRun.Resume : overwrite ? ExistingRun.Overwrite : ExistingRun.Refuse;
+                if (existing == ExistingRun.Resume && !quiet) Console.Error.WriteLine($"resuming the interrupted training run in {runDir}");
+                new Trainer(options, quiet ? null : new ConsoleProgress()).Train(spec, train, split.Test, runDir, record, split.Source, existing);
             }
         }
         var run = RunContext.Load(runDir, dataSpec);
@@ -93,16 +95,17 @@ public static class DemoCommand
         return 0;
     }
 
-    static bool Reusable(string runDir, ModelSpec spec, TrainOptions options, string fingerprint, int epochs)
+    enum RunState { None, Finished, Interrupted }
+
+    /// <summary>Whether OUT/run holds this demo's run, finished or interrupted (same settings), or not.</summary>
+    static RunState Existing(string runDir, ModelSpec spec, TrainOptions options, string fingerprint)
     {
-        string path = Path.Combine(runDir, "run.json");
-        if (!File.Exists(path)) return false;
         try
         {
-            var m = Json.ReadFile<RunManifest>(path);
-            return m.Model == spec && m.Training == options && m.DataFingerprint == fingerprint && m.Checkpoints.Length == epochs
-                   && m.Checkpoints.All(c => File.Exists(Path.Combine(runDir, c)) && File.Exists(Checkpoint.SidecarPath(Path.Combine(runDir, c))));
+            if (RunRecord.TryRead(runDir) is not { } m) return RunState.None;
+            if (Json.Serialize(m.Model) != Json.Serialize(spec) || m.Training != options || m.DataFingerprint != fingerprint) return RunState.None;
+            return m.IsCompleteIn(runDir) && m.Checkpoints.Length == options.Epochs ? RunState.Finished : RunState.Interrupted;
         }
-        catch (InfluenceSharpException) { return false; }
+        catch (InfluenceSharpException) { return RunState.None; }
     }
 }

@@ -28,13 +28,19 @@ public static class TrainCommand
         var corrupt = Opt.Double("--corrupt", "corrupt this fraction of the training labels (recorded in corruption.json)", 0, 0, max: 1);
         var corruptSeed = Opt.Int("--corrupt-seed", "seed of the label corruption", 0, 0);
         var overwrite = Opt.Flag("--overwrite", "replace the checkpoints (and results) of an earlier run in --out");
+        var resume = Opt.Flag("--resume", "continue an interrupted run in --out (same options) from its last complete epoch");
         var compute = new ComputeOptions();
         var cmd = new Command("train", "train a model on a data set, a checkpoint every epoch (SGD with momentum and weight decay)")
         {
             outDir, data, model, widths, trainCount, epochs, batchSize, lr, momentum, weightDecay, schedule, peakEpoch, seed, augment,
-            corrupt, corruptSeed, overwrite,
+            corrupt, corruptSeed, overwrite, resume,
         };
         compute.AddTo(cmd);
+        cmd.Validators.Add(r =>
+        {
+            if (r.GetResult(overwrite) is { Implicit: false } && r.GetResult(resume) is { Implicit: false })
+                r.AddError("--overwrite and --resume: give one of them");
+        });
         cmd.SetAction(p =>
         {
             bool quiet = compute.Apply(p);
@@ -46,13 +52,14 @@ public static class TrainCommand
                 PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment),
             };
             return Run(p.GetValue(outDir)!, p.GetValue(data)!, p.GetValue(model)!, p.GetValue(widths)!, p.GetValue(trainCount) ?? 0, options,
-                p.GetValue(corrupt), p.GetValue(corruptSeed), p.GetValue(overwrite), quiet);
+                p.GetValue(corrupt), p.GetValue(corruptSeed),
+                p.GetValue(resume) ? ExistingRun.Resume : p.GetValue(overwrite) ? ExistingRun.Overwrite : ExistingRun.Refuse, quiet);
         });
         return cmd;
     }
 
     static int Run(string outDir, string dataSpec, string arch, int[] widths, int trainCount, TrainOptions options, double corrupt, int corruptSeed,
-        bool overwrite, bool quiet)
+        ExistingRun existing, bool quiet)
     {
         // The data and --train-count are checked before the run directory is touched.
         var split = DataSource.Load(dataSpec);
@@ -63,7 +70,6 @@ public static class TrainCommand
             DataCommands.CheckBalancedCount("--train-count", trainCount, train);
             train = train.Subset(DataSource.BalancedSubset(train, trainCount, options.Seed));
         }
-        Checkpoint.PrepareRunDirectory(outDir, overwrite);
         CorruptionRecord? record = null;
         if (corrupt > 0)
         {
@@ -74,15 +80,11 @@ public static class TrainCommand
         var spec = ModelSpec.For(arch, train.Channels, train.Height, train.Width, train.NumClasses, widths);
         if (!quiet) Console.Error.WriteLine($"data: {split.Source} ({train.Count} train, {split.Test.Count} test){(record is null ? "" : $", {record.Indices.Length} labels corrupted")}");
         if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})");
-        var result = new Trainer(options, quiet ? null : new ConsoleProgress()).Train(spec, train, split.Test, outDir, record, split.Source);
+        // The trainer locks --out, refuses (or overwrites, or resumes) an earlier run there, and keeps run.json.
+        var result = new Trainer(options, quiet ? null : new ConsoleProgress()).Train(spec, train, split.Test, outDir, record, split.Source, existing);
         var last = result.History[^1];
-        Json.WriteFile(Path.Combine(outDir, "run.json"), new RunManifest(spec, options, split.Source, train.Fingerprint(), train.Count,
-            result.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), result.History, LibraryInfo.Version));
         Console.WriteLine($"final: train accuracy {100 * last.TrainAccuracy:F2}%, test accuracy {100 * last.TestAccuracy:F2}%; checkpoints in {outDir}");
         return 0;
     }
 }
 
-/// <summary>run.json: what produced a run directory.</summary>
-public sealed record RunManifest(ModelSpec Model, TrainOptions Training, string DataSource, string DataFingerprint, int TrainCount,
-    string[] Checkpoints, List<EpochMetrics> History, string LibraryVersion);

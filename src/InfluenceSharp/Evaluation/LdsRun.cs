@@ -81,8 +81,13 @@ public sealed class LdsRun
             Alpha = Options.Alpha, Seed = Options.Seed, Subsets = Options.Subsets, SeedsPerSubset = Options.SeedsPerSubset,
         };
         string path = Path.Combine(cacheDir, ManifestFile);
-        if (File.Exists(path)) ManifestCheck.RequireSame(path, Manifest, "library_version");
-        else Json.WriteFile(path, Manifest);
+        Directory.CreateDirectory(cacheDir);
+        OutputLock.CleanStaleTemps(cacheDir);
+        using (OutputLock.Manifest(cacheDir, "LDS cache"))
+        {
+            if (File.Exists(path)) ManifestCheck.RequireSame(path, Manifest, "library_version");
+            else Json.WriteFile(path, Manifest);
+        }
     }
 
     public string CacheDir { get; }
@@ -101,13 +106,19 @@ public sealed class LdsRun
 
     /// <summary>Trains the pending subsets of this shard; returns the ones it trained. Cancelling
     /// stops between models; finished subsets stay saved.</summary>
+    /// <remarks>Locking (see <see cref="OutputLock"/>): without a shard the cache is locked as a
+    /// whole for the run; each subset is trained under its own lock, re-checking that it is still
+    /// missing, so shards of one job run together.</remarks>
     public int[] Run(Shard? shard = null, Action<string>? log = null, CancellationToken cancel = default)
     {
+        using var stage = OutputLock.Stage(CacheDir, "LDS retraining", shard ?? Shard.All);
         var todo = Pending(shard);
         var done = new List<int>();
         foreach (int j in todo)
         {
             if (cancel.IsCancellationRequested) break;
+            using var subsetLock = OutputLock.Partition(CacheDir, "LDS retraining", j);
+            if (File.Exists(SubsetPath(j))) continue;   // another shard trained it meanwhile
             var sw = Stopwatch.StartNew();
             var subset = train.Subset(LdsSubsets.Indices(Masks[j]), $"{train.Name}[lds {j}]");
             int r = Options.SeedsPerSubset, nq = queries.Count;

@@ -136,9 +136,14 @@ public sealed class FeatureStore : IDisposable
         if (directory is null)
             return new FeatureStore(featurizer, data, manifest, keepInMemory ? StoreMode.Memory : StoreMode.Transient, null, batchSize);
         System.IO.Directory.CreateDirectory(Path.Combine(directory, "blocks"));
+        OutputLock.CleanStaleTemps(directory);
+        OutputLock.CleanStaleTemps(Path.Combine(directory, "blocks"));
         string mpath = Path.Combine(directory, ManifestFile);
-        if (File.Exists(mpath)) Json.ReadFile<FeatureStoreManifest>(mpath).Require(manifest, mpath);
-        else Json.WriteFile(mpath, manifest);
+        using (OutputLock.Manifest(directory, "feature store"))
+        {
+            if (File.Exists(mpath)) Json.ReadFile<FeatureStoreManifest>(mpath).Require(manifest, mpath);
+            else Json.WriteFile(mpath, manifest);
+        }
         return new FeatureStore(featurizer, data, manifest, StoreMode.Directory, directory, batchSize);
     }
 
@@ -171,9 +176,13 @@ public sealed class FeatureStore : IDisposable
 
     /// <summary>Computes and stores this shard's missing blocks; returns how many were computed.
     /// A transient store has nothing to build.</summary>
+    /// <remarks>Locking (see <see cref="OutputLock"/>): a build without a shard locks the store
+    /// directory as a whole; every block is written under its own lock (a shard's build, or a block
+    /// computed on demand by <see cref="Get"/>), re-checking under the lock that it is still missing.</remarks>
     public int Build(Shard? shard = null, IProgress<ProgressUpdate>? progress = null, Profiler? profiler = null, string label = "train features")
     {
         if (Mode == StoreMode.Transient) return 0;
+        using var stage = Mode == StoreMode.Directory ? OutputLock.Stage(Directory!, "feature store", shard ?? Shard.All) : null;
         var todo = Missing(shard);
         if (todo.Count == 0) return 0;
         long total = todo.Sum(b => (long)Range(b).Count), done = 0;
@@ -193,6 +202,8 @@ public sealed class FeatureStore : IDisposable
 
     private void Store(int b, Profiler? profiler)
     {
+        using var blockLock = Mode == StoreMode.Directory ? OutputLock.Partition(Path.Combine(Directory!, "blocks"), "feature store", b) : null;
+        if (Mode == StoreMode.Directory && Has(b)) return;   // another process stored it meanwhile
         var tensors = ComputeBlock(b, profiler);
         InvalidateArtifacts();
         Version++;
@@ -218,10 +229,19 @@ public sealed class FeatureStore : IDisposable
                 {
                     var file = SafeTensors.Load(BlockPath(block));
                     var tensors = new Dictionary<string, Tensor>(file.Tensors);
-                    if (!tensors.TryGetValue("features", out var f) || f.shape[0] != count || f.shape[1] != Manifest.Dim)
+                    string? bad = !tensors.TryGetValue("features", out var f) || f.dim() != 2 || f.shape[0] != count || f.shape[1] != Manifest.Dim
+                        ? $"block has the wrong shape ([{(f is null ? "" : string.Join(", ", f.shape))}], expected [{count}, {Manifest.Dim}])"
+                        : tensors.Values.FirstOrDefault(t => t.dim() == 0 || t.shape[0] != count) is { } extra
+                        ? $"block has a tensor of {(extra.dim() == 0 ? 0 : extra.shape[0])} rows, expected {count}"
+                        : file.Metadata.TryGetValue("block", out var mb) && mb != block.ToString(System.Globalization.CultureInfo.InvariantCulture)
+                        ? $"file holds block {mb}, not {block}"
+                        : file.Metadata.TryGetValue("method", out var mm) && mm != Manifest.Method
+                        ? $"file holds {mm} features, not {Manifest.Method}"
+                        : null;
+                    if (bad is not null)
                     {
                         file.Dispose();
-                        throw new InfluenceSharpException($"{BlockPath(block)}: block has the wrong shape (left over from another run? delete it to recompute)");
+                        throw new InfluenceSharpException($"{BlockPath(block)}: {bad} (left over from another run, or copied from another block?); delete it to recompute");
                     }
                     return new FeatureBlock(block, start, tensors);
                 }

@@ -88,10 +88,18 @@ public sealed class NpyBlockWriter : IDisposable
             while (end < Cols && !written[end]) end++;
             throw new InfluenceSharpException($"{Path}: cannot complete: {columnsLeft} of {Cols} columns were never written (first gap [{first}, {end}))");
         }
-        stream.Flush(flushToDisk: true);
-        stream.Dispose();
-        File.Move(tempPath, Path, overwrite: true);
-        done = true;
+        try
+        {
+            stream.Flush(flushToDisk: true);
+            stream.Dispose();
+            File.Move(tempPath, Path, overwrite: true);
+            done = true;
+        }
+        catch
+        {
+            Dispose();   // e.g. a full disk: delete the temp file rather than leave it
+            throw;
+        }
     }
 
     /// <summary>Without <see cref="Complete"/>, deletes the temp file: nothing appears under the final name.</summary>
@@ -99,7 +107,9 @@ public sealed class NpyBlockWriter : IDisposable
     {
         if (done) return;
         done = true;
-        stream.Dispose();
-        try { File.Delete(tempPath); } catch (IOException) { }
+        // Disposing flushes buffered data and can throw (a full disk); the temp file goes regardless.
+        try { stream.Dispose(); }
+        catch (IOException) { }
+        finally { try { File.Delete(tempPath); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
     }
 }

@@ -58,20 +58,29 @@ public static class PartitionedScoring
     public static BlockProducer Totals(IAttributionMethod method, IDataset queries) =>
         (train, sink) => method.Pairwise(queries, train, (off, block) => sink(off, new[] { block }));
 
-    /// <summary>Returns true when the final scores exist (this call or an earlier one finished them).</summary>
+    /// <summary>Returns true when the final scores exist (this call or an earlier one finished them).
+    /// Locking (see <see cref="OutputLock"/>): without a shard the whole output is locked for the
+    /// stage; a shard locks each partition it computes; the merge runs under the manifest lock. Every
+    /// partial is checked (shape) before it is merged: a wrong one is an error naming the file.</summary>
     public static bool Pairwise(BlockProducer produce, string[] names, int queryCount, IDataset train, string outDir,
         ScoresManifest manifest, Shard shard, Profiler profiler)
     {
-        Prepare(outDir, manifest);
+        const string what = "pairwise scores";
+        using var stage = OutputLock.Stage(outDir, what, shard);
+        Prepare(outDir, manifest, what);
         var finals = names.Select(n => Path.Combine(outDir, n + ".npy")).ToArray();
         if (finals.All(File.Exists)) return true;
         int parts = Parts(train.Count, manifest.PartitionSize);
-        string Part(int p, string name) => Path.Combine(outDir, "partials", $"{name}-{p:D5}.npy");
+        string partials = Path.Combine(outDir, "partials");
+        string Part(int p, string name) => Path.Combine(partials, $"{name}-{p:D5}.npy");
+        int Len(int p) => Math.Min(manifest.PartitionSize, train.Count - p * manifest.PartitionSize);
         {   // the method records its own "Compute Pairwise Score" stage
             for (int p = 0; p < parts; p++)
             {
                 if (!shard.Contains(p) || names.All(n => File.Exists(Part(p, n)))) continue;
-                int start = p * manifest.PartitionSize, len = Math.Min(manifest.PartitionSize, train.Count - start);
+                using var partLock = OutputLock.Partition(partials, what, p);
+                if (names.All(n => File.Exists(Part(p, n)))) continue;   // another shard finished it meanwhile
+                int start = p * manifest.PartitionSize, len = Len(p);
                 var writers = names.Select(n => new NpyBlockWriter(Part(p, n), queryCount, len)).ToArray();
                 try
                 {
@@ -84,7 +93,11 @@ public static class PartitionedScoring
                 finally { foreach (var w in writers) w.Dispose(); }
             }
         }
-        if (Enumerable.Range(0, parts).Any(p => names.Any(n => !File.Exists(Part(p, n))))) return false;
+        if (Enumerable.Range(0, parts).Any(p => names.Any(n => !File.Exists(Part(p, n))))) return finals.All(File.Exists);
+        using var merge = OutputLock.TryMerge(outDir, what);
+        if (merge is null || finals.All(File.Exists)) return finals.All(File.Exists);   // another shard is merging (or has)
+        for (int p = 0; p < parts; p++)
+            foreach (var n in names) RequireShape(Part(p, n), new long[] { queryCount, Len(p) });
         using (profiler.Stage("Save Pairwise Score"))
         {
             for (int i = 0; i < names.Length; i++)
@@ -98,28 +111,50 @@ public static class PartitionedScoring
                 w.Complete();
             }
         }
+        OutputLock.RemovePartials(partials);
         return true;
     }
 
-    /// <summary>Self-influence in partitions; returns the scores when complete, else null.</summary>
+    /// <summary>Self-influence in partitions; returns the scores when complete, else null. Locking and
+    /// checks as in <see cref="Pairwise"/>.</summary>
     public static double[]? Self(IAttributionMethod method, IDataset train, string outDir, ScoresManifest manifest, Shard shard, Profiler profiler)
     {
-        Prepare(outDir, manifest);
+        const string what = "self-influence scores";
+        using var stage = OutputLock.Stage(outDir, what, shard);
+        Prepare(outDir, manifest, what);
         string final = Path.Combine(outDir, SelfFile);
         if (File.Exists(final)) return ReadVector(final);
         int parts = Parts(train.Count, manifest.PartitionSize);
-        string Part(int p) => Path.Combine(outDir, "partials", $"self-{p:D5}.npy");
+        string partials = Path.Combine(outDir, "partials");
+        string Part(int p) => Path.Combine(partials, $"self-{p:D5}.npy");
+        int Len(int p) => Math.Min(manifest.PartitionSize, train.Count - p * manifest.PartitionSize);
         for (int p = 0; p < parts; p++)
         {
             if (!shard.Contains(p) || File.Exists(Part(p))) continue;
-            int start = p * manifest.PartitionSize, len = Math.Min(manifest.PartitionSize, train.Count - start);
+            using var partLock = OutputLock.Partition(partials, what, p);
+            if (File.Exists(Part(p))) continue;
+            int start = p * manifest.PartitionSize, len = Len(p);
             var s = method.SelfInfluence(Slice(train, start, len));
+            if (s.Length != len) throw new InfluenceSharpException($"{method.Name}: self-influence of {len} examples returned {s.Length} values");
             Npy.Write(Part(p), s, s.Length);
         }
-        if (Enumerable.Range(0, parts).Any(p => !File.Exists(Part(p)))) return null;
+        if (Enumerable.Range(0, parts).Any(p => !File.Exists(Part(p)))) return File.Exists(final) ? ReadVector(final) : null;
+        using var merge = OutputLock.TryMerge(outDir, what);
+        if (merge is null || File.Exists(final)) return File.Exists(final) ? ReadVector(final) : null;
+        for (int p = 0; p < parts; p++) RequireShape(Part(p), new long[] { Len(p) });
         var all = Enumerable.Range(0, parts).SelectMany(p => ReadVector(Part(p))).ToArray();
         profiler.Time("Save Self-Influence Score", () => Npy.Write(final, all, all.Length));
+        OutputLock.RemovePartials(partials);
         return all;
+    }
+
+    /// <summary>Throws, naming the file, when a partial does not have the shape its partition needs
+    /// (e.g. a file copied from another job, or one written with another partition size).</summary>
+    static void RequireShape(string path, long[] shape)
+    {
+        long[] found = Npy.ReadHeader(path).Shape;
+        if (!found.SequenceEqual(shape))
+            throw new InfluenceSharpException($"{path}: partial has shape [{string.Join(", ", found)}], this partition needs [{string.Join(", ", shape)}] (left over from another job?); delete it to recompute that partition");
     }
 
     public static double[] ReadVector(string path)
@@ -137,9 +172,13 @@ public static class PartitionedScoring
         return Math.Max(1, (n + size - 1) / size);
     }
 
-    static void Prepare(string outDir, ScoresManifest manifest)
+    static void Prepare(string outDir, ScoresManifest manifest, string what)
     {
-        Directory.CreateDirectory(Path.Combine(outDir, "partials"));
+        string partials = Path.Combine(outDir, "partials");
+        Directory.CreateDirectory(partials);
+        OutputLock.CleanStaleTemps(outDir);
+        OutputLock.CleanStaleTemps(partials);
+        using var mlock = OutputLock.Manifest(outDir, what);
         string mpath = Path.Combine(outDir, "manifest.json");
         if (File.Exists(mpath)) Json.ReadFile<ScoresManifest>(mpath).Require(manifest, mpath);
         else Json.WriteFile(mpath, manifest);

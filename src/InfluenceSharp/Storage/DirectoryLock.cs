@@ -30,7 +30,33 @@ public sealed class DirectoryLock : IDisposable
     /// <summary>Takes the lock named <paramref name="name"/> in <paramref name="directory"/> (created
     /// if missing), or throws <see cref="OutputLockedException"/> at once if another process holds it.
     /// <paramref name="what"/> says what is being written (for the other process's message).</summary>
-    public static DirectoryLock Acquire(string directory, string what, string name = "")
+    public static DirectoryLock Acquire(string directory, string what, string name = "") => Acquire(directory, what, name, TimeSpan.Zero);
+
+    /// <summary>Like <see cref="Acquire(string, string, string)"/>, but waits up to
+    /// <paramref name="wait"/> for a holder to let go (for locks held briefly, such as a manifest's).</summary>
+    public static DirectoryLock Acquire(string directory, string what, string name, TimeSpan wait)
+    {
+        var deadline = DateTime.UtcNow + wait;
+        while (true)
+        {
+            try { return AcquireOnce(directory, what, name); }
+            catch (OutputLockedException) when (DateTime.UtcNow < deadline) { Thread.Sleep(50); }
+        }
+    }
+
+    /// <summary>Takes the lock if it is free, else returns null (no waiting, no exception).</summary>
+    public static DirectoryLock? TryAcquire(string directory, string what, string name = "")
+    {
+        try { return AcquireOnce(directory, what, name); }
+        catch (OutputLockedException) { return null; }
+    }
+
+    /// <summary>Throws <see cref="OutputLockedException"/> (waiting up to <paramref name="wait"/>) if
+    /// another holder has the lock now; takes it only for the moment of the check. A shard uses it to
+    /// refuse an output that a non-sharded writer holds as a whole.</summary>
+    public static void Probe(string directory, string what, string name, TimeSpan wait) => Acquire(directory, what, name, wait).Dispose();
+
+    static DirectoryLock AcquireOnce(string directory, string what, string name)
     {
         Directory.CreateDirectory(directory);
         string lockPath = System.IO.Path.Combine(directory, $".lock{(name.Length > 0 ? "-" + name : "")}");
@@ -42,7 +68,7 @@ public sealed class DirectoryLock : IDisposable
         }
         catch (IOException e) when (IsSharingViolation(e))
         {
-            throw new OutputLockedException(directory, ReadHolder(infoPath));
+            throw new OutputLockedException(directory, CurrentHolder(infoPath));
         }
         var holder = new Holder(Environment.ProcessId, Environment.MachineName, CommandLine(), DateTimeOffset.Now, what);
         // The holder record is written after the lock is held, atomically, so a reader sees either
@@ -56,6 +82,30 @@ public sealed class DirectoryLock : IDisposable
     {
         try { return File.Exists(infoPath) ? JsonSerializer.Deserialize<Holder>(File.ReadAllText(infoPath), Json.Options) : null; }
         catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>The holder of a lock found taken. Its record is written just after the lock is taken,
+    /// and a killed holder's record stays behind until the next holder replaces it, so wait briefly
+    /// for a record of a live process (on this host) before settling for what is there.</summary>
+    static Holder? CurrentHolder(string infoPath)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(2);
+        while (true)
+        {
+            var h = ReadHolder(infoPath);
+            bool live = h is not null && (h.Host != Environment.MachineName || IsAlive(h.Pid));
+            if (live || DateTime.UtcNow > deadline) return h;
+            Thread.Sleep(20);
+        }
+    }
+
+    /// <summary>Whether a process with this id runs on this machine.</summary>
+    internal static bool IsAlive(int pid)
+    {
+        if (pid == Environment.ProcessId) return true;
+        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return !p.HasExited; }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
     }
 
     static bool IsSharingViolation(IOException e) =>

@@ -70,26 +70,43 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
         return new Checkpoint(weights, info);
     }
 
-    /// <summary>All checkpoints in a run directory, ordered by epoch.</summary>
-    public static List<Checkpoint> List(string runDir)
+    /// <summary>The checkpoints of a run directory, ordered by epoch: those its record (run.json)
+    /// lists. An incomplete run (training stopped early, or a listed file missing) is refused with a
+    /// message naming the run and what is missing, unless <paramref name="allowIncomplete"/>, which
+    /// gives the listed checkpoints that are there. A directory without run.json (checkpoints put
+    /// together by hand, or saved by PyTorch) gives every epoch-* checkpoint with a sidecar.</summary>
+    public static List<Checkpoint> List(string runDir, bool allowIncomplete = false)
     {
         if (!Directory.Exists(runDir)) throw new InfluenceSharpException($"{runDir}: run directory not found");
-        var list = Directory.GetFiles(runDir, "epoch-*.safetensors").Where(p => File.Exists(SidecarPath(p)))
-            .Select(Open).OrderBy(c => c.Info.Epoch).ToList();
+        List<Checkpoint> list;
+        if (RunRecord.TryRead(runDir) is { } record)
+        {
+            if (!allowIncomplete && record.IncompleteReason(runDir) is { } why)
+                throw new InfluenceSharpException($"{runDir}: incomplete run: {why}; finish it (influence train --resume with the same options) or use a single checkpoint file");
+            var missing = record.MissingIn(runDir);
+            list = record.Checkpoints.Where(c => !missing.Contains(c)).Select(c => Open(Path.Combine(runDir, c))).OrderBy(c => c.Info.Epoch).ToList();
+        }
+        else
+            list = Directory.GetFiles(runDir, "epoch-*.safetensors").Where(p => File.Exists(SidecarPath(p)))
+                .Select(Open).OrderBy(c => c.Info.Epoch).ToList();
         if (list.Count == 0) throw new InfluenceSharpException($"{runDir}: no complete checkpoints (epoch-*.safetensors with .json sidecar)");
         return list;
     }
 
+    /// <summary>The file holding the optimizer state (momentum buffers) after an epoch, kept so that
+    /// an interrupted run resumes to the same weights.</summary>
+    public static string OptimizerStatePath(string runDir, int epoch) => Path.Combine(runDir, $"optimizer-{epoch:D4}.safetensors");
+
     /// <summary>Makes a run directory ready for a new training run: refuses one that already holds
-    /// checkpoints (they would mix with the new run's) unless <paramref name="overwrite"/>, in which
-    /// case the old checkpoints and derived results are deleted.</summary>
+    /// checkpoints or a run record (they would mix with the new run's) unless <paramref name="overwrite"/>,
+    /// in which case the old checkpoints and derived results are deleted. Call it under the run's lock.</summary>
     public static void PrepareRunDirectory(string runDir, bool overwrite)
     {
         if (!Directory.Exists(runDir)) return;
-        var old = Directory.GetFiles(runDir, "epoch-*.*");
-        if (old.Length == 0) return;
+        var old = Directory.GetFiles(runDir, "epoch-*.*").Concat(Directory.GetFiles(runDir, "optimizer-*.safetensors")).ToArray();
+        if (old.Length == 0 && !File.Exists(RunRecord.PathIn(runDir))) return;
         if (!overwrite)
-            throw new InfluenceSharpException($"--out {runDir}: already holds checkpoints of another run; choose another directory or pass --overwrite");
+            throw new InfluenceSharpException($"--out {runDir}: already holds checkpoints of another run; choose another directory, pass --overwrite, or --resume to finish an interrupted run");
         foreach (var f in old) File.Delete(f);
         foreach (var f in new[] { "run.json", "corruption.json" }.Select(n => Path.Combine(runDir, n)).Where(File.Exists)) File.Delete(f);
         foreach (var d in new[] { "store", "detect", "explain", "lds", "remove", "ensemble" }.Select(n => Path.Combine(runDir, n)).Where(Directory.Exists))

@@ -50,6 +50,19 @@ internal sealed class Sgd : IDisposable
         }
     }
 
+    /// <summary>The momentum buffers (null where a parameter has had no step yet), in parameter
+    /// order: saved with each checkpoint so that a resumed run continues bit-identically.</summary>
+    public Tensor?[] Buffers => buffers;
+
+    /// <summary>Replaces buffer <paramref name="i"/> with a copy of <paramref name="value"/>.</summary>
+    public void SetBuffer(int i, Tensor value)
+    {
+        if (!value.shape.SequenceEqual(parameters[i].shape))
+            throw new InfluenceSharpException($"optimizer state: momentum buffer {i} is [{string.Join(", ", value.shape)}], the parameter is [{string.Join(", ", parameters[i].shape)}]");
+        buffers[i]?.Dispose();
+        buffers[i] = value.detach().to_type(parameters[i].dtype).to(parameters[i].device).clone().DetachFromDisposeScope();
+    }
+
     public void Dispose()
     {
         foreach (var b in buffers) b?.Dispose();

@@ -37,6 +37,18 @@ public sealed record TrainOptions
     }
 }
 
+/// <summary>What to do with a run directory that already holds a run.</summary>
+public enum ExistingRun
+{
+    /// <summary>Refuse it (an exception says so): the default.</summary>
+    Refuse,
+    /// <summary>Delete its checkpoints and derived results, then train afresh.</summary>
+    Overwrite,
+    /// <summary>Continue it from its last complete epoch (same model, options and data required),
+    /// to the same weights as an uninterrupted run.</summary>
+    Resume,
+}
+
 /// <summary>What a training run produced.</summary>
 public sealed record TrainResult(nn.Module<Tensor, Tensor> Model, List<Checkpoint> Checkpoints, List<EpochMetrics> History);
 
@@ -62,8 +74,14 @@ public sealed class Trainer
     /// <param name="runDir">where checkpoints go (epoch-NNNN.safetensors + .json); null for none.</param>
     /// <param name="corruption">The label corruption applied to <paramref name="train"/>, saved as corruption.json.</param>
     /// <param name="dataSource">The data spec recorded in the sidecars, so later commands can rebuild the data.</param>
+    /// <param name="existing">What to do when <paramref name="runDir"/> already holds a run.</param>
+    /// <remarks>With a run directory, the run is locked for the whole training (a second trainer
+    /// gets an <see cref="OutputLockedException"/> naming this one), and its record (run.json) is
+    /// written at the start as incomplete and updated after every epoch. Each epoch also saves the
+    /// optimizer's momentum buffers (optimizer-NNNN.safetensors, the latest only; removed when the
+    /// run completes), so that <see cref="ExistingRun.Resume"/> continues bit-identically.</remarks>
     public TrainResult Train(ModelSpec spec, ImageDataset train, ImageDataset? test, string? runDir,
-        CorruptionRecord? corruption = null, string? dataSource = null)
+        CorruptionRecord? corruption = null, string? dataSource = null, ExistingRun existing = ExistingRun.Refuse)
     {
         var o = Options;
         if (o.Epochs < 1) throw new InfluenceSharpException($"--epochs {o.Epochs}: must be at least 1");
@@ -74,21 +92,52 @@ public sealed class Trainer
         using var opt = new Sgd(model.parameters(), o.Momentum, o.WeightDecay);
         string fingerprint = train.Fingerprint();
         string? corruptionFile = null;
-        if (runDir is not null)
-        {
-            Directory.CreateDirectory(runDir);
-            if (corruption is not null)
-            {
-                corruptionFile = "corruption.json";
-                Json.WriteFile(Path.Combine(runDir, corruptionFile), corruption);
-            }
-        }
+        using var runLock = runDir is null ? null : DirectoryLock.Acquire(runDir, "training run");
         long stepsPerEpoch = (train.Count + o.BatchSize - 1) / o.BatchSize;
         var history = new List<EpochMetrics>();
         var checkpoints = new List<Checkpoint>();
         long step = 0;
         var augRng = new Random(unchecked(o.Seed * 7919 + 17));
-        for (int epoch = 1; epoch <= o.Epochs; epoch++)
+        int firstEpoch = 1;
+        RunRecord? record = null;
+        if (runDir is not null)
+        {
+            OutputLock.CleanStaleTemps(runDir);
+            if (corruption is not null) corruptionFile = "corruption.json";
+            if (existing == ExistingRun.Resume && RunRecord.TryRead(runDir) is { } old)
+            {
+                RequireSameRun(runDir, old, spec, o, fingerprint, train.Count);
+                // Continue after the last listed epoch whose files are all there.
+                var present = old.Checkpoints.TakeWhile(c => !old.MissingIn(runDir).Contains(c)).ToList();
+                if (present.Count > 0)
+                {
+                    var last = Checkpoint.Open(Path.Combine(runDir, present[^1]));
+                    int k = last.Info.Epoch;
+                    if (k != present.Count)
+                        throw new InfluenceSharpException($"{runDir}: cannot resume: run.json lists {present.Count} checkpoints but the last is epoch {k}");
+                    checkpoints.AddRange(present.Select(c => Checkpoint.Open(Path.Combine(runDir, c))));
+                    history.AddRange(old.History.Take(k));
+                    if (history.Count != k) throw new InfluenceSharpException($"{runDir}: cannot resume: run.json has metrics for {old.History.Count} epochs, not {k}");
+                    Checkpoint.LoadWeights(model, last.WeightsPath);
+                    if (k < o.Epochs) LoadOptimizerState(opt, model, runDir, k);
+                    step = last.Info.Step;
+                    // The augmentation stream runs across epochs: replay the draws of the epochs done.
+                    if (o.Augment) for (long i = 0; i < (long)k * train.Count; i++) { augRng.Next(9); augRng.Next(9); augRng.Next(2); }
+                    firstEpoch = k + 1;
+                }
+            }
+            else
+                Checkpoint.PrepareRunDirectory(runDir, existing == ExistingRun.Overwrite);
+            if (corruption is not null) Json.WriteFile(Path.Combine(runDir, corruptionFile!), corruption);
+            record = new RunRecord
+            {
+                Model = spec, Training = o, DataSource = dataSource, DataFingerprint = fingerprint, TrainCount = train.Count,
+                Checkpoints = checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), History = history.ToList(),
+                Complete = firstEpoch > o.Epochs,
+            };
+            record.Write(runDir);
+        }
+        for (int epoch = firstEpoch; epoch <= o.Epochs; epoch++)
         {
             var sw = Stopwatch.StartNew();
             model.train();
@@ -136,10 +185,54 @@ public sealed class Trainer
                     Training = o, Metrics = m,
                 };
                 checkpoints.Add(Checkpoint.Save(model, Path.Combine(runDir, $"epoch-{epoch:D4}.safetensors"), info));
+                bool last = epoch == o.Epochs;
+                if (!last) SaveOptimizerState(opt, model, runDir, epoch);
+                // The record goes after the files it lists: it never names a checkpoint that is not there.
+                record = record! with
+                {
+                    Checkpoints = checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), History = history.ToList(), Complete = last,
+                };
+                record.Write(runDir);
+                foreach (var f in Directory.GetFiles(runDir, "optimizer-*.safetensors"))
+                    if (last || f != Checkpoint.OptimizerStatePath(runDir, epoch)) File.Delete(f);
             }
         }
         model.eval();
         return new TrainResult(model, checkpoints, history);
+    }
+
+    static void RequireSameRun(string runDir, RunRecord old, ModelSpec spec, TrainOptions o, string fingerprint, int count)
+    {
+        void Check(string field, object? found, object? want)
+        {
+            if (!Equals(found, want))
+                throw new InfluenceSharpException($"{runDir}: cannot resume: the run was started with {field} = {found}, this one has {field} = {want}; resume with the same options");
+        }
+        if (Json.Serialize(old.Model) != Json.Serialize(spec))
+            throw new InfluenceSharpException($"{runDir}: cannot resume: the run was started with model = {old.Model.Describe()}, this one has model = {spec.Describe()}; resume with the same options");
+        Check("training", Json.Serialize(old.Training).ReplaceLineEndings(" "), Json.Serialize(o).ReplaceLineEndings(" "));
+        Check("data_fingerprint", old.DataFingerprint, fingerprint);
+        Check("train_count", old.TrainCount, count);
+    }
+
+    static void SaveOptimizerState(Sgd opt, nn.Module model, string runDir, int epoch)
+    {
+        var names = model.named_parameters().Select(p => p.name).ToList();
+        var state = new Dictionary<string, Tensor>();
+        for (int i = 0; i < names.Count; i++)
+            if (opt.Buffers[i] is { } b) state["momentum." + names[i]] = b;
+        SafeTensors.Save(Checkpoint.OptimizerStatePath(runDir, epoch), state, new Dictionary<string, string> { ["epoch"] = epoch.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+    }
+
+    static void LoadOptimizerState(Sgd opt, nn.Module model, string runDir, int epoch)
+    {
+        string path = Checkpoint.OptimizerStatePath(runDir, epoch);
+        if (!File.Exists(path))
+            throw new InfluenceSharpException($"{path}: cannot resume after epoch {epoch}: the optimizer state (momentum) of that epoch is missing");
+        using var file = SafeTensors.Load(path);
+        var names = model.named_parameters().Select(p => p.name).ToList();
+        for (int i = 0; i < names.Count; i++)
+            if (file.Tensors.TryGetValue("momentum." + names[i], out var t)) opt.SetBuffer(i, t);
     }
 
     /// <summary>Mean cross-entropy and accuracy of a model on a dataset (eval mode, no grad).</summary>

@@ -18,6 +18,11 @@ public class FactorStorageTests
     static FactorOptions Opts(FactorStrategy s = FactorStrategy.Ekfac) =>
         new() { Strategy = s, PartitionSize = 16, BatchSize = 8, Seed = 3 };
 
+    sealed class Collect(List<InfluenceSharp.Diagnostics.ProgressUpdate> list) : IProgress<InfluenceSharp.Diagnostics.ProgressUpdate>
+    {
+        public void Report(InfluenceSharp.Diagnostics.ProgressUpdate value) => list.Add(value);
+    }
+
     static void AssertSame(Factors a, Factors b)
     {
         foreach (var (x, y) in a.Layers.Zip(b.Layers))
@@ -41,9 +46,11 @@ public class FactorStorageTests
         Assert.Equal(3, saved);                 // partitions 0, 2, 4 of 5 (70 examples / 16)
         // "Interrupt": drop one finished partition; the unsharded run redoes only what is missing.
         File.Delete(Path.Combine(dir.Path, "partials", "covariance-00002.safetensors"));
-        var stamp = File.GetLastWriteTimeUtc(Path.Combine(dir.Path, "partials", "covariance-00000.safetensors"));
-        var resumed = fitter.Fit(train, dir.Path)!;
-        Assert.Equal(stamp, File.GetLastWriteTimeUtc(Path.Combine(dir.Path, "partials", "covariance-00000.safetensors")));
+        var updates = new List<InfluenceSharp.Diagnostics.ProgressUpdate>();
+        var resumed = new FactorFitter(model, task, Opts() with { Progress = new Collect(updates) }).Fit(train, dir.Path)!;
+        // Only the dropped covariance partition (16 examples) and the missing ones (1, 3) were computed.
+        Assert.Equal(16 + 16 + 16, updates.First(u => u.Label == "fit covariance").Total);
+        Assert.False(Directory.Exists(Path.Combine(dir.Path, "partials")));   // removed once the factors are saved
         AssertSame(reference, resumed);
         AssertSame(reference, Factors.Load(dir.Path, fitter.ManifestFor(train)));
         // Scores from loaded factors equal in-memory ones.

@@ -42,18 +42,32 @@ public sealed class FactorFitter
     /// <summary>Fits the factors. With a directory, partial results are saved there and reused; the
     /// finished factors are saved too. Returns null when this shard's part is done but other shards'
     /// partitions are still missing.</summary>
+    /// <remarks>Locking (see <see cref="OutputLock"/>): without a shard the factors directory is
+    /// locked as a whole for the fit, so a second fit into it is refused naming the first; a shard
+    /// locks each partition it computes; the manifest is checked under its own lock. Partials are
+    /// checked (shapes, example count, partition) before they are summed. A fit without a shard
+    /// removes the partials once the factors are saved.</remarks>
     public Factors? Fit(IDataset train, string? dir = null, Shard? shard = null)
     {
         var sh = shard ?? Shard.All;
         var manifest = ManifestFor(train);
+        using var stage = dir is null ? null : OutputLock.Stage(dir, "factors", sh);
         if (dir is not null)
         {
             Directory.CreateDirectory(dir);
+            OutputLock.CleanStaleTemps(dir);
+            OutputLock.CleanStaleTemps(Path.Combine(dir, "partials"));
             string mpath = Path.Combine(dir, Factors.ManifestFile);
-            if (File.Exists(mpath)) Json.ReadFile<FactorsManifest>(mpath).Require(manifest, mpath);
-            else Json.WriteFile(mpath, manifest);
+            using (OutputLock.Manifest(dir, "factors"))
+            {
+                if (File.Exists(mpath)) Json.ReadFile<FactorsManifest>(mpath).Require(manifest, mpath);
+                else Json.WriteFile(mpath, manifest);
+            }
             if (File.Exists(Path.Combine(dir, Factors.FactorsFile)))
+            {
+                if (stage is not null) OutputLock.RemovePartials(Path.Combine(dir, "partials"));
                 return profiler.Time("Load All Factors", () => Factors.Load(dir, manifest));
+            }
         }
         model.eval();
         var result = o.Strategy switch
@@ -62,7 +76,13 @@ public sealed class FactorFitter
             FactorStrategy.Diagonal => FitDiagonal(train, dir, sh, manifest),
             _ => FitKronecker(train, dir, sh, manifest),
         };
-        if (result is not null && dir is not null) profiler.Time("Save Factors", () => result.Save(dir));
+        if (result is not null && dir is not null)
+        {
+            using (OutputLock.Manifest(dir, "factors"))
+                profiler.Time("Save Factors", () => result.Save(dir));
+            // Only a whole-output writer removes the partials: another shard may still be reading them.
+            if (stage is not null) OutputLock.RemovePartials(Path.Combine(dir, "partials"));
+        }
         return result;
     }
 
@@ -152,6 +172,8 @@ public sealed class FactorFitter
             var device = model.parameters().First().device;
             foreach (var p in todo)
             {
+                using var partLock = dir is null ? null : OutputLock.Partition(Path.Combine(dir, "partials"), $"factors ({stage})", p);
+                if (dir is not null && File.Exists(PartPath(p))) continue;   // another shard finished it meanwhile
                 var acc = init();   // per partition, then added in partition order: the same sums as a resumed or sharded fit
                 int start = p * o.PartitionSize, end = Math.Min(n, start + o.PartitionSize);
                 using var gen = new Generator((ulong)(o.Seed * 1_000_003L + p + 1), device);
@@ -176,7 +198,8 @@ public sealed class FactorFitter
                 {
                     var named = acc.Select((t, i) => (t, i)).ToDictionary(x => $"sum{x.i}", x => x.t);
                     named["count"] = torch.tensor(new double[] { end - start });
-                    profiler.Time($"Save {stage} partition", () => SafeTensors.Save(PartPath(p), named));
+                    var meta = new Dictionary<string, string> { ["stage"] = stage, ["partition"] = p.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+                    profiler.Time($"Save {stage} partition", () => SafeTensors.Save(PartPath(p), named, meta));
                     foreach (var t in named.Values) t.Dispose();
                 }
             }
@@ -190,14 +213,21 @@ public sealed class FactorFitter
             for (int p = 0; p < parts; p++)
             {
                 using var f = SafeTensors.Load(PartPath(p));
+                int len = Math.Min(o.PartitionSize, n - p * o.PartitionSize);
+                string Bad(string why) => $"{PartPath(p)}: {why} (left over from another fit, or copied from another partition?); delete it to recompute that partition";
+                if (f.Metadata.TryGetValue("partition", out var mp) && mp != p.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                    throw new InfluenceSharpException(Bad($"holds partition {mp}, not {p}"));
+                if (f.Metadata.TryGetValue("stage", out var ms) && ms != stage)
+                    throw new InfluenceSharpException(Bad($"holds {ms} sums, not {stage}"));
+                if (!f.Tensors.TryGetValue("count", out var countT) || countT.numel() != 1 || countT.item<double>() != len)
+                    throw new InfluenceSharpException(Bad($"counts {(f.Tensors.TryGetValue("count", out var c) && c.numel() == 1 ? c.item<double>() : double.NaN)} examples, this partition has {len}"));
                 for (int i = 0; i < sums.Length; i++)
                 {
-                    var part = f[$"sum{i}"];
-                    if (!part.shape.SequenceEqual(sums[i].shape))
-                        throw new InfluenceSharpException($"{PartPath(p)}: partial sums have the wrong shape (left over from another fit? delete the partials directory)");
+                    if (!f.Tensors.TryGetValue($"sum{i}", out var part) || !part.shape.SequenceEqual(sums[i].shape))
+                        throw new InfluenceSharpException(Bad($"partial sums sum{i} are missing or have the wrong shape"));
                     sums[i].add_(part);
                 }
-                count += f["count"].item<double>();
+                count += len;
             }
             return (sums, count);
         });

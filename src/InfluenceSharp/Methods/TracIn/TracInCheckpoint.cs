@@ -13,9 +13,12 @@ public sealed record TracInCheckpoint(nn.Module<Tensor, Tensor> Model, double St
 
     /// <summary>Every complete checkpoint of a run directory (epoch order), each with its sidecar's
     /// LearningRate as η unless <paramref name="stepSize"/> overrides it (e.g. <c>_ => 1.0</c>).
-    /// <paramref name="select"/> keeps a subset (e.g. every other epoch).</summary>
-    public static List<TracInCheckpoint> FromRun(string runDir, Func<Checkpoint, double>? stepSize = null, Func<Checkpoint, bool>? select = null) =>
-        From(Checkpoint.List(runDir).Where(c => select?.Invoke(c) ?? true), stepSize);
+    /// <paramref name="select"/> keeps a subset (e.g. every other epoch). An incomplete run (its
+    /// run.json says training stopped early, or a listed checkpoint is missing) is refused unless
+    /// <paramref name="allowIncomplete"/>.</summary>
+    public static List<TracInCheckpoint> FromRun(string runDir, Func<Checkpoint, double>? stepSize = null, Func<Checkpoint, bool>? select = null,
+        bool allowIncomplete = false) =>
+        From(Checkpoint.List(runDir, allowIncomplete).Where(c => select?.Invoke(c) ?? true), stepSize);
 
     /// <summary>Loads the given checkpoints (η from each sidecar unless overridden).</summary>
     public static List<TracInCheckpoint> From(IEnumerable<Checkpoint> checkpoints, Func<Checkpoint, double>? stepSize = null)
