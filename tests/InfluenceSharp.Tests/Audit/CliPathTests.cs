@@ -98,9 +98,9 @@ public class CliPathTests
         string run = dir.File("run");
         Ok(Run("train", "--data", "embedded", "--model", "logreg", "--epochs", "1", "--train-count", "100", "--batch-size", "25", "--out", run, "--quiet"));
         string one = dir.File("trak1"), two = dir.File("trak2");
-        Ok(Run("scores", "pairwise", "--run", run, "--methods", "trak", "--proj-dim", "64", "--out", one, "--query-count", "4", "--quiet"));
+        Ok(Run("scores", "pairwise", "--run", run, "--methods", "trak", "--proj-layout", "dense", "--proj-dim", "64", "--out", one, "--query-count", "4", "--quiet"));
         Assert.False(Directory.Exists(Path.Combine(run, "ensemble")));
-        Ok(Run("scores", "pairwise", "--run", run, "--methods", "trak", "--proj-dim", "64", "--ensemble", "2", "--out", two, "--query-count", "4", "--quiet"));
+        Ok(Run("scores", "pairwise", "--run", run, "--methods", "trak", "--proj-layout", "dense", "--proj-dim", "64", "--ensemble", "2", "--out", two, "--query-count", "4", "--quiet"));
         Assert.True(File.Exists(Path.Combine(run, "ensemble", "seed-1", "epoch-0001.safetensors")), "the second ensemble model is not under RUN_DIR/ensemble");
         using var s1 = Read(one);
         using var s2 = Read(two);
