@@ -20,7 +20,7 @@ public static class ExplainCommand
         var image = Opt.Str("--query-image", "instead of --query: an image (PNG of any bit depth, colour type or interlace, JPEG, BMP, GIF, TGA, PSD) of the data set's height and width as the query; colour is converted to the model's channels", "FILE");
         var label = Opt.Str("--query-label", "the --query-image's label: class index or name [default: the model's prediction]", "L");
         var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false);
-        var top = Opt.Int("--top", "proponents (score > 0) and opponents (score < 0) per query, at most", 8, 1, helpName: "K");
+        var top = Opt.Int("--top", "proponents (score > 0) and opponents (score < 0) per query, at most (the image grid draws the first 32 of each)", 8, 1, helpName: "K");
         var outDir = Opt.Out("explain-M.json (indices, scores, labels) and explain-M-<query>.png grids [default: RUN_DIR/explain]");
         var ms = new MethodSettingOptions();
         var data = Opt.RunData();
@@ -107,6 +107,9 @@ public static class ExplainCommand
             new[] { Path.GetFileNameWithoutExtension(path) });
     }
 
+    /// <summary>Most proponents (and opponents) drawn in one query's image grid.</summary>
+    public const int GridMax = 32;
+
     internal static TopKResult Explain(RunContext run, string methodName, MethodSettings settings, ImageDataset queries, string[] captions, int k,
         string outDir, Profiler profiler, bool quiet = false, bool? print = null)
     {
@@ -120,10 +123,14 @@ public static class ExplainCommand
         var names = run.ClassNames;
         var train = run.Data.Train;
         var json = new List<object>();
+        // The image grid shows the first GridMax of each list (a grid of thousands of thumbnails is
+        // unreadable and slow to draw); the JSON and the printout hold all --top of them.
+        static T[][] Head<T>(T[][] rows) => rows.Select(x => x.Take(GridMax).ToArray()).ToArray();
+        var shown = new TopKResult(Head(result.Proponents), Head(result.ProponentScores), Head(result.Opponents), Head(result.OpponentScores));
         for (int r = 0; r < queries.Count; r++)
         {
             string caption = captions[r];
-            Figures.Explanation(methodName, queries, r, caption, train, result, r, names, run.Data.Corruption)
+            Figures.Explanation(methodName, queries, r, caption, train, shown, r, names, run.Data.Corruption)
                 .SavePng(Path.Combine(outDir, $"explain-{methodName}-{caption}.png"));
             object Row(int i, double s) => new { index = i, score = s, label = names[train.Labels[i]] };
             json.Add(new
