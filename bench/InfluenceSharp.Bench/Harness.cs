@@ -22,7 +22,7 @@ public sealed class BenchContext
         data ??= Directory.Exists(DataSource.DebianFashionMnistDir) ? DataSource.Load("fashion-mnist") : DataSource.LoadEmbedded();
         var train = data.Train;
         var idx = Enumerable.Range(0, count).Select(i => i % train.Count).ToArray();
-        return (count == train.Count ? train : train.Subset(idx), data.Test, data.Source + (count > train.Count ? " (tiled)" : ""));
+        return ((ImageDataset)(count == train.Count ? train : train.Subset(idx)), (ImageDataset)data.Test, data.Source + (count > train.Count ? " (tiled)" : ""));
     }
 }
 

@@ -31,7 +31,7 @@ public static class Figures
 
     /// <summary>The most self-influential training images with given (and, if known, true) labels;
     /// corrupted ones framed in red.</summary>
-    public static ImageGrid Suspicious(string method, ImageDataset train, IReadOnlyList<double> self, CorruptionRecord? record,
+    public static ImageGrid Suspicious(string method, LabeledDataset train, IReadOnlyList<double> self, CorruptionRecord? record,
         IReadOnlyList<string> classNames, int count = 24, int perRow = 12)
     {
         var truth = new Dictionary<int, int>();
@@ -46,7 +46,7 @@ public static class Figures
     }
 
     /// <summary>A query with its strongest proponents and opponents.</summary>
-    public static ImageGrid Explanation(string method, ImageDataset queries, int queryIndex, string queryCaption, ImageDataset train,
+    public static ImageGrid Explanation(string method, LabeledDataset queries, int queryIndex, string queryCaption, LabeledDataset train,
         TopKResult top, int row, IReadOnlyList<string> classNames, CorruptionRecord? record = null)
     {
         var corrupted = record is null ? new HashSet<int>() : record.Indices.ToHashSet();

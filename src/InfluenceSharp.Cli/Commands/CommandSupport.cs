@@ -21,7 +21,7 @@ internal static class CommandSupport
     }
 
     /// <summary>The queries: --query indices, else the first --query-count (default defaultCount) of the set.</summary>
-    public static (ImageDataset Queries, int[] Indices, string Set) Queries(RunData data, string set, int[]? indices, int? count, int defaultCount = 100)
+    public static (LabeledDataset Queries, int[] Indices, string Set) Queries(RunData data, string set, int[]? indices, int? count, int defaultCount = 100)
     {
         var source = set == "train" ? data.Train : data.Test;
         int[] idx = indices ?? Enumerable.Range(0, Math.Min(count ?? defaultCount, source.Count)).ToArray();

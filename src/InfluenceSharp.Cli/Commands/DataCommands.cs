@@ -33,16 +33,16 @@ public static class DataCommands
     static int Subset(string dataSpec, string outDir, int nTrain, int nTest, int seed)
     {
         var split = DataSource.Load(dataSpec);
-        if (split.Train.Channels != 1) throw new InfluenceSharpException("data subset writes IDX (single-channel) data sets only");
+        if (split.Train is not ImageDataset || split.Train.Channels != 1) throw new InfluenceSharpException("data subset writes IDX (single-channel uint8 image) data sets only");
         // Both counts are checked before anything is written.
         foreach (var (d, n, option) in new[] { (split.Train, nTrain, "--train-count"), (split.Test, nTest, "--test-count") })
         {
             if (n > d.Count) throw new UsageException($"{option} {n}: the data set has only {d.Count} {d.Name} examples");
             CheckBalancedCount(option, n, d);
         }
-        void Write(ImageDataset d, int n, string prefix)
+        void Write(LabeledDataset d, int n, string prefix)
         {
-            var sub = d.Subset(DataSource.BalancedSubset(d, n, seed));
+            var sub = ((ImageDataset)d).Subset(DataSource.BalancedSubset(d, n, seed));
             IdxReader.Write(Path.Combine(outDir, $"{prefix}-images-idx3-ubyte.gz"), new[] { sub.Count, sub.Height, sub.Width }, sub.Pixels);
             IdxReader.Write(Path.Combine(outDir, $"{prefix}-labels-idx1-ubyte.gz"), new[] { sub.Count }, sub.Labels.Select(l => (byte)l).ToArray());
             Console.WriteLine($"{prefix}: {sub.Count} examples, fingerprint {sub.Fingerprint()}");
@@ -54,7 +54,7 @@ public static class DataCommands
 
     /// <summary>A class-balanced subset of n has n / classes examples of each class: n must be at least
     /// the number of classes, and every class must have that many examples.</summary>
-    internal static void CheckBalancedCount(string option, int n, ImageDataset d)
+    internal static void CheckBalancedCount(string option, int n, LabeledDataset d)
     {
         if (n < d.NumClasses)
             throw new UsageException($"{option} {n}: a class-balanced subset needs at least one example per class, so at least {d.NumClasses} ({d.NumClasses} classes)");

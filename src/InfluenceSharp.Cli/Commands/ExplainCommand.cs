@@ -68,7 +68,7 @@ public static class ExplainCommand
         return 0;
     }
 
-    internal static (ImageDataset Queries, string[] Captions) FromIndices(RunContext run, string set, int[] queryIdx)
+    internal static (LabeledDataset Queries, string[] Captions) FromIndices(RunContext run, string set, int[] queryIdx)
     {
         var source = set switch
         {
@@ -82,10 +82,13 @@ public static class ExplainCommand
 
     /// <summary>An image file (PNG, JPEG, BMP, ...) as a one-example query set: it must have the data set's height and width; RGB
     /// is converted to luminance for gray data sets.</summary>
-    internal static (ImageDataset Queries, string[] Captions) FromImage(RunContext run, string path, string? label)
+    internal static (LabeledDataset Queries, string[] Captions) FromImage(RunContext run, string path, string? label)
     {
-        var train = run.Data.Train;
+        if (run.Data.Train is not ImageDataset train)
+            throw new UsageException($"--query-image {path}: the run's data ({run.Data.Source}) is not an image data set; choose queries with --query");
         var image = ImageFile.Load(path, train.Channels);
+        // Image folders hold images of any size, resized to the run's size: so is a query image.
+        if (DataSpec.Parse(run.Data.Source).Kind == DataKind.ImageFolder) image = image.Resize(train.Height, train.Width);
         if (image.Width != train.Width || image.Height != train.Height)
             throw new InfluenceSharpException($"{path}: image is {image.Width}x{image.Height} but the model takes {train.Width}x{train.Height}");
         var pixels = image.Pixels;
@@ -110,7 +113,7 @@ public static class ExplainCommand
     /// <summary>Most proponents (and opponents) drawn in one query's image grid.</summary>
     public const int GridMax = 32;
 
-    internal static TopKResult Explain(RunContext run, string methodName, MethodSettings settings, ImageDataset queries, string[] captions, int k,
+    internal static TopKResult Explain(RunContext run, string methodName, MethodSettings settings, LabeledDataset queries, string[] captions, int k,
         string outDir, Profiler profiler, bool quiet = false, bool? print = null)
     {
         var method = MethodFactory.Create(methodName, run, settings, profiler, quiet);

@@ -214,7 +214,7 @@ public static class InfluenceCommands
     /// <summary>Seed 002's half-precision check: Spearman between bf16 and fp32 scores on (up to)
     /// the first 2,000 training examples.</summary>
     static void CompareWithFloat32(TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, IAttributionTask task, Factors factors,
-        ScoreOptions options, Data.ImageDataset queries, Data.ImageDataset train, string outDir, Profiler profiler)
+        ScoreOptions options, Data.LabeledDataset queries, Data.LabeledDataset train, string outDir, Profiler profiler)
     {
         int n = Math.Min(2000, train.Count);
         var part = Data.SubsetDataset.Range(train, 0, n);

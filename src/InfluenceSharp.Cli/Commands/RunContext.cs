@@ -11,7 +11,7 @@ internal sealed class RunContext
     private RunContext(string dir, List<Checkpoint> checkpoints, RunData data)
     {
         Dir = dir; Checkpoints = checkpoints; Data = data;
-        ClassNames = data.Train.Channels == 3 ? Cifar10Reader.ClassNames : DataSource.FashionMnistClassNames;
+        ClassNames = data.Train.ClassNamesOrIndices;
     }
 
     public string Dir { get; }

@@ -8,8 +8,8 @@ namespace InfluenceSharp.Reporting;
 public sealed record GridImage(byte[] Pixels, int Channels, int Height, int Width, string Caption = "", Rgb? Border = null)
 {
     /// <summary>A copy of image <paramref name="index"/> of a data set.</summary>
-    public static GridImage From(ImageDataset data, int index, string caption = "", Rgb? border = null) =>
-        new(data.Pixels.AsSpan(index * data.ImageSize, data.ImageSize).ToArray(), data.Channels, data.Height, data.Width, caption, border);
+    public static GridImage From(LabeledDataset data, int index, string caption = "", Rgb? border = null) =>
+        new(data.DisplayPixels(index), data.DisplayChannels, data.Height, data.Width, caption, border);
 }
 
 /// <summary>Rows of captioned images, each row with a title on its left: a query and its

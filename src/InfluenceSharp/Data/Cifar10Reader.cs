@@ -33,7 +33,7 @@ public static class Cifar10Reader
         }
         if (labels.Count == 0) throw new InfluenceSharpException($"no CIFAR-10 batch files given for {name}");
         var all = pixels.SelectMany(p => p).ToArray();
-        return new ImageDataset(name, all, labels.ToArray(), 3, 32, 32, 10);
+        return new ImageDataset(name, all, labels.ToArray(), 3, 32, 32, 10, ClassNames);
     }
 
     /// <summary>Loads train (data_batch_1..5.bin) and test (test_batch.bin) from a directory or its

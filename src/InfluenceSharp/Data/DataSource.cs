@@ -1,48 +1,85 @@
 namespace InfluenceSharp.Data;
 
 /// <summary>A train/test pair of datasets and where it came from.</summary>
-public sealed record DataSplit(ImageDataset Train, ImageDataset Test, string Source);
+public sealed record DataSplit(LabeledDataset Train, LabeledDataset Test, string Source);
 
 /// <summary>Finds the data a command should use: the embedded Fashion-MNIST subset (always
 /// available, no download), the full Fashion-MNIST (Debian's dataset-fashion-mnist package or a
-/// directory of IDX files), or CIFAR-10 binary batches.</summary>
+/// directory of IDX files), CIFAR-10 binary batches, or data a user has: a folder of images per
+/// class (<see cref="ImageFolderReader"/>), tensors prepared in Python (<see cref="TensorFileReader"/>)
+/// or a CSV table (<see cref="CsvDataReader"/>).</summary>
 public static class DataSource
 {
     public const string DebianFashionMnistDir = "/usr/share/datasets/fashion-mnist";
     public static readonly string[] FashionMnistClassNames =
         { "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot" };
 
+    /// <summary>The test fraction of a seeded split, for data that has no test part of its own.</summary>
+    public const double DefaultTestFraction = 0.2;
+
     /// <summary>
     /// spec: "embedded" | "fashion-mnist" (full set at the Debian location) | "auto" (full set when
-    /// present, else embedded) | "cifar10:DIR" | a directory holding IDX files (MNIST layout) or
-    /// CIFAR-10 binary batches.
+    /// present, else embedded) | "cifar10:DIR" | "imagefolder:DIR" | "tensors:FILE" | "csv:FILE" |
+    /// a directory holding IDX files (MNIST layout) or CIFAR-10 binary batches (see <see cref="DataSpec"/>).
+    /// The split's <see cref="DataSplit.Source"/> is the canonical spec, with absolute paths and the
+    /// reader options that were used (given or resolved), so that it rebuilds the same data.
     /// </summary>
-    public static DataSplit Load(string spec)
+    /// <param name="spec">The --data spec.</param>
+    /// <param name="options">Command-line reader options, folded into the spec.</param>
+    /// <param name="progress">Progress of long reads (decoding an image folder).</param>
+    public static DataSplit Load(string spec, DataOptions? options = null, IProgress<Diagnostics.ProgressUpdate>? progress = null)
     {
-        switch (spec)
+        var s = DataSpec.Parse(spec).With(options);
+        switch (s.Kind)
         {
-            case "embedded": return LoadEmbedded();
-            case "auto": return Directory.Exists(DebianFashionMnistDir) ? LoadIdxDirectory(DebianFashionMnistDir) : LoadEmbedded();
-            case "fashion-mnist":
+            case DataKind.Embedded: return LoadEmbedded();
+            case DataKind.Auto: return Directory.Exists(DebianFashionMnistDir) ? LoadIdxDirectory(DebianFashionMnistDir) : LoadEmbedded();
+            case DataKind.FashionMnist:
                 if (!Directory.Exists(DebianFashionMnistDir))
                     throw new InfluenceSharpException($"--data fashion-mnist: {DebianFashionMnistDir} not found (apt-get install dataset-fashion-mnist, or pass --data DIR)");
                 return LoadIdxDirectory(DebianFashionMnistDir);
-        }
-        if (spec.StartsWith("cifar10:", StringComparison.Ordinal))
-        {
-            // Recorded with an absolute path, so commands run from another directory find the data.
-            string dir = Path.GetFullPath(spec["cifar10:".Length..]);
-            var (tr, te) = Cifar10Reader.Load(dir);
-            return new DataSplit(tr, te, "cifar10:" + dir);
+            case DataKind.Cifar10:
+            {
+                // Recorded with an absolute path, so commands run from another directory find the data.
+                string dir = Path.GetFullPath(s.Path!);
+                var (tr, te) = Cifar10Reader.Load(dir);
+                return new DataSplit(tr, te, "cifar10:" + dir);
+            }
+            case DataKind.ImageFolder: return ImageFolderReader.Load(s, progress);
+            case DataKind.Tensors: return TensorFileReader.Load(s);
+            case DataKind.Csv: return CsvDataReader.Load(s);
         }
         if (!Directory.Exists(spec))
-            throw new InfluenceSharpException($"--data {spec}: not 'embedded', 'auto', 'fashion-mnist', 'cifar10:DIR' or an existing directory");
+            throw new InfluenceSharpException($"--data {spec}: not 'embedded', 'auto', 'fashion-mnist', 'cifar10:DIR', 'imagefolder:DIR', 'tensors:FILE', 'csv:FILE' or an existing directory");
         if (File.Exists(Path.Combine(spec, "data_batch_1.bin")) || Directory.Exists(Path.Combine(spec, "cifar-10-batches-bin")))
         {
             var (tr, te) = Cifar10Reader.Load(spec);
             return new DataSplit(tr, te, Path.GetFullPath(spec));
         }
         return LoadIdxDirectory(spec);
+    }
+
+    /// <summary>A seeded split stratified by class: of each class's examples, round(fraction × n)
+    /// (at most n − 1) chosen at random go to the test set. Both index lists ascend.</summary>
+    public static (int[] Train, int[] Test) StratifiedSplit(int[] labels, int numClasses, double fraction, int seed)
+    {
+        var rng = new Random(seed);
+        var train = new List<int>();
+        var test = new List<int>();
+        for (int c = 0; c < numClasses; c++)
+        {
+            var members = Enumerable.Range(0, labels.Length).Where(i => labels[i] == c).ToArray();
+            for (int i = members.Length - 1; i > 0; i--)
+            {
+                int j = rng.Next(i + 1);
+                (members[i], members[j]) = (members[j], members[i]);
+            }
+            int k = Math.Min((int)Math.Round(fraction * members.Length, MidpointRounding.AwayFromZero), Math.Max(0, members.Length - 1));
+            test.AddRange(members.Take(k));
+            train.AddRange(members.Skip(k));
+        }
+        train.Sort(); test.Sort();
+        return (train.ToArray(), test.ToArray());
     }
 
     public static DataSplit LoadIdxDirectory(string dir)
@@ -58,7 +95,7 @@ public static class DataSource
         }
         var train = IdxReader.ReadImagesAndLabels(Find("train-images-idx3-ubyte"), Find("train-labels-idx1-ubyte"), "fashion-mnist-train");
         var test = IdxReader.ReadImagesAndLabels(Find("t10k-images-idx3-ubyte"), Find("t10k-labels-idx1-ubyte"), "fashion-mnist-test");
-        return new DataSplit(train, test, Path.GetFullPath(dir));
+        return new DataSplit(train.WithClassNames(FashionMnistClassNames), test.WithClassNames(FashionMnistClassNames), Path.GetFullPath(dir));
     }
 
     /// <summary>The class-balanced Fashion-MNIST subset embedded in the library (10,000 train /
@@ -76,12 +113,12 @@ public static class DataSource
         }
         var train = IdxReader.ToDataset(Res("train-images-idx3-ubyte.gz", 3), "embedded:train-images", Res("train-labels-idx1-ubyte.gz", 1), "embedded:train-labels", "fashion-mnist-subset-train");
         var test = IdxReader.ToDataset(Res("t10k-images-idx3-ubyte.gz", 3), "embedded:t10k-images", Res("t10k-labels-idx1-ubyte.gz", 1), "embedded:t10k-labels", "fashion-mnist-subset-test");
-        return new DataSplit(train, test, "embedded");
+        return new DataSplit(train.WithClassNames(FashionMnistClassNames), test.WithClassNames(FashionMnistClassNames), "embedded");
     }
 
     /// <summary>A class-balanced subset: the first n/numClasses examples of each class in a seeded
     /// random order, returned in ascending index order.</summary>
-    public static int[] BalancedSubset(ImageDataset data, int n, int seed)
+    public static int[] BalancedSubset(LabeledDataset data, int n, int seed)
     {
         if (n < data.NumClasses)
             throw new InfluenceSharpException($"{data.Name}: a class-balanced subset of {n} needs at least one example per class, so at least {data.NumClasses}");

@@ -6,27 +6,21 @@ namespace InfluenceSharp.Data;
 
 /// <summary>An in-memory image classification dataset: uint8 pixels [N, C, H, W] and int labels.
 /// Immutable; subsets and relabelled copies are new datasets.</summary>
-public sealed class ImageDataset : IDataset
+public sealed class ImageDataset : LabeledDataset
 {
-    public ImageDataset(string name, byte[] pixels, int[] labels, int channels, int height, int width, int numClasses)
+    public ImageDataset(string name, byte[] pixels, int[] labels, int channels, int height, int width, int numClasses,
+        IReadOnlyList<string>? classNames = null) : base(name, labels, numClasses, classNames)
     {
         if (pixels.LongLength != (long)labels.Length * channels * height * width)
             throw new ArgumentException($"{name}: {pixels.LongLength} pixel bytes do not hold {labels.Length} images of {channels}x{height}x{width}");
-        for (int i = 0; i < labels.Length; i++)
-            if (labels[i] < 0 || labels[i] >= numClasses)
-                throw new InfluenceSharpException($"{name}: label {labels[i]} at index {i} is out of range [0, {numClasses})");
-        Name = name; Pixels = pixels; Labels = labels;
-        Channels = channels; Height = height; Width = width; NumClasses = numClasses;
+        Pixels = pixels;
+        Channels = channels; Height = height; Width = width;
     }
 
-    public string Name { get; }
     public byte[] Pixels { get; }
-    public int[] Labels { get; }
-    public int Channels { get; }
-    public int Height { get; }
-    public int Width { get; }
-    public int NumClasses { get; }
-    public int Count => Labels.Length;
+    public override int Channels { get; }
+    public override int Height { get; }
+    public override int Width { get; }
     public int ImageSize => Channels * Height * Width;
 
     /// <summary>Per-channel mean and standard deviation used to normalise inputs.</summary>
@@ -34,7 +28,7 @@ public sealed class ImageDataset : IDataset
         ? (new[] { 0.4914f, 0.4822f, 0.4465f }, new[] { 0.2470f, 0.2435f, 0.2616f })
         : (new[] { 0.2860f }, new[] { 0.3530f });
 
-    public ImageDataset Subset(IReadOnlyList<int> indices, string? name = null)
+    public override ImageDataset Subset(IReadOnlyList<int> indices, string? name = null)
     {
         var px = new byte[indices.Count * ImageSize];
         var y = new int[indices.Count];
@@ -43,17 +37,17 @@ public sealed class ImageDataset : IDataset
             Buffer.BlockCopy(Pixels, indices[i] * ImageSize, px, i * ImageSize, ImageSize);
             y[i] = Labels[indices[i]];
         }
-        return new ImageDataset(name ?? Name, px, y, Channels, Height, Width, NumClasses);
+        return new ImageDataset(name ?? Name, px, y, Channels, Height, Width, NumClasses, ClassNames);
     }
 
-    public ImageDataset WithLabels(int[] labels, string? name = null)
+    public override ImageDataset WithLabels(int[] labels, string? name = null)
     {
         if (labels.Length != Count) throw new ArgumentException("label count differs from image count");
-        return new ImageDataset(name ?? Name, Pixels, labels, Channels, Height, Width, NumClasses);
+        return new ImageDataset(name ?? Name, Pixels, labels, Channels, Height, Width, NumClasses, ClassNames);
     }
 
     /// <summary>Normalised float32 inputs [B, C, H, W] for the given indices.</summary>
-    public Tensor Inputs(ReadOnlySpan<int> indices, Device? device = null)
+    public override Tensor Inputs(ReadOnlySpan<int> indices, Device? device = null)
     {
         var px = new byte[indices.Length * ImageSize];
         for (int i = 0; i < indices.Length; i++)
@@ -70,16 +64,8 @@ public sealed class ImageDataset : IDataset
         return x.MoveToOuterDisposeScope();
     }
 
-    public Tensor Targets(ReadOnlySpan<int> indices, Device? device = null)
-    {
-        var y = new long[indices.Length];
-        for (int i = 0; i < y.Length; i++) y[i] = Labels[indices[i]];
-        var t = torch.tensor(y);
-        return device is null ? t : t.to(device);
-    }
-
     /// <summary>Hash of pixels, labels and shape: identifies "the same training data" in manifests.</summary>
-    public string Fingerprint()
+    public override string Fingerprint()
     {
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         h.AppendData(BitConverter.GetBytes(Count));
@@ -90,4 +76,10 @@ public sealed class ImageDataset : IDataset
         h.AppendData(lb);
         return Convert.ToHexStringLower(h.GetHashAndReset())[..32];
     }
+
+    /// <summary>A data set with the same pixels and labels and these class names.</summary>
+    public ImageDataset WithClassNames(IReadOnlyList<string>? classNames) =>
+        new(Name, Pixels, Labels, Channels, Height, Width, NumClasses, classNames);
+
+    public override byte[] DisplayPixels(int index) => Pixels.AsSpan(index * ImageSize, ImageSize).ToArray();
 }

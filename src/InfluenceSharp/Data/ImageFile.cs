@@ -60,6 +60,71 @@ public sealed record ImageFile(int Width, int Height, int Channels, byte[] Pixel
         return new ImageFile(w, h, channels, pixels);
     }
 
+    /// <summary>This image resized to <paramref name="height"/> x <paramref name="width"/> by bilinear
+    /// interpolation with half-pixel centres (torch's interpolate(mode="bilinear", align_corners=False),
+    /// without antialiasing), rounded to bytes. The same size returns this image.</summary>
+    public ImageFile Resize(int height, int width)
+    {
+        if (height < 1 || width < 1) throw new ArgumentOutOfRangeException(nameof(height), "sizes must be positive");
+        if (height == Height && width == Width) return this;
+        var (y0, y1, fy) = Taps(Height, height);
+        var (x0, x1, fx) = Taps(Width, width);
+        var dst = new byte[Channels * height * width];
+        for (int c = 0; c < Channels; c++)
+        {
+            int src = c * Height * Width, o = c * height * width;
+            for (int y = 0; y < height; y++)
+            {
+                int r0 = src + y0[y] * Width, r1 = src + y1[y] * Width;
+                float wy = fy[y];
+                for (int x = 0; x < width; x++)
+                {
+                    float top = Pixels[r0 + x0[x]] + (Pixels[r0 + x1[x]] - Pixels[r0 + x0[x]]) * fx[x];
+                    float bottom = Pixels[r1 + x0[x]] + (Pixels[r1 + x1[x]] - Pixels[r1 + x0[x]]) * fx[x];
+                    dst[o + y * width + x] = (byte)Math.Clamp(MathF.Round(top + (bottom - top) * wy), 0, 255);
+                }
+            }
+        }
+        return new ImageFile(width, height, Channels, dst);
+    }
+
+    /// <summary>For each output coordinate along an axis: the two source taps and the second's weight.</summary>
+    private static (int[] Lo, int[] Hi, float[] Frac) Taps(int inSize, int outSize)
+    {
+        var lo = new int[outSize];
+        var hi = new int[outSize];
+        var frac = new float[outSize];
+        double scale = (double)inSize / outSize;
+        for (int i = 0; i < outSize; i++)
+        {
+            double s = Math.Max(0, (i + 0.5) * scale - 0.5);
+            int a = Math.Min((int)s, inSize - 1);
+            lo[i] = a; hi[i] = Math.Min(a + 1, inSize - 1); frac[i] = (float)(s - a);
+        }
+        return (lo, hi, frac);
+    }
+
+    /// <summary>The image's size and whether it is grey (1) or colour (3) as its header says, without
+    /// decoding it; null when the header is not an image's.</summary>
+    public static (int Width, int Height, int Channels)? Probe(string path)
+    {
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            var info = ImageInfo.FromStream(fs);
+            if (info is not { } i) return null;
+            return (i.Width, i.Height, i.ColorComponents is ColorComponents.Grey or ColorComponents.GreyAlpha ? 1 : 3);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InfluenceSharpException($"{path}: cannot read ({e.Message})", e);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException and not InfluenceSharpException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>ITU-R BT.601 luma, rounded: the gray value of an RGB pixel (gray stays gray).</summary>
     public static byte Luminance(byte r, byte g, byte b) => (byte)Math.Clamp(Math.Round(0.299 * r + 0.587 * g + 0.114 * b), 0, 255);
 

@@ -64,11 +64,11 @@ public sealed class LdsRun
     private const string ManifestFile = "lds.json";
     private readonly ModelSpec model;
     private readonly TrainOptions training;
-    private readonly ImageDataset train, queries;
+    private readonly LabeledDataset train, queries;
 
     /// <summary>Opens the cache directory (creating it and its manifest if new); throws, naming the
     /// field, if it holds results made with other settings.</summary>
-    public LdsRun(string cacheDir, ModelSpec model, TrainOptions training, ImageDataset train, ImageDataset queries, LdsOptions? options = null)
+    public LdsRun(string cacheDir, ModelSpec model, TrainOptions training, LabeledDataset train, LabeledDataset queries, LdsOptions? options = null)
     {
         Options = options ?? new LdsOptions();
         if (Options.SeedsPerSubset < 1) throw new InfluenceSharpException($"--seeds-per-subset {Options.SeedsPerSubset}: must be at least 1");

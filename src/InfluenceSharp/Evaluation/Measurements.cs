@@ -13,7 +13,7 @@ public sealed record Measurements(double[] Margin, double[] Loss, bool[] Correct
     public double Accuracy => Correct.Count(c => c) / (double)Correct.Length;
 
     /// <summary>Evaluates a model (eval mode, no grad) on every example of a dataset.</summary>
-    public static Measurements Of(nn.Module<Tensor, Tensor> model, ImageDataset data, int batchSize = 1000)
+    public static Measurements Of(nn.Module<Tensor, Tensor> model, LabeledDataset data, int batchSize = 1000)
     {
         bool wasTraining = model.training;
         model.eval();

@@ -101,8 +101,8 @@ public static class Removal
     /// <param name="test">The test set whose accuracy change is measured.</param>
     /// <param name="options">Removal sizes, kinds and seeds; null for the defaults.</param>
     /// <param name="log">Receives one line per finished retraining; null for none.</param>
-    public static RemovalResult Run(Tensor scores, ModelSpec model, TrainOptions training, ImageDataset train,
-        ImageDataset queries, ImageDataset test, RemovalOptions? options = null, Action<string>? log = null)
+    public static RemovalResult Run(Tensor scores, ModelSpec model, TrainOptions training, LabeledDataset train,
+        LabeledDataset queries, LabeledDataset test, RemovalOptions? options = null, Action<string>? log = null)
     {
         var o = options ?? new RemovalOptions();
         if (o.TrainSeeds.Length == 0) throw new InfluenceSharpException("removal: no training seeds given");
@@ -123,8 +123,8 @@ public static class Removal
         return new RemovalResult(o.TrainSeeds, baseline, settings);
     }
 
-    private static RemovalMetrics[] TrainAll(ModelSpec model, TrainOptions training, ImageDataset train, int[] removed,
-        ImageDataset queries, ImageDataset test, int[] seeds, string label, Action<string>? log)
+    private static RemovalMetrics[] TrainAll(ModelSpec model, TrainOptions training, LabeledDataset train, int[] removed,
+        LabeledDataset queries, LabeledDataset test, int[] seeds, string label, Action<string>? log)
     {
         var drop = new HashSet<int>(removed);
         var kept = Enumerable.Range(0, train.Count).Where(i => !drop.Contains(i)).ToArray();

@@ -5,16 +5,20 @@ namespace InfluenceSharp.Training;
 
 /// <summary>The data a checkpoint was trained on, rebuilt from its sidecar: the same source, the
 /// same class-balanced subset, the same corrupted labels, checked against the recorded fingerprint.</summary>
-public sealed record RunData(ImageDataset Train, ImageDataset Test, CorruptionRecord? Corruption, string Source)
+public sealed record RunData(LabeledDataset Train, LabeledDataset Test, CorruptionRecord? Corruption, string Source)
 {
     /// <param name="checkpoint">The checkpoint whose sidecar names the data.</param>
     /// <param name="dataOverride">a --data spec to use instead of the sidecar's source (e.g. the same
-    /// files in another place); the fingerprint must still match.</param>
-    public static RunData For(Checkpoint checkpoint, string? dataOverride = null)
+    /// files in another place; reader options it does not give, such as imagefolder's size, are the
+    /// recorded ones); the fingerprint must still match.</param>
+    /// <param name="progress">Progress of reading the data (decoding an image folder).</param>
+    public static RunData For(Checkpoint checkpoint, string? dataOverride = null, IProgress<Diagnostics.ProgressUpdate>? progress = null)
     {
         var info = checkpoint.Info;
-        string spec = dataOverride ?? info.DataSource ?? "auto";
-        var split = DataSource.Load(spec);
+        string spec = info.DataSource ?? "auto";
+        if (dataOverride is not null)
+            spec = info.DataSource is null ? dataOverride : DataSpec.Parse(dataOverride).Inherit(DataSpec.Parse(info.DataSource)).ToString();
+        var split = DataSource.Load(spec, progress: progress);
         var train = split.Train;
         if (info.TrainCount > 0 && info.TrainCount < train.Count)
             train = train.Subset(DataSource.BalancedSubset(train, info.TrainCount, info.Training?.Seed ?? 0));

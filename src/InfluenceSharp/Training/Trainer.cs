@@ -80,7 +80,7 @@ public sealed class Trainer
     /// written at the start as incomplete and updated after every epoch. Each epoch also saves the
     /// optimizer's momentum buffers (optimizer-NNNN.safetensors, the latest only; removed when the
     /// run completes), so that <see cref="ExistingRun.Resume"/> continues bit-identically.</remarks>
-    public TrainResult Train(ModelSpec spec, ImageDataset train, ImageDataset? test, string? runDir,
+    public TrainResult Train(ModelSpec spec, LabeledDataset train, LabeledDataset? test, string? runDir,
         CorruptionRecord? corruption = null, string? dataSource = null, ExistingRun existing = ExistingRun.Refuse)
     {
         var o = Options;
@@ -236,7 +236,7 @@ public sealed class Trainer
     }
 
     /// <summary>Mean cross-entropy and accuracy of a model on a dataset (eval mode, no grad).</summary>
-    public static (double Loss, double Accuracy) Evaluate(nn.Module<Tensor, Tensor> model, ImageDataset data, int batchSize = 1000)
+    public static (double Loss, double Accuracy) Evaluate(nn.Module<Tensor, Tensor> model, LabeledDataset data, int batchSize = 1000)
     {
         bool wasTraining = model.training;
         model.eval();

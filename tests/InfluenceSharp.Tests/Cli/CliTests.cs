@@ -95,7 +95,7 @@ public class CliTests
         var fromIndex = Proponents();
         // The same test image given as a PNG file gets the same proponents.
         var test0 = Embedded.Split.Test;
-        InfluenceSharp.Reporting.PngWriter.Save(dir.File("q.png"), test0.Pixels.AsSpan(0, 784), 28, 28, 1);
+        InfluenceSharp.Reporting.PngWriter.Save(dir.File("q.png"), ((InfluenceSharp.Data.ImageDataset)test0).Pixels.AsSpan(0, 784), 28, 28, 1);
         r = Run("explain", "--run", run, "--query-image", dir.File("q.png"), "--query-label", test0.Labels[0].ToString(), "--method", "identity", "--top", "4");
         Assert.True(r.Code == 0, r.Err);
         Assert.Equal(fromIndex, Proponents());

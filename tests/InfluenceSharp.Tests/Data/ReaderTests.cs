@@ -100,8 +100,8 @@ public class Cifar10ReaderTests
         var split = DataSource.Load(dir.Path);
         Assert.Equal(15, split.Train.Count);
         Assert.Equal(parts.SelectMany(p => p.Labels), split.Train.Labels);
-        Assert.Equal(parts.SelectMany(p => p.Pixels), split.Train.Pixels);
-        Assert.Equal(test.Pixels, split.Test.Pixels);
+        Assert.Equal(parts.SelectMany(p => p.Pixels), ((ImageDataset)split.Train).Pixels);
+        Assert.Equal(test.Pixels, ((ImageDataset)split.Test).Pixels);
         Assert.Equal(3, split.Train.Channels);
     }
 

@@ -67,7 +67,7 @@ public class LdsScoreTests
 
 public class LdsRunTests
 {
-    static (ImageDataset Train, ImageDataset Queries) SmallData()
+    static (LabeledDataset Train, LabeledDataset Queries) SmallData()
     {
         var s = Embedded.Split;
         return (s.Train.Subset(DataSource.BalancedSubset(s.Train, 200, 3)), s.Test.Subset(Enumerable.Range(0, 30).ToArray()));

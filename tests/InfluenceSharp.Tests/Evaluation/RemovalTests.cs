@@ -29,11 +29,11 @@ public class RemovalTests
 
     /// <summary>GradDot of the logistic regression (its full gradient): (g_q·g_z)(a_q·a_z) with
     /// g = softmax − onehot and a = [x, 1]. Positive = a step on z lowers the query's loss.</summary>
-    static Tensor GradDot(nn.Module<Tensor, Tensor> model, ImageDataset queries, ImageDataset train)
+    static Tensor GradDot(nn.Module<Tensor, Tensor> model, LabeledDataset queries, LabeledDataset train)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        (Tensor G, Tensor A) Parts(ImageDataset d)
+        (Tensor G, Tensor A) Parts(LabeledDataset d)
         {
             var idx = Enumerable.Range(0, d.Count).ToArray();
             var x = d.Inputs(idx).flatten(1);

@@ -117,7 +117,7 @@ public class PlotTests
     [Fact]
     public void GridImageFromDatasetCopiesOneImage()
     {
-        var d = Embedded.Split.Train;
+        var d = (InfluenceSharp.Data.ImageDataset)Embedded.Split.Train;
         var g = GridImage.From(d, 5, "x");
         Assert.Equal((d.Channels, d.Height, d.Width), (g.Channels, g.Height, g.Width));
         Assert.Equal(d.Pixels.AsSpan(5 * d.ImageSize, d.ImageSize).ToArray(), g.Pixels);

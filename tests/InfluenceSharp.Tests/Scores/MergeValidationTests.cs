@@ -13,7 +13,7 @@ namespace InfluenceSharp.Tests.Scores;
 /// <summary>Merges check every partial before using it, and leftovers of killed writers are cleaned.</summary>
 public class MergeValidationTests
 {
-    static ImageDataset Train(int n) => Embedded.Split.Train.Subset(Enumerable.Range(0, n).ToArray());
+    static LabeledDataset Train(int n) => Embedded.Split.Train.Subset(Enumerable.Range(0, n).ToArray());
 
     static ScoresManifest Manifest(string kind, int n, int part, int queries = 0) => new()
     {

@@ -78,7 +78,7 @@ public class ConcurrencyTests
         Assert.Equal(new[] { 1 }, Checkpoint.List(run).Select(x => x.Info.Epoch));
     }
 
-    static ImageDataset Train(int n) => Embedded.Split.Train.Subset(Enumerable.Range(0, n).ToArray());
+    static LabeledDataset Train(int n) => Embedded.Split.Train.Subset(Enumerable.Range(0, n).ToArray());
 
     static readonly ModelSpec Spec = ModelSpec.For("logreg", 1, 28, 28, 10);
 
