@@ -129,3 +129,42 @@ internal sealed class QueryOptions
     public (string Set, int[]? Indices, int? Count) Read(ParseResult p) =>
         (p.GetValue(Set)!, p.GetResult(Indices) is { Implicit: false } ? p.GetValue(Indices) : null, p.GetValue(Count));
 }
+
+/// <summary>Reader options for a data set loaded afresh (train, demo, data): folded into the --data
+/// spec, which the run records, so later commands rebuild the same data without them.</summary>
+internal sealed class DataReaderOptions
+{
+    public Option<string> ImageSize { get; } = Opt.Str("--image-size", "imagefolder: resize every image to H x W (bilinear) [default: the images' size, when they all share one]", "H[xW]");
+    public Option<string> Channels { get; } = Opt.Str("--channels", "imagefolder: 1 (grey: luminance) or 3 (RGB) [default: 1 when every image is grey, else 3]", "1|3");
+    public Option<double?> TestFraction { get; } = Opt.OptionalDouble("--test-fraction", "imagefolder, tensors, csv without a test part: fraction of each class held out as the test set (seeded) [default: 0.2]", 0, minOpen: true);
+    public Option<string> TestData { get; } = Opt.Str("--test-data", "tensors, csv: the test set (FILE, or tensors:FILE / csv:FILE like --data) [default: X_test/y_test in a tensors file, else a seeded split]", "SPEC");
+    public Option<string> LabelColumn { get; } = Opt.Str("--label-column", "csv: the label column [default: label]", "NAME");
+
+    public DataReaderOptions()
+    {
+        ImageSize.Validators.Add(r =>
+        {
+            try { Data.DataSpec.ParseSize(r.GetValueOrDefault<string>(), "--image-size"); }
+            catch (InfluenceSharpException e) { r.AddError(e.Message); }
+        });
+        Channels.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string>() is not ("1" or "3")) r.AddError($"--channels {r.GetValueOrDefault<string>()}: choose 1 or 3");
+        });
+        TestFraction.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<double?>() is { } f && !(f < 1)) r.AddError($"--test-fraction {f}: must be below 1");
+        });
+    }
+
+    public void AddTo(Command c) { c.Add(ImageSize); c.Add(Channels); c.Add(TestFraction); c.Add(TestData); c.Add(LabelColumn); }
+
+    public Data.DataOptions Read(ParseResult p) => new()
+    {
+        ImageSize = p.GetValue(ImageSize) is { } s ? Data.DataSpec.ParseSize(s, "--image-size") : null,
+        Channels = p.GetValue(Channels) is { } c ? int.Parse(c, System.Globalization.CultureInfo.InvariantCulture) : null,
+        TestFraction = p.GetValue(TestFraction),
+        TestData = p.GetValue(TestData),
+        LabelColumn = p.GetValue(LabelColumn),
+    };
+}

@@ -22,17 +22,19 @@ public static class DataCommands
         var trainCount = Opt.Int("--train-count", "training examples in the subset", 10000, 1);
         var testCount = Opt.Int("--test-count", "test examples in the subset", 2000, 1);
         var seed = Opt.Int("--seed", "subset seed", 0, 0);
+        var readers = new DataReaderOptions();
         var cmd = new Command("subset", "write a class-balanced subset of a single-channel data set as gzip IDX files (how data/ was made, from --data fashion-mnist)")
         {
             data, outDir, trainCount, testCount, seed,
         };
-        cmd.SetAction(p => Subset(p.GetValue(data)!, p.GetValue(outDir)!, p.GetValue(trainCount), p.GetValue(testCount), p.GetValue(seed)));
+        readers.AddTo(cmd);
+        cmd.SetAction(p => Subset(p.GetValue(data)!, readers.Read(p), p.GetValue(outDir)!, p.GetValue(trainCount), p.GetValue(testCount), p.GetValue(seed)));
         return cmd;
     }
 
-    static int Subset(string dataSpec, string outDir, int nTrain, int nTest, int seed)
+    static int Subset(string dataSpec, DataOptions readerOptions, string outDir, int nTrain, int nTest, int seed)
     {
-        var split = DataSource.Load(dataSpec);
+        var split = DataSource.Load(dataSpec, readerOptions);
         if (split.Train is not ImageDataset || split.Train.Channels != 1) throw new InfluenceSharpException("data subset writes IDX (single-channel uint8 image) data sets only");
         // Both counts are checked before anything is written.
         foreach (var (d, n, option) in new[] { (split.Train, nTrain, "--train-count"), (split.Test, nTest, "--test-count") })
@@ -68,20 +70,23 @@ public static class DataCommands
     static Command InfoCommand()
     {
         var data = Opt.FreshData();
-        var cmd = new Command("info", "describe a data set: sizes, class counts, fingerprints") { data };
-        cmd.SetAction(p => Info(p.GetValue(data)!));
+        var readers = new DataReaderOptions();
+        var cmd = new Command("info", "describe a data set: sizes, class counts, class names, fingerprints") { data };
+        readers.AddTo(cmd);
+        cmd.SetAction(p => Info(p.GetValue(data)!, readers.Read(p)));
         return cmd;
     }
 
-    static int Info(string dataSpec)
+    static int Info(string dataSpec, DataOptions readerOptions)
     {
-        var split = DataSource.Load(dataSpec);
+        var split = DataSource.Load(dataSpec, readerOptions);
         foreach (var d in new[] { split.Train, split.Test })
         {
             var counts = new int[d.NumClasses];
             foreach (var l in d.Labels) counts[l]++;
             Console.WriteLine($"{d.Name}: {d.Count} x {d.Channels}x{d.Height}x{d.Width}, classes {string.Join(" ", counts)}, fingerprint {d.Fingerprint()}");
         }
+        if (split.Train.ClassNames is { } names) Console.WriteLine($"classes: {string.Join(", ", names)}");
         Console.WriteLine($"source: {split.Source}");
         return 0;
     }

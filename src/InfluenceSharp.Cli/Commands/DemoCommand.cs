@@ -24,29 +24,31 @@ public static class DemoCommand
         var epochs = Opt.Int("--epochs", "training epochs", 6, 1, 10000);
         var methods = Opt.Methods(DefaultMethods, MethodFactory.Names, single: false);
         var overwrite = Opt.Flag("--overwrite", "replace another run in OUT/run (one with other settings) instead of refusing");
+        var readers = new DataReaderOptions();
         var compute = new ComputeOptions();
         var cmd = new Command("demo", "the whole pipeline on the embedded data: train SmallCnn with 10% of labels corrupted, detect them, explain three test predictions, write OUT/report.html")
         {
             outDir, data, epochs, methods, overwrite,
         };
+        readers.AddTo(cmd);
         compute.AddTo(cmd);
         cmd.SetAction(p =>
         {
             bool quiet = compute.Apply(p);
-            return Run(p.GetValue(outDir)!, p.GetValue(data)!, p.GetValue(epochs), p.GetValue(methods)!, p.GetValue(overwrite), quiet);
+            return Run(p.GetValue(outDir)!, p.GetValue(data)!, readers.Read(p), p.GetValue(epochs), p.GetValue(methods)!, p.GetValue(overwrite), quiet);
         });
         return cmd;
     }
 
-    static int Run(string outDir, string dataSpec, int epochs, string[] methods, bool overwrite, bool quiet)
+    static int Run(string outDir, string dataSpec, DataOptions readerOptions, int epochs, string[] methods, bool overwrite, bool quiet)
     {
         var stages = new Profiler();
         var wall = Stopwatch.StartNew();
         string runDir = Path.Combine(outDir, "run");
-        var split = stages.Time("Load Data", () => DataSource.Load(dataSpec));
+        var split = stages.Time("Load Data", () => DataSource.Load(dataSpec, readerOptions, quiet ? null : new ConsoleProgress()));
         var (labels, record) = LabelCorruption.Corrupt(split.Train.Labels, split.Train.NumClasses, 0.1, seed: 0);
         var train = split.Train.WithLabels(labels);
-        var spec = ModelSpec.For("smallcnn", train.Channels, train.Height, train.Width, train.NumClasses);
+        var spec = ModelSpec.For(train.IsFlat ? "tabular-mlp" : "smallcnn", train.Channels, train.Height, train.Width, train.NumClasses);
         var options = new TrainOptions { Epochs = epochs, BatchSize = 128, LearningRate = 0.05, Seed = 0 };
         if (!quiet) Console.Error.WriteLine($"InfluenceSharp demo: {spec.Describe()} on {split.Source} ({train.Count} training images, {record.Indices.Length} labels corrupted), {epochs} epochs");
 
@@ -62,7 +64,7 @@ public static class DemoCommand
                 new Trainer(options, quiet ? null : new ConsoleProgress()).Train(spec, train, split.Test, runDir, record, split.Source, existing);
             }
         }
-        var run = RunContext.Load(runDir, dataSpec);
+        var run = RunContext.Load(runDir, split.Source);
         Console.WriteLine($"test accuracy of the last checkpoint: {run.Last.Info.Metrics?.TestAccuracy:P2}");
 
         var profiler = new Profiler();

@@ -13,8 +13,9 @@ public static class TrainCommand
     {
         var outDir = Opt.Out("run directory: checkpoints epoch-NNNN.safetensors + .json, run.json, corruption.json", required: true);
         var data = Opt.FreshData();
-        var model = Opt.Choice("--model", "architecture (mlp: --widths)", "smallcnn", ModelSpec.Architectures);
-        var widths = Opt.IntList("--widths", "mlp hidden widths, comma separated", new[] { 128 }, 1, 65536);
+        var readers = new DataReaderOptions();
+        var model = Opt.Choice("--model", "architecture (mlp, tabular-mlp: --widths); flat feature data (csv:, tensors: [N, D]) default to tabular-mlp", "smallcnn", ModelSpec.Architectures);
+        var widths = Opt.IntList("--widths", "mlp hidden widths, comma separated [default: 128]; tabular-mlp: its one hidden width [default: 64]", null, 1, 65536);
         var trainCount = Opt.OptionalInt("--train-count", "use a class-balanced subset: N / classes examples of each class (N at least the number of classes) [default: all]", 1);
         var epochs = Opt.Int("--epochs", "training epochs", 5, 1, 100000);
         var batchSize = Opt.Int("--batch-size", "examples per batch", 128, 1);
@@ -35,6 +36,7 @@ public static class TrainCommand
             outDir, data, model, widths, trainCount, epochs, batchSize, lr, momentum, weightDecay, schedule, peakEpoch, seed, augment,
             corrupt, corruptSeed, overwrite, resume,
         };
+        readers.AddTo(cmd);
         compute.AddTo(cmd);
         cmd.Validators.Add(r =>
         {
@@ -51,18 +53,22 @@ public static class TrainCommand
                 Schedule = p.GetValue(schedule) == "onecycle" ? LrSchedule.OneCycle : LrSchedule.Constant,
                 PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment),
             };
-            return Run(p.GetValue(outDir)!, p.GetValue(data)!, p.GetValue(model)!, p.GetValue(widths)!, p.GetValue(trainCount) ?? 0, options,
+            string? arch = p.GetResult(model) is { Implicit: false } ? p.GetValue(model) : null;
+            return Run(p.GetValue(outDir)!, p.GetValue(data)!, readers.Read(p), arch, p.GetValue(widths), p.GetValue(trainCount) ?? 0, options,
                 p.GetValue(corrupt), p.GetValue(corruptSeed),
                 p.GetValue(resume) ? ExistingRun.Resume : p.GetValue(overwrite) ? ExistingRun.Overwrite : ExistingRun.Refuse, quiet);
         });
         return cmd;
     }
 
-    static int Run(string outDir, string dataSpec, string arch, int[] widths, int trainCount, TrainOptions options, double corrupt, int corruptSeed,
-        ExistingRun existing, bool quiet)
+    static int Run(string outDir, string dataSpec, DataOptions readerOptions, string? arch, int[]? widths, int trainCount, TrainOptions options,
+        double corrupt, int corruptSeed, ExistingRun existing, bool quiet)
     {
         // The data and --train-count are checked before the run directory is touched.
-        var split = DataSource.Load(dataSpec);
+        var split = DataSource.Load(dataSpec, readerOptions, quiet ? null : new ConsoleProgress());
+        arch ??= split.Train.IsFlat ? "tabular-mlp" : "smallcnn";
+        if (split.Train.IsFlat && arch is not ("logreg" or "mlp" or "tabular-mlp"))
+            throw new UsageException($"--model {arch}: the data ({split.Source}) are flat feature vectors of {split.Train.Width} values; choose logreg, mlp or tabular-mlp");
         var train = split.Train;
         if (trainCount > 0)
         {

@@ -59,8 +59,10 @@ public static class ImageFolderReader
 
         var requestedSize = spec["size"] is { } s ? DataSpec.ParseSize(s, "size") : ((int, int)?)null;
         int? requestedChannels = spec["channels"] is { } ch ? int.Parse(ch, CultureInfo.InvariantCulture) : null;
+        // The key of the options as given; a decoded set is stored under the key of the resolved
+        // options (what the run records), with a reference from the given one.
         string key = CacheKey(entries, spec["size"], spec["channels"]);
-        var (pixels, channels, height, width) = ReadCache(dir, key) ?? Decode(dir, key, entries, requestedSize, requestedChannels, progress);
+        var (pixels, channels, height, width) = ReadCache(dir, key, entries.Count) ?? Decode(dir, key, entries, requestedSize, requestedChannels, progress);
 
         int size = channels * height * width;
         var labels = entries.Select(e => e.Label).ToArray();
@@ -100,6 +102,9 @@ public static class ImageFolderReader
         }
     }
 
+    static string ResolvedKey(List<Entry> entries, int c, int h, int w) =>
+        CacheKey(entries, $"{h}x{w}", c.ToString(CultureInfo.InvariantCulture));
+
     static string CacheKey(List<Entry> entries, string? size, string? channels)
     {
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -122,18 +127,26 @@ public static class ImageFolderReader
 
     static string CacheFile(string cacheDir, string key) => Path.Combine(cacheDir, $"imagefolder-{key}.safetensors");
 
-    static (byte[] Pixels, int C, int H, int W)? ReadCache(string dir, string key)
+    static (byte[] Pixels, int C, int H, int W)? ReadCache(string dir, string key, int count)
     {
         foreach (var cd in CacheDirs(dir))
         {
             string path = CacheFile(cd, key);
-            if (!File.Exists(path)) continue;
+            if (!File.Exists(path))
+            {
+                // A reference from the options as given to the options as resolved.
+                string reference = Path.Combine(cd, $"imagefolder-{key}.ref");
+                if (!File.Exists(reference)) continue;
+                try { path = CacheFile(cd, File.ReadAllText(reference).Trim()); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
+                if (!File.Exists(path)) continue;
+            }
             try
             {
                 using var f = SafeTensors.Load(path);
                 if (!f.Metadata.TryGetValue("format", out var fmt) || fmt != CacheFormat) continue;
                 var t = f["pixels"];
-                if (t.dtype != ScalarType.Byte || t.shape.Length != 4) continue;
+                if (t.dtype != ScalarType.Byte || t.shape.Length != 4 || t.shape[0] != count) continue;
                 return (t.bytes.ToArray(), (int)t.shape[1], (int)t.shape[2], (int)t.shape[3]);
             }
             catch (InfluenceSharpException)
@@ -189,11 +202,11 @@ public static class ImageFolderReader
                 throw new InfluenceSharpException($"{first.Message} (in image folder {dir})", first);
             bar?.Complete();
         }
-        WriteCache(dir, key, pixels, entries.Count, c, h, w);
+        WriteCache(dir, key, ResolvedKey(entries, c, h, w), pixels, entries.Count, c, h, w);
         return (pixels, c, h, w);
     }
 
-    static void WriteCache(string dir, string key, byte[] pixels, int n, int c, int h, int w)
+    static void WriteCache(string dir, string key, string resolvedKey, byte[] pixels, int n, int c, int h, int w)
     {
         foreach (var cd in CacheDirs(dir))
         {
@@ -202,8 +215,9 @@ public static class ImageFolderReader
                 Directory.CreateDirectory(cd);
                 using var t = TorchSharp.torch.tensor(pixels, new long[] { n, c, h, w });
                 // Atomic (temp file + rename): a concurrent reader sees the old state or the whole file.
-                SafeTensors.Save(CacheFile(cd, key), new Dictionary<string, Tensor> { ["pixels"] = t },
+                SafeTensors.Save(CacheFile(cd, resolvedKey), new Dictionary<string, Tensor> { ["pixels"] = t },
                     new Dictionary<string, string> { ["format"] = CacheFormat, ["images"] = n.ToString(CultureInfo.InvariantCulture) });
+                if (key != resolvedKey) AtomicFile.WriteAllText(Path.Combine(cd, $"imagefolder-{key}.ref"), resolvedKey);
                 return;
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or InfluenceSharpException)

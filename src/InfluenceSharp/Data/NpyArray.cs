@@ -8,7 +8,7 @@ namespace InfluenceSharp.Data;
 /// C order, of a numeric dtype (float16/32/64, int8..64, uint8..64, bool).</summary>
 public sealed partial record NpyArray(string Name, string Dtype, long[] Shape, byte[] Data)
 {
-    static ReadOnlySpan<byte> Magic => "\x93NUMPY"u8;
+    static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
     public long Count => Shape.Aggregate(1L, (a, b) => a * b);
     public int ElementSize => int.Parse(Dtype[2..], CultureInfo.InvariantCulture);

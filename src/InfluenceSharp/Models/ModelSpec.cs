@@ -9,7 +9,10 @@ namespace InfluenceSharp.Models;
 /// sidecar so that a checkpoint can be rebuilt, and refused by a model of another shape.</summary>
 public sealed record ModelSpec(string Architecture, int InChannels, int Height, int Width, int NumClasses, int[]? HiddenWidths = null)
 {
-    public static readonly string[] Architectures = { "logreg", "mlp", "smallcnn", "resnet9" };
+    public static readonly string[] Architectures = { "logreg", "mlp", "smallcnn", "resnet9", "tabular-mlp" };
+
+    /// <summary>tabular-mlp's hidden width unless --widths says otherwise.</summary>
+    public const int TabularHiddenWidth = 64;
 
     public static ModelSpec For(string architecture, int inChannels, int height, int width, int numClasses, int[]? widths = null)
     {
@@ -17,6 +20,11 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         if (!Architectures.Contains(architecture))
             throw new InfluenceSharpException($"--model {architecture}: unknown architecture (choose {string.Join(", ", Architectures)})");
         if (architecture == "mlp") widths ??= new[] { 128 };
+        else if (architecture == "tabular-mlp")
+        {
+            widths ??= new[] { TabularHiddenWidth };
+            if (widths.Length != 1) throw new InfluenceSharpException($"--widths {string.Join(",", widths)}: tabular-mlp has one hidden layer (Linear-ReLU-Linear): give one width");
+        }
         else widths = null;
         return new ModelSpec(architecture, inChannels, height, width, numClasses, widths);
     }
@@ -35,7 +43,8 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         Check(Height >= 1 && Height <= 65536, $"height {Height} (at least 1)");
         Check(Width >= 1 && Width <= 65536, $"width {Width} (at least 1)");
         Check((long)InChannels * Height * Width <= int.MaxValue, $"{InChannels}x{Height}x{Width} inputs: too many");
-        if (Architecture == "mlp") Check(HiddenWidths is null || HiddenWidths.All(w => w >= 1 && w <= 65536), $"hidden_widths {string.Join(",", HiddenWidths ?? Array.Empty<int>())} (each between 1 and 65536)");
+        if (Architecture == "tabular-mlp") Check(HiddenWidths is null || HiddenWidths.Length == 1, "tabular-mlp has one hidden width");
+        if (Architecture is "mlp" or "tabular-mlp") Check(HiddenWidths is null || HiddenWidths.All(w => w >= 1 && w <= 65536), $"hidden_widths {string.Join(",", HiddenWidths ?? Array.Empty<int>())} (each between 1 and 65536)");
     }
 
     /// <summary>Builds a freshly initialised model (uses torch's global generator: seed it first).</summary>
@@ -43,13 +52,15 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
     {
         "logreg" => new LogisticRegression(InChannels * Height * Width, NumClasses),
         "mlp" => new Mlp(InChannels * Height * Width, HiddenWidths ?? new[] { 128 }, NumClasses),
+        // Linear-ReLU-Linear over the D features of tabular data (fc1, fc2).
+        "tabular-mlp" => new Mlp(InChannels * Height * Width, HiddenWidths ?? new[] { TabularHiddenWidth }, NumClasses),
         "smallcnn" => new SmallCnn(InChannels, Height, Width, NumClasses),
         "resnet9" => ResNet9.Create(InChannels, NumClasses),
         _ => throw new InfluenceSharpException($"unknown architecture '{Architecture}'"),
     };
 
-    public string Describe() => Architecture == "mlp"
-        ? $"mlp {InChannels * Height * Width}-{string.Join("-", HiddenWidths ?? Array.Empty<int>())}-{NumClasses}"
+    public string Describe() => Architecture is "mlp" or "tabular-mlp"
+        ? $"{Architecture} {InChannels * Height * Width}-{string.Join("-", HiddenWidths ?? Array.Empty<int>())}-{NumClasses}"
         : $"{Architecture} ({InChannels}x{Height}x{Width} -> {NumClasses})";
 }
 

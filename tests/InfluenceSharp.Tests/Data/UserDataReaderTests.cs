@@ -1,0 +1,285 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Reporting;
+using InfluenceSharp.Storage;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Tests.Data;
+
+/// <summary>imagefolder:, tensors: and csv: data: well-formed, corrupt and truncated inputs.</summary>
+public class UserDataReaderTests
+{
+    // ---- imagefolder ----
+
+    [Fact]
+    public void ImageFolderResizesKeepsFolderNamesSplitsAndCaches()
+    {
+        using var dir = new TempDir();
+        string root = dir.File("pets");
+        UserDataFiles.ImageFolder(root, new[] { "dog", "cat", "bird" }, 10, TestSeed.Random(), rgb: false, (6, 5), (9, 9));
+        var progress = new List<string>();
+        var split = DataSource.Load("imagefolder:" + root, new DataOptions { ImageSize = (4, 4) }, new Progress(u => progress.Add(u.Label)));
+        Assert.Equal(new[] { "bird", "cat", "dog" }, split.Train.ClassNames);      // ordinal order of the folder names
+        Assert.Equal((1, 4, 4), (split.Train.Channels, split.Train.Height, split.Train.Width));
+        Assert.Equal(24, split.Train.Count);                                        // 20% of each class held out
+        Assert.Equal(6, split.Test.Count);
+        Assert.Equal(new[] { 2, 2, 2 }, Enumerable.Range(0, 3).Select(c => split.Test.Labels.Count(l => l == c)));
+        Assert.Equal($"imagefolder:{Path.GetFullPath(root)}?size=4x4&channels=1&test-fraction=0.2&split-seed=0", split.Source);
+        Assert.Contains("decoding images", progress);
+        var cache = Directory.GetFiles(Path.Combine(root, ImageFolderReader.CacheDirName), "*.safetensors");
+        Assert.Single(cache);
+
+        // The recorded spec rebuilds the same data, from the cache (no decoding).
+        progress.Clear();
+        var again = DataSource.Load(split.Source, progress: new Progress(u => progress.Add(u.Label)));
+        Assert.Empty(progress);
+        Assert.Equal(split.Train.Fingerprint(), again.Train.Fingerprint());
+        Assert.Equal(split.Test.Fingerprint(), again.Test.Fingerprint());
+        Assert.Equal(split.Source, again.Source);
+
+        // A changed image invalidates the cache.
+        var f = Path.Combine(root, "dog", "000.png");
+        File.WriteAllBytes(f, PngWriter.Encode(new byte[6 * 5], 5, 6, 1));
+        File.SetLastWriteTimeUtc(f, DateTime.UtcNow.AddMinutes(1));
+        var changed = DataSource.Load(split.Source, progress: new Progress(u => progress.Add(u.Label)));
+        Assert.Contains("decoding images", progress);
+        Assert.NotEqual(split.Train.Fingerprint() + split.Test.Fingerprint(), changed.Train.Fingerprint() + changed.Test.Fingerprint());
+    }
+
+    sealed class Progress(Action<InfluenceSharp.Diagnostics.ProgressUpdate> a) : IProgress<InfluenceSharp.Diagnostics.ProgressUpdate>
+    {
+        public void Report(InfluenceSharp.Diagnostics.ProgressUpdate value) => a(value);
+    }
+
+    [Fact]
+    public void ImageFolderTrainTestLayoutAndChannels()
+    {
+        using var dir = new TempDir();
+        string root = dir.File("d");
+        var rng = TestSeed.Random();
+        UserDataFiles.ImageFolder(Path.Combine(root, "train"), new[] { "a", "b" }, 4, rng, rgb: true, (5, 5));
+        UserDataFiles.ImageFolder(Path.Combine(root, "val"), new[] { "b" }, 3, rng, rgb: false, (5, 5));
+        var split = DataSource.Load("imagefolder:" + root);
+        Assert.Equal((8, 3), (split.Train.Count, split.Test.Count));
+        Assert.Equal(3, split.Train.Channels);                       // one RGB image makes the set RGB
+        Assert.All(split.Test.Labels, l => Assert.Equal(1, l));     // val/b is class 1 of train's a, b
+        Assert.DoesNotContain("test-fraction", split.Source);
+        var grey = DataSource.Load("imagefolder:" + root, new DataOptions { Channels = 1 });
+        Assert.Equal(1, grey.Train.Channels);
+
+        // A test class the training data lacks is refused, naming the folder.
+        UserDataFiles.ImageFolder(Path.Combine(root, "val"), new[] { "zebra" }, 1, rng, sizes: (5, 5));
+        var e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("imagefolder:" + root));
+        Assert.Contains(Path.Combine(root, "val", "zebra"), e.Message);
+    }
+
+    [Fact]
+    public void ImageFolderRefusesMixedSizesWithoutImageSizeBadAndTruncatedImagesNamingTheFile()
+    {
+        using var dir = new TempDir();
+        string root = dir.File("d");
+        UserDataFiles.ImageFolder(root, new[] { "a", "b" }, 3, TestSeed.Random(), false, (4, 4), (7, 3));
+        var e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("imagefolder:" + root));
+        Assert.Contains("--image-size", e.Message);
+        Assert.Contains("4x4", e.Message);
+
+        string bad = Path.Combine(root, "b", "broken.png");
+        File.WriteAllText(bad, "this is not a PNG");
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("imagefolder:" + root, new DataOptions { ImageSize = (4, 4) }));
+        Assert.Contains(bad, e.Message);
+
+        var good = File.ReadAllBytes(Path.Combine(root, "a", "000.png"));
+        File.WriteAllBytes(bad, good[..(good.Length / 2)]);           // truncated
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("imagefolder:" + root, new DataOptions { ImageSize = (4, 4) }));
+        Assert.Contains(bad, e.Message);
+
+        File.Delete(bad);
+        Directory.CreateDirectory(Path.Combine(root, "empty"));
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("imagefolder:" + root, new DataOptions { ImageSize = (4, 4) }));
+        Assert.Contains(Path.Combine(root, "empty"), e.Message);
+    }
+
+    [Fact]
+    public void ResizeMatchesTorchBilinearInterpolation()
+    {
+        var rng = TestSeed.Random();
+        var px = new byte[3 * 7 * 5];
+        rng.NextBytes(px);
+        var img = new ImageFile(5, 7, 3, px);
+        foreach (var (h, w) in new[] { (4, 4), (13, 9), (7, 2) })
+        {
+            var r = img.Resize(h, w);
+            using var x = torch.tensor(px, new long[] { 1, 3, 7, 5 }).to_type(ScalarType.Float32);
+            using var y = nn.functional.interpolate(x, new long[] { h, w }, mode: InterpolationMode.Bilinear, align_corners: false);
+            var expected = y.round().clamp(0, 255).to_type(ScalarType.Byte).data<byte>().ToArray();
+            Assert.Equal((w, h, 3), (r.Width, r.Height, r.Channels));
+            var diff = expected.Zip(r.Pixels, (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(diff <= 1, $"{h}x{w}: max difference {diff} from torch ({TestSeed.Describe()})");
+        }
+        Assert.Same(img, img.Resize(7, 5));
+    }
+
+    // ---- tensors ----
+
+    [Fact]
+    public void TensorsSafetensorsFloatFeaturesWithInFileTestSetAndUint8Images()
+    {
+        using var dir = new TempDir();
+        var rng = TestSeed.Random();
+        var x = Enumerable.Range(0, 40 * 3).Select(_ => (float)(rng.NextDouble() * 100 - 50)).ToArray();
+        var y = Enumerable.Range(0, 40).Select(i => (long)(i % 3)).ToArray();
+        string f = dir.File("d.safetensors");
+        SafeTensors.Save(f, new Dictionary<string, Tensor>
+        {
+            ["X"] = torch.tensor(x, new long[] { 40, 3 }), ["y"] = torch.tensor(y),
+            ["X_test"] = torch.tensor(x[..30], new long[] { 10, 3 }), ["y_test"] = torch.tensor(y[..10]),
+        });
+        var split = DataSource.Load("tensors:" + f);
+        var train = Assert.IsType<FloatDataset>(split.Train);
+        Assert.True(train.IsFlat);
+        Assert.Equal(x, train.Values);                                   // as given, not normalised
+        Assert.Equal(10, split.Test.Count);
+        Assert.Equal(3, split.Train.NumClasses);
+        using (var inputs = train.Inputs(new[] { 1 })) Assert.Equal(x[3..6], inputs.data<float>().ToArray());
+
+        // uint8 [N, H, W] images are an ImageDataset with one channel; no test tensors: a seeded split.
+        string g = dir.File("img.safetensors");
+        var px = new byte[20 * 4 * 4];
+        rng.NextBytes(px);
+        SafeTensors.Save(g, new Dictionary<string, Tensor> { ["images"] = torch.tensor(px, new long[] { 20, 4, 4 }), ["labels"] = torch.tensor(Enumerable.Range(0, 20).Select(i => (long)(i % 2)).ToArray()) });
+        var imgs = DataSource.Load($"tensors:{g}?x=images&y=labels", new DataOptions { TestFraction = 0.5 });
+        Assert.IsType<ImageDataset>(imgs.Train);
+        Assert.Equal((10, 10, 1), (imgs.Train.Count, imgs.Test.Count, imgs.Train.Channels));
+        Assert.Equal(imgs.Train.Fingerprint(), DataSource.Load(imgs.Source).Train.Fingerprint());
+    }
+
+    [Fact]
+    public void TensorsNpyPairAndNpzWithSeparateTestFile()
+    {
+        using var dir = new TempDir();
+        var x = Enumerable.Range(0, 12 * 2 * 3 * 3).Select(i => i * 0.5f).ToArray();
+        var y = Enumerable.Range(0, 12).Select(i => (long)(i % 2)).ToArray();
+        File.WriteAllBytes(dir.File("X.npy"), UserDataFiles.NpyF32(x, 12, 2, 3, 3));
+        File.WriteAllBytes(dir.File("y.npy"), UserDataFiles.NpyI64(y));
+        UserDataFiles.Npz(dir.File("test.npz"), ("X", UserDataFiles.NpyF32(x[..(4 * 18)], 4, 2, 3, 3)), ("y", UserDataFiles.NpyI64(y[..4])));
+        var split = DataSource.Load($"tensors:{dir.File("X.npy")},{dir.File("y.npy")}", new DataOptions { TestData = dir.File("test.npz") });
+        Assert.Equal((2, 3, 3), (split.Train.Channels, split.Train.Height, split.Train.Width));
+        Assert.Equal((12, 4), (split.Train.Count, split.Test.Count));
+        Assert.Equal(x, ((FloatDataset)split.Train).Values);
+        Assert.Contains("?test=", split.Source);
+        Assert.Equal(split.Test.Fingerprint(), DataSource.Load(split.Source).Test.Fingerprint());
+    }
+
+    [Fact]
+    public void TensorsRefuseLengthMismatchTruncationBadLabelsAndMissingNames()
+    {
+        using var dir = new TempDir();
+        var x = new float[10 * 4];
+        File.WriteAllBytes(dir.File("X.npy"), UserDataFiles.NpyF32(x, 10, 4));
+        File.WriteAllBytes(dir.File("y.npy"), UserDataFiles.NpyI64(new long[9]));
+        var e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load($"tensors:{dir.File("X.npy")},{dir.File("y.npy")}"));
+        Assert.Contains(dir.File("X.npy"), e.Message);
+        Assert.Contains("10 examples", e.Message);
+        Assert.Contains("9 labels", e.Message);
+
+        var npy = UserDataFiles.NpyF32(x, 10, 4);
+        File.WriteAllBytes(dir.File("X.npy"), npy[..(npy.Length - 5)]);
+        File.WriteAllBytes(dir.File("y.npy"), UserDataFiles.NpyI64(new long[] { 0, 1, 0, 1, 0, 1, 0, 1, 0, 1 }));
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load($"tensors:{dir.File("X.npy")},{dir.File("y.npy")}"));
+        Assert.Contains(dir.File("X.npy"), e.Message);
+        Assert.Contains("truncated", e.Message);
+
+        string f = dir.File("d.safetensors");
+        SafeTensors.Save(f, new Dictionary<string, Tensor> { ["X"] = torch.zeros(10, 4), ["y"] = torch.tensor(new[] { 0f, 1, 0, 1, 0.5f, 1, 0, 1, 0, 1 }) });
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("tensors:" + f));
+        Assert.Contains($"{f}:y", e.Message);
+        Assert.Contains("index 4", e.Message);
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load($"tensors:{f}?x=images"));
+        Assert.Contains("'images'", e.Message);
+        var bytes = File.ReadAllBytes(f);
+        File.WriteAllBytes(f, bytes[..(bytes.Length - 8)]);
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("tensors:" + f));
+        Assert.Contains(f, e.Message);
+
+        File.WriteAllText(dir.File("bad.npz"), "not a zip");
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("tensors:" + dir.File("bad.npz")));
+        Assert.Contains(dir.File("bad.npz"), e.Message);
+    }
+
+    // ---- csv ----
+
+    [Fact]
+    public void CsvStandardisesWithTrainingStatisticsAndNamesClassesByLabelText()
+    {
+        using var dir = new TempDir();
+        UserDataFiles.Csv(dir.File("train.csv"), 50, TestSeed.Random());
+        UserDataFiles.Csv(dir.File("test.csv"), 10, new Random(TestSeed.For() + 1));
+        var split = DataSource.Load("csv:" + dir.File("train.csv"), new DataOptions { TestData = "csv:" + dir.File("test.csv") });
+        var train = (FloatDataset)split.Train;
+        Assert.Equal(new[] { "no", "yes" }, train.ClassNames);
+        Assert.Equal(1, train.Channels * train.Height);
+        Assert.Equal(2, train.Width);
+        var (mean, std) = CsvDataReader.Statistics(train.Values, 2);
+        Assert.All(mean, m => Assert.True(Math.Abs(m) < 1e-5, $"mean {m}"));
+        Assert.All(std, s => Assert.True(Math.Abs(s - 1) < 1e-4, $"std {s}"));
+        // The test rows use the training statistics: the first test row, by hand.
+        var rows = File.ReadAllLines(dir.File("train.csv")).Skip(1).Select(l => double.Parse(l.Split(',')[0], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        double m0 = rows.Average(), s0 = Math.Sqrt(rows.Select(v => (v - m0) * (v - m0)).Average());
+        double t0 = double.Parse(File.ReadAllLines(dir.File("test.csv"))[1].Split(',')[0], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal((t0 - m0) / s0, ((FloatDataset)split.Test).Values[0], 4);
+        Assert.Equal(split.Train.Fingerprint(), DataSource.Load(split.Source).Train.Fingerprint());
+        Assert.Contains("?label=label&test=", split.Source);
+
+        // Another label column by name; a seeded split when no test file is given.
+        UserDataFiles.Csv(dir.File("t2.csv"), 40, TestSeed.Random(), labelName: "target");
+        var s2 = DataSource.Load("csv:" + dir.File("t2.csv"), new DataOptions { LabelColumn = "target" });
+        Assert.Equal(40, s2.Train.Count + s2.Test.Count);
+        Assert.Contains("test-fraction=0.2", s2.Source);
+    }
+
+    [Fact]
+    public void CsvErrorsNameTheFileRowAndColumn()
+    {
+        using var dir = new TempDir();
+        string f = dir.File("data.csv");
+        var lines = Enumerable.Range(0, 20).Select(i => $"{20 + i},{i % 2}").Prepend("age,label").ToArray();
+        lines[16] = "abc,1";                                    // row 17 of the file
+        File.WriteAllLines(f, lines);
+        var e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("csv:" + f));
+        Assert.StartsWith("data.csv: row 17, column 'age': 'abc' is not a number", e.Message);
+
+        lines[16] = "36";                                       // ragged
+        File.WriteAllLines(f, lines);
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("csv:" + f));
+        Assert.StartsWith("data.csv: row 17 has 1 field(s) but the header has 2", e.Message);
+
+        lines[16] = "36,1";
+        File.WriteAllLines(f, lines);
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("csv:" + f, new DataOptions { LabelColumn = "class" }));
+        Assert.Contains("no label column 'class'", e.Message);
+        Assert.Contains(f, e.Message);
+
+        File.WriteAllText(f, string.Join("\n", lines) + "\n40,\"1");  // truncated inside a quoted field
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("csv:" + f));
+        Assert.Contains("row 22", e.Message);
+        Assert.Contains("not closed", e.Message);
+
+        File.WriteAllText(f, "");
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("csv:" + f));
+        Assert.Contains(f, e.Message);
+    }
+
+    [Fact]
+    public void SpecOptionsAreCheckedAndFoldedIn()
+    {
+        var e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("embedded", new DataOptions { ImageSize = (8, 8) }));
+        Assert.Contains("--image-size", e.Message);
+        e = Assert.Throws<InfluenceSharpException>(() => DataSpec.Parse("csv:/x.csv?size=3"));
+        Assert.Contains("unknown option 'size'", e.Message);
+        e = Assert.Throws<InfluenceSharpException>(() => DataSpec.Parse("csv:/x.csv?label=a").With(new DataOptions { LabelColumn = "b" }));
+        Assert.Contains("label=a", e.Message);
+        var s = DataSpec.Parse("tensors:/d/a&b.npz?x=im%26g").With(new DataOptions { TestData = "tensors:/d/t.npz", TestFraction = 0.25 });
+        Assert.Equal("tensors:/d/a&b.npz?x=im%26g&test=/d/t.npz&test-fraction=0.25", s.ToString());
+        Assert.Equal("im&g", DataSpec.Parse(s.ToString())["x"]);
+    }
+}
