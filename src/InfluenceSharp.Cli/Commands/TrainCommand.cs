@@ -54,7 +54,7 @@ public static class TrainCommand
                 PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment),
             };
             string? arch = p.GetResult(model) is { Implicit: false } ? p.GetValue(model) : null;
-            return Run(p.GetValue(outDir)!, p.GetValue(data)!, readers.Read(p), arch, p.GetValue(widths), p.GetValue(trainCount) ?? 0, options,
+            return Run(p.GetValue(outDir)!, p.GetValue(data)!, readers.Read(p), arch, p.GetResult(widths) is { Implicit: false } ? p.GetValue(widths) : null, p.GetValue(trainCount) ?? 0, options,
                 p.GetValue(corrupt), p.GetValue(corruptSeed),
                 p.GetValue(resume) ? ExistingRun.Resume : p.GetValue(overwrite) ? ExistingRun.Overwrite : ExistingRun.Refuse, quiet);
         });
