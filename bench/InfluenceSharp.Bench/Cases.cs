@@ -21,6 +21,7 @@ public static class Cases
         ["pairwise-mlp-rank32"] = c => Pairwise(c, 32),
         ["tracin-last"] = FeatureCases.TracInLast,
         ["trak-features"] = FeatureCases.TrakFeatures,
+        ["lds-solvers"] = HvpCases.LdsSolvers,
     };
 
     /// <summary>fp32 GEMM rate: best of several 2048³ products (2·n³ FLOPs each).</summary>

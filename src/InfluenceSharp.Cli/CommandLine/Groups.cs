@@ -2,6 +2,7 @@ using System.CommandLine;
 using InfluenceSharp.Cli.Commands;
 using InfluenceSharp.Features;
 using InfluenceSharp.Methods;
+using InfluenceSharp.Methods.InfluenceFunctions;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Cli.CommandLine;
@@ -51,12 +52,15 @@ internal sealed class MethodSettingOptions
     public Option<int> ProjDim { get; } = Opt.Int("--proj-dim", "trak, tracin-proj: projection dimension", 2048, 1, 1 << 24, "K");
     public Option<string> ProjLayout { get; } = Opt.Choice("--proj-layout", "trak, tracin-proj: kronecker (per-layer projections, fast on a CPU) or dense (the reference TRAK projection)", "kronecker", "kronecker", "dense");
 
+    // Hessian-vector-product influence functions (if-explicit, if-cg, if-lissa, if-arnoldi); null where no IF can be chosen.
+    public HvpOptionSet? Hvp { get; }
+
     /// <param name="measure">false where the command fixes the measurement itself (evaluate lds: --target).</param>
     /// <param name="damping">false where no influence function can be chosen (build-store).</param>
     public MethodSettingOptions(bool measure = true, bool damping = true)
     {
         if (measure) Measure = Opt.Choice("--measure", "query measurement: loss or margin", "loss", "loss", "margin");
-        if (damping) Damping = Opt.Damping();
+        if (damping) { Damping = Opt.Damping(); Hvp = new HvpOptionSet(); }
     }
 
     public void AddTo(Command c)
@@ -64,6 +68,7 @@ internal sealed class MethodSettingOptions
         if (Measure is not null) c.Add(Measure);
         if (Damping is not null) c.Add(Damping);
         c.Add(Layers); c.Add(BatchSize); c.Add(Seed); c.Add(Ensemble); c.Add(ProjDim); c.Add(ProjLayout);
+        Hvp?.AddTo(c);
         c.Validators.Add(r =>
         {
             // --proj-dim is the dense projection's k; the Kronecker layout projects each layer to
@@ -73,7 +78,7 @@ internal sealed class MethodSettingOptions
         });
     }
 
-    public static readonly string[] DampedMethods = { "ekfac", "kfac", "diagonal", "identity", "trak" };
+    public static readonly string[] DampedMethods = { "ekfac", "kfac", "diagonal", "identity", "trak", "if-explicit", "if-cg", "if-lissa", "if-arnoldi" };
 
     /// <summary>Refuses settings that none of the chosen methods would use (they would be silently ignored).
     /// </summary>
@@ -88,6 +93,7 @@ internal sealed class MethodSettingOptions
                 r.AddError("--layers: tracin-last always uses the model's last Linear layer; to choose layers use --methods tracin (or tracin-proj)");
             if (Damping is not null && r.GetResult(Damping) is { Implicit: false } && !chosen.Any(DampedMethods.Contains))
                 r.AddError($"--damping: none of the methods {string.Join(",", chosen)} uses it (only {string.Join(", ", DampedMethods)})");
+            Hvp?.RefuseUnused(r, chosen, Damping is null ? null : Opt.ValueIfValid(r, Damping));
         });
     }
 
@@ -101,7 +107,60 @@ internal sealed class MethodSettingOptions
         Ensemble = p.GetValue(Ensemble),
         ProjectionDim = p.GetValue(ProjDim),
         Layout = p.GetValue(ProjLayout) == "dense" ? ProjectionLayout.Dense : ProjectionLayout.Kronecker,
+        Hvp = Hvp?.Read(p),
     };
+}
+
+/// <summary>Settings of the Hessian-vector-product influence functions (if-explicit, if-cg, if-lissa, if-arnoldi).</summary>
+internal sealed class HvpOptionSet
+{
+    static readonly HvpSolverOptions D = new();
+    public static readonly string[] Methods = { "if-explicit", "if-cg", "if-lissa", "if-arnoldi" };
+
+    public Option<string> Hessian { get; } = Opt.Choice("--hessian", "if-*: curvature to invert: true (the Hessian, by double backward) or gauss-newton (J^T H_out J, positive semi-definite)", "true", "true", "gauss-newton");
+    public Option<double> L2 { get; } = Opt.Double("--l2", "if-*: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with)", D.L2, 0);
+    public Option<double> CgTol { get; } = Opt.Double("--cg-tol", "if-cg: relative residual at which a right-hand side has converged", D.CgTolerance, 0, minOpen: true);
+    public Option<int> CgIters { get; } = Opt.Int("--cg-iters", "if-cg: iteration cap", D.CgMaxIterations, 1);
+    public Option<int> LissaDepth { get; } = Opt.Int("--lissa-depth", "if-lissa: recursion depth", D.LissaDepth, 1);
+    public Option<double> LissaScale { get; } = Opt.Double("--lissa-scale", "if-lissa: scale s (must exceed the largest eigenvalue of H + damping)", D.LissaScale, 0, minOpen: true);
+    public Option<int> LissaReps { get; } = Opt.Int("--lissa-reps", "if-lissa: repetitions averaged", D.LissaRepetitions, 1);
+    public Option<int> LissaBatch { get; } = Opt.Int("--lissa-batch", "if-lissa: training examples per stochastic HVP", D.LissaBatchSize ?? 256, 1);
+    public Option<int> ArnoldiIters { get; } = Opt.Int("--arnoldi-iters", "if-arnoldi: Arnoldi iterations (HVPs)", D.ArnoldiIterations, 1);
+    public Option<int> ArnoldiTopK { get; } = Opt.Int("--arnoldi-topk", "if-arnoldi: eigenpairs kept (at most --arnoldi-iters)", D.ArnoldiTopK, 1, helpName: "K");
+
+    Option[] All => new Option[] { Hessian, L2, CgTol, CgIters, LissaDepth, LissaScale, LissaReps, LissaBatch, ArnoldiIters, ArnoldiTopK };
+
+    public void AddTo(Command c)
+    {
+        foreach (var o in All) c.Add(o);
+        c.Validators.Add(r =>
+        {
+            if (Opt.ValueIfValid(r, ArnoldiTopK) is var k && Opt.ValueIfValid(r, ArnoldiIters) is var it && k > it && it > 0)
+                r.AddError($"--arnoldi-topk {k}: at most --arnoldi-iters ({it})");
+        });
+    }
+
+    /// <summary>Refuses if-* settings none of the chosen methods uses, and if-cg with the true Hessian
+    /// and damping 0 (the Hessian may be indefinite).</summary>
+    public void RefuseUnused(System.CommandLine.Parsing.CommandResult r, string[] chosen, double? damping)
+    {
+        (Option O, string[] Users)[] users =
+        {
+            (Hessian, Methods), (L2, Methods), (CgTol, new[] { "if-cg" }), (CgIters, new[] { "if-cg" }),
+            (LissaDepth, new[] { "if-lissa" }), (LissaScale, new[] { "if-lissa" }), (LissaReps, new[] { "if-lissa" }), (LissaBatch, new[] { "if-lissa" }),
+            (ArnoldiIters, new[] { "if-arnoldi" }), (ArnoldiTopK, new[] { "if-arnoldi" }),
+        };
+        foreach (var (o, u) in users)
+            if (r.GetResult(o) is { Implicit: false } && !chosen.Any(u.Contains))
+                r.AddError($"{o.Name}: none of the methods {string.Join(",", chosen)} uses it (only {string.Join(", ", u)})");
+        if (chosen.Contains("if-cg") && damping == 0 && Opt.ValueIfValid(r, Hessian) != "gauss-newton")
+            r.AddError("--damping 0: if-cg with the true Hessian needs damping > 0 (the Hessian may be indefinite); give --damping X > 0 or --hessian gauss-newton");
+    }
+
+    public HvpSettings Read(ParseResult p) => new(
+        p.GetValue(Hessian) == "gauss-newton" ? HessianKind.GaussNewton : HessianKind.True, p.GetValue(L2),
+        p.GetValue(CgTol), p.GetValue(CgIters), p.GetValue(LissaDepth), p.GetValue(LissaScale), p.GetValue(LissaReps), p.GetValue(LissaBatch),
+        p.GetValue(ArnoldiIters), p.GetValue(ArnoldiTopK));
 }
 
 /// <summary>Queries, the same everywhere: --queries test|train, --query I,J,... or --query-count N.</summary>

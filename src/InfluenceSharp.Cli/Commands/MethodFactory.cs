@@ -24,15 +24,26 @@ internal sealed record MethodSettings
     /// separately, milliseconds per batch on a CPU) or dense (the reference TRAK projection of the
     /// whole gradient; seconds per batch on a CPU for a 200k-parameter model).</summary>
     public ProjectionLayout Layout { get; init; } = ProjectionLayout.Kronecker;
+    /// <summary>if-explicit, if-cg, if-lissa, if-arnoldi settings (null = the library's defaults).</summary>
+    public HvpSettings? Hvp { get; init; }
     /// <summary>Keep method features in RUN_DIR/store so later commands reuse them.</summary>
     public bool UseStore { get; init; } = true;
+}
+
+/// <summary>Settings of the Hessian-vector-product influence functions (see HvpSolverOptions).</summary>
+internal sealed record HvpSettings(HessianKind Hessian, double L2, double CgTolerance, int CgIterations, int LissaDepth, double LissaScale,
+    int LissaRepetitions, int LissaBatchSize, int ArnoldiIterations, int ArnoldiTopK)
+{
+    static readonly HvpSolverOptions D = new();
+    public static readonly HvpSettings Default = new(D.Hessian, D.L2, D.CgTolerance, D.CgMaxIterations, D.LissaDepth, D.LissaScale,
+        D.LissaRepetitions, D.LissaBatchSize ?? 256, D.ArnoldiIterations, D.ArnoldiTopK);
 }
 
 /// <summary>Builds any attribution method by name for a training run, so that detection, explain,
 /// the evaluations and the demo treat every method alike.</summary>
 internal static class MethodFactory
 {
-    public static readonly string[] Names = { "ekfac", "kfac", "diagonal", "identity", "tracin", "tracin-last", "tracin-proj", "graddot", "gradcos", "trak" };
+    public static readonly string[] Names = { "ekfac", "kfac", "diagonal", "identity", "if-explicit", "if-cg", "if-lissa", "if-arnoldi", "tracin", "tracin-last", "tracin-proj", "graddot", "gradcos", "trak" };
     public static readonly string[] DemoMethods = { "ekfac", "tracin-last", "trak" };
 
     public static IAttributionMethod Create(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet = false)
@@ -54,6 +65,21 @@ internal static class MethodFactory
                 var fo = new FactorOptions { Strategy = InfluenceCommands.ParseStrategy(name), Layers = s.Layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress };
                 var factors = new FactorFitter(model, task, fo, profiler).Fit(run.Data.Train)!;
                 return new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = s.Damping, TrainBatchSize = s.BatchSize, Progress = progress }, profiler);
+            }
+            case "if-explicit" or "if-cg" or "if-lissa" or "if-arnoldi":
+            {
+                var h = s.Hvp ?? HvpSettings.Default;
+                var o = new HvpSolverOptions
+                {
+                    // --damping heuristic (not given): the options' default absolute λ.
+                    Damping = s.Damping ?? new HvpSolverOptions().Damping, L2 = h.L2, Hessian = h.Hessian, Layers = s.Layers,
+                    BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress,
+                    CgTolerance = h.CgTolerance, CgMaxIterations = h.CgIterations,
+                    LissaDepth = h.LissaDepth, LissaScale = h.LissaScale, LissaRepetitions = h.LissaRepetitions, LissaBatchSize = h.LissaBatchSize,
+                    ArnoldiIterations = h.ArnoldiIterations, ArnoldiTopK = h.ArnoldiTopK,
+                };
+                var solver = name switch { "if-explicit" => HvpSolver.Explicit, "if-cg" => HvpSolver.Cg, "if-lissa" => HvpSolver.Lissa, _ => HvpSolver.Arnoldi };
+                return new HvpInfluence(run.Last.LoadModel(), task, run.Data.Train, solver, o, profiler);
             }
             case "tracin" or "tracin-last" or "tracin-proj":
             {

@@ -76,6 +76,13 @@ public class ValidationHardeningTests : IClassFixture<SmallRunFixture>
         { "evaluate lds --run {run} --out {tmp}/l --query-count 0", "--query-count" },
         { "detect-mislabeled --run {run} --out {tmp}/d --methods ekfac --damping NaN", "--damping" },
         { "explain --run {run} --out {tmp}/e --query 0 --top 0", "--top" },
+        // Hessian-vector-product influence functions.
+        { "scores pairwise --run {run} --out {tmp}/o --methods if-lissa --lissa-scale 0 --query-count 2", "--lissa-scale" },
+        { "scores pairwise --run {run} --out {tmp}/o --methods if-cg --damping 0 --query-count 2", "--damping" },
+        { "scores pairwise --run {run} --out {tmp}/o --methods if-cg --cg-tol -1 --query-count 2", "--cg-tol" },
+        { "scores pairwise --run {run} --out {tmp}/o --methods if-arnoldi --arnoldi-iters 5 --arnoldi-topk 6 --query-count 2", "--arnoldi-topk" },
+        { "detect-mislabeled --run {run} --out {tmp}/d --methods ekfac --cg-iters 5", "--cg-iters" },
+        { "detect-mislabeled --run {run} --out {tmp}/d --methods if-cg --hessian exact", "--hessian" },
     };
 
     [Theory]
@@ -101,6 +108,25 @@ public class ValidationHardeningTests : IClassFixture<SmallRunFixture>
         var r = CliRunner.Run("train", "--out", dir.File("x"), "--model", "mlp", "--train-count", "7");
         Assert.Contains("at least 10", r.Err);
         Assert.False(Directory.Exists(dir.File("x")));
+    }
+
+    [Fact]
+    public void HvpMethodsRunByNameAndAgree()
+    {
+        // if-explicit and if-cg (Gauss-Newton, tight tolerance) on the fixture's last layer give the same scores.
+        using var dir = new TempDir();
+        string[] Args(string outDir, string method, params string[] extra) =>
+            new[] { "scores", "pairwise", "--run", fx.Run, "--out", outDir, "--methods", method, "--layers", "fc2", "--hessian", "gauss-newton",
+                "--damping", "0.01", "--query-count", "3", "--quiet" }.Concat(extra).ToArray();
+        var r = CliRunner.Run(Args(dir.File("a"), "if-explicit"));
+        Assert.True(r.Code == 0, r.Err);
+        r = CliRunner.Run(Args(dir.File("b"), "if-cg", "--cg-tol", "1e-8", "--cg-iters", "500"));
+        Assert.True(r.Code == 0, r.Err);
+        using var a = Npy.Read(Path.Combine(dir.File("a"), "scores.npy")).to(ScalarType.Float64);
+        using var b = Npy.Read(Path.Combine(dir.File("b"), "scores.npy")).to(ScalarType.Float64);
+        Assert.Equal(new long[] { 3, 5000 }, a.shape);
+        double rel = (a - b).abs().max().item<double>() / a.abs().max().item<double>();
+        Assert.True(rel < 1e-3, $"if-cg vs if-explicit: relative difference {rel}");
     }
 
     [Fact]

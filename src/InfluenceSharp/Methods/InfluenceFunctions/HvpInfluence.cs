@@ -1,0 +1,232 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Diagnostics;
+using InfluenceSharp.Gradients;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Methods.InfluenceFunctions;
+
+/// <summary>
+/// Influence functions through Hessian-vector products (dattri's and Captum's IF family):
+/// score(q, z) = ∇f(q)ᵀ (H + λI)⁻¹ ∇L(z) with the true Hessian or the Gauss-Newton matrix of the
+/// mean training loss over the tracked layers' parameters (see <see cref="HvpSolverOptions"/>), no
+/// Kronecker or block-diagonal approximation. Solvers:
+/// <list type="bullet">
+/// <item>if-explicit: H formed column by column (P HVPs), eigendecomposed in float64; refuses more
+/// than <see cref="HvpSolverOptions.MaxExplicitParameters"/> tracked parameters.</item>
+/// <item>if-cg: batched conjugate gradient over all query gradients at once.</item>
+/// <item>if-lissa: LiSSA's stochastic recursion.</item>
+/// <item>if-arnoldi: the top-k eigenpairs from Arnoldi; scores Σ_i (g_q·u_i)(g_z·u_i)/(λ_i + λ).</item>
+/// </list>
+/// The query side (H⁻¹∇f(q) for the query set) is solved once per query set and cached in the
+/// instance; training gradients are streamed in batches (per-example gradients of the tracked
+/// layers, as the other methods). Self-influence g_zᵀ(H+λI)⁻¹g_z is exact and cheap for explicit
+/// and Arnoldi; for CG and LiSSA it needs a solve per training example, done batched (one batched
+/// solve per batch of <see cref="HvpSolverOptions.BatchSize"/> examples) — correct but as costly
+/// as scoring that many queries.
+/// </summary>
+public sealed class HvpInfluence : IAttributionMethod, IDisposable
+{
+    private readonly nn.Module<Tensor, Tensor> model;
+    private readonly IAttributionTask task;
+    private readonly List<TrackedLayer> layers;
+    private readonly Profiler profiler;
+    private Tensor? inverse;                      // explicit: (H + λI)⁻¹ [P, P]
+    private (Tensor Values, Tensor Vectors)? eigen;
+    private (IDataset Queries, int Count, Tensor Solved)? cachedQueries;
+
+    /// <summary>An HVP influence function of <paramref name="model"/> whose curvature averages over
+    /// <paramref name="hessianData"/> (the training set), solved with <paramref name="solver"/>.
+    /// Validates the settings (<see cref="HvpSolverOptions.Validate"/>).</summary>
+    public HvpInfluence(nn.Module<Tensor, Tensor> model, IAttributionTask task, IDataset hessianData, HvpSolver solver,
+        HvpSolverOptions? options = null, Profiler? profiler = null)
+    {
+        this.model = model; this.task = task; Solver = solver; Options = options ?? new HvpSolverOptions();
+        this.profiler = profiler ?? new Profiler();
+        Options.Validate(solver);
+        layers = TrackedLayer.Find(model, Options.Layers);
+        Curvature = new CurvatureOperator(model, task, layers, hessianData, Options.Hessian, Options.L2, Options.BatchSize);
+        if (solver == HvpSolver.Explicit && Curvature.NumParams > Options.MaxExplicitParameters)
+            throw new InfluenceSharpException($"if-explicit: the tracked layers have {Curvature.NumParams:N0} parameters, more than {Options.MaxExplicitParameters:N0} (it would form a {Curvature.NumParams:N0} x {Curvature.NumParams:N0} Hessian); use if-cg or if-arnoldi, or track fewer layers with --layers");
+    }
+
+    public string Name => "if-" + Solver.ToString().ToLowerInvariant();
+    public HvpSolver Solver { get; }
+    public HvpSolverOptions Options { get; }
+    public CurvatureOperator Curvature { get; }
+    public IReadOnlyList<TrackedLayer> Layers => layers;
+    /// <summary>The last CG solve's iterations and residuals (null before one, or for other solvers).</summary>
+    public CgReport? LastCgReport { get; private set; }
+
+    private Device Device => model.parameters().First().device;
+
+    /// <summary>(H + λI)⁻¹ applied to the rows of <paramref name="b"/> [m, P] (float64), with this
+    /// method's solver.</summary>
+    public Tensor InverseHvp(Tensor b, string label = "solve")
+    {
+        b = b.to(ScalarType.Float64, Device);
+        switch (Solver)
+        {
+            case HvpSolver.Explicit:
+                return b.matmul(Inverse());
+            case HvpSolver.Arnoldi:
+            {
+                var (vals, vecs) = Eigen();
+                return b.matmul(vecs).div_(vals + Options.Damping).matmul(vecs.mT);
+            }
+            case HvpSolver.Cg:
+            {
+                using var bar = ProgressReporter.Start(Options.Progress, $"if-cg {label}", Options.CgMaxIterations, "it");
+                var (x, report) = HvpSolvers.ConjugateGradient(v => Curvature.Apply(v), b, Options.Damping, Options.CgTolerance, Options.CgMaxIterations, bar);
+                LastCgReport = report;
+                return x;
+            }
+            default:
+            {
+                int n = Curvature.TrainCount;
+                int? bs = Options.LissaBatchSize is { } s && s < n ? s : null;
+                var rng = new Random(Options.Seed);
+                var perm = Enumerable.Range(0, n).ToArray();
+                Tensor OnBatch(Tensor v, int rep, int step)
+                {
+                    if (bs is not { } size) return Curvature.Apply(v);
+                    for (int i = 0; i < size; i++) { int j = rng.Next(i, n); (perm[i], perm[j]) = (perm[j], perm[i]); }
+                    return Curvature.Apply(v, perm[..size]);
+                }
+                using var bar = ProgressReporter.Start(Options.Progress, $"if-lissa {label}", (long)Options.LissaDepth * Options.LissaRepetitions, "step");
+                return HvpSolvers.Lissa(OnBatch, b, Options.Damping, Options.LissaScale, Options.LissaDepth, Options.LissaRepetitions, bar);
+            }
+        }
+    }
+
+    /// <summary>if-explicit: the curvature matrix itself [P, P] float64 (symmetrised), without damping.</summary>
+    public Tensor CurvatureMatrix()
+    {
+        long p = Curvature.NumParams;
+        using var bar = ProgressReporter.Start(Options.Progress, "if-explicit Hessian columns", p, "col");
+        var h = torch.empty(p, p, dtype: ScalarType.Float64, device: Device);
+        const long chunk = 256;
+        for (long c = 0; c < p; c += chunk)
+        {
+            using var scope = NewDisposeScope();
+            long w = Math.Min(chunk, p - c);
+            var eye = torch.zeros(w, p, dtype: ScalarType.Float64, device: Device);
+            eye.narrow(1, c, w).copy_(torch.eye(w, dtype: ScalarType.Float64, device: Device));
+            h.narrow(0, c, w).copy_(Curvature.Apply(eye));
+            bar?.Update(c + w);
+        }
+        return (h + h.mT).div_(2);
+    }
+
+    private Tensor Inverse()
+    {
+        if (inverse is not null) return inverse;
+        using (profiler.Stage("Explicit Hessian"))
+        using (var scope = NewDisposeScope())
+        {
+            var h = CurvatureMatrix();
+            var (vals, vecs) = torch.linalg.eigh(h);
+            var damped = vals + Options.Damping;
+            double min = damped.min().item<double>(), max = damped.max().item<double>();
+            if (!(min > 1e-12 * Math.Max(Math.Abs(max), 1e-300)))
+                throw new InfluenceSharpException($"if-explicit: H + λI is not positive definite (smallest eigenvalue {min:G3}, largest {max:G3}); raise --damping above {Math.Max(0, -(min - Options.Damping)):G3} or use --hessian gauss-newton");
+            inverse = (vecs / damped).matmul(vecs.mT).DetachFromDisposeScope();
+        }
+        return inverse;
+    }
+
+    private (Tensor Values, Tensor Vectors) Eigen()
+    {
+        if (eigen is { } e) return e;
+        using (profiler.Stage("Arnoldi"))
+        {
+            using var bar = ProgressReporter.Start(Options.Progress, "if-arnoldi iterations", Options.ArnoldiIterations, "it");
+            var (vals, vecs) = HvpSolvers.Arnoldi(v => Curvature.Apply(v), Curvature.NumParams, Options.ArnoldiIterations, Options.ArnoldiTopK, Options.Seed, Device, bar);
+            double min = (vals + Options.Damping).min().item<double>();
+            if (!(min > 0))
+                throw new InfluenceSharpException($"if-arnoldi: a kept eigenvalue of H + λI is {min:G3} (not positive); raise --damping or use --hessian gauss-newton");
+            eigen = (vals.DetachFromDisposeScope(), vecs.DetachFromDisposeScope());
+            return eigen.Value;
+        }
+    }
+
+    /// <summary>The eigenvalues Arnoldi kept (largest first); computes them if needed.</summary>
+    public double[] ArnoldiEigenvalues() => Eigen().Values.cpu().data<double>().ToArray();
+
+    public void Pairwise(IDataset queries, IDataset train, Action<int, Tensor> sink)
+    {
+        var solved = SolvedQueries(queries);
+        ForEachTrainBatch(train, "Compute Pairwise Score", "pairwise scores", (offset, g) =>
+            sink(offset, solved.matmul(g.mT).to(ScalarType.Float32).cpu()));
+    }
+
+    public double[] SelfInfluence(IDataset train)
+    {
+        var result = new double[train.Count];
+        ForEachTrainBatch(train, "Compute Self-Influence Score", "self-influence", (offset, g) =>
+        {
+            var x = InverseHvp(g, "self-influence");
+            (x * g).sum(new long[] { 1 }).cpu().data<double>().ToArray().CopyTo(result, offset);
+        });
+        return result;
+    }
+
+    /// <summary>Per-example gradients [n, P] float64 of the query measurement (queries) or the training loss.</summary>
+    public Tensor Gradients(IDataset data, bool query)
+    {
+        var rows = new List<Tensor>();
+        int bs = query ? Options.QueryBatchSize : Options.BatchSize;
+        EachBatch(data, bs, query, (_, g) => rows.Add(g.MoveToOuterDisposeScope()));
+        var all = rows.Count == 0 ? torch.zeros(0, Curvature.NumParams, dtype: ScalarType.Float64) : torch.cat(rows, 0);
+        foreach (var r in rows) r.Dispose();
+        return all;
+    }
+
+    private Tensor SolvedQueries(IDataset queries)
+    {
+        if (cachedQueries is { } c && ReferenceEquals(c.Queries, queries) && c.Count == queries.Count) return c.Solved;
+        cachedQueries?.Solved.Dispose();
+        using (profiler.Stage("Precondition Queries"))
+        using (var scope = NewDisposeScope())
+        {
+            var g = Gradients(queries, query: true);
+            var solved = InverseHvp(g, "queries").DetachFromDisposeScope();
+            cachedQueries = (queries, queries.Count, solved);
+            return solved;
+        }
+    }
+
+    private void ForEachTrainBatch(IDataset train, string stage, string label, Action<int, Tensor> body)
+    {
+        using var bar = ProgressReporter.Start(Options.Progress, label, train.Count);
+        using (profiler.Stage(stage))
+            EachBatch(train, Options.BatchSize, false, (off, g) => { body(off, g); bar?.Update(off + g.shape[0]); });
+    }
+
+    private void EachBatch(IDataset data, int batchSize, bool query, Action<int, Tensor> body)
+    {
+        bool wasTraining = model.training;
+        model.eval();
+        try
+        {
+            using var capture = new GradientCapture(model, layers);
+            var all = Enumerable.Range(0, data.Count).ToArray();
+            for (int b = 0; b < data.Count; b += batchSize)
+            {
+                using var scope = NewDisposeScope();
+                var span = all.AsSpan(b, Math.Min(batchSize, data.Count - b));
+                var y = data.Targets(span, Device);
+                var (_, lbs) = capture.Run(model, data.Inputs(span, Device), logits => query ? task.QueryMeasure(logits, y) : task.TrainLoss(logits, y));
+                var g = torch.cat(lbs.Select(lb => lb.PerExample().reshape(lb.BatchSize, -1)).ToArray(), 1).to(ScalarType.Float64);
+                body(b, g);
+            }
+        }
+        finally { model.train(wasTraining); }
+    }
+
+    public void Dispose()
+    {
+        inverse?.Dispose();
+        if (eigen is { } e) { e.Values.Dispose(); e.Vectors.Dispose(); }
+        cachedQueries?.Solved.Dispose();
+    }
+}
