@@ -10,6 +10,9 @@ namespace InfluenceSharp.Bench;
 
 public static class Cases
 {
+    /// <summary>Experiments that retrain many models (minutes to hours): run by name, never by `all`.</summary>
+    public static readonly HashSet<string> NotInAll = new() { "lds-solvers" };
+
     public static readonly Dictionary<string, Func<BenchContext, IEnumerable<BenchResult>>> All = new()
     {
         ["gemm"] = Gemm,

@@ -13,7 +13,7 @@ var argv = args.ToList();
 int n = 60000;
 int ni = argv.IndexOf("--n");
 if (ni >= 0) { n = int.Parse(argv[ni + 1], CultureInfo.InvariantCulture); argv.RemoveRange(ni, 2); }
-if (argv.Count == 0 || argv[0] == "all") argv = cases.Keys.ToList();
+if (argv.Count == 0 || argv[0] == "all") argv = cases.Keys.Where(k => !Cases.NotInAll.Contains(k)).ToList();
 var unknown = argv.Where(a => !cases.ContainsKey(a) && a != "--child").ToList();
 if (unknown.Count > 0)
 {
