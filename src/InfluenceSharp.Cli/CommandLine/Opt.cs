@@ -209,6 +209,26 @@ internal static class Opt
         catch (InvalidOperationException) { return default; }
     }
 
+    /// <summary>--model: a built-in architecture or a user's module, path/to/Models.dll:Namespace.Type.</summary>
+    public static Option<string> Model(string fallback = "smallcnn", bool required = false)
+    {
+        var o = Str("--model", $"architecture: {string.Join("|", InfluenceSharp.Models.ModelSpec.Architectures)} (mlp: --widths), or your own module as path/to/Models.dll:Namespace.Type (a public constructor taking the class count, or a static Create(int numClasses))",
+            "ARCH", required ? null : fallback, required);
+        o.Validators.Add(r =>
+        {
+            var v = r.GetValueOrDefault<string>();
+            if (v is null || InfluenceSharp.Models.ModelSpec.Architectures.Contains(v)) return;
+            if (InfluenceSharp.Models.CustomModel.IsCustom(v))
+            {
+                var path = v[..v.LastIndexOf(':')];
+                if (!File.Exists(path)) r.AddError($"--model {v}: assembly {path} not found");
+                return;
+            }
+            r.AddError($"--model {v}: choose {string.Join(", ", InfluenceSharp.Models.ModelSpec.Architectures)}, or path/to/Models.dll:Namespace.Type");
+        });
+        return o;
+    }
+
     /// <summary>--run RUN_DIR: a run directory written by `influence train` (or `demo`: OUT/run).</summary>
     public static Option<string> Run() =>
         Str("--run", "run directory (written by `influence train --out`, or OUT/run of the demo)", "RUN_DIR", required: true);

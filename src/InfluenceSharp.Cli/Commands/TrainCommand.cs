@@ -13,7 +13,10 @@ public static class TrainCommand
     {
         var outDir = Opt.Out("run directory: checkpoints epoch-NNNN.safetensors + .json, run.json, corruption.json", required: true);
         var data = Opt.FreshData();
-        var model = Opt.Choice("--model", "architecture (mlp: --widths)", "smallcnn", ModelSpec.Architectures);
+        var model = Opt.Model();
+        var init = Opt.Str("--init", "start from these weights: a .safetensors file (ours or PyTorch's) or a PyTorch state dict (.pt/.pth/.bin); the classifier head starts fresh when the class count differs", "FILE");
+        var pretrained = Opt.Choice("--pretrained", "start resnet18 from ImageNet weights (converted from the Microsoft.ML.DnnImageFeaturizer.ResNet18 NuGet package; no download) [default: none]", "none", "none", "imagenet");
+        var freeze = Opt.Str("--freeze", "keep the parameters with these name prefixes fixed (comma separated, e.g. conv1,bn1,layer1); attribution then tracks only the rest", "PREFIXES");
         var widths = Opt.IntList("--widths", "mlp hidden widths, comma separated", new[] { 128 }, 1, 65536);
         var trainCount = Opt.OptionalInt("--train-count", "use a class-balanced subset: N / classes examples of each class (N at least the number of classes) [default: all]", 1);
         var epochs = Opt.Int("--epochs", "training epochs", 5, 1, 100000);
@@ -32,7 +35,7 @@ public static class TrainCommand
         var compute = new ComputeOptions();
         var cmd = new Command("train", "train a model on a data set, a checkpoint every epoch (SGD with momentum and weight decay)")
         {
-            outDir, data, model, widths, trainCount, epochs, batchSize, lr, momentum, weightDecay, schedule, peakEpoch, seed, augment,
+            outDir, data, model, widths, init, pretrained, freeze, trainCount, epochs, batchSize, lr, momentum, weightDecay, schedule, peakEpoch, seed, augment,
             corrupt, corruptSeed, overwrite, resume,
         };
         compute.AddTo(cmd);
@@ -40,6 +43,11 @@ public static class TrainCommand
         {
             if (r.GetResult(overwrite) is { Implicit: false } && r.GetResult(resume) is { Implicit: false })
                 r.AddError("--overwrite and --resume: give one of them");
+            if (r.GetResult(pretrained) is { Implicit: false } && Opt.ValueIfValid(r, pretrained) == "imagenet")
+            {
+                if (r.GetResult(init) is { Implicit: false }) r.AddError("--pretrained and --init: give one of them");
+                if (Opt.ValueIfValid(r, model) is { } m && m != "resnet18") r.AddError($"--pretrained imagenet: only with --model resnet18 (not {m})");
+            }
         });
         cmd.SetAction(p =>
         {
@@ -50,6 +58,8 @@ public static class TrainCommand
                 Momentum = p.GetValue(momentum), WeightDecay = p.GetValue(weightDecay),
                 Schedule = p.GetValue(schedule) == "onecycle" ? LrSchedule.OneCycle : LrSchedule.Constant,
                 PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment),
+                InitFile = p.GetValue(pretrained) == "imagenet" ? Pretrained.ImageNetResNet18() : p.GetValue(init),
+                Freeze = p.GetValue(freeze)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } f ? f : null,
             };
             return Run(p.GetValue(outDir)!, p.GetValue(data)!, p.GetValue(model)!, p.GetValue(widths)!, p.GetValue(trainCount) ?? 0, options,
                 p.GetValue(corrupt), p.GetValue(corruptSeed),
@@ -79,10 +89,13 @@ public static class TrainCommand
         }
         var spec = ModelSpec.For(arch, train.Channels, train.Height, train.Width, train.NumClasses, widths);
         if (!quiet) Console.Error.WriteLine($"data: {split.Source} ({train.Count} train, {split.Test.Count} test){(record is null ? "" : $", {record.Indices.Length} labels corrupted")}");
-        if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})");
+        if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})"
+            + (options.InitFile is null ? "" : $", from {options.InitFile}") + (options.Freeze is null ? "" : $", frozen {string.Join(",", options.Freeze)}"));
         // The trainer locks --out, refuses (or overwrites, or resumes) an earlier run there, and keeps run.json.
         var result = new Trainer(options, quiet ? null : new ConsoleProgress()).Train(spec, train, split.Test, outDir, record, split.Source, existing);
         var last = result.History[^1];
+        if (!quiet && RunRecord.TryRead(outDir)?.InitSkipped is { Length: > 0 } skipped)
+            Console.Error.WriteLine($"note: {string.Join(", ", skipped)} started fresh (the init file's head is for another number of classes)");
         Console.WriteLine($"final: train accuracy {100 * last.TrainAccuracy:F2}%, test accuracy {100 * last.TestAccuracy:F2}%; checkpoints in {outDir}");
         return 0;
     }
