@@ -12,11 +12,14 @@ namespace InfluenceSharp.Models;
 /// names and cached as safetensors.
 /// </summary>
 /// <remarks>
+/// The CNTK network is not exactly torchvision's: its last stage has three blocks (layer4.0-2) and it
+/// pads asymmetrically (stem convolution, max-pool and strided 3×3 convolutions). The cached
+/// torchvision-layout weights leave out layer4.2 (a residual block, so the rest still composes; fine-tuning
+/// adapts) and <see cref="ResNet18"/> pads symmetrically; built with <c>cntkVariant</c> it is the CNTK
+/// network, and <see cref="ConvertResNet18Onnx"/>'s weights reproduce the ONNX model's features exactly.
 /// The converted backbone has no classifier (the ONNX model ends at the pooled 512 features): <c>fc</c>
 /// starts fresh. Its first convolution is re-ordered to take RGB (the original takes BGR). The original
-/// expects pixels in 0–255 minus a per-pixel mean image, and pads its stem convolution and max-pool
-/// asymmetrically (CNTK); <see cref="ResNet18"/> pads as torchvision does unless built with
-/// <c>cntkPadding</c>, with which the converted weights reproduce the ONNX model's features exactly.
+/// expects pixels in 0–255 minus a per-pixel mean image (no division by a standard deviation).
 /// </remarks>
 public static class Pretrained
 {
@@ -57,16 +60,19 @@ public static class Pretrained
         if (File.Exists(target)) return target;
         Directory.CreateDirectory(cacheDir);
         using var scope = NewDisposeScope();
-        var state = ConvertResNet18Onnx(onnxPath);
+        // torchvision's layout: without the extra last-stage block of the CNTK network.
+        var state = ConvertResNet18Onnx(onnxPath).Where(kv => !kv.Key.StartsWith("layer4.2.", StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key, kv => kv.Value);
         SafeTensors.Save(target, state, new Dictionary<string, string>
         {
-            ["format"] = "pt", ["architecture"] = "resnet18", ["source"] = $"{PackageId} {PackageVersion} ResNet18.onnx (sha256 {hash}...)",
+            ["format"] = "pt", ["architecture"] = "resnet18", ["source"] = $"{PackageId} {PackageVersion} ResNet18.onnx (sha256 {hash}...), without its extra block layer4.2",
         });
         return target;
     }
 
     /// <summary>Reads the CNTK ONNX ResNet-18 and returns its weights under torchvision's names
-    /// (conv1 re-ordered from BGR to RGB). The graph order gives the mapping: the Conv nodes with the
+    /// (conv1 re-ordered from BGR to RGB), including its extra block layer4.2 (see
+    /// <see cref="ResNet18(int, int, bool)"/>). The graph order gives the mapping: the Conv nodes with the
     /// BatchNormalization that reads each one's output, stem first, then the blocks of layer1..layer4
     /// (in a block with a shortcut, the 1×1 convolution is <c>downsample</c>).</summary>
     public static Dictionary<string, Tensor> ConvertResNet18Onnx(string onnxPath)
@@ -79,11 +85,12 @@ public static class Pretrained
                 ?? throw new InfluenceSharpException($"{onnxPath}: Conv node '{node.Name}' is not followed by a BatchNormalization (not the expected ResNet-18)");
             pairs.Add((node.Inputs[1], bn.Inputs[1..5]));
         }
-        if (pairs.Count != 20)
-            throw new InfluenceSharpException($"{onnxPath}: {pairs.Count} Conv+BatchNormalization pairs, ResNet-18 has 20");
+        // CNTK's "ResNet18" has three blocks in its last stage (22 convolutions, not torchvision's 20).
+        if (pairs.Count != 22)
+            throw new InfluenceSharpException($"{onnxPath}: {pairs.Count} Conv+BatchNormalization pairs; the CNTK ResNet-18 export has 22");
         var names = new List<string> { "" };   // the stem: conv1 / bn1
         for (int l = 1; l <= 4; l++)
-            for (int b = 0; b < 2; b++)
+            for (int b = 0; b < (l == 4 ? 3 : 2); b++)
             {
                 var block = new List<string> { $"layer{l}.{b}.conv1", $"layer{l}.{b}.conv2" };
                 if (l > 1 && b == 0) block.Add($"layer{l}.{b}.downsample");
@@ -125,11 +132,11 @@ public static class Pretrained
         }
         result["conv1.weight"] = result["conv1.weight"].flip(1).contiguous();   // BGR → RGB
         // Check every tensor against the architecture (the wrong mapping would show as a shape error).
-        using (var reference = new ResNet18(3, 2))
+        using (var reference = new ResNet18(3, 2, cntkVariant: true))
             foreach (var (name, t) in reference.state_dict())
                 if (!name.StartsWith("fc.", StringComparison.Ordinal)
                     && (!result.TryGetValue(name, out var got) || !got.shape.SequenceEqual(t.shape)))
-                    throw new InfluenceSharpException($"{onnxPath}: converted '{name}' does not fit torchvision's ResNet-18");
+                    throw new InfluenceSharpException($"{onnxPath}: converted '{name}' does not fit the ResNet-18 layout");
         return result;
     }
 }

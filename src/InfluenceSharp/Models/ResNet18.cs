@@ -28,17 +28,20 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
 
     /// <param name="inChannels">Input channels.</param>
     /// <param name="numClasses">Outputs of <c>fc</c>.</param>
-    /// <param name="cntkPadding">Pad the stem convolution [top 3, left 3, bottom 2, right 2] and the
-    /// max-pool [1, 1, 0, 0] as the CNTK export of ImageNet ResNet-18 does (instead of torchvision's
-    /// symmetric 3 and 1): the same weights then give that model's outputs exactly.</param>
-    public ResNet18(int inChannels, int numClasses, bool cntkPadding) : base("ResNet")
+    /// <param name="cntkVariant">The network of the CNTK ImageNet "ResNet18" export that
+    /// <see cref="Pretrained"/> converts, which differs from torchvision's in two ways: it pads
+    /// asymmetrically (stem convolution [top 3, left 3, bottom 2, right 2], max-pool and the strided
+    /// 3×3 convolutions [1, 1, 0, 0]) and its layer4 has three blocks (layer4.2 extra). With it, the
+    /// converted weights give that model's outputs exactly.</param>
+    public ResNet18(int inChannels, int numClasses, bool cntkVariant) : base("ResNet")
     {
+        bool cntkPadding = cntkVariant;
         conv1 = Conv2d(inChannels, 64, 7, stride: 2, padding: cntkPadding ? 0 : 3, bias: false);
         bn1 = BatchNorm2d(64);
-        layer1 = Layer(64, 64, 1);
-        layer2 = Layer(64, 128, 2);
-        layer3 = Layer(128, 256, 2);
-        layer4 = Layer(256, 512, 2);
+        layer1 = Layer(64, 64, 1, 2, cntkPadding);
+        layer2 = Layer(64, 128, 2, 2, cntkPadding);
+        layer3 = Layer(128, 256, 2, 2, cntkPadding);
+        layer4 = Layer(256, 512, 2, cntkVariant ? 3 : 2, cntkPadding);
         fc = Linear(512, numClasses);
         if (cntkPadding) { stemPad = new long[] { 3, 2, 3, 2 }; poolPad = new long[] { 1, 0, 1, 0 }; }
         RegisterComponents();
@@ -48,8 +51,9 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
                 if (m is Conv2d c) init.kaiming_normal_(c.weight!, mode: init.FanInOut.FanOut, nonlinearity: init.NonlinearityType.ReLU);
     }
 
-    static Sequential Layer(int cin, int cout, int stride) =>
-        Sequential(("0", new BasicBlock(cin, cout, stride)), ("1", new BasicBlock(cout, cout, 1)));
+    static Sequential Layer(int cin, int cout, int stride, int blocks, bool cntkPadding) =>
+        Sequential(Enumerable.Range(0, blocks).Select(b =>
+            (b.ToString(System.Globalization.CultureInfo.InvariantCulture), (Module<Tensor, Tensor>)new BasicBlock(b == 0 ? cin : cout, cout, b == 0 ? stride : 1, cntkPadding))).ToArray());
 
     /// <summary>The 512 features after global average pooling (the input of <c>fc</c>).</summary>
     public Tensor Features(Tensor x)
@@ -77,10 +81,13 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
         private readonly Conv2d conv2;
         private readonly BatchNorm2d bn2;
         private readonly Sequential? downsample;
+        private readonly long[]? pad1;
 
-        public BasicBlock(int cin, int cout, int stride) : base(nameof(BasicBlock))
+        public BasicBlock(int cin, int cout, int stride, bool cntkPadding) : base(nameof(BasicBlock))
         {
-            conv1 = Conv2d(cin, cout, 3, stride: stride, padding: 1, bias: false);
+            bool asymmetric = cntkPadding && stride != 1;
+            conv1 = Conv2d(cin, cout, 3, stride: stride, padding: asymmetric ? 0 : 1, bias: false);
+            if (asymmetric) pad1 = new long[] { 1, 0, 1, 0 };
             bn1 = BatchNorm2d(cout);
             conv2 = Conv2d(cout, cout, 3, stride: 1, padding: 1, bias: false);
             bn2 = BatchNorm2d(cout);
@@ -91,7 +98,7 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
 
         public override Tensor forward(Tensor x)
         {
-            var h = functional.relu(bn1.call(conv1.call(x)));
+            var h = functional.relu(bn1.call(conv1.call(pad1 is null ? x : functional.pad(x, pad1))));
             h = bn2.call(conv2.call(h));
             var identity = downsample is null ? x : downsample.call(x);
             return functional.relu(h + identity);
