@@ -148,6 +148,26 @@ internal static class Opt
         return o;
     }
 
+    /// <summary>A non-empty comma-separated list of positive numbers (null when not given).</summary>
+    public static Option<double[]> PositiveDoubleList(string name, string description, string helpName = "X,...")
+    {
+        var o = Described(new Option<double[]>(name), description, helpName);
+        o.CustomParser = r =>
+        {
+            var items = Items(r, name);
+            if (items is null) return null;
+            var values = new double[items.Length];
+            for (int i = 0; i < items.Length; i++)
+                if (!double.TryParse(items[i], NumberStyles.Float, CultureInfo.InvariantCulture, out values[i]) || !(values[i] > 0) || double.IsInfinity(values[i]))
+                {
+                    r.AddError($"{name} {items[i]}: expected positive numbers");
+                    return null;
+                }
+            return values;
+        };
+        return o;
+    }
+
     /// <summary>--methods a,b (alias --method); names checked against `allowed`; `single`: exactly one.</summary>
     public static Option<string[]> Methods(string? fallback, string[] allowed, bool single, string? what = null, bool required = false)
     {

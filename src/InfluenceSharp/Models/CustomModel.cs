@@ -58,8 +58,6 @@ public sealed record CustomModel(string AssemblyPath, string TypeName)
         }
         var type = asm.GetType(TypeName, throwOnError: false)
             ?? throw new InfluenceSharpException($"--model {this}: no public type '{TypeName}' in {Path.GetFileName(AssemblyPath)}");
-        if (!typeof(nn.Module<Tensor, Tensor>).IsAssignableFrom(type))
-            throw new InfluenceSharpException($"--model {this}: {TypeName} is not an nn.Module<Tensor, Tensor>");
         return type;
     }
 
@@ -83,6 +81,8 @@ public sealed record CustomModel(string AssemblyPath, string TypeName)
             if (type.GetMethod("Create", BindingFlags.Public | BindingFlags.Static, new[] { typeof(int) }) is { } factory
                 && typeof(nn.Module<Tensor, Tensor>).IsAssignableFrom(factory.ReturnType))
                 made = factory.Invoke(null, new object[] { numClasses });
+            else if (!typeof(nn.Module<Tensor, Tensor>).IsAssignableFrom(type))
+                throw new InfluenceSharpException($"--model {this}: {TypeName} is not an nn.Module<Tensor, Tensor> and has no public static Create(int numClasses) returning one");
             else if (type.GetConstructor(new[] { typeof(int) }) is { } ctor)
                 made = ctor.Invoke(new object[] { numClasses });
             else

@@ -30,6 +30,9 @@ public sealed record CheckpointInfo
     /// <summary>Parameters of the classifier head left freshly initialised because the init file's
     /// tensors had another shape (another class count); null when none.</summary>
     public string[]? InitSkipped { get; init; }
+    /// <summary>The weights file this checkpoint was imported from (<c>influence import</c>), and its hash.</summary>
+    public string? ImportedFrom { get; init; }
+    public string? ImportedHash { get; init; }
     public string LibraryVersion { get; init; } = LibraryInfo.Version;
 }
 
