@@ -236,3 +236,38 @@ public class ResNet18Tests
         Assert.True(err < 1e-4, $"relative error {err}");
     }
 }
+
+public class ResNet9GradientTests
+{
+    /// <summary>ResNet-9 (nested Sequentials, residual wrappers, BatchNorm in eval mode, max-pools, a
+    /// bias-free head): batched per-example gradients equal the float64 autograd loop; frozen layers
+    /// are left out.</summary>
+    [Fact]
+    public void PerExampleGradientsEqualTheAutogradLoopInEvalMode()
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(TestSeed.For());
+        var model = ResNet9.Create(3, 4);
+        model.to(ScalarType.Float64);
+        using (no_grad())
+            foreach (var (_, m) in model.named_modules())
+                if (m is BatchNorm2d bn)
+                {
+                    bn.running_mean!.copy_(torch.randn_like(bn.running_mean) * 0.1);
+                    bn.running_var!.copy_(torch.rand_like(bn.running_var) + 0.5);
+                }
+        model.eval();
+        InitWeights.Freeze(model, new[] { "0", "1", "2" });
+        var layers = TrackedLayer.Find(model);
+        Assert.Equal(new[] { "3.0", "5.module.0.0", "5.module.1.0", "6.0", "9" }, layers.Select(l => l.Name));
+        var data = new TensorPairDataset(torch.randn(2, 3, 16, 16, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 2 }));
+        var task = new ClassificationTask();
+        using var capture = new GradientCapture(model, layers);
+        var y = data.Targets(new[] { 0, 1 });
+        var (_, lbs) = capture.Run(model, data.Inputs(new[] { 0, 1 }), logits => task.TrainLoss(logits, y));
+        var batched = torch.cat(lbs.Select(lb => lb.PerExample().reshape(2, -1)).ToArray(), 1);
+        var oracle = Oracles.PerExampleGradients(model, layers, data, task.TrainLoss);
+        double err = ((batched - oracle).norm() / oracle.norm()).item<double>();
+        Assert.True(err < 1e-10, $"relative error {err}");
+    }
+}
