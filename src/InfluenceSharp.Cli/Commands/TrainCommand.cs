@@ -58,17 +58,18 @@ public static class TrainCommand
                 Momentum = p.GetValue(momentum), WeightDecay = p.GetValue(weightDecay),
                 Schedule = p.GetValue(schedule) == "onecycle" ? LrSchedule.OneCycle : LrSchedule.Constant,
                 PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment),
-                InitFile = p.GetValue(pretrained) == "imagenet" ? Pretrained.ImageNetResNet18() : p.GetValue(init),
+                InitFile = p.GetValue(init),
                 Freeze = p.GetValue(freeze)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } f ? f : null,
             };
             return Run(p.GetValue(outDir)!, p.GetValue(data)!, p.GetValue(model)!, p.GetValue(widths)!, p.GetValue(trainCount) ?? 0, options,
+                p.GetValue(pretrained) == "imagenet",
                 p.GetValue(corrupt), p.GetValue(corruptSeed),
                 p.GetValue(resume) ? ExistingRun.Resume : p.GetValue(overwrite) ? ExistingRun.Overwrite : ExistingRun.Refuse, quiet);
         });
         return cmd;
     }
 
-    static int Run(string outDir, string dataSpec, string arch, int[] widths, int trainCount, TrainOptions options, double corrupt, int corruptSeed,
+    static int Run(string outDir, string dataSpec, string arch, int[] widths, int trainCount, TrainOptions options, bool imagenet, double corrupt, int corruptSeed,
         ExistingRun existing, bool quiet)
     {
         // The data and --train-count are checked before the run directory is touched.
@@ -88,6 +89,8 @@ public static class TrainCommand
             record = rec;
         }
         var spec = ModelSpec.For(arch, train.Channels, train.Height, train.Width, train.NumClasses, widths);
+        // Converted (once, then cached) for the data's channels: RGB, or grey.
+        if (imagenet) options = options with { InitFile = Pretrained.ImageNetResNet18(inChannels: train.Channels) };
         if (!quiet) Console.Error.WriteLine($"data: {split.Source} ({train.Count} train, {split.Test.Count} test){(record is null ? "" : $", {record.Indices.Length} labels corrupted")}");
         if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})"
             + (options.InitFile is null ? "" : $", from {options.InitFile}") + (options.Freeze is null ? "" : $", frozen {string.Join(",", options.Freeze)}"));

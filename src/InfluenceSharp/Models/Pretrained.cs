@@ -49,20 +49,27 @@ public static class Pretrained
     /// <summary>The converted ImageNet ResNet-18 weights (safetensors, torchvision names, no <c>fc</c>),
     /// converting the ONNX file at first use and caching the result.</summary>
     /// <exception cref="InfluenceSharpException">The NuGet package is not in the packages folder.</exception>
-    public static string ImageNetResNet18(string? cacheDir = null, string? onnxPath = null)
+    /// <param name="cacheDir">Where converted weights are cached [default: <see cref="DefaultCacheDir"/>].</param>
+    /// <param name="onnxPath">The ONNX file [default: <see cref="FindImageNetResNet18Onnx"/>].</param>
+    /// <param name="inChannels">3, or 1 for grey inputs: conv1's weights summed over RGB, which is exactly
+    /// the RGB network fed the grey image in all three channels.</param>
+    public static string ImageNetResNet18(string? cacheDir = null, string? onnxPath = null, int inChannels = 3)
     {
+        if (inChannels != 1 && inChannels != 3)
+            throw new InfluenceSharpException($"--pretrained imagenet: the inputs have {inChannels} channels; the ImageNet weights take 3 (RGB) or 1 (grey)");
         onnxPath ??= FindImageNetResNet18Onnx() ?? throw new InfluenceSharpException(
             $"--pretrained imagenet: the ImageNet ResNet-18 comes from the NuGet package Microsoft.ML.DnnImageFeaturizer.ResNet18 {PackageVersion}, " +
             $"which is not in the NuGet packages folder; restore it once (e.g. `dotnet add package Microsoft.ML.DnnImageFeaturizer.ResNet18 --version {PackageVersion}` in any project), or set {OnnxVariable} to its ResNet18.onnx");
         cacheDir ??= DefaultCacheDir();
         string hash = Training.Checkpoint.HashFile(onnxPath)[..16];
-        string target = Path.Combine(cacheDir, $"resnet18-imagenet-{hash}.safetensors");
+        string target = Path.Combine(cacheDir, $"resnet18-imagenet{(inChannels == 1 ? "-grey" : "")}-{hash}.safetensors");
         if (File.Exists(target)) return target;
         Directory.CreateDirectory(cacheDir);
         using var scope = NewDisposeScope();
         // torchvision's layout: without the extra last-stage block of the CNTK network.
         var state = ConvertResNet18Onnx(onnxPath).Where(kv => !kv.Key.StartsWith("layer4.2.", StringComparison.Ordinal))
             .ToDictionary(kv => kv.Key, kv => kv.Value);
+        if (inChannels == 1) state["conv1.weight"] = state["conv1.weight"].sum(new long[] { 1 }, keepdim: true);
         SafeTensors.Save(target, state, new Dictionary<string, string>
         {
             ["format"] = "pt", ["architecture"] = "resnet18", ["source"] = $"{PackageId} {PackageVersion} ResNet18.onnx (sha256 {hash}...), without its extra block layer4.2",

@@ -64,5 +64,18 @@ public class PretrainedTests(ITestOutputHelper output)
             output.WriteLine($"cosine similarity of torchvision-layout and CNTK features: {cos:F3}");
             Assert.False(a.allclose(b, rtol: 1e-3, atol: 1e-3));
         }
+        // Grey: conv1 summed over RGB is the RGB network fed the grey image in every channel.
+        string greyPath = Pretrained.ImageNetResNet18(dir.Path, onnx, inChannels: 1);
+        Assert.NotEqual(path, greyPath);
+        var grey = new ResNet18(1, 5);
+        InitWeights.Apply(grey, greyPath);
+        grey.eval();
+        using (no_grad())
+        {
+            var x = torch.rand(1, 1, 64, 64) * 255 - 120;
+            var a = grey.Features(x); var b = plain.Features(x.expand(1, 3, 64, 64));
+            double err = ((a - b).abs().max() / b.abs().max()).item<float>();
+            Assert.True(err < 1e-4, $"grey vs RGB: {err}");
+        }
     }
 }
