@@ -45,6 +45,26 @@ public class ResNet18Tests
         Assert.Contains("layer3.0.downsample.1.running_var", model.state_dict().Keys);
     }
 
+    /// <summary>torchvision's feature-map sizes on a 224×224 image: 56×56 after the stem (7×7/2 conv
+    /// padded 3, 3×3/2 max-pool padded 1), then 56, 28, 14, 7.</summary>
+    [Fact]
+    public void FeatureMapSizesAreTorchvisions()
+    {
+        using var scope = NewDisposeScope();
+        var model = new ResNet18(3, 10);
+        model.eval();
+        var sizes = new Dictionary<string, long[]>();
+        var modules = model.named_modules().ToDictionary(m => m.name, m => m.module);
+        var hooks = new[] { "layer1", "layer2", "layer3", "layer4" }.Select(n =>
+            ((nn.Module<Tensor, Tensor>)modules[n]).register_forward_hook((_, _, o) => { sizes[n] = o.shape; return o; })).ToList();
+        using (no_grad()) model.forward(torch.randn(1, 3, 224, 224));
+        foreach (var h in hooks) h.remove();
+        Assert.Equal(new long[] { 1, 64, 56, 56 }, sizes["layer1"]);
+        Assert.Equal(new long[] { 1, 128, 28, 28 }, sizes["layer2"]);
+        Assert.Equal(new long[] { 1, 256, 14, 14 }, sizes["layer3"]);
+        Assert.Equal(new long[] { 1, 512, 7, 7 }, sizes["layer4"]);
+    }
+
     [Theory]
     [InlineData(1, 32, 32, 3)]
     [InlineData(3, 40, 37, 7)]
