@@ -16,6 +16,7 @@ public static class Cli
         {
             DemoCommand.Command(),
             TrainCommand.Command(),
+            ImportCommand.Command(),
             DataCommands.Command(),
             InfluenceCommands.FitFactorsCommand(),
             InfluenceCommands.ScoresCommand(),

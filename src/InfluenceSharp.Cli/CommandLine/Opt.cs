@@ -148,6 +148,26 @@ internal static class Opt
         return o;
     }
 
+    /// <summary>A non-empty comma-separated list of positive numbers (null when not given).</summary>
+    public static Option<double[]> PositiveDoubleList(string name, string description, string helpName = "X,...")
+    {
+        var o = Described(new Option<double[]>(name), description, helpName);
+        o.CustomParser = r =>
+        {
+            var items = Items(r, name);
+            if (items is null) return null;
+            var values = new double[items.Length];
+            for (int i = 0; i < items.Length; i++)
+                if (!double.TryParse(items[i], NumberStyles.Float, CultureInfo.InvariantCulture, out values[i]) || !(values[i] > 0) || double.IsInfinity(values[i]))
+                {
+                    r.AddError($"{name} {items[i]}: expected positive numbers");
+                    return null;
+                }
+            return values;
+        };
+        return o;
+    }
+
     /// <summary>--methods a,b (alias --method); names checked against `allowed`; `single`: exactly one.</summary>
     public static Option<string[]> Methods(string? fallback, string[] allowed, bool single, string? what = null, bool required = false)
     {
@@ -207,6 +227,26 @@ internal static class Opt
     {
         try { return r.GetValue(option); }
         catch (InvalidOperationException) { return default; }
+    }
+
+    /// <summary>--model: a built-in architecture or a user's module, path/to/Models.dll:Namespace.Type.</summary>
+    public static Option<string> Model(string fallback = "smallcnn", bool required = false)
+    {
+        var o = Str("--model", $"architecture: {string.Join("|", InfluenceSharp.Models.ModelSpec.Architectures)} (mlp: --widths), or your own module as path/to/Models.dll:Namespace.Type (a public constructor taking the class count, or a static Create(int numClasses))",
+            "ARCH", required ? null : fallback, required);
+        o.Validators.Add(r =>
+        {
+            var v = r.GetValueOrDefault<string>();
+            if (v is null || InfluenceSharp.Models.ModelSpec.Architectures.Contains(v)) return;
+            if (InfluenceSharp.Models.CustomModel.IsCustom(v))
+            {
+                var path = v[..v.LastIndexOf(':')];
+                if (!File.Exists(path)) r.AddError($"--model {v}: assembly {path} not found");
+                return;
+            }
+            r.AddError($"--model {v}: choose {string.Join(", ", InfluenceSharp.Models.ModelSpec.Architectures)}, or path/to/Models.dll:Namespace.Type");
+        });
+        return o;
     }
 
     /// <summary>--run RUN_DIR: a run directory written by `influence train` (or `demo`: OUT/run).</summary>

@@ -14,7 +14,10 @@ public static class TrainCommand
         var outDir = Opt.Out("run directory: checkpoints epoch-NNNN.safetensors + .json, run.json, corruption.json", required: true);
         var data = Opt.FreshData();
         var readers = new DataReaderOptions();
-        var model = Opt.Choice("--model", "architecture (mlp, tabular-mlp: --widths); flat feature data (csv:, tensors: [N, D]) default to tabular-mlp", "smallcnn", ModelSpec.Architectures);
+        var model = Opt.Model();
+        var init = Opt.Str("--init", "start from these weights: a .safetensors file (ours or PyTorch's) or a PyTorch state dict (.pt/.pth/.bin); the classifier head starts fresh when the class count differs", "FILE");
+        var pretrained = Opt.Choice("--pretrained", "start resnet18 from ImageNet weights (converted from the Microsoft.ML.DnnImageFeaturizer.ResNet18 NuGet package; no download) [default: none]", "none", "none", "imagenet");
+        var freeze = Opt.Str("--freeze", "keep the parameters with these name prefixes fixed (comma separated, e.g. conv1,bn1,layer1); attribution then tracks only the rest", "PREFIXES");
         var widths = Opt.IntList("--widths", "mlp hidden widths, comma separated [default: 128]; tabular-mlp: its one hidden width [default: 64]", null, 1, 65536);
         var trainCount = Opt.OptionalInt("--train-count", "use a class-balanced subset: N / classes examples of each class (N at least the number of classes) [default: all]", 1);
         var epochs = Opt.Int("--epochs", "training epochs", 5, 1, 100000);
@@ -33,7 +36,7 @@ public static class TrainCommand
         var compute = new ComputeOptions();
         var cmd = new Command("train", "train a model on a data set, a checkpoint every epoch (SGD with momentum and weight decay)")
         {
-            outDir, data, model, widths, trainCount, epochs, batchSize, lr, momentum, weightDecay, schedule, peakEpoch, seed, augment,
+            outDir, data, model, widths, init, pretrained, freeze, trainCount, epochs, batchSize, lr, momentum, weightDecay, schedule, peakEpoch, seed, augment,
             corrupt, corruptSeed, overwrite, resume,
         };
         readers.AddTo(cmd);
@@ -42,6 +45,11 @@ public static class TrainCommand
         {
             if (r.GetResult(overwrite) is { Implicit: false } && r.GetResult(resume) is { Implicit: false })
                 r.AddError("--overwrite and --resume: give one of them");
+            if (r.GetResult(pretrained) is { Implicit: false } && Opt.ValueIfValid(r, pretrained) == "imagenet")
+            {
+                if (r.GetResult(init) is { Implicit: false }) r.AddError("--pretrained and --init: give one of them");
+                if (Opt.ValueIfValid(r, model) is { } m && m != "resnet18") r.AddError($"--pretrained imagenet: only with --model resnet18 (not {m})");
+            }
         });
         cmd.SetAction(p =>
         {
@@ -52,9 +60,13 @@ public static class TrainCommand
                 Momentum = p.GetValue(momentum), WeightDecay = p.GetValue(weightDecay),
                 Schedule = p.GetValue(schedule) == "onecycle" ? LrSchedule.OneCycle : LrSchedule.Constant,
                 PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment),
+                InitFile = p.GetValue(init),
+                Freeze = p.GetValue(freeze)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } f ? f : null,
             };
+            // No --model: flat feature data (csv:, tensors: [N, D]) get tabular-mlp, images smallcnn.
             string? arch = p.GetResult(model) is { Implicit: false } ? p.GetValue(model) : null;
             return Run(p.GetValue(outDir)!, p.GetValue(data)!, readers.Read(p), arch, p.GetResult(widths) is { Implicit: false } ? p.GetValue(widths) : null, p.GetValue(trainCount) ?? 0, options,
+                p.GetValue(pretrained) == "imagenet",
                 p.GetValue(corrupt), p.GetValue(corruptSeed),
                 p.GetValue(resume) ? ExistingRun.Resume : p.GetValue(overwrite) ? ExistingRun.Overwrite : ExistingRun.Refuse, quiet);
         });
@@ -62,12 +74,12 @@ public static class TrainCommand
     }
 
     static int Run(string outDir, string dataSpec, DataOptions readerOptions, string? arch, int[]? widths, int trainCount, TrainOptions options,
-        double corrupt, int corruptSeed, ExistingRun existing, bool quiet)
+        bool imagenet, double corrupt, int corruptSeed, ExistingRun existing, bool quiet)
     {
         // The data and --train-count are checked before the run directory is touched.
         var split = DataSource.Load(dataSpec, readerOptions, quiet ? null : new ConsoleProgress());
         arch ??= split.Train.IsFlat ? "tabular-mlp" : "smallcnn";
-        if (split.Train.IsFlat && arch is not ("logreg" or "mlp" or "tabular-mlp"))
+        if (split.Train.IsFlat && arch is not ("logreg" or "mlp" or "tabular-mlp") && !CustomModel.IsCustom(arch))
             throw new UsageException($"--model {arch}: the data ({split.Source}) are flat feature vectors of {split.Train.Width} values; choose logreg, mlp or tabular-mlp");
         var train = split.Train;
         if (trainCount > 0)
@@ -84,11 +96,16 @@ public static class TrainCommand
             record = rec;
         }
         var spec = ModelSpec.For(arch, train.Channels, train.Height, train.Width, train.NumClasses, widths);
+        // Converted (once, then cached) for the data's channels: RGB, or grey.
+        if (imagenet) options = options with { InitFile = Pretrained.ImageNetResNet18(inChannels: train.Channels) };
         if (!quiet) Console.Error.WriteLine($"data: {split.Source} ({train.Count} train, {split.Test.Count} test){(record is null ? "" : $", {record.Indices.Length} labels corrupted")}");
-        if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})");
+        if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})"
+            + (options.InitFile is null ? "" : $", from {options.InitFile}") + (options.Freeze is null ? "" : $", frozen {string.Join(",", options.Freeze)}"));
         // The trainer locks --out, refuses (or overwrites, or resumes) an earlier run there, and keeps run.json.
         var result = new Trainer(options, quiet ? null : new ConsoleProgress()).Train(spec, train, split.Test, outDir, record, split.Source, existing);
         var last = result.History[^1];
+        if (!quiet && RunRecord.TryRead(outDir)?.InitSkipped is { Length: > 0 } skipped)
+            Console.Error.WriteLine($"note: {string.Join(", ", skipped)} started fresh (the init file's head is for another number of classes)");
         Console.WriteLine($"final: train accuracy {100 * last.TrainAccuracy:F2}%, test accuracy {100 * last.TestAccuracy:F2}%; checkpoints in {outDir}");
         return 0;
     }

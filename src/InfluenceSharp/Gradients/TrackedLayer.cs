@@ -27,15 +27,18 @@ public sealed class TrackedLayer
 
     public override string ToString() => $"{Name} ({(IsConv ? "Conv2d" : "Linear")} {Out}x{In})";
 
-    /// <summary>Finds the tracked layers of any module: every Linear and Conv2d (groups = 1) whose name
-    /// matches the filter (a substring, or a list separated by commas; null = all), in module order.</summary>
+    /// <summary>Finds the tracked layers of any module: every trainable Linear and Conv2d (groups = 1)
+    /// whose name matches the filter (a substring, or a list separated by commas; null = all), in
+    /// the order of the model's parameters. A layer whose weight does not require gradients (frozen in training) is left out.</summary>
     public static List<TrackedLayer> Find(nn.Module model, string? nameFilter = null)
     {
         var parts = nameFilter?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var result = new List<TrackedLayer>();
+        bool anyFrozen = false;
         foreach (var (name, m) in model.named_modules())
         {
             if (parts is not null && !parts.Any(p => name == p || name.Contains(p, StringComparison.Ordinal))) continue;
+            if (m is Linear or Conv2d && m.parameters().Any(p => !p.requires_grad)) { anyFrozen = true; continue; }
             switch (m)
             {
                 case Linear lin:
@@ -50,9 +53,13 @@ public sealed class TrackedLayer
                     break;
             }
         }
+        // named_modules() lists a module's own leaf children before its containers' (fc before
+        // layer1.0.conv1 in a ResNet): order by the parameters instead, which follow the module tree.
+        var position = model.named_parameters().Select((p, i) => (p.name, i)).ToDictionary(t => t.name, t => t.i);
+        result = result.OrderBy(l => position.TryGetValue(l.Name + ".weight", out var i) ? i : int.MaxValue).ToList();
         if (result.Count == 0)
-            throw new InfluenceSharpException(nameFilter is null ? "the model has no Linear or Conv2d layer to track"
-                : $"--layers {nameFilter}: no Linear or Conv2d layer matches");
+            throw new InfluenceSharpException(nameFilter is null ? $"the model has no {(anyFrozen ? "trainable " : "")}Linear or Conv2d layer to track"
+                : $"--layers {nameFilter}: no {(anyFrozen ? "trainable (not frozen) " : "")}Linear or Conv2d layer matches");
         return result;
     }
 

@@ -9,16 +9,28 @@ namespace InfluenceSharp.Models;
 /// sidecar so that a checkpoint can be rebuilt, and refused by a model of another shape.</summary>
 public sealed record ModelSpec(string Architecture, int InChannels, int Height, int Width, int NumClasses, int[]? HiddenWidths = null)
 {
-    public static readonly string[] Architectures = { "logreg", "mlp", "smallcnn", "resnet9", "tabular-mlp" };
+    public static readonly string[] Architectures = { "logreg", "mlp", "smallcnn", "resnet9", "resnet18", "tabular-mlp" };
 
     /// <summary>tabular-mlp's hidden width unless --widths says otherwise.</summary>
     public const int TabularHiddenWidth = 64;
 
+    /// <summary>Smallest input height and width resnet18 takes (five stride-2 stages).</summary>
+    public const int ResNet18MinSize = 32;
+
+    /// <summary>A spec for a built-in architecture, or for a user's module given as
+    /// <c>path/to/Assembly.dll:Namespace.Type</c> (see <see cref="CustomModel"/>).</summary>
     public static ModelSpec For(string architecture, int inChannels, int height, int width, int numClasses, int[]? widths = null)
     {
+        if (CustomModel.IsCustom(architecture))
+        {
+            var custom = CustomModel.Parse(architecture, "--model");
+            return new ModelSpec(custom.ToString(), inChannels, height, width, numClasses, null);
+        }
         architecture = architecture.ToLowerInvariant();
         if (!Architectures.Contains(architecture))
-            throw new InfluenceSharpException($"--model {architecture}: unknown architecture (choose {string.Join(", ", Architectures)})");
+            throw new InfluenceSharpException($"--model {architecture}: unknown architecture (choose {string.Join(", ", Architectures)}, or path/to/Models.dll:Namespace.Type)");
+        if (architecture == "resnet18" && (height < ResNet18MinSize || width < ResNet18MinSize))
+            throw new InfluenceSharpException($"--model resnet18: inputs are {height}x{width}; resnet18 needs at least {ResNet18MinSize}x{ResNet18MinSize}");
         if (architecture == "mlp") widths ??= new[] { 128 };
         else if (architecture == "tabular-mlp")
         {
@@ -37,7 +49,7 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         {
             if (!ok) throw new InfluenceSharpException($"{source}: invalid model spec: {what}");
         }
-        Check(Architecture is not null && Architectures.Contains(Architecture), $"architecture '{Architecture}' (choose {string.Join(", ", Architectures)})");
+        Check(Architecture is not null && (Architectures.Contains(Architecture) || CustomModel.IsCustom(Architecture)), $"architecture '{Architecture}' (choose {string.Join(", ", Architectures)}, or path/to/Models.dll:Namespace.Type)");
         Check(NumClasses >= 2 && NumClasses <= 1_000_000, $"num_classes {NumClasses} (at least 2)");
         Check(InChannels >= 1 && InChannels <= 4096, $"in_channels {InChannels} (at least 1)");
         Check(Height >= 1 && Height <= 65536, $"height {Height} (at least 1)");
@@ -56,8 +68,20 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         "tabular-mlp" => new Mlp(InChannels * Height * Width, HiddenWidths ?? new[] { TabularHiddenWidth }, NumClasses),
         "smallcnn" => new SmallCnn(InChannels, Height, Width, NumClasses),
         "resnet9" => ResNet9.Create(InChannels, NumClasses),
+        "resnet18" => new ResNet18(InChannels, NumClasses),
+        _ when CustomModel.IsCustom(Architecture) => CustomModel.Parse(Architecture, "model").Create(NumClasses),
         _ => throw new InfluenceSharpException($"unknown architecture '{Architecture}'"),
     };
+
+    /// <summary>The name of the classifier head's parameters' module: <c>fc</c> for resnet18 and
+    /// logreg, the last Linear layer otherwise (null when the model has none).</summary>
+    public static string? HeadOf(nn.Module model)
+    {
+        string? last = null;
+        foreach (var (name, m) in model.named_modules())
+            if (m is Linear) last = name;
+        return last;
+    }
 
     public string Describe() => Architecture is "mlp" or "tabular-mlp"
         ? $"{Architecture} {InChannels * Height * Width}-{string.Join("-", HiddenWidths ?? Array.Empty<int>())}-{NumClasses}"

@@ -27,6 +27,12 @@ public sealed record CheckpointInfo
     public int CorruptedCount { get; init; }
     public TrainOptions? Training { get; init; }
     public EpochMetrics? Metrics { get; init; }
+    /// <summary>Parameters of the classifier head left freshly initialised because the init file's
+    /// tensors had another shape (another class count); null when none.</summary>
+    public string[]? InitSkipped { get; init; }
+    /// <summary>The weights file this checkpoint was imported from (<c>influence import</c>), and its hash.</summary>
+    public string? ImportedFrom { get; init; }
+    public string? ImportedHash { get; init; }
     public string LibraryVersion { get; init; } = LibraryInfo.Version;
 }
 
@@ -113,11 +119,15 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
             Directory.Delete(d, recursive: true);
     }
 
-    /// <summary>Builds the architecture named in the sidecar and loads the weights into it.</summary>
+    /// <summary>Builds the architecture named in the sidecar and loads the weights into it, in eval
+    /// mode (BatchNorm uses its running statistics), with the parameters the run froze marked as not
+    /// requiring gradients (so that <see cref="Gradients.TrackedLayer.Find"/> leaves them out).</summary>
     public nn.Module<Tensor, Tensor> LoadModel()
     {
         var model = Info.Model.Create();
         LoadWeights(model, WeightsPath);
+        // Parameters frozen in training stay so: attribution tracks only the trainable layers.
+        InitWeights.Freeze(model, Info.Training?.Freeze);
         model.eval();
         // Attribution on a diverged model fails late and obscurely (e.g. sampling labels from NaN
         // probabilities): say so when loading.

@@ -21,6 +21,9 @@ public sealed record RunRecord
     /// <summary>Checkpoint files (relative to the run directory) of the epochs done, in order.</summary>
     public string[] Checkpoints { get; init; } = Array.Empty<string>();
     public List<EpochMetrics> History { get; init; } = new();
+    /// <summary>Parameters of the classifier head left freshly initialised because the init file's
+    /// tensors had another shape (another class count); null when none.</summary>
+    public string[]? InitSkipped { get; init; }
     public string LibraryVersion { get; init; } = LibraryInfo.Version;
     /// <summary>False while training; true once every epoch is done. Null in records written by
     /// versions before this field: such a run is complete when every listed checkpoint exists.</summary>

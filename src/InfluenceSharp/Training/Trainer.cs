@@ -25,6 +25,16 @@ public sealed record TrainOptions
     public int Seed { get; init; }
     /// <summary>Random crop (padding 4) and horizontal flip; meant for CIFAR-10.</summary>
     public bool Augment { get; init; }
+    /// <summary>Weights to start from instead of a fresh initialisation (see <see cref="InitWeights"/>):
+    /// a safetensors file or a PyTorch state dict. The classifier head is left fresh when its shape
+    /// differs (another class count).</summary>
+    public string? InitFile { get; init; }
+    /// <summary>The hash of <see cref="InitFile"/>, recorded by the trainer; when set, the file must
+    /// still have it (e.g. when LDS retrains a run).</summary>
+    public string? InitHash { get; init; }
+    /// <summary>Parameter-name prefixes kept fixed (e.g. conv1, bn1, layer1): not optimised, their
+    /// BatchNorm statistics not updated, and not tracked by attribution.</summary>
+    public string[]? Freeze { get; init; }
 
     /// <summary>Learning rate at optimisation step t of totalSteps.</summary>
     public double LrAt(long t, long stepsPerEpoch)
@@ -89,7 +99,18 @@ public sealed class Trainer
         if (!(o.LearningRate > 0)) throw new InfluenceSharpException($"--lr {o.LearningRate}: must be positive");
         torch.manual_seed(o.Seed);
         var model = spec.Create();
-        using var opt = new Sgd(model.parameters(), o.Momentum, o.WeightDecay);
+        string[] initSkipped = Array.Empty<string>();
+        if (o.InitFile is not null)
+        {
+            var init = InitWeights.Apply(model, o.InitFile, o.InitHash);
+            initSkipped = init.Skipped;
+            o = o with { InitFile = Path.GetFullPath(o.InitFile), InitHash = init.Hash };
+        }
+        InitWeights.Freeze(model, o.Freeze);
+        var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        if (trainable.Count == 0) throw new InfluenceSharpException($"--freeze {string.Join(",", o.Freeze ?? Array.Empty<string>())}: freezes every parameter; nothing to train");
+        var trainableNames = trainable.Select(p => p.name).ToList();
+        using var opt = new Sgd(trainable.Select(p => p.parameter), o.Momentum, o.WeightDecay);
         string fingerprint = train.Fingerprint();
         string? corruptionFile = null;
         using var runLock = runDir is null ? null : DirectoryLock.Acquire(runDir, "training run");
@@ -119,7 +140,7 @@ public sealed class Trainer
                     history.AddRange(old.History.Take(k));
                     if (history.Count != k) throw new InfluenceSharpException($"{runDir}: cannot resume: run.json has metrics for {old.History.Count} epochs, not {k}");
                     Checkpoint.LoadWeights(model, last.WeightsPath);
-                    if (k < o.Epochs) LoadOptimizerState(opt, model, runDir, k);
+                    if (k < o.Epochs) LoadOptimizerState(opt, trainableNames, runDir, k);
                     step = last.Info.Step;
                     // The augmentation stream runs across epochs: replay the draws of the epochs done.
                     if (o.Augment) for (long i = 0; i < (long)k * train.Count; i++) { augRng.Next(9); augRng.Next(9); augRng.Next(2); }
@@ -133,7 +154,7 @@ public sealed class Trainer
             {
                 Model = spec, Training = o, DataSource = dataSource, DataFingerprint = fingerprint, TrainCount = train.Count,
                 Checkpoints = checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), History = history.ToList(),
-                Complete = firstEpoch > o.Epochs,
+                Complete = firstEpoch > o.Epochs, InitSkipped = initSkipped.Length > 0 ? initSkipped : null,
             };
             record.Write(runDir);
         }
@@ -141,6 +162,7 @@ public sealed class Trainer
         {
             var sw = Stopwatch.StartNew();
             model.train();
+            InitWeights.FrozenBatchNormToEval(model);
             var rng = new Random(unchecked(o.Seed * 1_000_003 + epoch));
             var order = Enumerable.Range(0, train.Count).ToArray();
             rng.Shuffle(order);
@@ -182,11 +204,11 @@ public sealed class Trainer
                     Epoch = epoch, Step = step, LearningRate = lrSum / stepsPerEpoch, Model = spec,
                     DataFingerprint = fingerprint, DataSource = dataSource, TrainCount = train.Count,
                     CorruptionFile = corruptionFile, CorruptedCount = corruption?.Indices.Length ?? 0,
-                    Training = o, Metrics = m,
+                    Training = o, Metrics = m, InitSkipped = initSkipped.Length > 0 ? initSkipped : null,
                 };
                 checkpoints.Add(Checkpoint.Save(model, Path.Combine(runDir, $"epoch-{epoch:D4}.safetensors"), info));
                 bool last = epoch == o.Epochs;
-                if (!last) SaveOptimizerState(opt, model, runDir, epoch);
+                if (!last) SaveOptimizerState(opt, trainableNames, runDir, epoch);
                 // The record goes after the files it lists: it never names a checkpoint that is not there.
                 record = record! with
                 {
@@ -215,22 +237,20 @@ public sealed class Trainer
         Check("train_count", old.TrainCount, count);
     }
 
-    static void SaveOptimizerState(Sgd opt, nn.Module model, string runDir, int epoch)
+    static void SaveOptimizerState(Sgd opt, List<string> names, string runDir, int epoch)
     {
-        var names = model.named_parameters().Select(p => p.name).ToList();
         var state = new Dictionary<string, Tensor>();
         for (int i = 0; i < names.Count; i++)
             if (opt.Buffers[i] is { } b) state["momentum." + names[i]] = b;
         SafeTensors.Save(Checkpoint.OptimizerStatePath(runDir, epoch), state, new Dictionary<string, string> { ["epoch"] = epoch.ToString(System.Globalization.CultureInfo.InvariantCulture) });
     }
 
-    static void LoadOptimizerState(Sgd opt, nn.Module model, string runDir, int epoch)
+    static void LoadOptimizerState(Sgd opt, List<string> names, string runDir, int epoch)
     {
         string path = Checkpoint.OptimizerStatePath(runDir, epoch);
         if (!File.Exists(path))
             throw new InfluenceSharpException($"{path}: cannot resume after epoch {epoch}: the optimizer state (momentum) of that epoch is missing");
         using var file = SafeTensors.Load(path);
-        var names = model.named_parameters().Select(p => p.name).ToList();
         for (int i = 0; i < names.Count; i++)
             if (file.Tensors.TryGetValue("momentum." + names[i], out var t)) opt.SetBuffer(i, t);
     }
