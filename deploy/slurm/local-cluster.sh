@@ -36,7 +36,9 @@ install_packages() {
     || { cat "${TMPDIR:-/tmp}/influencesharp-slurm-apt.log" >&2; die "apt-get install slurm-wlm munge failed"; }
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A PID file's process runs (a zombie, exited but not yet reaped, does not count).
+pid_alive() { [ -f "$1" ] && running "$(cat "$1")"; }
+running() { kill -0 "$1" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
 write_conf() {
   local host node
@@ -138,8 +140,8 @@ stop_pidfile() {
   if pid_alive "$file"; then
     local pid; pid=$(cat "$file")
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do running "$pid" || break; sleep 0.1; done
+    running "$pid" && kill -9 "$pid" 2>/dev/null || true
     log "stopped $name ($pid)"
   fi
   rm -f "$file"
