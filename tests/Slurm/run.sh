@@ -6,13 +6,14 @@
 #  1. starts a fresh local cluster (installs slurm-wlm/munge if missing; needs root);
 #  2. builds the CLI in Release (or uses $INFLUENCE) and trains a small Mlp run;
 #  3. single-process reference: fit-factors, scores self, scores pairwise, build-store + scores for
-#     tracin-last and trak, all with --threads 1 (the tasks' thread count: torch's CPU reductions
+#     tracin-last and trak, evaluate lds, all with --threads 1 (the tasks' thread count: torch's CPU reductions
 #     depend on it, sharding does not);
 #  4. deploy/slurm/run-pipeline.sh with 4 tasks per array and --partition-size 500, where the test
 #     hook stalls fit-factors task 2 (killed with scancel while it runs, then resubmitted alone and
 #     the pending merge pointed at it) and scores-pairwise task 1 after its work (killed before it
 #     exits: the array fails, the resubmitted task finds its partitions done);
-#  5. cmp of every merged output with the reference; stops the daemons and deletes everything.
+#  5. evaluate lds (4 retraining subsets) as an array too;
+#  6. cmp of every merged output with the reference; stops the daemons and deletes everything.
 # Runs as root with no stdin; prints its wall time.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -63,12 +64,14 @@ for m in tracin-last trak; do
   I scores self --run ref-run --methods $m --out "$ref/$m-self"
   I scores pairwise --run ref-run --methods $m --out "$ref/$m-pairwise" --query-count 20
 done
+I evaluate lds --run ref-run --out "$ref/lds" --subsets 4 --epochs 1 --query-count 20 --methods ekfac,tracin-last
 step "single-process reference"
 
 # --- the pipeline on Slurm, two tasks stalled by the test hook --------------------------------
 out=$work/out
 export INFLUENCE_TEST_STALL="fit-factors:2:before:600,scores-pairwise:1:after:600"
-"$repo/deploy/slurm/run-pipeline.sh" slurm-run --out "$out" --shards 4 --partition-size 500 --query-count 20 --features tracin-last,trak
+"$repo/deploy/slurm/run-pipeline.sh" slurm-run --out "$out" --shards 4 --partition-size 500 --query-count 20 --features tracin-last,trak \
+  --lds 4 --lds-methods ekfac,tracin-last --lds-args "--epochs 1 --query-count 20"
 unset INFLUENCE_TEST_STALL
 job() { awk -F'\t' -v s="$1" '$1 == s { print $2 }' "$out/jobs.tsv"; }
 resubmit() { awk -F'\t' -v s="$1" '$1 == s { print $3 }' "$out/jobs.tsv" | sed "s/--array=K/--array=$2/"; }
@@ -103,7 +106,7 @@ step "fit-factors task killed and resubmitted"
 kill_and_resubmit scores-pairwise 1 merge-scores-pairwise
 step "scores-pairwise task killed after its work and resubmitted"
 wait_until "the pipeline" gone
-for s in merge-fit-factors merge-scores-self merge-scores-pairwise merge-tracin-last merge-trak; do
+for s in merge-fit-factors merge-scores-self merge-scores-pairwise merge-tracin-last merge-trak merge-lds; do
   state=$(scontrol -o show job "$(job $s)" | grep -o 'JobState=[A-Z]*')
   [ "$state" = JobState=COMPLETED ] || fail "$s: $state (log: $out/logs)"
 done
@@ -130,6 +133,9 @@ for d in pairwise tracin-last-pairwise trak-pairwise; do
 done
 for f in ref-run/store/*/blocks/*.safetensors ref-run/store/*/manifest.json; do
   same "$work/$f" "$work/slurm-run/${f#ref-run/}"
+done
+for f in "$ref"/lds/subset-*.safetensors "$ref/lds/lds.json" "$ref/lds/lds-results.json"; do
+  same "$f" "$out/lds/${f#"$ref"/lds/}"
 done
 [ -d "$out/factors/partials" ] && fail "factors/partials left behind"
 ok=1
