@@ -25,6 +25,9 @@ public static class Cases
         ["tracin-last"] = FeatureCases.TracInLast,
         ["trak-features"] = FeatureCases.TrakFeatures,
         ["lds-solvers"] = HvpCases.LdsSolvers,
+        ["imagenet-resnet18"] = c => ImageNetCases.ResNet(c, "resnet18"),
+        ["imagenet-resnet50"] = c => ImageNetCases.ResNet(c, "resnet50"),
+        ["eigh"] = ImageNetCases.Eigh,
     };
 
     /// <summary>fp32 GEMM rate: best of several 2048³ products (2·n³ FLOPs each).</summary>

@@ -36,18 +36,22 @@ public sealed class DirectoryLock : IDisposable
     /// <paramref name="wait"/> for a holder to let go (for locks held briefly, such as a manifest's).</summary>
     public static DirectoryLock Acquire(string directory, string what, string name, TimeSpan wait)
     {
+        // Only the last attempt looks up the holder for the message: that look-up may wait up to
+        // two seconds for a holder's record (none exists while a brief holder, such as a shard's
+        // probe, takes or lets go of the lock), which would use up the whole wait on one retry.
         var deadline = DateTime.UtcNow + wait;
         while (true)
         {
-            try { return AcquireOnce(directory, what, name); }
-            catch (OutputLockedException) when (DateTime.UtcNow < deadline) { Thread.Sleep(50); }
+            bool last = DateTime.UtcNow >= deadline;
+            try { return AcquireOnce(directory, what, name, describeHolder: last); }
+            catch (OutputLockedException) when (!last) { Thread.Sleep(50); }
         }
     }
 
     /// <summary>Takes the lock if it is free, else returns null (no waiting, no exception).</summary>
     public static DirectoryLock? TryAcquire(string directory, string what, string name = "")
     {
-        try { return AcquireOnce(directory, what, name); }
+        try { return AcquireOnce(directory, what, name, describeHolder: false); }
         catch (OutputLockedException) { return null; }
     }
 
@@ -56,7 +60,7 @@ public sealed class DirectoryLock : IDisposable
     /// refuse an output that a non-sharded writer holds as a whole.</summary>
     public static void Probe(string directory, string what, string name, TimeSpan wait) => Acquire(directory, what, name, wait).Dispose();
 
-    static DirectoryLock AcquireOnce(string directory, string what, string name)
+    static DirectoryLock AcquireOnce(string directory, string what, string name, bool describeHolder)
     {
         Directory.CreateDirectory(directory);
         string lockPath = System.IO.Path.Combine(directory, $".lock{(name.Length > 0 ? "-" + name : "")}");
@@ -68,7 +72,7 @@ public sealed class DirectoryLock : IDisposable
         }
         catch (IOException e) when (IsSharingViolation(e))
         {
-            throw new OutputLockedException(directory, CurrentHolder(infoPath));
+            throw new OutputLockedException(directory, describeHolder ? CurrentHolder(infoPath) : null);
         }
         var holder = new Holder(Environment.ProcessId, Environment.MachineName, CommandLine(), DateTimeOffset.Now, what);
         // The holder record is written after the lock is held, atomically, so a reader sees either

@@ -25,4 +25,23 @@ public class DirectoryLockTests
         using var again = DirectoryLock.Acquire(outDir, "next run");
         Assert.Equal("next run", DirectoryLock.ReadHolder(again.Path + ".json")!.What);
     }
+
+    [Fact]
+    public async Task AWaitRetriesWhileABriefHolderHasNoRecordYet()
+    {
+        // Shards of a Slurm array start together and each probes the whole-output lock for a moment;
+        // a probe that finds another's probe (lock taken, holder record not yet written or already
+        // deleted) must retry within its wait, not spend it looking for the record.
+        using var dir = new TempDir();
+        string outDir = dir.File("out");
+        var held = DirectoryLock.Acquire(outDir, "a shard's probe");
+        File.Delete(held.Path + ".json");
+        var release = Task.Run(async () => { await Task.Delay(300); held.Dispose(); });
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        DirectoryLock.Probe(outDir, "another shard", "", TimeSpan.FromSeconds(2));
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(1.5), $"took {sw.Elapsed.TotalSeconds:F2} s");
+        await release;
+        using var free = DirectoryLock.TryAcquire(outDir, "next");
+        Assert.NotNull(free);
+    }
 }
