@@ -73,13 +73,19 @@ public sealed class CurvatureOperator
                 var x = train.Inputs(span, Device);
                 var y = train.Targets(span, Device);
                 var logits = model.forward(x);
-                var loss = task.TrainLoss(logits, y) / (double)idx.Length;
+                using var invN = (1.0 / idx.Length).ToScalar();        // held: see the note on implicit Scalars in Training/Sgd.cs
+                var loss = task.TrainLoss(logits, y).mul(invN);
                 var rows = kind == HessianKind.True ? TrueRows(loss, ps, vs, m) : GaussNewtonRows(loss, logits, ps, vs, m);
-                result.add_(torch.stack(rows).to(ScalarType.Float64));
+                using var one = 1.0.ToScalar();
+                result.add_(torch.stack(rows).to(ScalarType.Float64), one);
             }
         }
         finally { model.train(wasTraining); }
-        if (l2 != 0) result.add_(v.to(ScalarType.Float64, Device), alpha: l2);
+        if (l2 != 0)
+        {
+            using var l2s = l2.ToScalar();
+            result.add_(v.to(ScalarType.Float64, Device), alpha: l2s);
+        }
         return result;
     }
 
@@ -89,8 +95,9 @@ public sealed class CurvatureOperator
         var rows = new List<Tensor>((int)m);
         for (long k = 0; k < m; k++)
         {
-            Tensor dot = (g[0] * vs[0][k]).sum();
-            for (int j = 1; j < ps.Length; j++) dot = dot + (g[j] * vs[j][k]).sum();
+            // Summed by stack().sum(): `a + b` would pass an implicit Scalar alpha that the GC may
+            // finalise while libtorch reads it (seen here: "toFloat" failures in long loops).
+            var dot = torch.stack(Enumerable.Range(0, ps.Length).Select(j => (g[j] * vs[j][k]).sum()).ToArray()).sum();
             rows.Add(Flatten(torch.autograd.grad(new[] { dot }, ps, retain_graph: true)));
         }
         return rows;
@@ -105,8 +112,7 @@ public sealed class CurvatureOperator
         var rows = new List<Tensor>((int)m);
         for (long k = 0; k < m; k++)
         {
-            Tensor dot = (jtu[0] * vs[0][k]).sum();
-            for (int j = 1; j < ps.Length; j++) dot = dot + (jtu[j] * vs[j][k]).sum();
+            var dot = torch.stack(Enumerable.Range(0, ps.Length).Select(j => (jtu[j] * vs[j][k]).sum()).ToArray()).sum();
             var jv = torch.autograd.grad(new[] { dot }, new[] { u }, retain_graph: true)[0].detach();
             var hjv = torch.autograd.grad(new[] { (dz * jv).sum() }, new[] { logits }, retain_graph: true)[0].detach();
             rows.Add(Flatten(torch.autograd.grad(new[] { logits }, ps, new[] { hjv }, retain_graph: true)));

@@ -71,7 +71,8 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
             case HvpSolver.Arnoldi:
             {
                 var (vals, vecs) = Eigen();
-                return b.matmul(vecs).div_(vals + Options.Damping).matmul(vecs.mT);
+                using var dampS = Options.Damping.ToScalar();
+                return b.matmul(vecs).div_(vals.add(dampS)).matmul(vecs.mT);
             }
             case HvpSolver.Cg:
             {
@@ -114,7 +115,9 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
             h.narrow(0, c, w).copy_(Curvature.Apply(eye));
             bar?.Update(c + w);
         }
-        return (h + h.mT).div_(2);
+        using var one = 1.0.ToScalar();
+        using var two = 2.0.ToScalar();
+        return h.add(h.mT, one).div_(two);
     }
 
     private Tensor Inverse()
@@ -125,7 +128,8 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
         {
             var h = CurvatureMatrix();
             var (vals, vecs) = torch.linalg.eigh(h);
-            var damped = vals + Options.Damping;
+            using var dampS = Options.Damping.ToScalar();
+            var damped = vals.add(dampS);
             double min = damped.min().item<double>(), max = damped.max().item<double>();
             if (!(min > 1e-12 * Math.Max(Math.Abs(max), 1e-300)))
                 throw new InfluenceSharpException($"if-explicit: H + λI is not positive definite (smallest eigenvalue {min:G3}, largest {max:G3}); raise --damping above {Math.Max(0, -(min - Options.Damping)):G3} or use --hessian gauss-newton");
@@ -141,7 +145,8 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
         {
             using var bar = ProgressReporter.Start(Options.Progress, "if-arnoldi iterations", Options.ArnoldiIterations, "it");
             var (vals, vecs) = HvpSolvers.Arnoldi(v => Curvature.Apply(v), Curvature.NumParams, Options.ArnoldiIterations, Options.ArnoldiTopK, Options.Seed, Device, bar);
-            double min = (vals + Options.Damping).min().item<double>();
+            using var dampS = Options.Damping.ToScalar();
+            double min = vals.add(dampS).min().item<double>();
             if (!(min > 0))
                 throw new InfluenceSharpException($"if-arnoldi: a kept eigenvalue of H + λI is {min:G3} (not positive); raise --damping or use --hessian gauss-newton");
             eigen = (vals.DetachFromDisposeScope(), vecs.DetachFromDisposeScope());

@@ -34,17 +34,20 @@ public static class HvpSolvers
             var active = Enumerable.Range(0, (int)m).Where(i => rel[i] > tol).Select(i => (long)i).ToArray();
             var ai = torch.tensor(active, device: b.device);
             var pa = p.index_select(0, ai);
-            var apa = hvp(pa).add_(pa, alpha: damping);
+            // Every Scalar is held for the iteration (implicit ones may be finalised mid-call).
+            using var dampS = damping.ToScalar();
+            using var one = 1.0.ToScalar();
+            var apa = hvp(pa).add_(pa, alpha: dampS);
             var pap = (pa * apa).sum(new long[] { 1 });
             double minCurv = pap.min().item<double>();
             if (!(minCurv > 0))
                 throw new InfluenceSharpException($"if-cg: H + λI is not positive definite (pᵀ(H+λI)p = {minCurv:G3} along a CG direction); raise --damping or use --hessian gauss-newton");
             var rsa = rs.index_select(0, ai);
             var alpha = (rsa / pap).unsqueeze(1);
-            var xa = x.index_select(0, ai).add_(alpha * pa);
+            var xa = x.index_select(0, ai).add_(alpha * pa, one);
             var ra = r.index_select(0, ai).sub_(alpha * apa);
             var rsNew = (ra * ra).sum(new long[] { 1 });
-            var pn = ra + (rsNew / rsa).unsqueeze(1) * pa;
+            var pn = ra.add((rsNew / rsa).unsqueeze(1) * pa, one);
             x.index_copy_(0, ai, xa); r.index_copy_(0, ai, ra); p.index_copy_(0, ai, pn); rs.index_copy_(0, ai, rsNew);
             var relA = (rsNew.sqrt() / bnorm.index_select(0, ai)).cpu().data<double>().ToArray();
             for (int i = 0; i < active.Length; i++) rel[active[i]] = relA[i];
@@ -69,19 +72,25 @@ public static class HvpSolvers
             for (int j = 1; j <= depth; j++)
             {
                 using var scope = NewDisposeScope();
-                var hh = hvpOnBatch(h, rep, j).add_(h, alpha: damping);
-                var next = (b + h).add_(hh, alpha: -1.0 / scale);
+                using var dampS = damping.ToScalar();
+                using var one = 1.0.ToScalar();
+                using var negInvScale = (-1.0 / scale).ToScalar();
+                using var bound = (10.0 * (j + 1)).ToScalar();
+                var hh = hvpOnBatch(h, rep, j).add_(h, alpha: dampS);
+                var next = b.add(h, one).add_(hh, alpha: negInvScale);
                 var norms = next.norm(1, true);
-                double worst = (norms - bnorm * (10.0 * (j + 1))).max().item<double>();
+                double worst = norms.sub(bnorm.mul(bound)).max().item<double>();
                 if (!double.IsFinite(worst) || worst > 0)
                     throw new InfluenceSharpException($"if-lissa diverged at step {j} of {depth} (‖h‖ = {norms.max().item<double>():G3}, ‖g‖ = {bnorm.max().item<double>():G3}): the scale {scale} is below the largest eigenvalue of H + λI; use a larger --lissa-scale");
                 h.copy_(next);
                 progress?.Update((long)rep * depth + j, $"‖h‖/s max {norms.max().item<double>() / scale:G3}");
             }
-            acc.add_(h, alpha: 1.0 / scale);
+            using var invScale = (1.0 / scale).ToScalar();
+            acc.add_(h, alpha: invScale);
         }
         progress?.Complete();
-        return acc.div_(repetitions);
+        using var reps = ((double)repetitions).ToScalar();
+        return acc.div_(reps);
     }
 
     /// <summary>Arnoldi iteration (Schioppa et al. 2022) with full re-orthogonalisation from a seeded
@@ -94,7 +103,8 @@ public static class HvpSolvers
     {
         var gen = new Generator((ulong)seed);
         var q0 = torch.randn(new long[] { numParams }, dtype: ScalarType.Float64, generator: gen).to(device);
-        var basis = new List<Tensor> { q0 / q0.norm() };
+        var basis = new List<Tensor> { q0.div(q0.norm()) };
+        using var one = 1.0.ToScalar();
         int n = (int)Math.Min(iterations, numParams);
         var hess = new double[n + 1, n];
         int k = 0;
@@ -107,7 +117,7 @@ public static class HvpSolvers
             for (int pass = 0; pass < 2; pass++)
             {
                 var h = qm.matmul(w);
-                w = w - qm.mT.matmul(h);
+                w = w.sub(qm.mT.matmul(h));
                 var hv = h.cpu().data<double>().ToArray();
                 for (int i = 0; i <= j; i++) hess[i, j] += hv[i];
             }
@@ -116,13 +126,16 @@ public static class HvpSolvers
             k = j + 1;
             progress?.Update(k);
             if (k >= numParams || beta <= 1e-10 * Math.Max(before, 1e-300)) break;
-            basis.Add((w / beta).MoveToOuterDisposeScope());
+            using var betaS = beta.ToScalar();
+            basis.Add(w.div(betaS).MoveToOuterDisposeScope());
         }
         progress?.Complete();
         using var s = NewDisposeScope();
-        var t = torch.zeros(k, k, dtype: ScalarType.Float64);
-        for (int i = 0; i < k; i++) for (int j = 0; j < k; j++) t[i, j] = hess[i, j];
-        t = (t + t.mT) / 2;
+        var flat = new double[k * k];
+        for (int i = 0; i < k; i++) for (int j = 0; j < k; j++) flat[i * k + j] = hess[i, j];
+        var t = torch.tensor(flat, new long[] { k, k }, dtype: ScalarType.Float64);
+        using var half = 0.5.ToScalar();
+        t = t.add(t.mT, one).mul(half);
         var (vals, vecs) = torch.linalg.eigh(t);                           // ascending
         int keep = Math.Min(topK, k);
         var order = torch.arange(k - 1, k - 1 - keep, -1, dtype: ScalarType.Int64);
