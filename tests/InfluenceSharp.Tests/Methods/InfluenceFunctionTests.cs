@@ -293,19 +293,12 @@ public class ConvFactorTests
         var task = new ClassificationTask();
         var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 10 }).Fit(train)!;
         var layers = TrackedLayer.Find(model);
+        Oracles.AssertEkfacLambdas(model, layers, factors, train, task.TrainLoss, rtol: 1e-8);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
-        long offset = 0;
-        foreach (var (layer, lf) in layers.Zip(factors.Layers))
-        {
-            var g = gz.narrow(1, offset, layer.NumParams).reshape(-1, layer.Out, layer.In);
-            offset += layer.NumParams;
-            var expected = lf.QS!.mT.matmul(g).matmul(lf.QA!).square().mean(new long[] { 0 });
-            Assert.True(lf.Lambda!.allclose(expected, rtol: 1e-8, atol: 1e-12), layer.Name);
-        }
         // Self-influence with the EK-FAC preconditioner equals the explicit formula.
         var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = 1e-3 });
         var self = f.SelfInfluence(train);
-        offset = 0;
+        long offset = 0;
         var explicitSelf = torch.zeros(train.Count, dtype: ScalarType.Float64);
         foreach (var (layer, lf) in layers.Zip(factors.Layers))
         {

@@ -11,6 +11,37 @@ namespace InfluenceSharp.Tests.Methods;
 /// <summary>Brute-force float64 references: per-example backward loops, explicit Hessians and inverses.</summary>
 public static class Oracles
 {
+    /// <summary>Gives every BatchNorm2d non-trivial running statistics and affine parameters (drawn
+    /// from libtorch's generator), so that a wrong eval-mode BatchNorm treatment shows.</summary>
+    public static void RandomiseBatchNorm(Module model)
+    {
+        using var _ = no_grad();
+        foreach (var (_, m) in model.named_modules())
+            if (m is BatchNorm2d bn)
+            {
+                bn.running_mean!.copy_(torch.randn_like(bn.running_mean) * 0.1);
+                bn.running_var!.copy_(torch.rand_like(bn.running_var) + 0.5);
+                bn.weight!.copy_(torch.rand_like(bn.weight) + 0.5);
+                bn.bias!.copy_(torch.randn_like(bn.bias) * 0.1);
+            }
+    }
+
+    /// <summary>EK-FAC's refit eigenvalues must be the mean over examples of the per-example
+    /// gradients rotated into the Kronecker eigenbasis, squared: Λ = E[(Q_Sᵀ G Q_A)²].</summary>
+    public static void AssertEkfacLambdas(Module<Tensor, Tensor> model, IReadOnlyList<TrackedLayer> layers,
+        InfluenceSharp.Methods.InfluenceFunctions.Factors factors, IDataset train, Func<Tensor, Tensor, Tensor> loss, double rtol)
+    {
+        var gz = PerExampleGradients(model, layers, train, loss);
+        long offset = 0;
+        foreach (var (layer, lf) in layers.Zip(factors.Layers))
+        {
+            var g = gz.narrow(1, offset, layer.NumParams).reshape(-1, layer.Out, layer.In);
+            offset += layer.NumParams;
+            var expected = lf.QS!.mT.matmul(g).matmul(lf.QA!).square().mean(new long[] { 0 });
+            Assert.True(lf.Lambda!.allclose(expected, rtol: rtol, atol: 1e-12), layer.Name);
+        }
+    }
+
     /// <summary>Per-example gradient of `lossOf(model(x_i), y_i)` w.r.t. the tracked layers' parameters,
     /// flattened in [Out, In] layout per layer (weight then bias column), concatenated over layers.</summary>
     public static Tensor PerExampleGradients(Module<Tensor, Tensor> model, IReadOnlyList<TrackedLayer> layers, IDataset data,

@@ -90,15 +90,7 @@ public class ResNet18Tests
         torch.manual_seed(seed);
         var model = new ResNet18(channels, classes);
         model.to(ScalarType.Float64);
-        using (no_grad())
-            foreach (var (_, m) in model.named_modules())
-                if (m is BatchNorm2d bn)
-                {
-                    bn.running_mean!.copy_(torch.randn_like(bn.running_mean) * 0.1);
-                    bn.running_var!.copy_(torch.rand_like(bn.running_var) + 0.5);
-                    bn.weight!.copy_(torch.rand_like(bn.weight) + 0.5);
-                    bn.bias!.copy_(torch.randn_like(bn.bias) * 0.1);
-                }
+        Oracles.RandomiseBatchNorm(model);
         model.eval();
         return model;
     }
@@ -175,15 +167,7 @@ public class ResNet18Tests
         var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 3, Layers = filter }).Fit(train)!;
         var layers = TrackedLayer.Find(model, filter);
         Assert.Equal(3, layers.Count);
-        var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
-        long offset = 0;
-        foreach (var (layer, lf) in layers.Zip(factors.Layers))
-        {
-            var g = gz.narrow(1, offset, layer.NumParams).reshape(-1, layer.Out, layer.In);
-            offset += layer.NumParams;
-            var expected = lf.QS!.mT.matmul(g).matmul(lf.QA!).square().mean(new long[] { 0 });
-            Assert.True(lf.Lambda!.allclose(expected, rtol: 1e-7, atol: 1e-12), layer.Name);
-        }
+        Oracles.AssertEkfacLambdas(model, layers, factors, train, task.TrainLoss, rtol: 1e-7);
         // Scores run end to end and self-influence is positive.
         var f = new InfluenceFunction(model, task, factors, new ScoreOptions { TrainBatchSize = 3 });
         Assert.All(f.SelfInfluence(train), s => Assert.True(s > 0));
@@ -269,13 +253,7 @@ public class ResNet9GradientTests
         torch.manual_seed(TestSeed.For());
         var model = ResNet9.Create(3, 4);
         model.to(ScalarType.Float64);
-        using (no_grad())
-            foreach (var (_, m) in model.named_modules())
-                if (m is BatchNorm2d bn)
-                {
-                    bn.running_mean!.copy_(torch.randn_like(bn.running_mean) * 0.1);
-                    bn.running_var!.copy_(torch.rand_like(bn.running_var) + 0.5);
-                }
+        Oracles.RandomiseBatchNorm(model);
         model.eval();
         InitWeights.Freeze(model, new[] { "0", "1", "2" });
         var layers = TrackedLayer.Find(model);
