@@ -24,6 +24,7 @@ public static class Cli
             DetectCommand.Command(),
             ExplainCommand.Command(),
             EvaluateCommands.Command(),
+            CurateCommand.Command(),
             ReportCommand.Command(),
         };
         // --version prints the library's version, not the assembly's informational version.

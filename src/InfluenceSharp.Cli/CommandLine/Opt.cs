@@ -257,7 +257,7 @@ internal static class Opt
     public static Option<string> RunData() =>
         Str("--data", "where the run's training data is, if not where the run recorded it: " + DataSpecs + " [default: the run's]", "SPEC");
 
-    public const string DataSpecs = "embedded | auto | fashion-mnist | cifar10:DIR | imagefolder:DIR | tensors:FILE | csv:FILE | DIR";
+    public const string DataSpecs = "embedded | auto | fashion-mnist | cifar10:DIR | imagefolder:DIR | tensors:FILE | csv:FILE | tinted[:BASE] | DIR";
 
     /// <summary>--data for commands that load a data set afresh: `embedded` unless given.</summary>
     public static Option<string> FreshData() =>

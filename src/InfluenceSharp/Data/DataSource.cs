@@ -48,9 +48,10 @@ public static class DataSource
             case DataKind.ImageFolder: return ImageFolderReader.Load(s, progress);
             case DataKind.Tensors: return TensorFileReader.Load(s);
             case DataKind.Csv: return CsvDataReader.Load(s);
+            case DataKind.Tinted: return TintedData.Load(s);
         }
         if (!Directory.Exists(spec))
-            throw new InfluenceSharpException($"--data {spec}: not 'embedded', 'auto', 'fashion-mnist', 'cifar10:DIR', 'imagefolder:DIR', 'tensors:FILE', 'csv:FILE' or an existing directory");
+            throw new InfluenceSharpException($"--data {spec}: not 'embedded', 'auto', 'fashion-mnist', 'cifar10:DIR', 'imagefolder:DIR', 'tensors:FILE', 'csv:FILE', 'tinted[:BASE]' or an existing directory");
         if (File.Exists(Path.Combine(spec, "data_batch_1.bin")) || Directory.Exists(Path.Combine(spec, "cifar-10-batches-bin")))
         {
             var (tr, te) = Cifar10Reader.Load(spec);

@@ -4,7 +4,7 @@ using System.Text;
 namespace InfluenceSharp.Data;
 
 /// <summary>The kinds of --data spec.</summary>
-public enum DataKind { Embedded, Auto, FashionMnist, Cifar10, Directory, ImageFolder, Tensors, Csv }
+public enum DataKind { Embedded, Auto, FashionMnist, Cifar10, Directory, ImageFolder, Tensors, Csv, Tinted }
 
 /// <summary>Options for the readers of user data, from the command line (--image-size, --channels,
 /// --test-fraction, --test-data, --label-column). Each one is folded into the spec's query string
@@ -38,10 +38,11 @@ public sealed record DataSpec(DataKind Kind, string? Path, IReadOnlyDictionary<s
         [DataKind.ImageFolder] = new[] { "size", "channels", "test-fraction", "split-seed" },
         [DataKind.Tensors] = new[] { "x", "y", "test", "test-fraction", "split-seed" },
         [DataKind.Csv] = new[] { "label", "test", "test-fraction", "split-seed" },
+        [DataKind.Tinted] = new[] { "agree", "seed" },
     };
 
     static readonly (string Prefix, DataKind Kind)[] Prefixes =
-        { ("cifar10:", DataKind.Cifar10), ("imagefolder:", DataKind.ImageFolder), ("tensors:", DataKind.Tensors), ("csv:", DataKind.Csv) };
+        { ("cifar10:", DataKind.Cifar10), ("imagefolder:", DataKind.ImageFolder), ("tensors:", DataKind.Tensors), ("csv:", DataKind.Csv), ("tinted:", DataKind.Tinted) };
 
     public string? this[string key] => Query.TryGetValue(key, out var v) ? v : null;
 
@@ -53,6 +54,7 @@ public sealed record DataSpec(DataKind Kind, string? Path, IReadOnlyDictionary<s
             case "embedded": return new(DataKind.Embedded, null, empty);
             case "auto": return new(DataKind.Auto, null, empty);
             case "fashion-mnist": return new(DataKind.FashionMnist, null, empty);
+            case "tinted": return Parse("tinted:embedded");
         }
         foreach (var (prefix, kind) in Prefixes)
         {
@@ -91,6 +93,7 @@ public sealed record DataSpec(DataKind Kind, string? Path, IReadOnlyDictionary<s
                 throw new InfluenceSharpException($"--data {spec}: test-fraction={f}: a number between 0 and 1 (exclusive)");
         if (this["split-seed"] is { } sd && (!int.TryParse(sd, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
             throw new InfluenceSharpException($"--data {spec}: split-seed={sd}: a non-negative integer");
+        if (Kind == DataKind.Tinted) TintedData.Validate(this, spec);
         foreach (var k in new[] { "x", "y", "label" })
             if (this[k] is "") throw new InfluenceSharpException($"--data {spec}: {k}= needs a name");
     }
@@ -154,7 +157,7 @@ public sealed record DataSpec(DataKind Kind, string? Path, IReadOnlyDictionary<s
 
     public static string KindPrefix(DataKind kind) => kind switch
     {
-        DataKind.Cifar10 => "cifar10:", DataKind.ImageFolder => "imagefolder:", DataKind.Tensors => "tensors:", DataKind.Csv => "csv:", _ => "",
+        DataKind.Cifar10 => "cifar10:", DataKind.ImageFolder => "imagefolder:", DataKind.Tensors => "tensors:", DataKind.Csv => "csv:", DataKind.Tinted => "tinted:", _ => "",
     };
 
     /// <summary>The canonical text: KIND:PATH?key=value&amp;... with keys in a fixed order.</summary>

@@ -1,0 +1,123 @@
+using System.Text.Json.Nodes;
+
+namespace InfluenceSharp.Tests.Cli;
+
+/// <summary>A logistic regression trained for one epoch on 200 tinted embedded images.</summary>
+public sealed class TintedRunFixture : IDisposable
+{
+    private readonly TempDir dir = new();
+    public string Run => dir.File("run");
+
+    public TintedRunFixture()
+    {
+        var r = CliRunner.Run("train", "--out", Run, "--data", "tinted", "--model", "logreg", "--epochs", "1", "--train-count", "200",
+            "--lr", "0.01", "--seed", "0", "--quiet");
+        if (r.Code != 0) throw new InvalidOperationException($"fixture training failed: {r.Err}");
+    }
+
+    public void Dispose() => dir.Dispose();
+}
+
+/// <summary>Issue 11: `influence curate` resumes and shards to identical results, and refuses bad input before any work.</summary>
+[Collection("cli")]
+public class CurateCliTests : IClassFixture<TintedRunFixture>
+{
+    private readonly TintedRunFixture fx;
+    public CurateCliTests(TintedRunFixture fx) { this.fx = fx; }
+
+    string[] Args(string outDir, params string[] extra) => With(outDir, new Dictionary<string, string>(), extra);
+
+    /// <summary>The test's command line with some options replaced.</summary>
+    string[] With(string outDir, Dictionary<string, string> replace, params string[] extra)
+    {
+        var o = new Dictionary<string, string>
+        {
+            ["--validation"] = "test:400", ["--groups"] = "class*tint", ["--objective"] = "d3m", ["--methods"] = "identity",
+            ["--remove"] = "10,0.1", ["--seeds"] = "2", ["--epochs"] = "1", ["--out"] = outDir,
+        };
+        foreach (var (k, v) in replace) o[k] = v;
+        return new[] { "curate", "--run", fx.Run }.Concat(o.SelectMany(kv => new[] { kv.Key, kv.Value })).Append("--quiet").Concat(extra).ToArray();
+    }
+
+    string[] Bad(string outDir, string option, string value) => With(outDir, new Dictionary<string, string> { [option] = value });
+
+    [Fact]
+    public void ResumeAfterALostOrCorruptRetrainingAndShardsGiveIdenticalResults()
+    {
+        using var tmp = new TempDir();
+        string a = tmp.File("a");
+        var r = CliRunner.Run(Args(a));
+        Assert.True(r.Code == 0, r.Err);
+        string reference = File.ReadAllText(Path.Combine(a, "curation.json"));
+        var json = JsonNode.Parse(reference)!;
+        var rows = json["rows"]!.AsArray();
+        // none + per k (10, 20): detrimental, helpful, random, self-influence; + balance.
+        Assert.Equal(1 + 2 * 4 + 1, rows.Count);
+        Assert.Equal("balance", (string)rows[^1]!["kind"]!);
+        Assert.Contains("| detrimental-identity-k20 | 20 |", File.ReadAllText(Path.Combine(a, "curation.md")));
+        Assert.True(new FileInfo(Path.Combine(a, "curation.png")).Length > 1000);
+        var ranking = File.ReadAllLines(Path.Combine(a, "ranking-identity.csv"));
+        Assert.Equal("rank,index,score,label,group", ranking[0]);
+        Assert.Equal(201, ranking.Length);
+
+        // "Kill": one retraining lost, one half-written (corrupt), one made for another removed set.
+        string retrain = Path.Combine(a, "retrain");
+        File.Delete(Path.Combine(retrain, "random-k10-seed1.json"));
+        File.WriteAllText(Path.Combine(retrain, "detrimental-identity-k20-seed0.json"), "{\"setting\": \"detri");
+        string helpful = Path.Combine(retrain, "helpful-identity-k10-seed0.json");
+        var h = JsonNode.Parse(File.ReadAllText(helpful))!;
+        h["removed_hash"] = "0000";
+        File.WriteAllText(helpful, h.ToJsonString());
+        string untouched = Path.Combine(retrain, "none-seed0.json");
+        var stamp = File.GetLastWriteTimeUtc(untouched);
+        File.Delete(Path.Combine(a, "curation.json"));
+        r = CliRunner.Run(Args(a));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(reference, File.ReadAllText(Path.Combine(a, "curation.json")));
+        Assert.Equal(stamp, File.GetLastWriteTimeUtc(untouched));   // finished retrainings are reused
+
+        // Two shards, then the report run: the same results.
+        string b = tmp.File("b");
+        r = CliRunner.Run(Args(b, "--shard", "0/2"));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("still to do by other shards", r.Out);
+        Assert.False(File.Exists(Path.Combine(b, "curation.json")));
+        Assert.Equal(0, CliRunner.Run(Args(b, "--shard", "1/2")).Code);
+        r = CliRunner.Run(Args(b));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(reference, File.ReadAllText(Path.Combine(b, "curation.json")));
+    }
+
+    [Fact]
+    public void BadInputIsAClearUsageErrorBeforeAnyWork()
+    {
+        using var tmp = new TempDir();
+        string outDir = tmp.File("out");
+        var wrongLength = tmp.File("short.txt");
+        File.WriteAllText(wrongLength, "0\n1\n2\n");
+        // One id per test example (2000); group 3 appears only after the 400 validation examples.
+        var late = tmp.File("late.txt");
+        File.WriteAllLines(late, Enumerable.Range(0, 2000).Select(i => i < 400 ? (i % 3).ToString() : "3"));
+        var cases = new (string[] Args, string Message)[]
+        {
+            (Bad(outDir, "--groups", wrongLength), "3 group ids"),
+            (Bad(outDir, "--groups", "colour"), "'colour' is not a group column"),
+            (Bad(outDir, "--groups", late), "group 3 has no example in the validation set"),
+            (new[] { "curate", "--run", fx.Run, "--validation", "test:400", "--objective", "worst-group", "--out", outDir }, "needs validation group labels"),
+            (Bad(outDir, "--validation", "test:2000"), "must leave a test set"),
+            (Bad(outDir, "--validation", "train:10"), "expected test:N"),
+            (Bad(outDir, "--remove", "200"), "between 1 and 199"),
+            (Bad(outDir, "--remove", "ten"), "'ten' is not a count"),
+            (Bad(outDir, "--objective", "worst"), "choose mean, worst-group, d3m"),
+            (Bad(outDir, "--objective", "group:20"), "group 20 is outside [0, 20)"),
+        };
+        foreach (var (args, message) in cases)
+        {
+            var r = CliRunner.Run(args);
+            Assert.True(r.Code == 2, $"{string.Join(' ', args)}: exit {r.Code}\n{r.Err}");
+            Assert.Contains(message, r.Err);
+            Assert.DoesNotContain("   at ", r.Err);
+            Assert.False(Directory.Exists(outDir), $"{string.Join(' ', args)}: wrote {outDir}");
+        }
+    }
+}
