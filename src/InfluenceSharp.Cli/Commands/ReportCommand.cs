@@ -11,7 +11,7 @@ namespace InfluenceSharp.Cli.Commands;
 public static class ReportCommand
 {
     public static readonly string[] SectionTitles =
-        { "Run", "Training", "Mislabel detection", "Proponents and opponents", "Linear datamodeling score", "Counterfactual removal", "Timings" };
+        { "Run", "Training", "Mislabel detection", "Proponents and opponents", "Linear datamodeling score", "Counterfactual removal", "Data curation", "Timings" };
 
     public static Command Command()
     {
@@ -119,6 +119,27 @@ public static class ReportCommand
             AddImages(remove, Path.Combine(runDir, "remove"), "removal.png");
         }
         else remove.Paragraph("Not run (influence evaluate remove).");
+
+        var curate = report.Section("Data curation");
+        string curateFile = Path.Combine(runDir, "curate", CurateCommand.ResultFile);
+        if (File.Exists(curateFile))
+        {
+            string Pct(JsonElement r, string m, string se) => r.GetProperty(m).ValueKind == JsonValueKind.Number
+                ? $"{100 * r.GetProperty(m).GetDouble():F2} ± {100 * r.GetProperty(se).GetDouble():F2}" : "n/a";
+            var (head, rows) = ReadResults(curateFile, "influence curate", root => (
+                $"Objective {root.GetProperty("objective").GetString()}, {root.GetProperty("validation").GetInt32()} validation and " +
+                $"{root.GetProperty("test").GetInt32()} test examples, {root.GetProperty("seeds").GetArrayLength()} retraining seed(s); " +
+                "test and worst-group accuracy in percent, mean ± standard error over seeds.",
+                root.GetProperty("rows").EnumerateArray().Select(r => (IReadOnlyList<object?>)new object?[]
+                {
+                    r.GetProperty("setting").GetString(), r.GetProperty("k").GetInt32(), Pct(r, "accuracy", "accuracy_se"),
+                    Pct(r, "worst_group_accuracy", "worst_group_accuracy_se"),
+                }).ToList()));
+            curate.Paragraph(head);
+            curate.Table(new[] { "setting", "removed", "test accuracy", "worst-group accuracy" }, rows);
+            AddImages(curate, Path.Combine(runDir, "curate"), "curation.png");
+        }
+        else curate.Paragraph("Not run (influence curate).");
 
         var timings = report.Section("Timings");
         var profiles = Directory.GetFiles(runDir, "profile-*.txt", SearchOption.AllDirectories).OrderBy(p => p).ToList();

@@ -60,6 +60,19 @@ public class CurateCliTests : IClassFixture<TintedRunFixture>
         Assert.Equal("rank,index,score,label,group", ranking[0]);
         Assert.Equal(201, ranking.Length);
 
+        // The run's report has a data-curation section when RUN_DIR/curate holds results.
+        string runCurate = Path.Combine(fx.Run, "curate");
+        Directory.CreateDirectory(runCurate);
+        foreach (var f in new[] { "curation.json", "curation.png" }) File.Copy(Path.Combine(a, f), Path.Combine(runCurate, f), true);
+        try
+        {
+            Assert.Equal(0, CliRunner.Run("report", "--run", fx.Run, "--out", tmp.Path).Code);
+            var html = File.ReadAllText(tmp.File("report.html"));
+            Assert.Contains("Data curation", html);
+            Assert.Contains("detrimental-identity-k20", html);
+        }
+        finally { Directory.Delete(runCurate, true); }
+
         // "Kill": one retraining lost, one half-written (corrupt), one made for another removed set.
         string retrain = Path.Combine(a, "retrain");
         File.Delete(Path.Combine(retrain, "random-k10-seed1.json"));
