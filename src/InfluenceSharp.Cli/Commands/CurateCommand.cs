@@ -189,7 +189,8 @@ public static class CurateCommand
             $"{numGroups} group(s){(g is null ? "" : $" from {o.Groups}")}, seeds {string.Join(",", o.Seeds)})";
         Console.WriteLine(head);
         Console.Write(table);
-        AtomicFile.WriteAllText(Path.Combine(o.OutDir, "curation.md"), head + "\n\n" + table);
+        string groupTable = g is null ? "" : "\nTest accuracy per group (%):\n\n" + CurationRun.GroupTable(rows, g.Names);
+        AtomicFile.WriteAllText(Path.Combine(o.OutDir, "curation.md"), head + "\n\n" + table + groupTable);
         Json.WriteFile(Path.Combine(o.OutDir, ResultFile), new CurationReport(o.ObjectiveText, o.Methods, nVal, test.Count, train.Count, o.Groups,
             g?.Names.ToArray() ?? new[] { "all" }, o.Seeds,
             rows.Select(r => new CurationRow(r.Setting.Name, r.Setting.Kind, r.Setting.Method, r.Setting.K, r.Accuracy.Mean, r.Accuracy.StandardError,

@@ -240,4 +240,14 @@ public sealed class CurationRun
         sb.AppendLine(CultureInfo.InvariantCulture, $"\nmean ± standard error over {seeds} training seed(s).");
         return sb.ToString();
     }
+
+    /// <summary>A markdown table of accuracy per group (percent, mean ± s.e.), one row per setting.</summary>
+    public static string GroupTable(IReadOnlyList<CurationSummary> rows, IReadOnlyList<string> groupNames)
+    {
+        var sb = new StringBuilder("| setting | " + string.Join(" | ", groupNames) + " |\n");
+        sb.Append("|---|").Append(string.Concat(Enumerable.Repeat("---:|", groupNames.Count))).Append('\n');
+        foreach (var r in rows)
+            sb.Append("| ").Append(r.Setting.Name).Append(" | ").Append(string.Join(" | ", r.GroupAccuracy.Select(a => a.ToString()))).Append(" |\n");
+        return sb.ToString();
+    }
 }

@@ -54,7 +54,9 @@ public class CurateCliTests : IClassFixture<TintedRunFixture>
         // none + per k (10, 20): detrimental, helpful, random, self-influence; + balance.
         Assert.Equal(1 + 2 * 4 + 1, rows.Count);
         Assert.Equal("balance", (string)rows[^1]!["kind"]!);
-        Assert.Contains("| detrimental-identity-k20 | 20 |", File.ReadAllText(Path.Combine(a, "curation.md")));
+        var md = File.ReadAllText(Path.Combine(a, "curation.md"));
+        Assert.Contains("| detrimental-identity-k20 | 20 |", md);
+        Assert.Contains("| setting | T-shirt/top/red | T-shirt/top/green | Trouser/red |", md);   // per-group table
         Assert.True(new FileInfo(Path.Combine(a, "curation.png")).Length > 1000);
         var ranking = File.ReadAllLines(Path.Combine(a, "ranking-identity.csv"));
         Assert.Equal("rank,index,score,label,group", ranking[0]);
