@@ -123,3 +123,45 @@ public class ValidationAttributionTests
         }
     }
 }
+
+public class CurationStatisticsTests
+{
+    [Fact]
+    public void AccuraciesBalancingAndStandardErrorsOfAHandComputedCase()
+    {
+        // 6 test examples in groups 0,0,1,1,1,2 (group 3 absent): right = 1,0,1,1,0,1.
+        var (acc, groups) = CurationRun.Accuracies("101101", new[] { 0, 0, 1, 1, 1, 2 }, 4);
+        Assert.Equal(4 / 6.0, acc, 12);
+        Assert.Equal(0.5, groups[0], 12);
+        Assert.Equal(2 / 3.0, groups[1], 12);
+        Assert.Equal(1.0, groups[2], 12);
+        Assert.True(double.IsNaN(groups[3]));
+
+        // Standard error = sample std / sqrt(n): values 1, 2, 3 -> std 1, s.e. 1/sqrt(3).
+        var m = MeanSe.Of(new[] { 1.0, 2.0, 3.0 });
+        Assert.Equal(2.0, m.Mean, 12);
+        Assert.Equal(1 / Math.Sqrt(3), m.StandardError, 12);
+        Assert.Equal(0, MeanSe.Of(new[] { 5.0 }).StandardError);
+
+        // Balancing: groups of sizes 5, 2, 0, 3 -> every non-empty group keeps 2 (seeded, deterministic).
+        int[] trainGroups = { 0, 0, 1, 3, 0, 3, 0, 1, 3, 0 };
+        var removed = CurationRun.BalanceRemoved(trainGroups, 4, 7);
+        Assert.Equal(removed, CurationRun.BalanceRemoved(trainGroups, 4, 7));
+        Assert.Equal(10 - 3 * 2, removed.Length);
+        Assert.Equal(removed.Order(), removed);
+        var kept = Enumerable.Range(0, 10).Except(removed).ToArray();
+        foreach (int g in new[] { 0, 1, 3 }) Assert.Equal(2, kept.Count(i => trainGroups[i] == g));
+        var draws = Enumerable.Range(0, 8).Select(s => string.Join(",", CurationRun.BalanceRemoved(trainGroups, 4, s))).Distinct().Count();
+        Assert.True(draws > 1, "balancing does not depend on the seed");
+    }
+
+    [Fact]
+    public void RemovedHashIdentifiesTheSetNotItsOrder()
+    {
+        var a = new CurationSetting("a", "random", null, 3, new[] { 5, 1, 9 });
+        var b = a with { Removed = new[] { 9, 5, 1 } };
+        var c = a with { Removed = new[] { 9, 5, 2 } };
+        Assert.Equal(a.RemovedHash(), b.RemovedHash());
+        Assert.NotEqual(a.RemovedHash(), c.RemovedHash());
+    }
+}
