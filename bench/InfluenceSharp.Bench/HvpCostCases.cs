@@ -177,9 +177,9 @@ public static class HvpCostCases
         var (solver, opts, fitStage) = method switch
         {
             "if-explicit" => (HvpSolver.Explicit, o, "Explicit Hessian"),
-            "if-cg" => (HvpSolver.Cg, o with { CgTolerance = 1e-3, CgMaxIterations = full ? CgFullIterations(arch) : 100 }, (string?)null),
-            "if-lissa" => (HvpSolver.Lissa, o with { LissaDepth = full ? LissaFullDepth(arch) : 500, LissaScale = LissaScale(set), LissaBatchSize = full ? 100 : 500 }, null),
-            "if-arnoldi" => (HvpSolver.Arnoldi, o with { ArnoldiIterations = full ? ArnoldiFullIterations(arch) : 200, ArnoldiTopK = full ? ArnoldiFullIterations(arch) / 2 : 100 }, "Arnoldi"),
+            "if-cg" => (HvpSolver.Cg, o with { CgTolerance = 1e-3, CgMaxIterations = full ? CgFullIterations(arch) : 30 }, (string?)null),
+            "if-lissa" => (HvpSolver.Lissa, o with { LissaDepth = full ? LissaFullDepth(arch) : 200, LissaScale = LissaScale(set), LissaBatchSize = full ? 100 : 500 }, null),
+            "if-arnoldi" => (HvpSolver.Arnoldi, o with { ArnoldiIterations = full ? ArnoldiFullIterations(arch) : 100, ArnoldiTopK = full ? ArnoldiFullIterations(arch) / 2 : 50 }, "Arnoldi"),
             _ => throw new ArgumentException(method),
         };
         var h = new HvpInfluence(model, task, train, solver, opts, prof);
@@ -191,6 +191,7 @@ public static class HvpCostCases
             HvpSolver.Arnoldi => $"Arnoldi {opts.ArnoldiIterations} it, top {opts.ArnoldiTopK}, eigenvalues {Range(h.ArnoldiEigenvalues())}",
             _ => "Gauss-Newton, eigendecomposed",
         };
+        note += $"; {h.Curvature.ExampleVectorProducts / 1e6:G4} M example-vector products";
         note += $"; Gauss-Newton + L2 {L2:G2}, damping {Damping:G2}";
         return (scores, fitStage, note, h.Curvature.NumParams);
     }
@@ -199,9 +200,9 @@ public static class HvpCostCases
 
     // Budgets for the full models (the GN product loops over vectors: one double backward per vector).
     static int Env(string key, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(key), NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : fallback;
-    static int CgFullIterations(string arch) => Env("HVP_CG_IT_" + arch.ToUpperInvariant(), 20);
-    static int LissaFullDepth(string arch) => Env("HVP_LISSA_DEPTH_" + arch.ToUpperInvariant(), arch == "mlp" ? 100 : 8);
-    static int ArnoldiFullIterations(string arch) => Env("HVP_ARNOLDI_IT_" + arch.ToUpperInvariant(), arch == "mlp" ? 60 : 16);
+    static int CgFullIterations(string arch) => Env("HVP_CG_IT_" + arch.ToUpperInvariant(), 5);
+    static int LissaFullDepth(string arch) => Env("HVP_LISSA_DEPTH_" + arch.ToUpperInvariant(), arch == "mlp" ? 20 : 3);
+    static int ArnoldiFullIterations(string arch) => Env("HVP_ARNOLDI_IT_" + arch.ToUpperInvariant(), arch == "mlp" ? 20 : 6);
     // Above the largest eigenvalue of the damped curvature (Arnoldi: about 3.6 for the Mlp's fc2, 15 for the full Mlp, 11+ for the full SmallCnn).
     static double LissaScale(string set) => set == "fc2" ? 10 : 50;
 }
