@@ -13,6 +13,11 @@ public static class Cases
     /// <summary>Experiments that retrain many models (minutes to hours): run by name, never by `all`.</summary>
     public static readonly HashSet<string> NotInAll = new() { "lds-solvers" };
 
+    /// <summary>Names that stand for several cases, each run in its own process in this order.</summary>
+    public static readonly Dictionary<string, List<string>> Groups = new() { ["hvp-solvers"] = HvpCostCases.Group() };
+
+    static Cases() => HvpCostCases.Register(All, NotInAll);
+
     public static readonly Dictionary<string, Func<BenchContext, IEnumerable<BenchResult>>> All = new()
     {
         ["gemm"] = Gemm,

@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace InfluenceSharp.Bench;
 
 /// <summary>The Hessian-vector-product influence functions: LDS on a converged logistic regression
-/// (lds-solvers) and cost per solver on the Mlp and SmallCnn (hvp-cost-*).</summary>
+/// (lds-solvers); their cost per solver on the Mlp and SmallCnn is in HvpCostCases (hvp-solvers).</summary>
 public static class HvpCases
 {
     const double L2 = 1e-3;

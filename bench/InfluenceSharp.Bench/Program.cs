@@ -14,10 +14,11 @@ int n = 60000;
 int ni = argv.IndexOf("--n");
 if (ni >= 0) { n = int.Parse(argv[ni + 1], CultureInfo.InvariantCulture); argv.RemoveRange(ni, 2); }
 if (argv.Count == 0 || argv[0] == "all") argv = cases.Keys.Where(k => !Cases.NotInAll.Contains(k)).ToList();
+argv = argv.SelectMany(a => Cases.Groups.TryGetValue(a, out var g) ? g : new List<string> { a }).ToList();
 var unknown = argv.Where(a => !cases.ContainsKey(a) && a != "--child").ToList();
 if (unknown.Count > 0)
 {
-    Console.Error.WriteLine($"unknown case(s) {string.Join(", ", unknown)}; cases: {string.Join(", ", cases.Keys)}");
+    Console.Error.WriteLine($"unknown case(s) {string.Join(", ", unknown)}; cases: {string.Join(", ", cases.Keys.Concat(Cases.Groups.Keys))}");
     return 2;
 }
 if (argv.Contains("--child"))

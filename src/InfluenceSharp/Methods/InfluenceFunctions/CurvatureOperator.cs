@@ -38,6 +38,9 @@ public sealed class CurvatureOperator
     public long NumParams { get; }
     public HessianKind Kind => kind;
     public int TrainCount => train.Count;
+    /// <summary>Work done so far: Σ over <see cref="Apply"/> calls of vectors × training examples (one
+    /// curvature-vector product on one example each); a machine-independent measure of a solver's cost.</summary>
+    public long ExampleVectorProducts { get; private set; }
 
     private Device Device => model.parameters().First().device;
     private ScalarType Dtype => model.parameters().First().dtype;
@@ -58,6 +61,7 @@ public sealed class CurvatureOperator
             throw new ArgumentException($"vectors must be [m, {NumParams}], got [{string.Join(", ", v.shape)}]");
         var idx = indices ?? Enumerable.Range(0, train.Count).ToArray();
         long m = v.shape[0];
+        ExampleVectorProducts += m * idx.Length;
         var result = torch.zeros(m, NumParams, dtype: ScalarType.Float64, device: Device);
         var ps = layers.SelectMany(ParametersOf).ToArray();
         bool wasTraining = model.training;
