@@ -11,7 +11,7 @@ namespace InfluenceSharp.Bench;
 public static class Cases
 {
     /// <summary>Experiments that retrain many models (minutes to hours): run by name, never by `all`.</summary>
-    public static readonly HashSet<string> NotInAll = new() { "lds-solvers" };
+    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "index-synthetic", "index-real" };
 
     public static readonly Dictionary<string, Func<BenchContext, IEnumerable<BenchResult>>> All = new()
     {
@@ -25,6 +25,8 @@ public static class Cases
         ["tracin-last"] = FeatureCases.TracInLast,
         ["trak-features"] = FeatureCases.TrakFeatures,
         ["lds-solvers"] = HvpCases.LdsSolvers,
+        ["index-synthetic"] = IndexCases.Synthetic,
+        ["index-real"] = IndexCases.Real,
         ["imagenet-resnet18"] = c => ImageNetCases.ResNet(c, "resnet18"),
         ["imagenet-resnet50"] = c => ImageNetCases.ResNet(c, "resnet50"),
         ["eigh"] = ImageNetCases.Eigh,

@@ -22,7 +22,7 @@ public static class ExplainCommand
         var label = Opt.Str("--query-label", "the --query-image's label: class index or name [default: the model's prediction]", "L");
         var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false);
         var top = Opt.Int("--top", "proponents (score > 0) and opponents (score < 0) per query, at most (the image grid draws the first 32 of each)", 8, 1, helpName: "K");
-        var useIndex = Opt.Flag("--index", "approximate top-k from the index of the method's store (built by `influence index build` with the same method settings; trak, tracin-proj) instead of the exact scan");
+        var useIndex = Opt.Flag("--index", "approximate top-k from the index of the method's store (built by `influence index build` with the same method settings; trak, tracin, tracin-last, tracin-proj, graddot) instead of the exact scan");
         var probe = Opt.Int("--probe", "with --index: lists searched per query; 0 = the index's lists / 20 (at least 1)", 0, 0);
         var outDir = Opt.Out("explain-M.json (indices, scores, labels) and explain-M-<query>.png grids [default: RUN_DIR/explain]");
         var ms = new MethodSettingOptions();

@@ -12,7 +12,7 @@ namespace InfluenceSharp.Cli.Commands;
 public static class IndexCommands
 {
     /// <summary>Feature methods whose scores are inner products of stored rows (FeatureMethod.HasInnerProductForm).</summary>
-    public static readonly string[] IndexMethodNames = { "trak", "tracin-proj" };
+    public static readonly string[] IndexMethodNames = { "trak", "tracin", "tracin-last", "tracin-proj", "graddot" };
 
     public static Command Command()
     {

@@ -417,9 +417,16 @@ public sealed class FeatureIndex : IDisposable
                 if (!byList.TryGetValue(l, out var lst)) byList[l] = lst = new List<int>();
                 lst.Add(i);
             }
-        var candScores = new List<float>[nq];
-        var candIds = new List<int>[nq];
-        for (int i = 0; i < nq; i++) { candScores[i] = new List<float>(); candIds[i] = new List<int>(); }
+        // Each query's candidates (scores and row ids), sized by the lists it probes.
+        var candScores = new float[nq][];
+        var candIds = new int[nq][];
+        var filled = new int[nq];
+        for (int i = 0; i < nq; i++)
+        {
+            long cap = 0;
+            for (int j = 0; j < probe; j++) cap += ListSize((int)probed[i * probe + j]);
+            candScores[i] = new float[cap]; candIds[i] = new int[cap];
+        }
         long scored = 0;
         using (var fs = new FileStream(VectorsPath, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.RandomAccess))
         {
@@ -434,11 +441,13 @@ public sealed class FeatureIndex : IDisposable
                 var who = byList[l];
                 var s = q.index_select(0, tensor(who.Select(i => (long)i).ToArray())).matmul(v.mT).contiguous();
                 var sv = MemoryMarshal.Cast<byte, float>(s.bytes);
+                var listIds = ids.AsSpan((int)offsets[l], size);
                 for (int r = 0; r < who.Count; r++)
                 {
                     int qi = who[r];
-                    candScores[qi].AddRange(sv.Slice(r * size, size));
-                    for (int j = 0; j < size; j++) candIds[qi].Add(ids[offsets[l] + j]);
+                    sv.Slice(r * size, size).CopyTo(candScores[qi].AsSpan(filled[qi]));
+                    listIds.CopyTo(candIds[qi].AsSpan(filled[qi]));
+                    filled[qi] += size;
                     scored += size;
                 }
             }
@@ -447,11 +456,20 @@ public sealed class FeatureIndex : IDisposable
         for (int i = 0; i < nq; i++)
         {
             var sc = candScores[i]; var id = candIds[i];
-            var order = Enumerable.Range(0, sc.Count).ToArray();
-            Array.Sort(order, (a, b) => sc[a] != sc[b] ? sc[b].CompareTo(sc[a]) : id[a].CompareTo(id[b]));
-            int take = Math.Min(k, order.Length);
-            outIdx[i] = order.Take(take).Select(o => id[o]).ToArray();
-            outSc[i] = order.Take(take).Select(o => largest ? (double)sc[o] : -(double)sc[o]).ToArray();
+            // Keep the candidates at or above the k-th largest score (ties included), then order
+            // them by score, ties by the lower row index.
+            float threshold = float.NegativeInfinity;
+            if (sc.Length > k)
+            {
+                using var t = tensor(sc);
+                using var top = t.topk(k).values;
+                threshold = top[k - 1].item<float>();
+            }
+            var keep = Enumerable.Range(0, sc.Length).Where(j => sc[j] >= threshold).ToArray();
+            Array.Sort(keep, (a, b) => sc[a] != sc[b] ? sc[b].CompareTo(sc[a]) : id[a].CompareTo(id[b]));
+            int take = Math.Min(k, keep.Length);
+            outIdx[i] = keep.Take(take).Select(o => id[o]).ToArray();
+            outSc[i] = keep.Take(take).Select(o => largest ? (double)sc[o] : -(double)sc[o]).ToArray();
         }
         return new IndexHits(outIdx, outSc, scored);
     }

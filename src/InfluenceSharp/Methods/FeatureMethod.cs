@@ -145,11 +145,17 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
     /// when <see cref="HasInnerProductForm"/>).</summary>
     protected virtual Tensor IndexRows(FeatureBlock block) => throw new NotSupportedException($"{Name} has no inner-product form");
 
+    /// <summary>The query vectors matching <see cref="IndexRows"/>, from the prepared queries.</summary>
+    protected virtual Tensor IndexQueryRows(Tensor prepared) => prepared;
+
+    /// <summary>Width of <see cref="IndexRows"/>' rows.</summary>
+    protected virtual long IndexDim => Featurizer.Dim;
+
     /// <summary>Where the index of the training-set store is kept: STORE/index.</summary>
     public string IndexDirectory(IDataset train)
     {
         if (!HasInnerProductForm)
-            throw new InfluenceSharpException($"{Name}: scores are not inner products of stored rows, so there is no index (index-capable: trak, tracin-proj)");
+            throw new InfluenceSharpException($"{Name}: scores are not inner products of stored rows, so there is no index (index-capable: trak, tracin, tracin-last, tracin-proj, graddot)");
         var store = OpenStore(train);
         if (store.Mode != StoreMode.Directory) throw new InfluenceSharpException($"{Name}: an index needs a feature store on disk (StoreDirectory)");
         return Path.Combine(store.Directory!, "index");
@@ -160,7 +166,7 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
     {
         IndexDirectory(train);
         var store = Ready(train);
-        return new IndexSource(store.Count, store.Manifest.Dim, store.BlockCount, b =>
+        return new IndexSource(store.Count, IndexDim, store.BlockCount, b =>
         {
             using var blk = store.Get(b, Profiler);
             var rows = IndexRows(blk).to(ScalarType.Float32).cpu().clone();
@@ -180,17 +186,27 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
         return FeatureIndex.Open(dir, FeatureIndex.StoreFingerprint(store));
     }
 
+    /// <summary>The query vectors an index of the training-set store is searched with ([n_query, D],
+    /// float32, CPU): their inner products with the index rows are the scores.</summary>
+    public Tensor IndexQueries(IDataset queries, IDataset train)
+    {
+        IndexDirectory(train);
+        Ready(train);
+        var qf = QueryFeatures(queries);
+        try
+        {
+            using var scope = NewDisposeScope();
+            return IndexQueryRows(PrepareQueries(qf)).to(ScalarType.Float32).cpu().clone().DetachFromDisposeScope();
+        }
+        finally { foreach (var t in qf.Values) t.Dispose(); }
+    }
+
     /// <summary>Approximate top-k proponents (largest scores) and opponents (smallest) of each query
     /// from an index of the training-set store, probing <paramref name="probe"/> lists per query and
     /// list; <c>CandidatesScored</c> counts the rows scored (both searches).</summary>
     public (TopKResult Result, long CandidatesScored) TopKIndexed(IDataset queries, IDataset train, FeatureIndex index, int k, int probe)
     {
-        Ready(train);
-        var qf = QueryFeatures(queries);
-        Tensor prepared;
-        try { prepared = PrepareQueries(qf); }
-        finally { foreach (var t in qf.Values) t.Dispose(); }
-        using (prepared)
+        using var prepared = IndexQueries(queries, train);
         using (Profiler.Stage("Index Search"))
         {
             var hi = index.Search(prepared, k, probe, largest: true);

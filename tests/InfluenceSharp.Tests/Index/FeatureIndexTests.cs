@@ -139,14 +139,20 @@ public class FeatureIndexTests
     {
         var cps = new[] { 0.3, 0.1 }.Select(e => new TracInCheckpoint(new TwoLayerMlp(5, 6, 3).to(ScalarType.Float64), e)).ToList();
         var proj = new ProjectionOptions { Layout = ProjectionLayout.Dense, Dim = 16, Seed = 4 };
-        return kind == "trak"
-            ? new Trak(cps.Select(c => c.Model).ToList(), new TrakOptions { StoreDirectory = dir, BlockSize = 16, TrainBatchSize = 8, Projection = proj })
-            : new TracInCPFastRandProj(cps, null, new TracInRandProjOptions { StoreDirectory = dir, BlockSize = 16, TrainBatchSize = 8, Projection = proj });
+        return kind switch
+        {
+            "trak" => new Trak(cps.Select(c => c.Model).ToList(), new TrakOptions { StoreDirectory = dir, BlockSize = 16, TrainBatchSize = 8, Projection = proj }),
+            "tracin-last" => new TracInCPFast(cps, null, new TracInFastOptions { StoreDirectory = dir, BlockSize = 16, TrainBatchSize = 8 }),
+            "tracin" => new TracInCP(cps, null, new TracInOptions { StoreDirectory = dir, BlockSize = 16, TrainBatchSize = 8 }),
+            _ => new TracInCPFastRandProj(cps, null, new TracInRandProjOptions { StoreDirectory = dir, BlockSize = 16, TrainBatchSize = 8, Projection = proj }),
+        };
     }
 
     [Theory]
     [InlineData("trak")]
     [InlineData("tracin-proj")]
+    [InlineData("tracin-last")]
+    [InlineData("tracin")]
     public void MethodIndexProbingAllListsIsTheExactTopKAndAChangedStoreIsRefused(string kind)
     {
         int seed = TestSeed.For() + kind.Length;
@@ -186,8 +192,7 @@ public class FeatureIndexTests
     {
         torch.manual_seed(TestSeed.For());
         using var dir = new TempDir();
-        var cps = new[] { new TracInCheckpoint(new TwoLayerMlp(5, 6, 3).to(ScalarType.Float64), 1.0) }.ToList();
-        using var m = new TracInCPFast(cps, null, new TracInFastOptions { StoreDirectory = dir.Path });
+        using var m = GradCos.Create(new TwoLayerMlp(5, 6, 3).to(ScalarType.Float64), null, new TracInOptions { StoreDirectory = dir.Path });
         Assert.False(m.HasInnerProductForm);
         Assert.Contains("no index", Assert.Throws<InfluenceSharpException>(() => m.IndexDirectory(Data(10))).Message);
     }
