@@ -154,7 +154,7 @@ public static class IndexCases
             var rows = Synthetic(n, d, centres, basis, spectrum);
             var queries = Synthetic(100, d, centres, basis, spectrum);
             foreach (var r in Evaluate($"index-synthetic-{n / 1000}k", rows, queries, $"synthetic d={d}: " + Stats(rows), opponents: false,
-                // at 500,000 rows only the default rule (the lock's time); both are compared at 100,000
+                // at 500,000 rows only the Reduction rule (the lock's time); both are compared at 100,000
                 rules: n > 200_000 ? new[] { IndexProbing.Reduction } : null)) yield return r;
             rows.Dispose();
             GC.Collect();
