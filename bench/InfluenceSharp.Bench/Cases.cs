@@ -11,7 +11,7 @@ namespace InfluenceSharp.Bench;
 public static class Cases
 {
     /// <summary>Experiments that retrain many models (minutes to hours): run by name, never by `all`.</summary>
-    public static readonly HashSet<string> NotInAll = new() { "lds-solvers" };
+    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "index-synthetic", "index-real" };
 
     /// <summary>Names that stand for several cases, each run in its own process in this order.</summary>
     public static readonly Dictionary<string, List<string>> Groups = new() { ["hvp-solvers"] = HvpCostCases.Group() };
@@ -30,6 +30,8 @@ public static class Cases
         ["tracin-last"] = FeatureCases.TracInLast,
         ["trak-features"] = FeatureCases.TrakFeatures,
         ["lds-solvers"] = HvpCases.LdsSolvers,
+        ["index-synthetic"] = IndexCases.Synthetic,
+        ["index-real"] = IndexCases.Real,
         ["imagenet-resnet18"] = c => ImageNetCases.ResNet(c, "resnet18"),
         ["imagenet-resnet50"] = c => ImageNetCases.ResNet(c, "resnet50"),
         ["eigh"] = ImageNetCases.Eigh,

@@ -21,6 +21,7 @@ public static class Cli
             InfluenceCommands.FitFactorsCommand(),
             InfluenceCommands.ScoresCommand(),
             FeatureCommands.BuildStoreCommand(),
+            IndexCommands.Command(),
             DetectCommand.Command(),
             ExplainCommand.Command(),
             EvaluateCommands.Command(),

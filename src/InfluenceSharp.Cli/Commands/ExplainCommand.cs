@@ -2,6 +2,7 @@ using System.CommandLine;
 using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
 using InfluenceSharp.Diagnostics;
+using InfluenceSharp.Methods;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Storage;
@@ -21,16 +22,18 @@ public static class ExplainCommand
         var label = Opt.Str("--query-label", "the --query-image's label: class index or name [default: the model's prediction]", "L");
         var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false);
         var top = Opt.Int("--top", "proponents (score > 0) and opponents (score < 0) per query, at most (the image grid draws the first 32 of each)", 8, 1, helpName: "K");
+        var useIndex = Opt.Flag("--index", "approximate top-k from the index of the method's store (built by `influence index build` with the same method settings; trak, tracin, tracin-last, tracin-proj, graddot) instead of the exact scan");
+        var probe = Opt.Int("--probe", "with --index: lists searched per query; 0 = the index's lists / 20 (at least 1)", 0, 0);
         var outDir = Opt.Out("explain-M.json (indices, scores, labels) and explain-M-<query>.png grids [default: RUN_DIR/explain]");
         var ms = new MethodSettingOptions();
         var data = Opt.RunData();
         var compute = new ComputeOptions();
-        var cmd = new Command("explain", "proponents and opponents of queries by an exact streaming top-k (never the whole score matrix), JSON and image grids")
+        var cmd = new Command("explain", "proponents and opponents of queries by an exact streaming top-k (never the whole score matrix), or approximately from an index (--index), JSON and image grids")
         {
             run,
         };
         queries.AddTo(cmd);
-        cmd.Add(image); cmd.Add(label); cmd.Add(methods); cmd.Add(top); cmd.Add(outDir);
+        cmd.Add(image); cmd.Add(label); cmd.Add(methods); cmd.Add(top); cmd.Add(useIndex); cmd.Add(probe); cmd.Add(outDir);
         ms.AddTo(cmd);
         ms.RefuseUnused(cmd, methods);
         cmd.Add(data);
@@ -41,6 +44,9 @@ public static class ExplainCommand
             int n = (Given(queries.Indices) ? 1 : 0) + (Given(queries.Count) ? 1 : 0) + (Given(image) ? 1 : 0);
             if (n != 1) r.AddError("--query I,J,..., --query-count N or --query-image FILE: give one of them");
             if (Given(label) && !Given(image)) r.AddError("--query-label: only with --query-image");
+            if (Given(probe) && !r.GetValue(useIndex)) r.AddError("--probe: only with --index");
+            if (r.GetValue(useIndex) && Opt.ValueIfValid(r, methods) is { } chosen && chosen.FirstOrDefault(m => !IndexCommands.IndexMethodNames.Contains(m)) is { } bad)
+                r.AddError($"--index: method {bad} has no index (scores that are inner products of stored rows: {string.Join(", ", IndexCommands.IndexMethodNames)})");
         });
         cmd.SetAction(p =>
         {
@@ -48,20 +54,20 @@ public static class ExplainCommand
             string runDir = p.GetValue(run)!;
             var (set, idx, count) = queries.Read(p);
             return Run(runDir, set, idx, count, p.GetValue(image), p.GetValue(label), p.GetValue(methods)!, p.GetValue(top),
-                p.GetValue(outDir) ?? Path.Combine(runDir, "explain"), ms.Read(p), p.GetValue(data), quiet);
+                p.GetValue(outDir) ?? Path.Combine(runDir, "explain"), ms.Read(p), p.GetValue(data), quiet, p.GetValue(useIndex) ? p.GetValue(probe) : null);
         });
         return cmd;
     }
 
     static int Run(string runDir, string set, int[]? queryIdx, int? queryCount, string? image, string? label, string[] methods, int k, string outDir,
-        MethodSettings settings, string? dataSpec, bool quiet)
+        MethodSettings settings, string? dataSpec, bool quiet, int? probe)
     {
         var profiler = new Profiler();
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
         if (queryCount is { } qc) queryIdx = Enumerable.Range(0, Math.Min(qc, (set == "train" ? run.Data.Train : run.Data.Test).Count)).ToArray();
         var (queries, captions) = image is null ? FromIndices(run, set, queryIdx!) : FromImage(run, image, label);
         foreach (var method in methods)
-            Explain(run, method, settings, queries, captions, k, outDir, profiler, quiet, print: true);
+            Explain(run, method, settings, queries, captions, k, outDir, profiler, quiet, print: true, probe: probe);
         if (!quiet) Console.Error.Write(profiler.Table());
         AtomicFile.WriteAllText(Path.Combine(outDir, "profile-explain.txt"), profiler.Table());
         Console.WriteLine($"explanations in {outDir}");
@@ -114,14 +120,32 @@ public static class ExplainCommand
     public const int GridMax = 32;
 
     internal static TopKResult Explain(RunContext run, string methodName, MethodSettings settings, LabeledDataset queries, string[] captions, int k,
-        string outDir, Profiler profiler, bool quiet = false, bool? print = null)
+        string outDir, Profiler profiler, bool quiet = false, bool? print = null, int? probe = null)
     {
         var method = MethodFactory.Create(methodName, run, settings, profiler, quiet);
-        var topk = new StreamingTopK(queries.Count, k);
-        using (profiler.Stage("Top-k"))
-            method.Pairwise(queries, run.Data.Train, (off, block) => topk.Add(block, off));
+        TopKResult raw;
+        if (probe is { } pr)
+        {
+            // Approximate: the index of the method's store (exact when every list is probed).
+            var fm = method as FeatureMethod is { HasInnerProductForm: true } f ? f
+                : throw new UsageException($"--index: method {methodName} has no index ({string.Join(", ", IndexCommands.IndexMethodNames)} have)");
+            using var index = fm.OpenIndex(run.Data.Train);
+            int lists = pr == 0 ? Math.Max(1, index.Lists / 20) : pr;
+            if (lists > index.Lists) throw new UsageException($"--probe {pr}: the index has only {index.Lists} lists");
+            long scored;
+            (raw, scored) = fm.TopKIndexed(queries, run.Data.Train, index, k, lists);
+            if (!quiet)
+                Console.Error.WriteLine($"{methodName}: index probed {lists} of {index.Lists} lists per query: scored {scored / 2.0 / queries.Count:F0} of {index.Count} rows per query and sign ({scored / 2.0 / queries.Count / index.Count:P1})");
+        }
+        else
+        {
+            var topk = new StreamingTopK(queries.Count, k);
+            using (profiler.Stage("Top-k"))
+                method.Pairwise(queries, run.Data.Train, (off, block) => topk.Add(block, off));
+            raw = topk.Result();
+        }
         // Proponents are helpful (score > 0), opponents harmful (< 0): never the other sign under that name.
-        var result = topk.Result().WithStrictSigns();
+        var result = raw.WithStrictSigns();
         Directory.CreateDirectory(outDir);
         var names = run.ClassNames;
         var train = run.Data.Train;

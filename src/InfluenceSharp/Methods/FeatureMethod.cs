@@ -2,6 +2,7 @@ using InfluenceSharp.Data;
 using InfluenceSharp.Features;
 using InfluenceSharp.Methods.InfluenceFunctions;
 using InfluenceSharp.Diagnostics;
+using InfluenceSharp.Scores;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Methods;
@@ -133,6 +134,85 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
             }
         }
         return result;
+    }
+
+    /// <summary>True when score(q, z) is exactly the inner product of the prepared query
+    /// (<see cref="PrepareQueries"/>) with <see cref="IndexRows"/>(z), so that a
+    /// <see cref="FeatureIndex"/> over those rows finds the top-k.</summary>
+    public virtual bool HasInnerProductForm => false;
+
+    /// <summary>Rows [block, D] whose inner products with the prepared queries are the scores (only
+    /// when <see cref="HasInnerProductForm"/>).</summary>
+    protected virtual Tensor IndexRows(FeatureBlock block) => throw new NotSupportedException($"{Name} has no inner-product form");
+
+    /// <summary>The query vectors matching <see cref="IndexRows"/>, from the prepared queries.</summary>
+    protected virtual Tensor IndexQueryRows(Tensor prepared) => prepared;
+
+    /// <summary>Width of <see cref="IndexRows"/>' rows.</summary>
+    protected virtual long IndexDim => Featurizer.Dim;
+
+    /// <summary>Where the index of the training-set store is kept: STORE/index.</summary>
+    public string IndexDirectory(IDataset train)
+    {
+        if (!HasInnerProductForm)
+            throw new InfluenceSharpException($"{Name}: scores are not inner products of stored rows, so there is no index (index-capable: trak, tracin, tracin-last, tracin-proj, graddot)");
+        var store = OpenStore(train);
+        if (store.Mode != StoreMode.Directory) throw new InfluenceSharpException($"{Name}: an index needs a feature store on disk (StoreDirectory)");
+        return Path.Combine(store.Directory!, "index");
+    }
+
+    /// <summary>The index's rows: the complete store's blocks through <see cref="IndexRows"/>.</summary>
+    public IndexSource IndexSourceFor(IDataset train)
+    {
+        IndexDirectory(train);
+        var store = Ready(train);
+        return new IndexSource(store.Count, IndexDim, store.BlockCount, b =>
+        {
+            using var blk = store.Get(b, Profiler);
+            var rows = IndexRows(blk).to(ScalarType.Float32).cpu().clone();
+            return (blk.Start, rows);
+        }, FeatureIndex.StoreFingerprint(store), $"{Name} store {store.Directory}");
+    }
+
+    /// <summary>Builds (or resumes, or reuses when current) the index of the training-set store.</summary>
+    public FeatureIndex BuildIndex(IDataset train, IndexOptions options) =>
+        FeatureIndex.Build(IndexDirectory(train), IndexSourceFor(train), options with { Progress = options.Progress ?? RunOptions.Progress }, Profiler);
+
+    /// <summary>Opens the index of the training-set store; refused when the store changed since it was built.</summary>
+    public FeatureIndex OpenIndex(IDataset train)
+    {
+        string dir = IndexDirectory(train);
+        var store = Ready(train);
+        return FeatureIndex.Open(dir, FeatureIndex.StoreFingerprint(store));
+    }
+
+    /// <summary>The query vectors an index of the training-set store is searched with ([n_query, D],
+    /// float32, CPU): their inner products with the index rows are the scores.</summary>
+    public Tensor IndexQueries(IDataset queries, IDataset train)
+    {
+        IndexDirectory(train);
+        Ready(train);
+        var qf = QueryFeatures(queries);
+        try
+        {
+            using var scope = NewDisposeScope();
+            return IndexQueryRows(PrepareQueries(qf)).to(ScalarType.Float32).cpu().clone().DetachFromDisposeScope();
+        }
+        finally { foreach (var t in qf.Values) t.Dispose(); }
+    }
+
+    /// <summary>Approximate top-k proponents (largest scores) and opponents (smallest) of each query
+    /// from an index of the training-set store, probing <paramref name="probe"/> lists per query and
+    /// list; <c>CandidatesScored</c> counts the rows scored (both searches).</summary>
+    public (TopKResult Result, long CandidatesScored) TopKIndexed(IDataset queries, IDataset train, FeatureIndex index, int k, int probe)
+    {
+        using var prepared = IndexQueries(queries, train);
+        using (Profiler.Stage("Index Search"))
+        {
+            var hi = index.Search(prepared, k, probe, largest: true);
+            var lo = index.Search(prepared, k, probe, largest: false);
+            return (new TopKResult(hi.Indices, hi.Scores, lo.Indices, lo.Scores), hi.CandidatesScored + lo.CandidatesScored);
+        }
     }
 
     public virtual void Dispose()

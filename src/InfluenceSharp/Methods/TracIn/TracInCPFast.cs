@@ -71,6 +71,12 @@ public sealed class TracInCPFast : FeatureMethod
     protected override Tensor PrepareQueries(Dictionary<string, Tensor> q) => q["features"].to(Device);
     protected override Tensor ScoreBlock(Tensor q, FeatureBlock block) => layout.Pairwise(q, block.Features.to(Device));
     protected override Tensor SelfBlock(FeatureBlock block) => layout.Self(block.Features.to(Device));
+    /// <summary>Unnormalised scores are inner products of the expanded rows (vec(g aᵀ) per factored
+    /// segment, times η_c): Σ over segments of GLen·ALen wide.</summary>
+    public override bool HasInnerProductForm => !layout.Normalize;
+    protected override long IndexDim => layout.ExpandedDim;
+    protected override Tensor IndexRows(FeatureBlock block) => layout.Expand(block.Features.to(Device), weighted: true);
+    protected override Tensor IndexQueryRows(Tensor prepared) => layout.Expand(prepared, weighted: false);
 
     public override void Dispose() { featurizer.Dispose(); base.Dispose(); }
 

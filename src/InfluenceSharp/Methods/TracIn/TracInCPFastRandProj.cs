@@ -50,6 +50,8 @@ public sealed class TracInCPFastRandProj : FeatureMethod
 
     protected override Tensor PrepareQueries(Dictionary<string, Tensor> q) => q["features"].to(Device);
     protected override Tensor ScoreBlock(Tensor q, FeatureBlock block) => q.matmul(block.Features.to(Device).mT);
+    public override bool HasInnerProductForm => true;
+    protected override Tensor IndexRows(FeatureBlock block) => block.Features;
     protected override Tensor SelfBlock(FeatureBlock block) => block.Features.to(Device).square().sum(1);
 
     public override void Dispose() { featurizer.Dispose(); base.Dispose(); }

@@ -53,6 +53,25 @@ internal sealed class TracInLayout
         return total ?? torch.zeros(q.shape[0], z.shape[0], dtype: q.dtype, device: q.device);
     }
 
+    /// <summary>Width of <see cref="Expand"/>'s rows: Σ over segments of GLen·ALen (factored) or GLen.</summary>
+    public long ExpandedDim => Segments.Sum(s => s.ALen > 0 ? s.GLen * s.ALen : s.GLen);
+
+    /// <summary>Rows whose plain inner products are the scores (no normalisation): per segment
+    /// vec(g aᵀ) for a factored one, the coordinates otherwise, times w_c on one side
+    /// (<paramref name="weighted"/>) so that ⟨Expand(q, false), Expand(z, true)⟩ = score(q, z).</summary>
+    public Tensor Expand(Tensor x, bool weighted)
+    {
+        if (Normalize) throw new InvalidOperationException("normalised TracIn scores are not inner products of fixed rows");
+        var parts = new List<Tensor>();
+        foreach (var s in Segments)
+        {
+            var g = x.narrow(1, s.Start, s.GLen);
+            var v = s.ALen > 0 ? (g.unsqueeze(2) * x.narrow(1, s.Start + s.GLen, s.ALen).unsqueeze(1)).reshape(x.shape[0], -1) : g;
+            parts.Add(weighted ? v * Weights[s.Checkpoint] : v);
+        }
+        return torch.cat(parts, 1);
+    }
+
     /// <summary>[n] self-influence: Σ_c w_c ‖∇_c‖² (normalised: Σ_c w_c for non-zero gradients).</summary>
     public Tensor Self(Tensor z)
     {

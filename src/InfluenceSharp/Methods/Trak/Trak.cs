@@ -166,6 +166,11 @@ public sealed class Trak : FeatureMethod
         return prepared.matmul(phi.mT) * qbar.unsqueeze(0);
     }
 
+    /// <summary>Scores are prepared queries · (φ q̄): an inner product with rows φ scaled by q̄.</summary>
+    public override bool HasInnerProductForm => true;
+    protected override Tensor IndexRows(FeatureBlock block) =>
+        block.Features.to(Device) * block["q"].to(Device).mean(new long[] { 1 }).unsqueeze(1);
+
     protected override Tensor SelfBlock(FeatureBlock block)
     {
         var phi = block.Features.to(Device).to(ScalarType.Float64);
