@@ -9,8 +9,9 @@
 # The 10% label flips are made (seeded) and recorded (RUN/corruption.json) by `influence train --corrupt`.
 #
 # Usage: bench/experiments/seed004.sh [all|export|finetune|scratch|summary] [OUT_DIR]
-#   (default all, runs/seed004). Each of finetune / scratch is one lock hold of ~10-15 minutes on
-#   2 cores; on the shared machine run them as
+#   (default all, runs/seed004). Each of finetune / scratch is estimated at ~10 minutes on 2 shared
+#   cores (not yet measured end to end: see bench/README.md, seed 004); run them under the CPU lock
+#   (together, or as two holds):
 #     flock /tmp/influence-cpu.lock bench/experiments/seed004.sh finetune
 #     flock /tmp/influence-cpu.lock bench/experiments/seed004.sh scratch
 #   Every stage's wall time and peak RSS (GNU time) go to OUT/<part>/stages.tsv, its stderr (progress,
@@ -22,13 +23,14 @@ PART=${1:-all}
 OUT=$(realpath -m "${2:-runs/seed004}")
 # Sizes (chosen to fit ~30 minutes on 2 shared cores; see bench/README.md, seed 004).
 SIZE=${SIZE:-32}            # 32x32: 64x64 fine-tunes at the same ~40 ex/s here but costs 4x in attribution and retraining
-TRAIN=${TRAIN:-600}         # training images (class-balanced, 60 per class)
+TRAIN=${TRAIN:-500}         # training images (class-balanced, 50 per class)
 TEST=${TEST:-400}           # test images
-FT_EPOCHS=${FT_EPOCHS:-3}   # fine-tuning epochs (also each removal retraining's)
-SC_EPOCHS=${SC_EPOCHS:-3}   # from-scratch epochs (also each removal retraining's)
+FT_EPOCHS=${FT_EPOCHS:-3}   # fine-tuning epochs
+SC_EPOCHS=${SC_EPOCHS:-3}   # from-scratch epochs
+RM_EPOCHS=${RM_EPOCHS:-2}   # epochs of each removal retraining (the full-data baseline is retrained the same way)
 FREEZE=conv1,bn1,layer1,layer2
 METHODS=trak,ekfac,tracin
-REMOVE_K=${REMOVE_K:-60}    # 10% of the training set
+REMOVE_K=${REMOVE_K:-50}    # 10% of the training set
 REMOVE_SEEDS=${REMOVE_SEEDS:-0,1}
 QUERIES=${QUERIES:-$TEST}   # removal query set: the first N test images (the test folder is read class by class, so all of it)
 THREADS=${THREADS:-2}
@@ -75,18 +77,18 @@ finetune() {
   export_data
   rm -f "$OUT/finetune/stages.tsv"
   stage finetune train $I train --data "imagefolder:$DATA" --model resnet18 --pretrained imagenet --freeze $FREEZE \
-    --epochs "$FT_EPOCHS" --lr 0.01 --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" \
+    --epochs "$FT_EPOCHS" --batch-size 32 --lr 0.01 --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" \
     --out "$OUT/finetune/run" --overwrite
-  attribute finetune "$OUT/finetune/run" "$FT_EPOCHS"
+  attribute finetune "$OUT/finetune/run" "$RM_EPOCHS"
 }
 
 scratch() {
   export_data
   rm -f "$OUT/scratch/stages.tsv"
   stage scratch train $I train --data "imagefolder:$DATA" --model resnet18 \
-    --epochs "$SC_EPOCHS" --lr 0.05 --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" \
+    --epochs "$SC_EPOCHS" --batch-size 32 --lr 0.03 --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" \
     --out "$OUT/scratch/run" --overwrite
-  attribute scratch "$OUT/scratch/run" "$SC_EPOCHS"
+  attribute scratch "$OUT/scratch/run" "$RM_EPOCHS"
 }
 
 summary() {
