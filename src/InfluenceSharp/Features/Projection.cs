@@ -28,10 +28,15 @@ public sealed record ProjectionOptions
     /// <summary>Kronecker: columns of P_a per layer (same rule: smaller inputs are not projected).</summary>
     public int ActivationDim { get; init; } = 64;
     public int Seed { get; init; }
-    /// <summary>Dense: keep the whole P in memory when it needs at most this many bytes; otherwise
-    /// regenerate it chunk by chunk for every batch (memory stays bounded).</summary>
-    public long CacheBytes { get; init; } = 512L << 20;
-    /// <summary>Dense: entries of P generated and multiplied at a time when P is not cached.</summary>
+    /// <summary>Dense: bytes of P kept in memory (generated once, when the projector is built). P's
+    /// leading rows up to this budget are cached; rows beyond it (if any) are regenerated chunk by
+    /// chunk for every batch, so memory stays bounded. Null (the default) = automatic:
+    /// <see cref="GradientProjector.AutomaticCacheBytes"/>, a quarter of the memory available to the
+    /// process on the CPU (512 MiB on other devices), which holds the whole P of most models (the
+    /// 784-128-10 MLP's 101,770 × 2,048 floats are 833 MB) so nothing is regenerated.</summary>
+    public long? CacheBytes { get; init; }
+    /// <summary>Dense: elements of the per-example gradients (and of an uncached P chunk) multiplied at
+    /// a time: bounds the temporary memory and keeps each GEMM cache-friendly.</summary>
     public long ChunkElements { get; init; } = 8L << 20;
 
     /// <summary>The settings that change the features, for manifests.</summary>
@@ -163,14 +168,21 @@ public sealed class GradientProjector : IDisposable
             OutputDim = o.Dim;
             denseKey = CounterRandom.Key(o.Seed, CounterRandom.Mix(stream) ^ CounterRandom.Hash("dense"));
             denseScale = unitEntries ? 1 : 1 / Math.Sqrt(o.Dim);
-            long bytes = InputDim * o.Dim * (dtype == ScalarType.Float64 ? 8 : 4);
-            if (o.Kind == ProjectionKind.Orthogonal || bytes <= o.CacheBytes)
+            long rowBytes = (long)o.Dim * (dtype == ScalarType.Float64 ? 8 : 4);
+            long budget = o.CacheBytes ?? AutomaticCacheBytes(device);
+            if (o.Kind == ProjectionKind.Orthogonal)
             {
                 if (InputDim > int.MaxValue || InputDim * o.Dim > int.MaxValue)
                     throw new InfluenceSharpException($"a materialised projection of {InputDim}x{o.Dim} is too large; use Rademacher or Gaussian with a smaller cache");
                 var p = ProjectionMatrix.Full(o.Kind, denseKey, (int)InputDim, o.Dim);
                 using var t = ProjectionMatrix.ToTensor(p, InputDim, o.Dim, dtype, device);
                 denseCache = denseScale == 1 ? t.alias() : t * denseScale;
+                CachedRows = InputDim;
+            }
+            else if (budget >= rowBytes)
+            {
+                CachedRows = Math.Min(InputDim, budget / rowBytes);
+                denseCache = GenerateRows(0, CachedRows).DetachFromDisposeScope();
             }
         }
         else
@@ -197,7 +209,39 @@ public sealed class GradientProjector : IDisposable
     /// <summary>Number of projected parameters (Σ Out·In over the tracked layers).</summary>
     public long InputDim { get; }
     public long OutputDim { get; }
-    public bool IsCached => denseCache is not null;
+    /// <summary>True when the whole dense P is in memory (nothing is regenerated per batch).</summary>
+    public bool IsCached => denseCache is not null && CachedRows == InputDim;
+    /// <summary>Leading rows of the dense P kept in memory (the rest is regenerated per batch).</summary>
+    public long CachedRows { get; }
+
+    /// <summary>The default dense-projection cache: on the CPU a quarter of the memory the process may
+    /// use (physical memory or the container's limit, as the GC sees it), at least 512 MiB; on other
+    /// devices 512 MiB (their free memory is not known here).</summary>
+    public static long AutomaticCacheBytes(Device device)
+    {
+        const long floor = 512L << 20;
+        if (device.type != DeviceType.CPU) return floor;
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return Math.Max(floor, available / 4);
+    }
+
+    /// <summary>Rows start..start+count−1 of the scaled dense P as one tensor, generated in chunks of
+    /// about <see cref="ProjectionOptions.ChunkElements"/> entries (the host buffer stays small).</summary>
+    private Tensor GenerateRows(long start, long count)
+    {
+        var result = torch.empty(count, o.Dim, dtype: dtype, device: device);
+        long chunk = Math.Max(1, Math.Min(count, Math.Min(o.ChunkElements, int.MaxValue / 2) / o.Dim));
+        for (long r = 0; r < count; r += chunk)
+        {
+            using var scope = NewDisposeScope();
+            long n = Math.Min(chunk, count - r);
+            var values = ProjectionMatrix.Rows(o.Kind, denseKey, start + r, (int)n, o.Dim);
+            var t = ProjectionMatrix.ToTensor(values, n, o.Dim, dtype, device);
+            if (denseScale != 1) { using var sc = denseScale.ToScalar(); t.mul_(sc); }
+            result.narrow(0, r, n).copy_(t);
+        }
+        return result;
+    }
 
     /// <summary>Projected per-example gradients [B, OutputDim], one batch (call in a dispose scope).</summary>
     public Tensor Project(IReadOnlyList<LayerBatch> lbs)
@@ -224,6 +268,10 @@ public sealed class GradientProjector : IDisposable
         return parts.Length == 1 ? parts[0] : torch.cat(parts, 1);
     }
 
+    /// <summary>Dense: out += vec(per-example gradient chunk) · P rows, over chunks of each layer's
+    /// output rows small enough that the materialised gradients stay within ChunkElements (a rank-one
+    /// Linear gradient g aᵀ is formed only chunk by chunk). Cached rows of P are used in place; rows
+    /// beyond the cache are generated once per chunk of the batch.</summary>
     private Tensor ProjectDense(IReadOnlyList<LayerBatch> lbs)
     {
         long b = lbs[0].BatchSize, k = o.Dim;
@@ -236,7 +284,10 @@ public sealed class GradientProjector : IDisposable
             Tensor? perExample = lb.RankOne ? null : lb.PerExample();             // [B, Out, In]
             Tensor? g = lb.RankOne ? lb.G.squeeze(1) : null;
             Tensor? a = lb.RankOne ? lb.A.squeeze(1).unsqueeze(1) : null;
-            long chunkOut = denseCache is not null ? outF : Math.Max(1, o.ChunkElements / (inF * k));
+            // Output rows per chunk: the gradient chunk [B, n·In] within ChunkElements, and an
+            // uncached P chunk [n·In, k] within it too.
+            long chunkOut = Math.Max(1, o.ChunkElements / Math.Max(1, b * inF));
+            if (rowOffset + outF * inF > CachedRows) chunkOut = Math.Min(chunkOut, Math.Max(1, o.ChunkElements / (inF * k)));
             for (long o0 = 0; o0 < outF; o0 += chunkOut)
             {
                 using var chunkScope = NewDisposeScope();    // one chunk of P alive at a time
@@ -249,13 +300,13 @@ public sealed class GradientProjector : IDisposable
         return outp;
     }
 
+    /// <summary>Rows of P: a view of the cache, generated, or both (a chunk straddling the cache's end).</summary>
     private Tensor Rows(long start, long count)
     {
-        if (denseCache is not null) return denseCache.narrow(0, start, count);
-        var values = ProjectionMatrix.Rows(o.Kind, denseKey, start, (int)count, o.Dim);
-        var t = ProjectionMatrix.ToTensor(values, count, o.Dim, dtype, device);
-        if (denseScale != 1) t.mul_(denseScale);
-        return t;
+        if (start + count <= CachedRows) return denseCache!.narrow(0, start, count);
+        if (start >= CachedRows) return GenerateRows(start, count);
+        long cachedPart = CachedRows - start;
+        return torch.cat(new[] { denseCache!.narrow(0, start, cachedPart), GenerateRows(CachedRows, count - cachedPart) }, 0);
     }
 
     public void Dispose()
