@@ -13,8 +13,13 @@ public enum ProjectionKind { Rademacher, Gaussian, Orthogonal, Identity }
 /// Linear gradient the batch's per-example gradients are materialised in chunks and multiplied by
 /// matching row chunks of P, generated on the fly when P does not fit the cache).
 /// Kronecker: per layer, P_gᵀ G P_a = vec⁻¹((P_g ⊗ P_a)ᵀ vec G): the output gradients and the
-/// activations are projected separately (k_g·k_a features per layer, no per-example gradient formed).</summary>
-public enum ProjectionLayout { Dense, Kronecker }
+/// activations are projected separately (k_g·k_a features per layer, no per-example gradient formed).
+/// Hadamard: a subsampled randomised Hadamard transform (SRHT) of the whole tracked gradient, the CPU
+/// analogue of TRAK's CUDA fast-JL: φ = c·S H D x with D random signs (Rademacher), H the orthonormal
+/// Walsh-Hadamard matrix of the gradient zero-padded to D' = 2^⌈log₂ p⌉, S k coordinates sampled
+/// without replacement; c = √(D'/k) (E[φᵀφ'] = xᵀx'), or √D' for unit-variance (±1) entries. O(D' log D')
+/// per example (H applied as a Kronecker product of small Hadamard GEMMs), no matrix stored.</summary>
+public enum ProjectionLayout { Dense, Kronecker, Hadamard }
 
 public sealed record ProjectionOptions
 {
@@ -46,7 +51,7 @@ public sealed record ProjectionOptions
         yield return new($"{prefix}kind", Kind.ToString());
         if (Kind != ProjectionKind.Identity)
         {
-            if (Layout == ProjectionLayout.Dense) yield return new($"{prefix}dim", Dim.ToString());
+            if (Layout is ProjectionLayout.Dense or ProjectionLayout.Hadamard) yield return new($"{prefix}dim", Dim.ToString());
             else { yield return new($"{prefix}gradient_dim", GradientDim.ToString()); yield return new($"{prefix}activation_dim", ActivationDim.ToString()); }
             yield return new($"{prefix}seed", Seed.ToString());
         }
@@ -156,13 +161,39 @@ public sealed class GradientProjector : IDisposable
     private readonly double denseScale;
     private readonly Tensor? denseCache;
     private readonly (Tensor? G, Tensor? A, long Kg, long Ka)[] kron = Array.Empty<(Tensor?, Tensor?, long, long)>();
+    private readonly Tensor? srhtSigns, srhtRows;
+    private readonly Tensor[] srhtFactors = Array.Empty<Tensor>();
+    private readonly long srhtPadded;
+    private readonly double srhtScale;
 
     public GradientProjector(IReadOnlyList<TrackedLayer> layers, ProjectionOptions options, ulong stream, bool unitEntries, ScalarType dtype, Device device)
     {
         this.layers = layers; o = options; this.dtype = dtype; this.device = device;
         InputDim = layers.Sum(l => l.NumParams);
         if (o.Kind == ProjectionKind.Identity) { OutputDim = InputDim; return; }
-        if (o.Layout == ProjectionLayout.Dense)
+        if (o.Layout == ProjectionLayout.Hadamard)
+        {
+            if (o.Kind != ProjectionKind.Rademacher)
+                throw new InfluenceSharpException($"the Hadamard projection layout takes Rademacher signs (kind {o.Kind} is for dense or Kronecker projections)");
+            if (InputDim > int.MaxValue / 2) throw new InfluenceSharpException($"a Hadamard projection of {InputDim} parameters is too large");
+            long padded = 1;
+            while (padded < InputDim) padded *= 2;
+            if (o.Dim < 1 || o.Dim > padded) throw new InfluenceSharpException($"projection dimension {o.Dim}: must be between 1 and {padded} for {InputDim} parameters (Hadamard layout)");
+            OutputDim = o.Dim;
+            ulong key = CounterRandom.Key(o.Seed, CounterRandom.Mix(stream) ^ CounterRandom.Hash("srht"));
+            var signs = new float[InputDim];
+            CounterRandom.Fill(false, key, 0, 1, (int)InputDim, signs);
+            srhtSigns = torch.tensor(signs).to(dtype, device).DetachFromDisposeScope();
+            srhtRows = torch.tensor(SampleWithoutReplacement(CounterRandom.Mix(key ^ 0x5EEDUL), padded, o.Dim)).to(device).DetachFromDisposeScope();
+            srhtPadded = padded;
+            // Orthonormal H = ⊗ of f Sylvester factors of at most 2⁶ (each an r×r GEMM): 2·D'·Σr FLOPs per example.
+            int n = System.Numerics.BitOperations.Log2((ulong)padded);
+            int factors = Math.Max(1, (n + 5) / 6);
+            srhtFactors = Enumerable.Range(0, factors).Select(i => n / factors + (i < n % factors ? 1 : 0))
+                .Select(bits => Sylvester(1 << bits, dtype, device).DetachFromDisposeScope()).ToArray();
+            srhtScale = Math.Sqrt(unitEntries ? padded : (double)padded / o.Dim);
+        }
+        else if (o.Layout == ProjectionLayout.Dense)
         {
             if (o.Dim < 1) throw new InfluenceSharpException($"projection dimension {o.Dim}: must be at least 1");
             OutputDim = o.Dim;
@@ -249,7 +280,68 @@ public sealed class GradientProjector : IDisposable
         if (lbs.Count != layers.Count) throw new ArgumentException("one LayerBatch per tracked layer expected");
         if (o.Kind == ProjectionKind.Identity)
             return torch.cat(lbs.Select(lb => lb.PerExample().reshape(lb.BatchSize, -1)).ToArray(), 1);
-        return o.Layout == ProjectionLayout.Dense ? ProjectDense(lbs) : ProjectKronecker(lbs);
+        return o.Layout switch
+        {
+            ProjectionLayout.Dense => ProjectDense(lbs),
+            ProjectionLayout.Hadamard => ProjectFlat(torch.cat(lbs.Select(lb => lb.PerExample().reshape(lb.BatchSize, -1)).ToArray(), 1)),
+            _ => ProjectKronecker(lbs),
+        };
+    }
+
+    /// <summary>Hadamard layout: projects flat vectors x [B, InputDim] (per-example gradients in the
+    /// tracked layers' order, each layer's [Out, In] row-major) to [B, k]. Examples are transformed
+    /// in groups of about ChunkElements padded entries.</summary>
+    public Tensor ProjectFlat(Tensor x)
+    {
+        if (o.Layout != ProjectionLayout.Hadamard || srhtSigns is null) throw new InvalidOperationException("ProjectFlat is for the Hadamard layout");
+        if (x.dim() != 2 || x.shape[1] != InputDim) throw new ArgumentException($"expected [B, {InputDim}] vectors");
+        long b = x.shape[0], group = Math.Max(1, o.ChunkElements / srhtPadded);
+        var outp = torch.empty(b, OutputDim, dtype: x.dtype, device: x.device);
+        using var scale = srhtScale.ToScalar();
+        for (long e0 = 0; e0 < b; e0 += group)
+        {
+            using var scope = NewDisposeScope();
+            long g = Math.Min(group, b - e0);
+            var h = torch.zeros(g, srhtPadded, dtype: x.dtype, device: x.device);
+            h.narrow(1, 0, InputDim).copy_(x.narrow(0, e0, g) * srhtSigns);
+            // H = H_1 ⊗ … ⊗ H_f on the view [g, r_1, …, r_f]: each factor multiplies its own axis.
+            var sizes = new[] { g }.Concat(srhtFactors.Select(f => f.shape[0])).ToArray();
+            var t = h.view(sizes);
+            for (int i = 0; i < srhtFactors.Length; i++)
+            {
+                int axis = i + 1;
+                t = axis == srhtFactors.Length ? t.matmul(srhtFactors[i]) : t.transpose(axis, -1).matmul(srhtFactors[i]).transpose(axis, -1);
+            }
+            var rows = t.reshape(g, srhtPadded).index_select(1, srhtRows!);
+            outp.narrow(0, e0, g).copy_(rows.mul_(scale));
+        }
+        return outp;
+    }
+
+    /// <summary>The orthonormal Sylvester-Hadamard matrix of order r (a power of two), symmetric.</summary>
+    private static Tensor Sylvester(int r, ScalarType dtype, Device device)
+    {
+        var h = new float[r * r];
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++)
+                h[i * r + j] = (System.Numerics.BitOperations.PopCount((uint)(i & j)) & 1) == 0 ? 1f : -1f;
+        using var t = torch.tensor(h, new long[] { r, r });
+        using var s = (1 / Math.Sqrt(r)).ToScalar();
+        return t.to(dtype, device).mul(s);
+    }
+
+    /// <summary>k distinct indices of [0, n), sorted: Floyd's algorithm on counter-based hashes.</summary>
+    private static long[] SampleWithoutReplacement(ulong key, long n, int k)
+    {
+        var chosen = new HashSet<long>();
+        for (long j = n - k; j < n; j++)
+        {
+            long t = (long)(CounterRandom.Mix(key ^ (ulong)j) % (ulong)(j + 1));
+            chosen.Add(chosen.Contains(t) ? j : t);
+        }
+        var result = chosen.ToArray();
+        Array.Sort(result);
+        return result;
     }
 
     private Tensor ProjectKronecker(IReadOnlyList<LayerBatch> lbs)
@@ -312,6 +404,8 @@ public sealed class GradientProjector : IDisposable
     public void Dispose()
     {
         denseCache?.Dispose();
+        srhtSigns?.Dispose(); srhtRows?.Dispose();
+        foreach (var f in srhtFactors) f.Dispose();
         foreach (var (g, a, _, _) in kron) { g?.Dispose(); a?.Dispose(); }
     }
 }
