@@ -30,6 +30,8 @@ public static class Cases
         ["eigh"] = ImageNetCases.Eigh,
         ["peers-mlp"] = c => PeerCases.Run(c, "mlp"),
         ["peers-cnn"] = c => PeerCases.Run(c, "cnn"),
+        ["profile-peers-cnn"] = PeerProfile.Cnn,
+        ["layout-peers-cnn"] = PeerLayout.Cnn,
     };
 
     /// <summary>fp32 GEMM rate: best of several 2048³ products (2·n³ FLOPs each).</summary>
