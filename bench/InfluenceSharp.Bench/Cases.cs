@@ -31,6 +31,7 @@ public static class Cases
         ["peers-mlp"] = c => PeerCases.Run(c, "mlp"),
         ["peers-cnn"] = c => PeerCases.Run(c, "cnn"),
         ["profile-peers-cnn"] = PeerProfile.Cnn,
+        ["peers-trak-quick"] = PeerCases.TrakQuick,
         ["layout-peers-cnn"] = PeerLayout.Cnn,
     };
 

@@ -188,6 +188,41 @@ public static class PeerCases
         try { Directory.Delete(dir, true); } catch (IOException) { }
     }
 
+    /// <summary>A short check of the dense TRAK projection alone (under a minute of CPU, for a loaded
+    /// machine): 1,000 examples of each model (fresh weights; cost does not depend on them), dense
+    /// Gaussian k = 2048, batch 500, after one warm-up batch (P generated or cached); plus the
+    /// Hadamard layout at the same k.</summary>
+    public static IEnumerable<BenchResult> TrakQuick(BenchContext c)
+    {
+        const int n = 1000;
+        var (train, _, src) = c.Data(n + Batch);
+        double gemm = GemmRate();
+        yield return new BenchResult("peers-trak-quick", "GEMM rate in this process", 0, 2.0 * 2048 * 2048 * 2048 / 1e9 / gemm, 2.0 * 2048 * 2048 * 2048 / 1e9, Measure.PeakRssMiB(), $"{gemm:F1} GFLOP/s");
+        foreach (var arch in new[] { "mlp", "cnn" })
+        {
+            torch.manual_seed(0);
+            Module<Tensor, Tensor> model = arch == "mlp" ? new Mlp(784, new[] { 128 }, 10) : new PeerCnn(10);
+            model.eval();
+            long nParams = TrackedLayer.Find(model).Sum(l => l.NumParams);
+            foreach (var layout in Enum.GetValues<ProjectionLayout>().Where(l => l != ProjectionLayout.Kronecker))
+            {
+                var proj = new ProjectionOptions { Layout = layout, Kind = layout == ProjectionLayout.Dense ? ProjectionKind.Gaussian : ProjectionKind.Rademacher, Dim = K };
+                double tSetup = 0, t = 0;
+                tSetup = Measure.Seconds(() =>
+                {
+                    using var warm = new Trak(new[] { model }, new TrakOptions { Projection = proj, TrainBatchSize = Batch });
+                });
+                using var trak = new Trak(new[] { model }, new TrakOptions { Projection = proj, TrainBatchSize = Batch });
+                foreach (var v in trak.TrainFeatures(SubsetDataset.Range(train, n, Batch)).Values) v.Dispose();   // warm-up batch
+                t = Measure.Seconds(() => { foreach (var v in trak.TrainFeatures(SubsetDataset.Range(train, 0, n)).Values) v.Dispose(); });
+                double gflop = layout == ProjectionLayout.Dense ? 2.0 * n * nParams * K / 1e9 : 0;
+                string pct = gflop > 0 ? $"; projection GEMM {100 * gflop / t / gemm:F0}% of this process's GEMM rate" : "";
+                yield return new BenchResult("peers-trak-quick", $"{arch} featurize {n}, {layout} k={K}", n, t, gflop, Measure.PeakRssMiB(),
+                    $"projector setup {tSetup:F2} s (P generated{(layout == ProjectionLayout.Dense ? " when cached" : ": none")}); {nParams} params{pct}; {src}");
+            }
+        }
+    }
+
     /// <summary>Output positions T per tracked layer, from one forward pass.</summary>
     static Dictionary<string, double> Positions(Module<Tensor, Tensor> model, List<TrackedLayer> layers, ImageDataset data)
     {
