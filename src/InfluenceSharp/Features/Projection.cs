@@ -304,13 +304,17 @@ public sealed class GradientProjector : IDisposable
             long g = Math.Min(group, b - e0);
             var h = torch.zeros(g, srhtPadded, dtype: x.dtype, device: x.device);
             h.narrow(1, 0, InputDim).copy_(x.narrow(0, e0, g) * srhtSigns);
-            // H = H_1 ⊗ … ⊗ H_f on the view [g, r_1, …, r_f]: each factor multiplies its own axis.
-            var sizes = new[] { g }.Concat(srhtFactors.Select(f => f.shape[0])).ToArray();
-            var t = h.view(sizes);
-            for (int i = 0; i < srhtFactors.Length; i++)
+            // H = H_1 ⊗ … ⊗ H_f on the view [g, r_1, …, r_f]: factor i multiplies its own axis, as
+            // H_i · X on the view [g·r_1⋯r_(i−1), r_i, r_(i+1)⋯r_f] (the last one as X · H_f, H symmetric):
+            // every product reads and writes contiguous memory (no transposed copies).
+            var t = h;
+            long left = g, right = srhtPadded;
+            foreach (var f in srhtFactors)
             {
-                int axis = i + 1;
-                t = axis == srhtFactors.Length ? t.matmul(srhtFactors[i]) : t.transpose(axis, -1).matmul(srhtFactors[i]).transpose(axis, -1);
+                long r = f.shape[0];
+                right /= r;
+                t = right == 1 ? t.view(left, r).matmul(f) : f.matmul(t.view(left, r, right));
+                left *= r;
             }
             var rows = t.reshape(g, srhtPadded).index_select(1, srhtRows!);
             outp.narrow(0, e0, g).copy_(rows.mul_(scale));
