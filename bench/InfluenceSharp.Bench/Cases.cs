@@ -35,6 +35,11 @@ public static class Cases
         ["imagenet-resnet18"] = c => ImageNetCases.ResNet(c, "resnet18"),
         ["imagenet-resnet50"] = c => ImageNetCases.ResNet(c, "resnet50"),
         ["eigh"] = ImageNetCases.Eigh,
+        ["peers-mlp"] = c => PeerCases.Run(c, "mlp"),
+        ["peers-cnn"] = c => PeerCases.Run(c, "cnn"),
+        ["profile-peers-cnn"] = PeerProfile.Cnn,
+        ["peers-trak-quick"] = PeerCases.TrakQuick,
+        ["layout-peers-cnn"] = PeerLayout.Cnn,
     };
 
     /// <summary>fp32 GEMM rate: best of several 2048³ products (2·n³ FLOPs each).</summary>
@@ -142,13 +147,16 @@ public static class Cases
 /// <summary>Hand-counted FLOPs per example for each EK-FAC stage (multiply-add = 2 FLOPs).</summary>
 public sealed record Flops(double Capture, double Covariance, double Lambda, double Self)
 {
-    public static Flops PerExample(IReadOnlyList<Gradients.TrackedLayer> layers, string arch)
+    public static Flops PerExample(IReadOnlyList<Gradients.TrackedLayer> layers, string arch) => PerExample(layers, l => Positions(l, arch));
+
+    /// <summary>The same with the output positions T of each layer given (1 for a Linear layer).</summary>
+    public static Flops PerExample(IReadOnlyList<Gradients.TrackedLayer> layers, Func<Gradients.TrackedLayer, double> positions)
     {
         // Forward + backward-to-outputs ≈ 2 × forward MACs × 2 FLOPs; positions T per layer.
         double cap = 0, cov = 0, lam = 0, self = 0;
         foreach (var l in layers)
         {
-            double t = Positions(l, arch);
+            double t = positions(l);
             double macs = t * l.Out * l.InNoBias;
             cap += 2 * 2 * macs;
             cov += 2 * t * (l.In * (double)l.In + l.Out * (double)l.Out);

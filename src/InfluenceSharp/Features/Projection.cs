@@ -13,8 +13,13 @@ public enum ProjectionKind { Rademacher, Gaussian, Orthogonal, Identity }
 /// Linear gradient the batch's per-example gradients are materialised in chunks and multiplied by
 /// matching row chunks of P, generated on the fly when P does not fit the cache).
 /// Kronecker: per layer, P_gᵀ G P_a = vec⁻¹((P_g ⊗ P_a)ᵀ vec G): the output gradients and the
-/// activations are projected separately (k_g·k_a features per layer, no per-example gradient formed).</summary>
-public enum ProjectionLayout { Dense, Kronecker }
+/// activations are projected separately (k_g·k_a features per layer, no per-example gradient formed).
+/// Hadamard: a subsampled randomised Hadamard transform (SRHT) of the whole tracked gradient, the CPU
+/// analogue of TRAK's CUDA fast-JL: φ = c·S H D x with D random signs (Rademacher), H the orthonormal
+/// Walsh-Hadamard matrix of the gradient zero-padded to D' = 2^⌈log₂ p⌉, S k coordinates sampled
+/// without replacement; c = √(D'/k) (E[φᵀφ'] = xᵀx'), or √D' for unit-variance (±1) entries. O(D' log D')
+/// per example (H applied as a Kronecker product of small Hadamard GEMMs), no matrix stored.</summary>
+public enum ProjectionLayout { Dense, Kronecker, Hadamard }
 
 public sealed record ProjectionOptions
 {
@@ -28,10 +33,15 @@ public sealed record ProjectionOptions
     /// <summary>Kronecker: columns of P_a per layer (same rule: smaller inputs are not projected).</summary>
     public int ActivationDim { get; init; } = 64;
     public int Seed { get; init; }
-    /// <summary>Dense: keep the whole P in memory when it needs at most this many bytes; otherwise
-    /// regenerate it chunk by chunk for every batch (memory stays bounded).</summary>
-    public long CacheBytes { get; init; } = 512L << 20;
-    /// <summary>Dense: entries of P generated and multiplied at a time when P is not cached.</summary>
+    /// <summary>Dense: bytes of P kept in memory (generated once, when the projector is built). P's
+    /// leading rows up to this budget are cached; rows beyond it (if any) are regenerated chunk by
+    /// chunk for every batch, so memory stays bounded. Null (the default) = automatic:
+    /// <see cref="GradientProjector.AutomaticCacheBytes"/>, a quarter of the memory available to the
+    /// process on the CPU (512 MiB on other devices), which holds the whole P of most models (the
+    /// 784-128-10 MLP's 101,770 × 2,048 floats are 833 MB) so nothing is regenerated.</summary>
+    public long? CacheBytes { get; init; }
+    /// <summary>Dense: elements of the per-example gradients (and of an uncached P chunk) multiplied at
+    /// a time: bounds the temporary memory and keeps each GEMM cache-friendly.</summary>
     public long ChunkElements { get; init; } = 8L << 20;
 
     /// <summary>The settings that change the features, for manifests.</summary>
@@ -41,7 +51,7 @@ public sealed record ProjectionOptions
         yield return new($"{prefix}kind", Kind.ToString());
         if (Kind != ProjectionKind.Identity)
         {
-            if (Layout == ProjectionLayout.Dense) yield return new($"{prefix}dim", Dim.ToString());
+            if (Layout is ProjectionLayout.Dense or ProjectionLayout.Hadamard) yield return new($"{prefix}dim", Dim.ToString());
             else { yield return new($"{prefix}gradient_dim", GradientDim.ToString()); yield return new($"{prefix}activation_dim", ActivationDim.ToString()); }
             yield return new($"{prefix}seed", Seed.ToString());
         }
@@ -151,26 +161,59 @@ public sealed class GradientProjector : IDisposable
     private readonly double denseScale;
     private readonly Tensor? denseCache;
     private readonly (Tensor? G, Tensor? A, long Kg, long Ka)[] kron = Array.Empty<(Tensor?, Tensor?, long, long)>();
+    private readonly Tensor? srhtSigns, srhtRows;
+    private readonly Tensor[] srhtFactors = Array.Empty<Tensor>();
+    private readonly long srhtPadded;
+    private readonly double srhtScale;
 
     public GradientProjector(IReadOnlyList<TrackedLayer> layers, ProjectionOptions options, ulong stream, bool unitEntries, ScalarType dtype, Device device)
     {
         this.layers = layers; o = options; this.dtype = dtype; this.device = device;
         InputDim = layers.Sum(l => l.NumParams);
         if (o.Kind == ProjectionKind.Identity) { OutputDim = InputDim; return; }
-        if (o.Layout == ProjectionLayout.Dense)
+        if (o.Layout == ProjectionLayout.Hadamard)
+        {
+            if (o.Kind != ProjectionKind.Rademacher)
+                throw new InfluenceSharpException($"the Hadamard projection layout takes Rademacher signs (kind {o.Kind} is for dense or Kronecker projections)");
+            if (InputDim > int.MaxValue / 2) throw new InfluenceSharpException($"a Hadamard projection of {InputDim} parameters is too large");
+            long padded = 1;
+            while (padded < InputDim) padded *= 2;
+            if (o.Dim < 1 || o.Dim > padded) throw new InfluenceSharpException($"projection dimension {o.Dim}: must be between 1 and {padded} for {InputDim} parameters (Hadamard layout)");
+            OutputDim = o.Dim;
+            ulong key = CounterRandom.Key(o.Seed, CounterRandom.Mix(stream) ^ CounterRandom.Hash("srht"));
+            var signs = new float[InputDim];
+            CounterRandom.Fill(false, key, 0, 1, (int)InputDim, signs);
+            srhtSigns = torch.tensor(signs).to(dtype, device).DetachFromDisposeScope();
+            srhtRows = torch.tensor(SampleWithoutReplacement(CounterRandom.Mix(key ^ 0x5EEDUL), padded, o.Dim)).to(device).DetachFromDisposeScope();
+            srhtPadded = padded;
+            // Orthonormal H = ⊗ of f Sylvester factors of at most 2⁶ (each an r×r GEMM): 2·D'·Σr FLOPs per example.
+            int n = System.Numerics.BitOperations.Log2((ulong)padded);
+            int factors = Math.Max(1, (n + 5) / 6);
+            srhtFactors = Enumerable.Range(0, factors).Select(i => n / factors + (i < n % factors ? 1 : 0))
+                .Select(bits => Sylvester(1 << bits, dtype, device).DetachFromDisposeScope()).ToArray();
+            srhtScale = Math.Sqrt(unitEntries ? padded : (double)padded / o.Dim);
+        }
+        else if (o.Layout == ProjectionLayout.Dense)
         {
             if (o.Dim < 1) throw new InfluenceSharpException($"projection dimension {o.Dim}: must be at least 1");
             OutputDim = o.Dim;
             denseKey = CounterRandom.Key(o.Seed, CounterRandom.Mix(stream) ^ CounterRandom.Hash("dense"));
             denseScale = unitEntries ? 1 : 1 / Math.Sqrt(o.Dim);
-            long bytes = InputDim * o.Dim * (dtype == ScalarType.Float64 ? 8 : 4);
-            if (o.Kind == ProjectionKind.Orthogonal || bytes <= o.CacheBytes)
+            long rowBytes = (long)o.Dim * (dtype == ScalarType.Float64 ? 8 : 4);
+            long budget = o.CacheBytes ?? AutomaticCacheBytes(device);
+            if (o.Kind == ProjectionKind.Orthogonal)
             {
                 if (InputDim > int.MaxValue || InputDim * o.Dim > int.MaxValue)
                     throw new InfluenceSharpException($"a materialised projection of {InputDim}x{o.Dim} is too large; use Rademacher or Gaussian with a smaller cache");
                 var p = ProjectionMatrix.Full(o.Kind, denseKey, (int)InputDim, o.Dim);
                 using var t = ProjectionMatrix.ToTensor(p, InputDim, o.Dim, dtype, device);
                 denseCache = denseScale == 1 ? t.alias() : t * denseScale;
+                CachedRows = InputDim;
+            }
+            else if (budget >= rowBytes)
+            {
+                CachedRows = Math.Min(InputDim, budget / rowBytes);
+                denseCache = GenerateRows(0, CachedRows).DetachFromDisposeScope();
             }
         }
         else
@@ -197,7 +240,39 @@ public sealed class GradientProjector : IDisposable
     /// <summary>Number of projected parameters (Σ Out·In over the tracked layers).</summary>
     public long InputDim { get; }
     public long OutputDim { get; }
-    public bool IsCached => denseCache is not null;
+    /// <summary>True when the whole dense P is in memory (nothing is regenerated per batch).</summary>
+    public bool IsCached => denseCache is not null && CachedRows == InputDim;
+    /// <summary>Leading rows of the dense P kept in memory (the rest is regenerated per batch).</summary>
+    public long CachedRows { get; }
+
+    /// <summary>The default dense-projection cache: on the CPU a quarter of the memory the process may
+    /// use (physical memory or the container's limit, as the GC sees it), at least 512 MiB; on other
+    /// devices 512 MiB (their free memory is not known here).</summary>
+    public static long AutomaticCacheBytes(Device device)
+    {
+        const long floor = 512L << 20;
+        if (device.type != DeviceType.CPU) return floor;
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return Math.Max(floor, available / 4);
+    }
+
+    /// <summary>Rows start..start+count−1 of the scaled dense P as one tensor, generated in chunks of
+    /// about <see cref="ProjectionOptions.ChunkElements"/> entries (the host buffer stays small).</summary>
+    private Tensor GenerateRows(long start, long count)
+    {
+        var result = torch.empty(count, o.Dim, dtype: dtype, device: device);
+        long chunk = Math.Max(1, Math.Min(count, Math.Min(o.ChunkElements, int.MaxValue / 2) / o.Dim));
+        for (long r = 0; r < count; r += chunk)
+        {
+            using var scope = NewDisposeScope();
+            long n = Math.Min(chunk, count - r);
+            var values = ProjectionMatrix.Rows(o.Kind, denseKey, start + r, (int)n, o.Dim);
+            var t = ProjectionMatrix.ToTensor(values, n, o.Dim, dtype, device);
+            if (denseScale != 1) { using var sc = denseScale.ToScalar(); t.mul_(sc); }
+            result.narrow(0, r, n).copy_(t);
+        }
+        return result;
+    }
 
     /// <summary>Projected per-example gradients [B, OutputDim], one batch (call in a dispose scope).</summary>
     public Tensor Project(IReadOnlyList<LayerBatch> lbs)
@@ -205,7 +280,72 @@ public sealed class GradientProjector : IDisposable
         if (lbs.Count != layers.Count) throw new ArgumentException("one LayerBatch per tracked layer expected");
         if (o.Kind == ProjectionKind.Identity)
             return torch.cat(lbs.Select(lb => lb.PerExample().reshape(lb.BatchSize, -1)).ToArray(), 1);
-        return o.Layout == ProjectionLayout.Dense ? ProjectDense(lbs) : ProjectKronecker(lbs);
+        return o.Layout switch
+        {
+            ProjectionLayout.Dense => ProjectDense(lbs),
+            ProjectionLayout.Hadamard => ProjectFlat(torch.cat(lbs.Select(lb => lb.PerExample().reshape(lb.BatchSize, -1)).ToArray(), 1)),
+            _ => ProjectKronecker(lbs),
+        };
+    }
+
+    /// <summary>Hadamard layout: projects flat vectors x [B, InputDim] (per-example gradients in the
+    /// tracked layers' order, each layer's [Out, In] row-major) to [B, k]. Examples are transformed
+    /// in groups of about ChunkElements padded entries.</summary>
+    public Tensor ProjectFlat(Tensor x)
+    {
+        if (o.Layout != ProjectionLayout.Hadamard || srhtSigns is null) throw new InvalidOperationException("ProjectFlat is for the Hadamard layout");
+        if (x.dim() != 2 || x.shape[1] != InputDim) throw new ArgumentException($"expected [B, {InputDim}] vectors");
+        long b = x.shape[0], group = Math.Max(1, o.ChunkElements / srhtPadded);
+        var outp = torch.empty(b, OutputDim, dtype: x.dtype, device: x.device);
+        using var scale = srhtScale.ToScalar();
+        for (long e0 = 0; e0 < b; e0 += group)
+        {
+            using var scope = NewDisposeScope();
+            long g = Math.Min(group, b - e0);
+            var h = torch.zeros(g, srhtPadded, dtype: x.dtype, device: x.device);
+            h.narrow(1, 0, InputDim).copy_(x.narrow(0, e0, g) * srhtSigns);
+            // H = H_1 ⊗ … ⊗ H_f on the view [g, r_1, …, r_f]: factor i multiplies its own axis, as
+            // H_i · X on the view [g·r_1⋯r_(i−1), r_i, r_(i+1)⋯r_f] (the last one as X · H_f, H symmetric):
+            // every product reads and writes contiguous memory (no transposed copies).
+            var t = h;
+            long left = g, right = srhtPadded;
+            foreach (var f in srhtFactors)
+            {
+                long r = f.shape[0];
+                right /= r;
+                t = right == 1 ? t.view(left, r).matmul(f) : f.matmul(t.view(left, r, right));
+                left *= r;
+            }
+            var rows = t.reshape(g, srhtPadded).index_select(1, srhtRows!);
+            outp.narrow(0, e0, g).copy_(rows.mul_(scale));
+        }
+        return outp;
+    }
+
+    /// <summary>The orthonormal Sylvester-Hadamard matrix of order r (a power of two), symmetric.</summary>
+    private static Tensor Sylvester(int r, ScalarType dtype, Device device)
+    {
+        var h = new float[r * r];
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++)
+                h[i * r + j] = (System.Numerics.BitOperations.PopCount((uint)(i & j)) & 1) == 0 ? 1f : -1f;
+        using var t = torch.tensor(h, new long[] { r, r });
+        using var s = (1 / Math.Sqrt(r)).ToScalar();
+        return t.to(dtype, device).mul(s);
+    }
+
+    /// <summary>k distinct indices of [0, n), sorted: Floyd's algorithm on counter-based hashes.</summary>
+    private static long[] SampleWithoutReplacement(ulong key, long n, int k)
+    {
+        var chosen = new HashSet<long>();
+        for (long j = n - k; j < n; j++)
+        {
+            long t = (long)(CounterRandom.Mix(key ^ (ulong)j) % (ulong)(j + 1));
+            chosen.Add(chosen.Contains(t) ? j : t);
+        }
+        var result = chosen.ToArray();
+        Array.Sort(result);
+        return result;
     }
 
     private Tensor ProjectKronecker(IReadOnlyList<LayerBatch> lbs)
@@ -224,6 +364,10 @@ public sealed class GradientProjector : IDisposable
         return parts.Length == 1 ? parts[0] : torch.cat(parts, 1);
     }
 
+    /// <summary>Dense: out += vec(per-example gradient chunk) · P rows, over chunks of each layer's
+    /// output rows small enough that the materialised gradients stay within ChunkElements (a rank-one
+    /// Linear gradient g aᵀ is formed only chunk by chunk). Cached rows of P are used in place; rows
+    /// beyond the cache are generated once per chunk of the batch.</summary>
     private Tensor ProjectDense(IReadOnlyList<LayerBatch> lbs)
     {
         long b = lbs[0].BatchSize, k = o.Dim;
@@ -236,7 +380,10 @@ public sealed class GradientProjector : IDisposable
             Tensor? perExample = lb.RankOne ? null : lb.PerExample();             // [B, Out, In]
             Tensor? g = lb.RankOne ? lb.G.squeeze(1) : null;
             Tensor? a = lb.RankOne ? lb.A.squeeze(1).unsqueeze(1) : null;
-            long chunkOut = denseCache is not null ? outF : Math.Max(1, o.ChunkElements / (inF * k));
+            // Output rows per chunk: the gradient chunk [B, n·In] within ChunkElements, and an
+            // uncached P chunk [n·In, k] within it too.
+            long chunkOut = Math.Max(1, o.ChunkElements / Math.Max(1, b * inF));
+            if (rowOffset + outF * inF > CachedRows) chunkOut = Math.Min(chunkOut, Math.Max(1, o.ChunkElements / (inF * k)));
             for (long o0 = 0; o0 < outF; o0 += chunkOut)
             {
                 using var chunkScope = NewDisposeScope();    // one chunk of P alive at a time
@@ -249,18 +396,20 @@ public sealed class GradientProjector : IDisposable
         return outp;
     }
 
+    /// <summary>Rows of P: a view of the cache, generated, or both (a chunk straddling the cache's end).</summary>
     private Tensor Rows(long start, long count)
     {
-        if (denseCache is not null) return denseCache.narrow(0, start, count);
-        var values = ProjectionMatrix.Rows(o.Kind, denseKey, start, (int)count, o.Dim);
-        var t = ProjectionMatrix.ToTensor(values, count, o.Dim, dtype, device);
-        if (denseScale != 1) t.mul_(denseScale);
-        return t;
+        if (start + count <= CachedRows) return denseCache!.narrow(0, start, count);
+        if (start >= CachedRows) return GenerateRows(start, count);
+        long cachedPart = CachedRows - start;
+        return torch.cat(new[] { denseCache!.narrow(0, start, cachedPart), GenerateRows(CachedRows, count - cachedPart) }, 0);
     }
 
     public void Dispose()
     {
         denseCache?.Dispose();
+        srhtSigns?.Dispose(); srhtRows?.Dispose();
+        foreach (var f in srhtFactors) f.Dispose();
         foreach (var (g, a, _, _) in kron) { g?.Dispose(); a?.Dispose(); }
     }
 }

@@ -1,0 +1,53 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Features;
+using InfluenceSharp.Gradients;
+using InfluenceSharp.Methods;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Tests.Methods;
+
+/// <summary>The dense projection's cache: partly cached (the rows beyond the budget regenerated per
+/// batch, chunks straddling the cache's end) and fully cached give the explicit product x·P.</summary>
+public class DenseProjectionCacheTests
+{
+    [Theory]
+    [InlineData(ProjectionKind.Rademacher)]
+    [InlineData(ProjectionKind.Gaussian)]
+    public void PartlyCachedEqualsTheExplicitProduct(ProjectionKind kind)
+    {
+        int seed = TestSeed.For();
+        torch.manual_seed(seed);
+        var model = new ConvNet(3).to(ScalarType.Float64);
+        var layers = TrackedLayer.Find(model);
+        var data = new TensorPairDataset(torch.randn(5, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 5 }));
+        using var capture = new GradientCapture(model, layers);
+        var idx = Enumerable.Range(0, 5).ToArray();
+        var y = data.Targets(idx);
+        var (_, lbs) = capture.Run(model, data.Inputs(idx), l => new ClassificationTask().TrainLoss(l, y));
+        const int k = 24;
+        var o = new ProjectionOptions { Layout = ProjectionLayout.Dense, Kind = kind, Dim = k, Seed = seed };
+        var full = torch.cat(lbs.Select(lb => lb.PerExample().reshape(5, -1)).ToArray(), 1);
+        long d = full.shape[1];
+        var p = torch.tensor(ProjectionMatrix.Full(kind, CounterRandom.Key(seed, CounterRandom.Mix(0) ^ CounterRandom.Hash("dense")), (int)d, k),
+            new long[] { d, k }).to(ScalarType.Float64) / Math.Sqrt(k);
+        var expected = full.matmul(p);
+        // Budgets: a third of P (a layer's chunk straddles the cache's end), all of P, and the automatic default.
+        foreach (long? bytes in new long?[] { d / 3 * k * 8, d * k * 8, null })
+        {
+            using var proj = new GradientProjector(layers, o with { CacheBytes = bytes, ChunkElements = 300 }, 0, false, ScalarType.Float64, CPU);
+            Assert.Equal(bytes is null ? d : bytes.Value / (k * 8), proj.CachedRows);
+            Assert.Equal(proj.CachedRows == d, proj.IsCached);
+            var got = proj.Project(lbs);
+            Assert.True(got.allclose(expected, rtol: 1e-10, atol: 1e-12), $"seed {seed}, cache {bytes}: max diff {(got - expected).abs().max().item<double>()}");
+        }
+    }
+
+    [Fact]
+    public void AutomaticCacheIsAQuarterOfTheMemoryAndAtLeast512MiB()
+    {
+        long auto = GradientProjector.AutomaticCacheBytes(CPU);
+        Assert.True(auto >= 512L << 20);
+        Assert.True(auto >= GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4);
+    }
+}
