@@ -88,7 +88,7 @@ public static class EvaluateCommands
             var method = MethodFactory.Create(m, run, settings, profiler, quiet);
             Tensor scores;
             using (profiler.Stage($"Scores ({m})")) scores = method.PairwiseMatrix(queries, run.Data.Train);
-            results[m == "trak" ? $"trak-{settings.Ensemble}" : m] = Evaluation.Lds.Score(scores, targets.Masks, t);
+            results[m != "trak" ? m : method is Methods.Trak.Trak tk && Ensemble.FromRuns(settings) ? $"trak-members-{tk.ModelCount}" : $"trak-{settings.Ensemble}"] = Evaluation.Lds.Score(scores, targets.Masks, t);
             scores.Dispose();
         }
         Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {target}, {run.Data.Train.Count} training examples):");

@@ -18,6 +18,11 @@ internal sealed record MethodSettings
     /// <summary>TRAK: number of independently trained models (the run's model plus N−1 retrained with
     /// other seeds, cached under RUN_DIR/ensemble).</summary>
     public int Ensemble { get; init; } = 1;
+    /// <summary>TRAK: other runs (run directories or checkpoint files) whose models join the run's as
+    /// ensemble members (comma-joined in ToString, which keys the per-process method cache).</summary>
+    public IReadOnlyList<string> Members { get; init; } = Array.Empty<string>();
+    /// <summary>TRAK: which checkpoints of the run and of each member run are members: last, all or E,F,...</summary>
+    public string MemberEpochs { get; init; } = "last";
     /// <summary>Projection dimension for TRAK and projected TracIn (dense layout).</summary>
     public int ProjectionDim { get; init; } = 2048;
     /// <summary>Kronecker (default: projects each Linear/Conv2d layer's output gradient and input
@@ -48,7 +53,7 @@ internal static class MethodFactory
 
     public static IAttributionMethod Create(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet = false)
     {
-        string key = $"{name}|{s}";
+        string key = $"{name}|{s}|{string.Join(",", s.Members)}";
         if (run.Methods.TryGetValue(key, out var cached)) return cached;
         return run.Methods[key] = Build(name, run, s, profiler, quiet);
     }
@@ -103,10 +108,19 @@ internal static class MethodFactory
             }
             case "trak":
             {
-                var models = Ensemble.Models(run, s.Ensemble, quiet);
+                List<TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>> models;
+                string storeName;
+                if (Ensemble.FromRuns(s))
+                {
+                    var members = Ensemble.MemberCheckpoints(run, s);
+                    if (!quiet) Console.Error.WriteLine($"trak: {members.Count} ensemble member(s): {string.Join(", ", members.Select(c => c.WeightsPath))}");
+                    models = members.Select(c => c.LoadModel()).ToList();
+                    storeName = $"trak-members-{Ensemble.Key(members)}";
+                }
+                else { models = Ensemble.Models(run, s.Ensemble, quiet); storeName = $"trak{s.Ensemble}"; }
                 return new Trak(models, new TrakOptions
                 {
-                    Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = Store(run, $"trak{s.Ensemble}", s), Progress = progress,
+                    Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = Store(run, storeName, s), Progress = progress,
                     // λ in (ΦᵀΦ + λI)⁻¹; 'heuristic' (no --damping) is TRAK's reference λ = 0. The store
                     // holds Φ and ΦᵀΦ only, so it does not depend on λ.
                     Damping = s.Damping ?? 0,
