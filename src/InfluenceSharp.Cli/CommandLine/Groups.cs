@@ -134,7 +134,7 @@ internal sealed class HvpOptionSet
     public static readonly string[] Methods = { "if-explicit", "if-cg", "if-lissa", "if-arnoldi" };
 
     public Option<string> Hessian { get; } = Opt.Choice("--hessian", "if-*: curvature to invert: true (the Hessian, by double backward) or gauss-newton (J^T H_out J, positive semi-definite)", "true", "true", "gauss-newton");
-    public Option<double> L2 { get; } = Opt.Double("--l2", "if-*: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with)", D.L2, 0);
+    public Option<double> L2 { get; } = Opt.Double("--l2", "if-*: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with) [default: 0; a run trained with --lbfgs-tol: its weight decay]", D.L2, 0);
     public Option<double> CgTol { get; } = Opt.Double("--cg-tol", "if-cg: relative residual at which a right-hand side has converged", D.CgTolerance, 0, minOpen: true);
     public Option<int> CgIters { get; } = Opt.Int("--cg-iters", "if-cg: iteration cap", D.CgMaxIterations, 1);
     public Option<int> LissaDepth { get; } = Opt.Int("--lissa-depth", "if-lissa: recursion depth", D.LissaDepth, 1);
@@ -176,7 +176,7 @@ internal sealed class HvpOptionSet
     public HvpSettings Read(ParseResult p) => new(
         p.GetValue(Hessian) == "gauss-newton" ? HessianKind.GaussNewton : HessianKind.True, p.GetValue(L2),
         p.GetValue(CgTol), p.GetValue(CgIters), p.GetValue(LissaDepth), p.GetValue(LissaScale), p.GetValue(LissaReps), p.GetValue(LissaBatch),
-        p.GetValue(ArnoldiIters), p.GetValue(ArnoldiTopK));
+        p.GetValue(ArnoldiIters), p.GetValue(ArnoldiTopK)) { L2Given = p.GetResult(L2) is { Implicit: false } };
 }
 
 /// <summary>Queries, the same everywhere: --queries test|train, --query I,J,... or --query-count N.</summary>
