@@ -49,6 +49,8 @@ internal sealed class MethodSettingOptions
     public Option<int> BatchSize { get; } = Opt.Int("--batch-size", "training examples per batch", 256, 1);
     public Option<int> Seed { get; } = Opt.Int("--seed", "seeds sampled labels (true Fisher) and random projections", 0, 0);
     public Option<int> Ensemble { get; } = Opt.Int("--ensemble", "trak: independently trained models (the run's plus N-1 retrained with other seeds, cached in RUN_DIR/ensemble)", 1, 1, 1000);
+    public Option<string> Members { get; } = Opt.Str("--members", "trak: ensemble members from runs you trained: other runs (RUN_DIR or checkpoint file, comma separated; same training data and architecture) whose models join --run's", "RUN,...");
+    public Option<string> MemberEpochs { get; } = Opt.Str("--member-epochs", "trak: which checkpoints of --run and of each --members run are ensemble members: last, all, or epochs E,F,...", "last|all|E,...", fallback: "last");
     public Option<int> ProjDim { get; } = Opt.Int("--proj-dim", "trak, tracin-proj: projection dimension", 2048, 1, 1 << 24, "K");
     public Option<string> ProjLayout { get; } = Opt.Choice("--proj-layout", "trak, tracin-proj: kronecker (per-layer projections, fast on a CPU) or dense (the reference TRAK projection)", "kronecker", "kronecker", "dense");
 
@@ -67,12 +69,21 @@ internal sealed class MethodSettingOptions
     {
         if (Measure is not null) c.Add(Measure);
         if (Damping is not null) c.Add(Damping);
-        c.Add(Layers); c.Add(BatchSize); c.Add(Seed); c.Add(Ensemble); c.Add(ProjDim); c.Add(ProjLayout);
+        c.Add(Layers); c.Add(BatchSize); c.Add(Seed); c.Add(Ensemble); c.Add(Members); c.Add(MemberEpochs); c.Add(ProjDim); c.Add(ProjLayout);
         Hvp?.AddTo(c);
+        MemberEpochs.Validators.Add(r =>
+        {
+            try { Commands.Ensemble.ParseEpochs(r.GetValueOrDefault<string>()); }
+            catch (UsageException e) { r.AddError(e.Message); }
+        });
         c.Validators.Add(r =>
         {
             // --proj-dim is the dense projection's k; the Kronecker layout projects each layer to
             // 16 x 64 (ProjectionOptions.GradientDim x ActivationDim) and has no single dimension.
+            // Members either come from runs the user has (--members, --member-epochs) or are trained here (--ensemble).
+            if (r.GetResult(Ensemble) is { Implicit: false } && Opt.ValueIfValid(r, Ensemble) > 1
+                && (r.GetResult(Members) is { Implicit: false } || r.GetResult(MemberEpochs) is { Implicit: false }))
+                r.AddError("--ensemble: not with --members or --member-epochs (give the ensemble's members either as runs you trained or as a count to train)");
             if (r.GetResult(ProjDim) is { Implicit: false } && r.GetValue(ProjLayout) != "dense")
                 r.AddError("--proj-dim: only with --proj-layout dense (the default Kronecker layout projects each layer's output gradients and inputs to 16 x 64)");
         });
@@ -91,6 +102,9 @@ internal sealed class MethodSettingOptions
             if (chosen.Length == 0) return;
             if (r.GetResult(Layers) is { Implicit: false } && chosen.Contains("tracin-last"))
                 r.AddError("--layers: tracin-last always uses the model's last Linear layer; to choose layers use --methods tracin (or tracin-proj)");
+            foreach (var o in new Option[] { Members, MemberEpochs })
+                if (r.GetResult(o) is { Implicit: false } && !chosen.Contains("trak"))
+                    r.AddError($"{o.Name}: only trak uses it (chosen: {string.Join(",", chosen)})");
             if (Damping is not null && r.GetResult(Damping) is { Implicit: false } && !chosen.Any(DampedMethods.Contains))
                 r.AddError($"--damping: none of the methods {string.Join(",", chosen)} uses it (only {string.Join(", ", DampedMethods)})");
             Hvp?.RefuseUnused(r, chosen, Damping is null ? null : Opt.ValueIfValid(r, Damping));
@@ -105,6 +119,8 @@ internal sealed class MethodSettingOptions
         BatchSize = p.GetValue(BatchSize),
         Seed = p.GetValue(Seed),
         Ensemble = p.GetValue(Ensemble),
+        Members = p.GetValue(Members) is { } ms ? ms.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : Array.Empty<string>(),
+        MemberEpochs = p.GetValue(MemberEpochs)!.Replace(" ", "", StringComparison.Ordinal),
         ProjectionDim = p.GetValue(ProjDim),
         Layout = p.GetValue(ProjLayout) == "dense" ? ProjectionLayout.Dense : ProjectionLayout.Kronecker,
         Hvp = Hvp?.Read(p),
@@ -118,7 +134,7 @@ internal sealed class HvpOptionSet
     public static readonly string[] Methods = { "if-explicit", "if-cg", "if-lissa", "if-arnoldi" };
 
     public Option<string> Hessian { get; } = Opt.Choice("--hessian", "if-*: curvature to invert: true (the Hessian, by double backward) or gauss-newton (J^T H_out J, positive semi-definite)", "true", "true", "gauss-newton");
-    public Option<double> L2 { get; } = Opt.Double("--l2", "if-*: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with)", D.L2, 0);
+    public Option<double> L2 { get; } = Opt.Double("--l2", "if-*: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with) [default: 0; a run trained with --lbfgs-tol: its weight decay]", D.L2, 0);
     public Option<double> CgTol { get; } = Opt.Double("--cg-tol", "if-cg: relative residual at which a right-hand side has converged", D.CgTolerance, 0, minOpen: true);
     public Option<int> CgIters { get; } = Opt.Int("--cg-iters", "if-cg: iteration cap", D.CgMaxIterations, 1);
     public Option<int> LissaDepth { get; } = Opt.Int("--lissa-depth", "if-lissa: recursion depth", D.LissaDepth, 1);
@@ -160,7 +176,7 @@ internal sealed class HvpOptionSet
     public HvpSettings Read(ParseResult p) => new(
         p.GetValue(Hessian) == "gauss-newton" ? HessianKind.GaussNewton : HessianKind.True, p.GetValue(L2),
         p.GetValue(CgTol), p.GetValue(CgIters), p.GetValue(LissaDepth), p.GetValue(LissaScale), p.GetValue(LissaReps), p.GetValue(LissaBatch),
-        p.GetValue(ArnoldiIters), p.GetValue(ArnoldiTopK));
+        p.GetValue(ArnoldiIters), p.GetValue(ArnoldiTopK)) { L2Given = p.GetResult(L2) is { Implicit: false } };
 }
 
 /// <summary>Queries, the same everywhere: --queries test|train, --query I,J,... or --query-count N.</summary>

@@ -71,6 +71,11 @@ public static class EvaluateCommands
         var rows = File.Exists(resultsPath) ? Json.ReadFile<List<LdsRow>>(resultsPath) : new List<LdsRow>();
         var training = run.Last.Info.Training ?? new TrainOptions();
         if (epochs is { } e) training = training with { Epochs = e };
+        // A run trained to convergence (train --lbfgs-tol) is retrained the same way, warm-started from
+        // its own optimum: the objective is strictly convex for logreg, so the subset's optimum does
+        // not depend on the start, and the start only saves iterations.
+        if (training.LbfgsTolerance is not null && training.InitFile is null)
+            training = training with { InitFile = Path.GetFullPath(run.Last.WeightsPath), InitHash = Checkpoint.HashFile(run.Last.WeightsPath) };
         var queries = run.Data.Test.Subset(Enumerable.Range(0, Math.Min(nq, run.Data.Test.Count)).ToArray(), "lds-queries");
         var lds = new LdsRun(cache, run.Last.Info.Model, training, run.Data.Train, queries, options);
         using (profiler.Stage("Retrain Subsets"))
@@ -81,19 +86,38 @@ public static class EvaluateCommands
             return null;
         }
         var targets = lds.LoadTargets();
-        var t = target == "margin" ? targets.Margins : targets.NegativeLosses();
+        double[,] Pick(LdsTargets x) => target == "margin" ? x.Margins : x.NegativeLosses();
+        var t = Pick(targets);
         var results = new Dictionary<string, LdsResult>();
+        // With several seeds per subset: each method is also scored against the first seed's models
+        // alone (the one-seed protocol, from the same retrainings), and the noise ceiling is the LDS of
+        // one seed's retrained models predicting the other seed's on the same subsets.
+        double[,]? seed0 = options.SeedsPerSubset > 1 ? Pick(lds.LoadTargets(0)) : null;
+        if (seed0 is not null)
+        {
+            results[$"ceiling (seed 0 vs 1)"] = Evaluation.Lds.Agreement(seed0, Pick(lds.LoadTargets(1)));
+            if (options.SeedsPerSubset > 2)
+            {
+                // One seed predicting the mean of the other seeds (closer to what the averaged targets allow).
+                int r = options.SeedsPerSubset, m = options.Subsets, q = queries.Count;
+                var others = new double[m, q];
+                for (int k = 1; k < r; k++) { var tk = Pick(lds.LoadTargets(k)); for (int j = 0; j < m; j++) for (int i = 0; i < q; i++) others[j, i] += tk[j, i] / (r - 1); }
+                results[$"ceiling (seed 0 vs mean of {r - 1})"] = Evaluation.Lds.Agreement(seed0, others);
+            }
+        }
         foreach (var m in methods)
         {
             var method = MethodFactory.Create(m, run, settings, profiler, quiet);
             Tensor scores;
             using (profiler.Stage($"Scores ({m})")) scores = method.PairwiseMatrix(queries, run.Data.Train);
-            results[m == "trak" ? $"trak-{settings.Ensemble}" : m] = Evaluation.Lds.Score(scores, targets.Masks, t);
+            string name = m != "trak" ? m : method is Methods.Trak.Trak tk && Ensemble.FromRuns(settings) ? $"trak-members-{tk.ModelCount}" : $"trak-{settings.Ensemble}";
+            results[name] = Evaluation.Lds.Score(scores, targets.Masks, t);
+            if (seed0 is not null) results[$"{name} (seed-0 targets)"] = Evaluation.Lds.Score(scores, targets.Masks, seed0);
             scores.Dispose();
         }
         Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {target}, {run.Data.Train.Count} training examples):");
         foreach (var (m, r) in results)
-            Console.WriteLine($"  {m,-14} {r.Mean,7:F4} ± {r.StandardError:F4}" +
+            Console.WriteLine($"  {m,-26} {r.Mean,7:F4} ± {r.StandardError:F4}" +
                 (r.UndefinedQueries > 0 ? $"  ({r.UndefinedQueries} of {queries.Count} queries have an undefined correlation, counted as 0)" : ""));
         // Results accumulate across invocations (one row per method and target).
         rows.RemoveAll(r => results.ContainsKey(r.Method) && r.Target == target);

@@ -18,6 +18,11 @@ internal sealed record MethodSettings
     /// <summary>TRAK: number of independently trained models (the run's model plus N−1 retrained with
     /// other seeds, cached under RUN_DIR/ensemble).</summary>
     public int Ensemble { get; init; } = 1;
+    /// <summary>TRAK: other runs (run directories or checkpoint files) whose models join the run's as
+    /// ensemble members (comma-joined in ToString, which keys the per-process method cache).</summary>
+    public IReadOnlyList<string> Members { get; init; } = Array.Empty<string>();
+    /// <summary>TRAK: which checkpoints of the run and of each member run are members: last, all or E,F,...</summary>
+    public string MemberEpochs { get; init; } = "last";
     /// <summary>Projection dimension for TRAK and projected TracIn (dense layout).</summary>
     public int ProjectionDim { get; init; } = 2048;
     /// <summary>Kronecker (default: projects each Linear/Conv2d layer's output gradient and input
@@ -37,6 +42,8 @@ internal sealed record HvpSettings(HessianKind Hessian, double L2, double CgTole
     static readonly HvpSolverOptions D = new();
     public static readonly HvpSettings Default = new(D.Hessian, D.L2, D.CgTolerance, D.CgMaxIterations, D.LissaDepth, D.LissaScale,
         D.LissaRepetitions, D.LissaBatchSize ?? 256, D.ArnoldiIterations, D.ArnoldiTopK);
+    /// <summary>--l2 was given (else a run trained by L-BFGS supplies its weight decay).</summary>
+    public bool L2Given { get; init; }
 }
 
 /// <summary>Builds any attribution method by name for a training run, so that detection, explain,
@@ -48,14 +55,23 @@ internal static class MethodFactory
 
     public static IAttributionMethod Create(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet = false)
     {
-        string key = $"{name}|{s}";
+        string key = $"{name}|{s}|{string.Join(",", s.Members)}";
         if (run.Methods.TryGetValue(key, out var cached)) return cached;
         return run.Methods[key] = Build(name, run, s, profiler, quiet);
     }
 
+    /// <summary>The L2 coefficient of a run trained to convergence by full-batch L-BFGS (its weight
+    /// decay: the objective is mean CE + (L2/2)‖θ‖²); null for SGD runs. Influence functions of such
+    /// a run tie their regularisation to it: if-* add L2·I to the curvature (unless --l2 is given)
+    /// with a tiny extra damping 1e-6, and the Kronecker methods (ekfac, kfac, diagonal, identity) use
+    /// λ = L2 (unless --damping is given), so that H + λI is the objective's curvature.</summary>
+    public static double? ConvergedL2(RunContext run) =>
+        run.Last.Info.Training is { LbfgsTolerance: not null } t ? t.WeightDecay : null;
+
     static IAttributionMethod Build(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet)
     {
         var task = new ClassificationTask(s.Measure);
+        double? convergedL2 = ConvergedL2(run);
         var progress = quiet ? null : new ConsoleProgress();
         switch (name)
         {
@@ -64,7 +80,7 @@ internal static class MethodFactory
                 var model = run.Last.LoadModel();
                 var fo = new FactorOptions { Strategy = InfluenceCommands.ParseStrategy(name), Layers = s.Layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress };
                 var factors = new FactorFitter(model, task, fo, profiler).Fit(run.Data.Train)!;
-                return new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = s.Damping, TrainBatchSize = s.BatchSize, Progress = progress }, profiler);
+                return new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = s.Damping ?? convergedL2, TrainBatchSize = s.BatchSize, Progress = progress }, profiler);
             }
             case "if-explicit" or "if-cg" or "if-lissa" or "if-arnoldi":
             {
@@ -72,7 +88,8 @@ internal static class MethodFactory
                 var o = new HvpSolverOptions
                 {
                     // --damping heuristic (not given): the options' default absolute λ.
-                    Damping = s.Damping ?? new HvpSolverOptions().Damping, L2 = h.L2, Hessian = h.Hessian, Layers = s.Layers,
+                    Damping = s.Damping ?? (convergedL2 is null ? new HvpSolverOptions().Damping : 1e-6),
+                    L2 = h.L2Given || convergedL2 is null ? h.L2 : convergedL2.Value, Hessian = h.Hessian, Layers = s.Layers,
                     BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress,
                     CgTolerance = h.CgTolerance, CgMaxIterations = h.CgIterations,
                     LissaDepth = h.LissaDepth, LissaScale = h.LissaScale, LissaRepetitions = h.LissaRepetitions, LissaBatchSize = h.LissaBatchSize,
@@ -103,10 +120,19 @@ internal static class MethodFactory
             }
             case "trak":
             {
-                var models = Ensemble.Models(run, s.Ensemble, quiet);
+                List<TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>> models;
+                string storeName;
+                if (Ensemble.FromRuns(s))
+                {
+                    var members = Ensemble.MemberCheckpoints(run, s);
+                    if (!quiet) Console.Error.WriteLine($"trak: {members.Count} ensemble member(s): {string.Join(", ", members.Select(c => c.WeightsPath))}");
+                    models = members.Select(c => c.LoadModel()).ToList();
+                    storeName = $"trak-members-{Ensemble.Key(members)}";
+                }
+                else { models = Ensemble.Models(run, s.Ensemble, quiet); storeName = $"trak{s.Ensemble}"; }
                 return new Trak(models, new TrakOptions
                 {
-                    Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = Store(run, $"trak{s.Ensemble}", s), Progress = progress,
+                    Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = Store(run, storeName, s), Progress = progress,
                     // λ in (ΦᵀΦ + λI)⁻¹; 'heuristic' (no --damping) is TRAK's reference λ = 0. The store
                     // holds Φ and ΦᵀΦ only, so it does not depend on λ.
                     Damping = s.Damping ?? 0,

@@ -25,6 +25,7 @@ public static class TrainCommand
         var lr = Opt.Double("--lr", "learning rate (the peak of a one-cycle schedule)", 0.05, 0, minOpen: true);
         var momentum = Opt.Double("--momentum", "SGD momentum", 0.9, 0, max: 1, maxOpen: true);
         var weightDecay = Opt.Double("--weight-decay", "L2 weight decay", 5e-4, 0);
+        var lbfgsTol = Opt.OptionalDouble("--lbfgs-tol", "train by full-batch L-BFGS (float64) on mean cross-entropy + (weight-decay/2)|theta|^2 until the gradient's max-norm is at most X, instead of SGD (one checkpoint; --epochs, --lr, --momentum, --batch-size's minibatches unused): the converged protocol for convex models (logreg); evaluate lds retrains the same way", 0, minOpen: true);
         var schedule = Opt.Choice("--schedule", "learning-rate schedule", "constant", "constant", "onecycle");
         var peakEpoch = Opt.OptionalDouble("--peak-epoch", "one-cycle peak, in epochs [default: epochs/5]", 0, minOpen: true);
         var seed = Opt.Int("--seed", "initialisation, shuffling and subset seed", 0, 0);
@@ -36,7 +37,7 @@ public static class TrainCommand
         var compute = new ComputeOptions();
         var cmd = new Command("train", "train a model on a data set, a checkpoint every epoch (SGD with momentum and weight decay)")
         {
-            outDir, data, model, widths, init, pretrained, freeze, trainCount, epochs, batchSize, lr, momentum, weightDecay, schedule, peakEpoch, seed, augment,
+            outDir, data, model, widths, init, pretrained, freeze, trainCount, epochs, batchSize, lr, momentum, weightDecay, lbfgsTol, schedule, peakEpoch, seed, augment,
             corrupt, corruptSeed, overwrite, resume,
         };
         readers.AddTo(cmd);
@@ -57,7 +58,7 @@ public static class TrainCommand
             var options = new TrainOptions
             {
                 Epochs = p.GetValue(epochs), BatchSize = p.GetValue(batchSize), LearningRate = p.GetValue(lr),
-                Momentum = p.GetValue(momentum), WeightDecay = p.GetValue(weightDecay),
+                Momentum = p.GetValue(momentum), WeightDecay = p.GetValue(weightDecay), LbfgsTolerance = p.GetValue(lbfgsTol),
                 Schedule = p.GetValue(schedule) == "onecycle" ? LrSchedule.OneCycle : LrSchedule.Constant,
                 PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment),
                 InitFile = p.GetValue(init),
@@ -99,10 +100,14 @@ public static class TrainCommand
         // Converted (once, then cached) for the data's channels: RGB, or grey.
         if (imagenet) options = options with { InitFile = Pretrained.ImageNetResNet18(inChannels: train.Channels) };
         if (!quiet) Console.Error.WriteLine($"data: {split.Source} ({train.Count} train, {split.Test.Count} test){(record is null ? "" : $", {record.Indices.Length} labels corrupted")}");
-        if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, {options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})"
+        if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, " + (options.LbfgsTolerance is { } lt
+                ? $"full-batch L-BFGS (L2 {options.WeightDecay}) to gradient max-norm {lt}" : $"{options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})")
             + (options.InitFile is null ? "" : $", from {options.InitFile}") + (options.Freeze is null ? "" : $", frozen {string.Join(",", options.Freeze)}"));
         // The trainer locks --out, refuses (or overwrites, or resumes) an earlier run there, and keeps run.json.
-        var result = new Trainer(options, quiet ? null : new ConsoleProgress()).Train(spec, train, split.Test, outDir, record, split.Source, existing);
+        var trainer = new Trainer(options, quiet ? null : new ConsoleProgress());
+        var result = trainer.Train(spec, train, split.Test, outDir, record, split.Source, existing);
+        if (!quiet && trainer.LastLbfgs is { } lb)
+            Console.Error.WriteLine($"L-BFGS: {lb.Iterations} iterations, objective {lb.Objective:G8}, gradient max-norm {lb.MaxGradient:G3}");
         var last = result.History[^1];
         if (!quiet && RunRecord.TryRead(outDir)?.InitSkipped is { Length: > 0 } skipped)
             Console.Error.WriteLine($"note: {string.Join(", ", skipped)} started fresh (the init file's head is for another number of classes)");

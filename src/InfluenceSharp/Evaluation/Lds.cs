@@ -61,4 +61,28 @@ public static class Lds
             : double.NaN;
         return new LdsResult(mean, se, perQuery, m, undefined);
     }
+
+    /// <summary>The LDS noise ceiling: per query, the Spearman correlation over subsets of what one
+    /// retrained model gives (<paramref name="predicted"/>, [m, n_query]) with what another model
+    /// trained on the same subset with another seed gives (<paramref name="targets"/>): how well the
+    /// best possible predictor of a single retraining can do when retraining itself is noisy.
+    /// Aggregated like <see cref="Score"/> (undefined as 0, mean ± standard error).</summary>
+    public static LdsResult Agreement(double[,] predicted, double[,] targets)
+    {
+        int m = predicted.GetLength(0), nq = predicted.GetLength(1);
+        if (targets.GetLength(0) != m || targets.GetLength(1) != nq)
+            throw new InfluenceSharpException($"LDS: predictions are [{m}, {nq}] but targets are [{targets.GetLength(0)}, {targets.GetLength(1)}]");
+        if (m < 2) throw new InfluenceSharpException($"LDS: needs at least 2 subsets, got {m}");
+        var perQuery = new double[nq];
+        var p = new double[m]; var t = new double[m];
+        for (int q = 0; q < nq; q++)
+        {
+            for (int j = 0; j < m; j++) { p[j] = predicted[j, q]; t[j] = targets[j, q]; }
+            perQuery[q] = Ranking.Spearman(p, t);
+        }
+        var values = perQuery.Select(v => double.IsNaN(v) ? 0 : v).ToArray();
+        double mean = values.Average();
+        double se = values.Length > 1 ? Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1) / values.Length) : double.NaN;
+        return new LdsResult(mean, se, perQuery, m, perQuery.Count(double.IsNaN));
+    }
 }

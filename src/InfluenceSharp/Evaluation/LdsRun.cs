@@ -154,8 +154,12 @@ public sealed class LdsRun
 
     /// <summary>Reads every subset's result. Fails, naming them, if some subsets are not done, and if a
     /// file's mask or shape is not what this cache's settings give.</summary>
-    public LdsTargets LoadTargets()
+    /// <param name="replicate">null: the mean over each subset's seeds; k: the k-th seed's model only
+    /// (e.g. to compare one seed per subset with the mean, or one seed with another: the noise ceiling).</param>
+    public LdsTargets LoadTargets(int? replicate = null)
     {
+        if (replicate is { } rep && (rep < 0 || rep >= Options.SeedsPerSubset))
+            throw new InfluenceSharpException($"LDS replicate {rep}: this cache has {Options.SeedsPerSubset} seed(s) per subset");
         var missing = Pending();
         if (missing.Length > 0)
             throw new InfluenceSharpException($"{CacheDir}: {missing.Length} of {Options.Subsets} LDS subsets are not trained yet (first: {string.Join(", ", missing.Take(5))}); run it (again) to finish");
@@ -177,6 +181,7 @@ public sealed class LdsRun
                 var v = t.data<double>().ToArray();
                 for (int q = 0; q < nq; q++)
                 {
+                    if (replicate is { } one) { dest[j, q] = v[one * nq + q]; continue; }
                     double s = 0;
                     for (int k = 0; k < r; k++) s += v[k * nq + q];
                     dest[j, q] = s / r;

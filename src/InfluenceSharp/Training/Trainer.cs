@@ -35,6 +35,11 @@ public sealed record TrainOptions
     /// <summary>Parameter-name prefixes kept fixed (e.g. conv1, bn1, layer1): not optimised, their
     /// BatchNorm statistics not updated, and not tracked by attribution.</summary>
     public string[]? Freeze { get; init; }
+    /// <summary>Null: minibatch SGD. A value: full-batch L-BFGS in float64 on the objective
+    /// mean cross-entropy + (WeightDecay/2)‖θ‖² until its gradient's largest entry is at most this
+    /// (a convex model such as logreg then reaches its unique optimum, the protocol under which
+    /// influence functions are close to exact); one checkpoint (epoch 1), Epochs is ignored.</summary>
+    public double? LbfgsTolerance { get; init; }
 
     /// <summary>Learning rate at optimisation step t of totalSteps.</summary>
     public double LrAt(long t, long stepsPerEpoch)
@@ -77,6 +82,10 @@ public sealed class Trainer
     /// recorded in checkpoints and compared.</summary>
     public IProgress<ProgressUpdate>? Progress { get; }
 
+    /// <summary>The last L-BFGS fit of this trainer (iterations, final gradient max-norm), when
+    /// <see cref="TrainOptions.LbfgsTolerance"/> is set.</summary>
+    public LbfgsResult? LastLbfgs { get; private set; }
+
     /// <summary>Trains a fresh model of <paramref name="spec"/> (seeded by the options).</summary>
     /// <param name="spec">The architecture.</param>
     /// <param name="train">The training set.</param>
@@ -97,6 +106,13 @@ public sealed class Trainer
         if (o.Epochs < 1) throw new InfluenceSharpException($"--epochs {o.Epochs}: must be at least 1");
         if (o.BatchSize < 1) throw new InfluenceSharpException($"--batch-size {o.BatchSize}: must be at least 1");
         if (!(o.LearningRate > 0)) throw new InfluenceSharpException($"--lr {o.LearningRate}: must be positive");
+        if (o.LbfgsTolerance is { } lbTol)
+        {
+            if (!(lbTol > 0)) throw new InfluenceSharpException($"--lbfgs-tol {lbTol}: must be positive");
+            if (!(o.WeightDecay > 0)) throw new InfluenceSharpException("--lbfgs-tol: needs --weight-decay > 0 (the L2 term gives the objective a unique, finite optimum)");
+            if (o.Augment) throw new InfluenceSharpException("--lbfgs-tol: not with --augment (full-batch L-BFGS minimises a fixed objective)");
+            o = o with { Epochs = 1 };
+        }
         torch.manual_seed(o.Seed);
         var model = spec.Create();
         string[] initSkipped = Array.Empty<string>();
@@ -107,6 +123,8 @@ public sealed class Trainer
             o = o with { InitFile = Path.GetFullPath(o.InitFile), InitHash = init.Hash };
         }
         InitWeights.Freeze(model, o.Freeze);
+        if (o.LbfgsTolerance is not null && model.modules().Any(m => m is TorchSharp.Modules.BatchNorm1d or TorchSharp.Modules.BatchNorm2d or TorchSharp.Modules.Dropout))
+            throw new InfluenceSharpException($"--lbfgs-tol: {spec.Describe()} has BatchNorm or dropout; full-batch L-BFGS is for models without them (logreg, mlp, tabular-mlp)");
         var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         if (trainable.Count == 0) throw new InfluenceSharpException($"--freeze {string.Join(",", o.Freeze ?? Array.Empty<string>())}: freezes every parameter; nothing to train");
         var trainableNames = trainable.Select(p => p.name).ToList();
@@ -168,6 +186,17 @@ public sealed class Trainer
             rng.Shuffle(order);
             double lossSum = 0, lrSum = 0; long correct = 0, seen = 0;
             using var bar = ProgressReporter.Start(Progress, $"epoch {epoch}/{o.Epochs}", train.Count, "ex");
+            if (o.LbfgsTolerance is { } tolerance)
+            {
+                var fit = Lbfgs.Fit(model, train, o.WeightDecay, tolerance, o.BatchSize, bar);
+                if (fit.MaxGradient > tolerance)
+                    throw new InfluenceSharpException($"--lbfgs-tol {tolerance}: L-BFGS stopped after {fit.Iterations} iterations with gradient max-norm {fit.MaxGradient:G3} (not converged)");
+                LastLbfgs = fit;
+                var (l0, a0) = Evaluate(model, train);
+                lossSum = l0 * train.Count; correct = (long)Math.Round(a0 * train.Count); seen = train.Count;
+                lrSum = o.LearningRate * stepsPerEpoch; step += fit.Iterations;
+            }
+            else
             for (int b = 0; b < order.Length; b += o.BatchSize)
             {
                 using var scope = NewDisposeScope();
