@@ -118,8 +118,8 @@ public sealed class FactorFitter
             // (Kronfluence divides S by examples × positions too: its conv K-FAC eigenvalues are T times
             // smaller.) Tested against an explicit unfold construction in KfacConvTests.
             var sMat = covSums[2 * i + 1] / n;
-            var (eigA, qa) = torch.linalg.eigh((aMat + aMat.mT) / 2);
-            var (eigS, qs) = torch.linalg.eigh((sMat + sMat.mT) / 2);
+            var (eigA, qa) = SymmetricEigen.Decompose(aMat, $"layer {l.Name}: activation covariance A");
+            var (eigS, qs) = SymmetricEigen.Decompose(sMat, $"layer {l.Name}: gradient covariance S");
             return (QA: qa.MoveToOuterDisposeScope(), QS: qs.MoveToOuterDisposeScope(), EigA: eigA.MoveToOuterDisposeScope(), EigS: eigS.MoveToOuterDisposeScope());
         }).ToList());
         foreach (var t in covSums) t.Dispose();
