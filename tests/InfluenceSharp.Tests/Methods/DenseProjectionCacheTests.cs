@@ -17,17 +17,10 @@ public class DenseProjectionCacheTests
     public void PartlyCachedEqualsTheExplicitProduct(ProjectionKind kind)
     {
         int seed = TestSeed.For();
-        torch.manual_seed(seed);
-        var model = new ConvNet(3).to(ScalarType.Float64);
-        var layers = TrackedLayer.Find(model);
-        var data = new TensorPairDataset(torch.randn(5, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 5 }));
-        using var capture = new GradientCapture(model, layers);
-        var idx = Enumerable.Range(0, 5).ToArray();
-        var y = data.Targets(idx);
-        var (_, lbs) = capture.Run(model, data.Inputs(idx), l => new ClassificationTask().TrainLoss(l, y));
+        var (capture, layers, lbs, full) = Oracles.ConvLayerBatches(seed);
+        using var _ = capture;
         const int k = 24;
         var o = new ProjectionOptions { Layout = ProjectionLayout.Dense, Kind = kind, Dim = k, Seed = seed };
-        var full = torch.cat(lbs.Select(lb => lb.PerExample().reshape(5, -1)).ToArray(), 1);
         long d = full.shape[1];
         var p = torch.tensor(ProjectionMatrix.Full(kind, CounterRandom.Key(seed, CounterRandom.Mix(0) ^ CounterRandom.Hash("dense")), (int)d, k),
             new long[] { d, k }).to(ScalarType.Float64) / Math.Sqrt(k);

@@ -86,16 +86,9 @@ public class HadamardProjectionTests
     public void ProjectingLayerBatchesIsTheTransformOfTheFlatPerExampleGradients()
     {
         int seed = TestSeed.For();
-        torch.manual_seed(seed);
-        var model = new ConvNet(3).to(ScalarType.Float64);
-        var layers = TrackedLayer.Find(model);
-        var data = new TensorPairDataset(torch.randn(5, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 5 }));
-        using var capture = new GradientCapture(model, layers);
-        var idx = Enumerable.Range(0, 5).ToArray();
-        var y = data.Targets(idx);
-        var (_, lbs) = capture.Run(model, data.Inputs(idx), l => new ClassificationTask().TrainLoss(l, y));
+        var (capture, layers, lbs, flat) = Oracles.ConvLayerBatches(seed);
+        using var _ = capture;
         using var proj = Srht(layers, 16, seed);
-        var flat = torch.cat(lbs.Select(lb => lb.PerExample().reshape(5, -1)).ToArray(), 1);
         Assert.True(proj.Project(lbs).allclose(proj.ProjectFlat(flat), rtol: 1e-12, atol: 1e-14));
         Assert.Equal(16, proj.OutputDim);
     }

@@ -11,6 +11,22 @@ namespace InfluenceSharp.Tests.Methods;
 /// <summary>Brute-force float64 references: per-example backward loops, explicit Hessians and inverses.</summary>
 public static class Oracles
 {
+    /// <summary>Five random 2×8×8 examples through a float64 ConvNet(3) (seeded): the tracked layers,
+    /// their layer batches and the flat [5, P] per-example gradients. Dispose the capture.</summary>
+    public static (GradientCapture Capture, List<TrackedLayer> Layers, LayerBatch[] Batches, Tensor Flat) ConvLayerBatches(int seed)
+    {
+        torch.manual_seed(seed);
+        var model = new ConvNet(3).to(ScalarType.Float64);
+        var layers = TrackedLayer.Find(model);
+        var data = new TensorPairDataset(torch.randn(5, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 5 }));
+        var capture = new GradientCapture(model, layers);
+        var idx = Enumerable.Range(0, 5).ToArray();
+        var y = data.Targets(idx);
+        var (_, lbs) = capture.Run(model, data.Inputs(idx), l => new ClassificationTask().TrainLoss(l, y));
+        var flat = torch.cat(lbs.Select(lb => lb.PerExample().reshape(5, -1)).ToArray(), 1);
+        return (capture, layers, lbs, flat);
+    }
+
     /// <summary>Gives every BatchNorm2d non-trivial running statistics and affine parameters (drawn
     /// from libtorch's generator), so that a wrong eval-mode BatchNorm treatment shows.</summary>
     public static void RandomiseBatchNorm(Module model)
