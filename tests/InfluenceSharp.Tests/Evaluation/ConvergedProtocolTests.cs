@@ -67,7 +67,7 @@ public class ConvergedProtocolTests
         var train = Small(30, 1);
         var e = Assert.Throws<InfluenceSharpException>(() => new Trainer(new TrainOptions { WeightDecay = 0, LbfgsTolerance = 1e-6 }).Train(Spec, train, null, null));
         Assert.Contains("--weight-decay", e.Message);
-        e = Assert.Throws<InfluenceSharpException>(() => new Trainer(new TrainOptions { LbfgsTolerance = 1e-6 }).Train(ModelSpec.For("smallcnn", 1, 28, 28, 10), train, null, null));
+        e = Assert.Throws<InfluenceSharpException>(() => new Trainer(new TrainOptions { LbfgsTolerance = 1e-6 }).Train(ModelSpec.For("resnet9", 1, 28, 28, 10), train, null, null));
         Assert.Contains("BatchNorm", e.Message);
     }
 
