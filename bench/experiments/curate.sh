@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data curation by attribution (issue 11, seed 004, D3M). Needs Debian's dataset-fashion-mnist.
 # Usage: bench/experiments/curate.sh [OUT_DIR] [mislabel|tinted|all]   (default runs/curate, all)
-# The chosen cases run in one `flock /tmp/influence-cpu.lock` hold on the shared machine (about
+# The chosen cases run in one hold of the lock file $INFLUENCE_CPU_LOCK (default /tmp/influence-cpu.lock) on the shared machine (about
 # 10-15 minutes for both on 2 cores); the wall time of each case inside the lock is printed.
 # INFLUENCE: the CLI to run (e.g. "dotnet /copy/of/influence.dll"); default: build this checkout's.
 set -euo pipefail
@@ -11,7 +11,7 @@ CASE=${2:-all}
 if [[ -z ${INFLUENCE:-} ]]; then dotnet build -c Release src/InfluenceSharp.Cli >/dev/null; fi
 export I=${INFLUENCE:-"dotnet src/InfluenceSharp.Cli/bin/Release/net10.0/influence.dll"} OUT CASE
 
-flock /tmp/influence-cpu.lock bash -euo pipefail -c '
+flock "${INFLUENCE_CPU_LOCK:-/tmp/influence-cpu.lock}" bash -euo pipefail -c '
 # 1. Mislabel case: Mlp (128 hidden), 3,000 class-balanced Fashion-MNIST training images, 10% of
 #    labels flipped; validation = the first 1,000 test images, test = the other 9,000; objective =
 #    mean validation loss; remove the 100/200/300 most detrimental (300 = the number of flipped labels).
