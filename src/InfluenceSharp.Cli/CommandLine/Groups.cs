@@ -56,13 +56,22 @@ internal sealed class MethodSettingOptions
 
     // Hessian-vector-product influence functions (if-explicit, if-cg, if-lissa, if-arnoldi); null where no IF can be chosen.
     public HvpOptionSet? Hvp { get; }
+    // The factored influence functions (ekfac, kfac, diagonal, identity); null where no IF can be chosen.
+    public Option<string>? IfEpochs { get; }
+    public Option<string>? Fisher { get; }
+    public static readonly string[] FactoredMethods = { "ekfac", "kfac", "diagonal", "identity" };
 
     /// <param name="measure">false where the command fixes the measurement itself (evaluate lds: --target).</param>
     /// <param name="damping">false where no influence function can be chosen (build-store).</param>
     public MethodSettingOptions(bool measure = true, bool damping = true)
     {
         if (measure) Measure = Opt.Choice("--measure", "query measurement: loss or margin", "loss", "loss", "margin");
-        if (damping) { Damping = Opt.Damping(); Hvp = new HvpOptionSet(); }
+        if (damping)
+        {
+            Damping = Opt.Damping(); Hvp = new HvpOptionSet();
+            IfEpochs = Opt.Str("--if-epochs", "ekfac, kfac, diagonal, identity: checkpoints of --run whose influence-function scores are summed, each with its own curvature and weighted by its step size (TracIn's trajectory sum): last, all, or epochs E,F,...", "last|all|E,...", fallback: "last");
+            Fisher = Opt.Choice("--fisher", "ekfac, kfac, diagonal: the curvature's output gradients use labels sampled from the model (true Fisher) or the training labels (empirical Fisher)", "true", "true", "empirical");
+        }
     }
 
     public void AddTo(Command c)
@@ -70,6 +79,15 @@ internal sealed class MethodSettingOptions
         if (Measure is not null) c.Add(Measure);
         if (Damping is not null) c.Add(Damping);
         c.Add(Layers); c.Add(BatchSize); c.Add(Seed); c.Add(Ensemble); c.Add(Members); c.Add(MemberEpochs); c.Add(ProjDim); c.Add(ProjLayout);
+        if (IfEpochs is not null && Fisher is not null)
+        {
+            c.Add(IfEpochs); c.Add(Fisher);
+            IfEpochs.Validators.Add(r =>
+            {
+                try { Commands.Ensemble.ParseEpochs(r.GetValueOrDefault<string>(), "--if-epochs"); }
+                catch (UsageException e) { r.AddError(e.Message); }
+            });
+        }
         Hvp?.AddTo(c);
         MemberEpochs.Validators.Add(r =>
         {
@@ -107,6 +125,10 @@ internal sealed class MethodSettingOptions
                     r.AddError($"{o.Name}: only trak uses it (chosen: {string.Join(",", chosen)})");
             if (Damping is not null && r.GetResult(Damping) is { Implicit: false } && !chosen.Any(DampedMethods.Contains))
                 r.AddError($"--damping: none of the methods {string.Join(",", chosen)} uses it (only {string.Join(", ", DampedMethods)})");
+            if (IfEpochs is not null && r.GetResult(IfEpochs) is { Implicit: false } && !chosen.Any(FactoredMethods.Contains))
+                r.AddError($"--if-epochs: only {string.Join(", ", FactoredMethods)} use it (chosen: {string.Join(",", chosen)})");
+            if (Fisher is not null && r.GetResult(Fisher) is { Implicit: false } && !chosen.Any(m => m is "ekfac" or "kfac" or "diagonal"))
+                r.AddError($"--fisher: only ekfac, kfac, diagonal use it (chosen: {string.Join(",", chosen)})");
             Hvp?.RefuseUnused(r, chosen, Damping is null ? null : Opt.ValueIfValid(r, Damping));
         });
     }
@@ -124,6 +146,8 @@ internal sealed class MethodSettingOptions
         ProjectionDim = p.GetValue(ProjDim),
         Layout = p.GetValue(ProjLayout) == "dense" ? ProjectionLayout.Dense : ProjectionLayout.Kronecker,
         Hvp = Hvp?.Read(p),
+        IfEpochs = IfEpochs is null ? "last" : p.GetValue(IfEpochs)!.Replace(" ", "", StringComparison.Ordinal),
+        Fisher = Fisher is not null && p.GetValue(Fisher) == "empirical" ? FisherType.Empirical : FisherType.True,
     };
 }
 

@@ -61,10 +61,11 @@ public static class DetectCommand
         var mask = run.Data.Corruption?.Mask(train.Count);
         var predicted = run.PredictedTrainLabels();
         var list = new List<MethodDetection>();
-        foreach (var name in methods)
+        foreach (var m in methods)
         {
             var sw = Stopwatch.StartNew();
-            var method = MethodFactory.Create(name, run, settings, profiler, quiet);
+            var method = MethodFactory.Create(m, run, settings, profiler, quiet);
+            string name = MethodFactory.Label(m, settings);
             var self = method.SelfInfluence(train);
             double secs = sw.Elapsed.TotalSeconds;
             Npy.Write(Path.Combine(outDir, $"self_influence-{name}.npy"), self, self.Length);

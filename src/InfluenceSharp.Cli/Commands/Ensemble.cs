@@ -40,7 +40,7 @@ internal static class Ensemble
     }
 
     /// <summary>Parses --member-epochs: null for "last", an empty array for "all", else the epochs.</summary>
-    public static int[]? ParseEpochs(string spec)
+    public static int[]? ParseEpochs(string spec, string option = "--member-epochs")
     {
         if (spec == "last") return null;
         if (spec == "all") return Array.Empty<int>();
@@ -48,9 +48,19 @@ internal static class Ensemble
         var epochs = new int[parts.Length];
         for (int i = 0; i < parts.Length; i++)
             if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out epochs[i]) || epochs[i] < 1)
-                throw new UsageException($"--member-epochs {spec}: give last, all, or epoch numbers E,F,... (each at least 1)");
-        if (epochs.Distinct().Count() != epochs.Length) throw new UsageException($"--member-epochs {spec}: an epoch is listed twice");
+                throw new UsageException($"{option} {spec}: give last, all, or epoch numbers E,F,... (each at least 1)");
+        if (epochs.Distinct().Count() != epochs.Length) throw new UsageException($"{option} {spec}: an epoch is listed twice");
         return epochs;
+    }
+
+    /// <summary>The checkpoints of --run that a last|all|E,... spec selects (epoch order).</summary>
+    public static List<Checkpoint> RunCheckpoints(RunContext run, string spec, string option)
+    {
+        var epochs = ParseEpochs(spec, option);
+        if (epochs is null) return new List<Checkpoint> { run.Last };
+        if (epochs.Length == 0) return run.Checkpoints.ToList();
+        return epochs.Order().Select(e => run.Checkpoints.FirstOrDefault(c => c.Info.Epoch == e) ?? throw new InfluenceSharpException(
+            $"{option} {spec}: --run {run.Dir} has no checkpoint of epoch {e} (it has epochs {string.Join(",", run.Checkpoints.Select(c => c.Info.Epoch))})")).ToList();
     }
 
     /// <summary>The checkpoints that are TRAK's ensemble members: the chosen epochs of --run, then of

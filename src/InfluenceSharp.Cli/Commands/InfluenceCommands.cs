@@ -118,7 +118,7 @@ public static class InfluenceCommands
         cmd.Add(partition); cmd.Add(shard); cmd.Add(data);
         compute.AddTo(cmd);
         Option[] factorsOnly = pairwise ? new Option[] { checkpoint, queryRank, bf16, perLayer } : new Option[] { checkpoint };
-        Option[] methodsOnly = { ms.Layers, ms.Seed, ms.Ensemble, ms.Members, ms.MemberEpochs, ms.ProjDim, ms.ProjLayout };
+        Option[] methodsOnly = { ms.Layers, ms.Seed, ms.Ensemble, ms.Members, ms.MemberEpochs, ms.IfEpochs!, ms.Fisher!, ms.ProjDim, ms.ProjLayout };
         cmd.Validators.Add(r =>
         {
             bool Given(Option o) => r.GetResult(o) is { Implicit: false };

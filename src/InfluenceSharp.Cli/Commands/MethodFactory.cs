@@ -31,6 +31,11 @@ internal sealed record MethodSettings
     public ProjectionLayout Layout { get; init; } = ProjectionLayout.Kronecker;
     /// <summary>if-explicit, if-cg, if-lissa, if-arnoldi settings (null = the library's defaults).</summary>
     public HvpSettings? Hvp { get; init; }
+    /// <summary>ekfac, kfac, diagonal, identity: checkpoints whose scores are summed (weighted by step
+    /// size): last (the default: the run's final model alone), all, or E,F,...</summary>
+    public string IfEpochs { get; init; } = "last";
+    /// <summary>ekfac, kfac, diagonal: true or empirical Fisher.</summary>
+    public FisherType Fisher { get; init; } = FisherType.True;
     /// <summary>Keep method features in RUN_DIR/store so later commands reuse them.</summary>
     public bool UseStore { get; init; } = true;
 }
@@ -60,6 +65,17 @@ internal static class MethodFactory
         return run.Methods[key] = Build(name, run, s, profiler, quiet);
     }
 
+    /// <summary>The method's name with the settings that make it another method (summed checkpoints,
+    /// empirical Fisher), for tables and file names: e.g. ekfac-epochs-all-empirical.</summary>
+    public static string Label(string name, MethodSettings s)
+    {
+        if (!(name is "ekfac" or "kfac" or "diagonal" or "identity")) return name;
+        string label = name;
+        if (s.IfEpochs != "last") label += "-epochs-" + s.IfEpochs.Replace(',', '_');
+        if (s.Fisher == Methods.InfluenceFunctions.FisherType.Empirical && name != "identity") label += "-empirical";
+        return label;
+    }
+
     /// <summary>The L2 coefficient of a run trained to convergence by full-batch L-BFGS (its weight
     /// decay: the objective is mean CE + (L2/2)‖θ‖²); null for SGD runs. Influence functions of such
     /// a run tie their regularisation to it: if-* add L2·I to the curvature (unless --l2 is given)
@@ -77,10 +93,25 @@ internal static class MethodFactory
         {
             case "ekfac" or "kfac" or "diagonal" or "identity":
             {
-                var model = run.Last.LoadModel();
-                var fo = new FactorOptions { Strategy = InfluenceCommands.ParseStrategy(name), Layers = s.Layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress };
-                var factors = new FactorFitter(model, task, fo, profiler).Fit(run.Data.Train)!;
-                return new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = s.Damping ?? convergedL2, TrainBatchSize = s.BatchSize, Progress = progress }, profiler);
+                var fo = new FactorOptions { Strategy = InfluenceCommands.ParseStrategy(name), Fisher = s.Fisher, Layers = s.Layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress };
+                var so = new ScoreOptions { Damping = s.Damping ?? convergedL2, TrainBatchSize = s.BatchSize, Progress = progress };
+                InfluenceFunction AtCheckpoint(Training.Checkpoint c)
+                {
+                    var model = c.LoadModel();
+                    var factors = new FactorFitter(model, task, fo, profiler).Fit(run.Data.Train)!;
+                    return new InfluenceFunction(model, task, factors, so, profiler);
+                }
+                if (s.IfEpochs == "last") return AtCheckpoint(run.Last);
+                // Influence functions summed over the trajectory: each checkpoint's own curvature, weighted by its step size.
+                var ckpts = Ensemble.RunCheckpoints(run, s.IfEpochs, "--if-epochs");
+                if (!quiet) Console.Error.WriteLine($"{name}: summed over {ckpts.Count} checkpoint(s), epochs {string.Join(",", ckpts.Select(c => c.Info.Epoch))}, weighted by step size");
+                return new CheckpointSum($"{name}-epochs-{s.IfEpochs}", ckpts.Select(c =>
+                {
+                    double eta = c.Info.LearningRate;
+                    if (!(eta > 0) || !double.IsFinite(eta))
+                        throw new InfluenceSharpException($"--if-epochs: {c.WeightsPath} records no positive learning rate (step size {eta}); its score cannot be weighted");
+                    return ((IAttributionMethod)AtCheckpoint(c), eta);
+                }).ToList());
             }
             case "if-explicit" or "if-cg" or "if-lissa" or "if-arnoldi":
             {
