@@ -2,6 +2,7 @@ using System.CommandLine;
 using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
 using InfluenceSharp.Models;
+using InfluenceSharp.Storage;
 using InfluenceSharp.Training;
 
 namespace InfluenceSharp.Cli.Commands;
@@ -50,6 +51,7 @@ public static class ImportCommand
             var spec = ModelSpec.For(p.GetValue(model)!, train.Channels, train.Height, train.Width, train.NumClasses, p.GetValue(widths));
             string outPath = p.GetValue(outDir)!;
             var cps = RunImport.Import(outPath, spec, files, steps, train, split.Test, split.Source, 0, p.GetValue(overwrite));
+            if (split.Scaling is { } scaling) Json.WriteFile(Path.Combine(outPath, FeatureScaling.FileName), scaling);
             if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}; data: {split.Source} ({train.Count} train)");
             foreach (var c in cps)
                 Console.WriteLine($"epoch-{c.Info.Epoch:D4}: {c.Info.ImportedFrom} (step size {c.Info.LearningRate}), train accuracy {100 * c.Info.Metrics!.TrainAccuracy:F2}%, test accuracy {100 * c.Info.Metrics.TestAccuracy:F2}%");

@@ -106,6 +106,7 @@ public static class TrainCommand
         // The trainer locks --out, refuses (or overwrites, or resumes) an earlier run there, and keeps run.json.
         var trainer = new Trainer(options, quiet ? null : new ConsoleProgress());
         var result = trainer.Train(spec, train, split.Test, outDir, record, split.Source, existing);
+        if (split.Scaling is { } scaling) Json.WriteFile(Path.Combine(outDir, FeatureScaling.FileName), scaling);
         if (!quiet && trainer.LastLbfgs is { } lb)
             Console.Error.WriteLine($"L-BFGS: {lb.Iterations} iterations, objective {lb.Objective:G8}, gradient max-norm {lb.MaxGradient:G3}");
         var last = result.History[^1];

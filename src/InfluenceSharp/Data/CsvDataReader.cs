@@ -65,7 +65,10 @@ public static class CsvDataReader
         Standardise(xt, d, mean, std);
         source = source.Set("label", labelColumn);
         return new DataSplit(new FloatDataset("csv-train", x, new[] { d }, y, numClasses, names),
-            new FloatDataset("csv-test", xt, new[] { d }, yt!, numClasses, names), source.ToString());
+            new FloatDataset("csv-test", xt, new[] { d }, yt!, numClasses, names), source.ToString())
+        {
+            Scaling = new FeatureScaling(featureCols.Select(c => train.Header[c]).ToArray(), mean, std),
+        };
     }
 
     /// <summary>Per-feature mean and standard deviation (population; 1 for a constant feature), in float64.</summary>

@@ -1,7 +1,19 @@
 namespace InfluenceSharp.Data;
 
 /// <summary>A train/test pair of datasets and where it came from.</summary>
-public sealed record DataSplit(LabeledDataset Train, LabeledDataset Test, string Source);
+public sealed record DataSplit(LabeledDataset Train, LabeledDataset Test, string Source)
+{
+    /// <summary>How a reader standardised the features (csv:), null where it did not.</summary>
+    public FeatureScaling? Scaling { get; init; }
+}
+
+/// <summary>x' = (x − Mean) / Std per feature column, with the training rows' statistics (population
+/// standard deviation; 1 for a constant column). A trained run keeps it as standardisation.json, so
+/// new rows can be prepared the same way outside InfluenceSharp.</summary>
+public sealed record FeatureScaling(string[] Columns, double[] Mean, double[] Std)
+{
+    public const string FileName = "standardisation.json";
+}
 
 /// <summary>Finds the data a command should use: the embedded Fashion-MNIST subset (always
 /// available, no download), the full Fashion-MNIST (Debian's dataset-fashion-mnist package or a

@@ -114,7 +114,7 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
         if (!overwrite)
             throw new InfluenceSharpException($"--out {runDir}: already holds checkpoints of another run; choose another directory, pass --overwrite, or --resume to finish an interrupted run");
         foreach (var f in old) File.Delete(f);
-        foreach (var f in new[] { "run.json", "corruption.json" }.Select(n => Path.Combine(runDir, n)).Where(File.Exists)) File.Delete(f);
+        foreach (var f in new[] { "run.json", "corruption.json", Data.FeatureScaling.FileName }.Select(n => Path.Combine(runDir, n)).Where(File.Exists)) File.Delete(f);
         foreach (var d in new[] { "store", "detect", "explain", "lds", "remove", "ensemble" }.Select(n => Path.Combine(runDir, n)).Where(Directory.Exists))
             Directory.Delete(d, recursive: true);
     }
