@@ -40,6 +40,7 @@ public sealed record ImageFile(int Width, int Height, int Channels, byte[] Pixel
                 if (info.Width <= 0 || info.Height <= 0 || (long)info.Width * info.Height > MaxPixels)
                     throw new InfluenceSharpException($"{name}: image is {info.Width}x{info.Height}; at most {MaxPixels} pixels are decoded");
             }
+            if (IsTruncatedJpeg(encoded)) throw new InfluenceSharpException($"{name}: truncated JPEG (no end-of-image marker after the last scan)");
             image = ImageResult.FromMemory(encoded, ColorComponents.RedGreenBlue);
         }
         catch (InfluenceSharpException) { throw; }
@@ -58,6 +59,20 @@ public sealed record ImageFile(int Width, int Height, int Channels, byte[] Pixel
             else { pixels[i] = r; pixels[plane + i] = g; pixels[2 * plane + i] = b; }
         }
         return new ImageFile(w, h, channels, pixels);
+    }
+
+    /// <summary>A JPEG whose last scan has no end-of-image marker (FF D9) after it: cut short, which the
+    /// decoder would silently fill with grey (PIL refuses such files too). Inside entropy-coded data
+    /// an FF byte is always followed by 00 or a restart marker, so FF D9 after the last start-of-scan
+    /// (FF DA) is the image's end.</summary>
+    static bool IsTruncatedJpeg(byte[] b)
+    {
+        if (b.Length < 4 || b[0] != 0xFF || b[1] != 0xD8) return false;
+        int sos = -1;
+        for (int i = b.Length - 2; i >= 2; i--) if (b[i] == 0xFF && b[i + 1] == 0xDA) { sos = i; break; }
+        if (sos < 0) return true;
+        for (int i = sos + 2; i < b.Length - 1; i++) if (b[i] == 0xFF && b[i + 1] == 0xD9) return false;
+        return true;
     }
 
     /// <summary>This image resized to <paramref name="height"/> x <paramref name="width"/> by bilinear
