@@ -52,7 +52,7 @@ internal sealed class MethodSettingOptions
     public Option<string> Members { get; } = Opt.Str("--members", "trak: ensemble members from runs you trained: other runs (RUN_DIR or checkpoint file, comma separated; same training data and architecture) whose models join --run's", "RUN,...");
     public Option<string> MemberEpochs { get; } = Opt.Str("--member-epochs", "trak: which checkpoints of --run and of each --members run are ensemble members: last, all, or epochs E,F,...", "last|all|E,...", fallback: "last");
     public Option<int> ProjDim { get; } = Opt.Int("--proj-dim", "trak, tracin-proj: projection dimension", 2048, 1, 1 << 24, "K");
-    public Option<string> ProjLayout { get; } = Opt.Choice("--proj-layout", "trak, tracin-proj: kronecker (per-layer projections, fast on a CPU) or dense (the reference TRAK projection)", "kronecker", "kronecker", "dense");
+    public Option<string> ProjLayout { get; } = Opt.Choice("--proj-layout", "trak, tracin-proj: kronecker (per-layer projections, fast on a CPU), dense (the reference TRAK projection) or hadamard (a subsampled randomised Hadamard transform of the whole gradient: O(p log p) per example, no matrix stored)", "kronecker", "kronecker", "dense", "hadamard");
 
     // Hessian-vector-product influence functions (if-explicit, if-cg, if-lissa, if-arnoldi); null where no IF can be chosen.
     public HvpOptionSet? Hvp { get; }
@@ -102,8 +102,8 @@ internal sealed class MethodSettingOptions
             if (r.GetResult(Ensemble) is { Implicit: false } && Opt.ValueIfValid(r, Ensemble) > 1
                 && (r.GetResult(Members) is { Implicit: false } || r.GetResult(MemberEpochs) is { Implicit: false }))
                 r.AddError("--ensemble: not with --members or --member-epochs (give the ensemble's members either as runs you trained or as a count to train)");
-            if (r.GetResult(ProjDim) is { Implicit: false } && r.GetValue(ProjLayout) != "dense")
-                r.AddError("--proj-dim: only with --proj-layout dense (the default Kronecker layout projects each layer's output gradients and inputs to 16 x 64)");
+            if (r.GetResult(ProjDim) is { Implicit: false } && r.GetValue(ProjLayout) is not ("dense" or "hadamard"))
+                r.AddError("--proj-dim: only with --proj-layout dense or hadamard (the default Kronecker layout projects each layer's output gradients and inputs to 16 x 64)");
         });
     }
 
@@ -144,7 +144,7 @@ internal sealed class MethodSettingOptions
         Members = p.GetValue(Members) is { } ms ? ms.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : Array.Empty<string>(),
         MemberEpochs = p.GetValue(MemberEpochs)!.Replace(" ", "", StringComparison.Ordinal),
         ProjectionDim = p.GetValue(ProjDim),
-        Layout = p.GetValue(ProjLayout) == "dense" ? ProjectionLayout.Dense : ProjectionLayout.Kronecker,
+        Layout = p.GetValue(ProjLayout) switch { "dense" => ProjectionLayout.Dense, "hadamard" => ProjectionLayout.Hadamard, _ => ProjectionLayout.Kronecker },
         Hvp = Hvp?.Read(p),
         IfEpochs = IfEpochs is null ? "last" : p.GetValue(IfEpochs)!.Replace(" ", "", StringComparison.Ordinal),
         Fisher = Fisher is not null && p.GetValue(Fisher) == "empirical" ? FisherType.Empirical : FisherType.True,
