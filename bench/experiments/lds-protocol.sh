@@ -2,13 +2,13 @@
 # Issue 14 measurements: the converged LDS protocol from the CLI, seed averaging and the noise
 # ceiling, TRAK ensembles from existing checkpoints/runs. Fashion-MNIST (Debian's dataset-fashion-mnist),
 # 5,000 class-balanced training images, the first 500 test images as queries, margin target.
-# Usage: bench/experiments/lds-protocol.sh [OUT_DIR] [STAGE...]   (stages: lr mlp members; default all)
+# Usage: bench/experiments/lds-protocol.sh [OUT_DIR] [STAGE...]   (stages: lr mlp members layouts; default all)
 # Every heavy command runs under the shared CPU lock in holds of at most ~19 minutes; LDS caches
 # resume, so a command cut by the time limit is simply run again until it completes.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-runs/lds-protocol}; shift || true
-STAGES=${*:-lr mlp members}
+STAGES=${*:-lr mlp members layouts}
 LOCK=${INFLUENCE_CPU_LOCK:-/tmp/influence-cpu.lock}
 HOLD=${HOLD_SECONDS:-1140}
 # INFLUENCE_CLI: a built CLI to use instead of this checkout's (e.g. a copy that a rebuild cannot change mid-run).
@@ -59,5 +59,12 @@ members)
   held $I evaluate lds --run "$OUT/mlp" --methods trak --ensemble 5 $L $T
   M=$(for k in 1 2 3 4; do printf "%s," "$OUT/mlp/ensemble/seed-$k"; done); M=${M%,}
   held $I evaluate lds --run "$OUT/mlp" --methods trak --members "$M" --member-epochs 9,10 $L $T
+  ;;
+layouts)
+  # 4. Issue 13: TRAK-1 with the three projection layouts at equal k on the same targets (the Mlp's two
+  #    layers each project to 16 x 64 = 1,024 with the Kronecker layout: 2,048 in all, as dense and hadamard here).
+  L="--seeds-per-subset 3 --subsets ${MLP_SUBSETS:-50} --query-count 500 --target margin --out $OUT/mlp/lds-3seeds"
+  held $I evaluate lds --run "$OUT/mlp" --methods trak --proj-layout dense --proj-dim 2048 $L $T
+  held $I evaluate lds --run "$OUT/mlp" --methods trak --proj-layout hadamard --proj-dim 2048 $L $T
   ;;
 esac; done

@@ -69,12 +69,17 @@ internal static class MethodFactory
     /// empirical Fisher), for tables and file names: e.g. ekfac-epochs-all-empirical.</summary>
     public static string Label(string name, MethodSettings s)
     {
-        if (!(name is "ekfac" or "kfac" or "diagonal" or "identity")) return name;
+        if (!(name is "ekfac" or "kfac" or "diagonal" or "identity")) return name + LayoutSuffix(name, s);
         string label = name;
         if (s.IfEpochs != "last") label += "-epochs-" + s.IfEpochs.Replace(',', '_');
         if (s.Fisher == Methods.InfluenceFunctions.FisherType.Empirical && name != "identity") label += "-empirical";
         return label;
     }
+
+    /// <summary>"-dense2048" or "-hadamard2048" for the projected methods with another layout than the
+    /// default Kronecker one; empty otherwise.</summary>
+    public static string LayoutSuffix(string name, MethodSettings s) =>
+        name is "trak" or "tracin-proj" && s.Layout != ProjectionLayout.Kronecker ? $"-{s.Layout.ToString().ToLowerInvariant()}{s.ProjectionDim}" : "";
 
     /// <summary>The L2 coefficient of a run trained to convergence by full-batch L-BFGS (its weight
     /// decay: the objective is mean CE + (L2/2)‖θ‖²); null for SGD runs. Influence functions of such
