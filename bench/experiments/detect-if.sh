@@ -31,9 +31,8 @@ for v in $VARIANTS; do case $v in
   fc-last)      detect fc-last --methods ekfac --layers fc ;;
   identity-all) detect identity-all --methods identity --if-epochs all ;;            # gradient norms summed over checkpoints (TracIn on all layers)
   tracin-last)  detect tracin-last --methods tracin-last ;;
-  trak-layouts) detect trak-kronecker --methods trak                                  # issue 13: the three layouts at k = 2,048 (Kronecker: 4 layers x 16 x 64 = 4,096)
-                for l in dense hadamard; do detect trak-$l --methods trak --proj-layout $l --proj-dim 2048; done
-                detect trak-dense4096 --methods trak --proj-layout dense --proj-dim 4096 ;;
+  trak-layouts) detect trak-kronecker --methods trak                                  # issue 13: the three layouts at equal k (Kronecker: 4 layers x 16 x 64 = 4,096)
+                for l in dense hadamard; do detect trak-$l --methods trak --proj-layout $l --proj-dim 4096; done ;;
 esac; done
 
 # Summary: found at 10% / 20%, ROC AUC, seconds, per variant.
