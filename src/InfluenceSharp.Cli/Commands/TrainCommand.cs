@@ -30,6 +30,7 @@ public static class TrainCommand
         var peakEpoch = Opt.OptionalDouble("--peak-epoch", "one-cycle peak, in epochs [default: epochs/5]", 0, minOpen: true);
         var seed = Opt.Int("--seed", "initialisation, shuffling and subset seed", 0, 0);
         var augment = Opt.Flag("--augment", "random crop + horizontal flip (CIFAR)");
+        var dropLast = Opt.Flag("--drop-last", "skip each epoch's last, incomplete minibatch (PyTorch's drop_last; for BatchNorm networks, whose running statistics a batch of a few examples corrupts); retrainings (evaluate, curate) do the same");
         var corrupt = Opt.Double("--corrupt", "corrupt this fraction of the training labels (recorded in corruption.json)", 0, 0, max: 1);
         var corruptSeed = Opt.Int("--corrupt-seed", "seed of the label corruption", 0, 0);
         var overwrite = Opt.Flag("--overwrite", "replace the checkpoints (and results) of an earlier run in --out");
@@ -37,7 +38,7 @@ public static class TrainCommand
         var compute = new ComputeOptions();
         var cmd = new Command("train", "train a model on a data set, a checkpoint every epoch (SGD with momentum and weight decay)")
         {
-            outDir, data, model, widths, init, pretrained, freeze, trainCount, epochs, batchSize, lr, momentum, weightDecay, lbfgsTol, schedule, peakEpoch, seed, augment,
+            outDir, data, model, widths, init, pretrained, freeze, trainCount, epochs, batchSize, lr, momentum, weightDecay, lbfgsTol, schedule, peakEpoch, seed, augment, dropLast,
             corrupt, corruptSeed, overwrite, resume,
         };
         readers.AddTo(cmd);
@@ -60,7 +61,7 @@ public static class TrainCommand
                 Epochs = p.GetValue(epochs), BatchSize = p.GetValue(batchSize), LearningRate = p.GetValue(lr),
                 Momentum = p.GetValue(momentum), WeightDecay = p.GetValue(weightDecay), LbfgsTolerance = p.GetValue(lbfgsTol),
                 Schedule = p.GetValue(schedule) == "onecycle" ? LrSchedule.OneCycle : LrSchedule.Constant,
-                PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment),
+                PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment), DropLast = p.GetValue(dropLast),
                 InitFile = p.GetValue(init),
                 Freeze = p.GetValue(freeze)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } f ? f : null,
             };

@@ -40,6 +40,10 @@ public sealed record TrainOptions
     /// (a convex model such as logreg then reaches its unique optimum, the protocol under which
     /// influence functions are close to exact); one checkpoint (epoch 1), Epochs is ignored.</summary>
     public double? LbfgsTolerance { get; init; }
+    /// <summary>Skip each epoch's last, incomplete minibatch (PyTorch's drop_last): for networks with
+    /// BatchNorm, whose running statistics a batch of a few examples corrupts (e.g. 450 examples in
+    /// batches of 32 leave a batch of 2).</summary>
+    public bool DropLast { get; init; }
 
     /// <summary>Learning rate at optimisation step t of totalSteps.</summary>
     public double LrAt(long t, long stepsPerEpoch)
@@ -132,7 +136,10 @@ public sealed class Trainer
         string fingerprint = train.Fingerprint();
         string? corruptionFile = null;
         using var runLock = runDir is null ? null : DirectoryLock.Acquire(runDir, "training run");
-        long stepsPerEpoch = (train.Count + o.BatchSize - 1) / o.BatchSize;
+        if (o.DropLast && train.Count < o.BatchSize)
+            throw new InfluenceSharpException($"--drop-last: {train.Count} training examples make no complete batch of {o.BatchSize}");
+        int usedPerEpoch = o.DropLast ? train.Count - train.Count % o.BatchSize : train.Count;
+        long stepsPerEpoch = (usedPerEpoch + o.BatchSize - 1) / o.BatchSize;
         var history = new List<EpochMetrics>();
         var checkpoints = new List<Checkpoint>();
         long step = 0;
@@ -185,7 +192,7 @@ public sealed class Trainer
             var order = Enumerable.Range(0, train.Count).ToArray();
             rng.Shuffle(order);
             double lossSum = 0, lrSum = 0; long correct = 0, seen = 0;
-            using var bar = ProgressReporter.Start(Progress, $"epoch {epoch}/{o.Epochs}", train.Count, "ex");
+            using var bar = ProgressReporter.Start(Progress, $"epoch {epoch}/{o.Epochs}", o.LbfgsTolerance is null ? usedPerEpoch : train.Count, "ex");
             if (o.LbfgsTolerance is { } tolerance)
             {
                 var fit = Lbfgs.Fit(model, train, o.WeightDecay, tolerance, o.BatchSize, bar);
@@ -197,10 +204,10 @@ public sealed class Trainer
                 lrSum = o.LearningRate * stepsPerEpoch; step += fit.Iterations;
             }
             else
-            for (int b = 0; b < order.Length; b += o.BatchSize)
+            for (int b = 0; b < usedPerEpoch; b += o.BatchSize)
             {
                 using var scope = NewDisposeScope();
-                int len = Math.Min(o.BatchSize, order.Length - b);
+                int len = Math.Min(o.BatchSize, usedPerEpoch - b);
                 var idx = order.AsSpan(b, len);
                 var x = train.Inputs(idx);
                 if (o.Augment) x = Augmentation.CropFlip(x, 4, augRng);
