@@ -24,16 +24,16 @@ TRAIN=${TRAIN:-500}         # training images (class-balanced, 50 per class)
 TEST=${TEST:-400}           # test images
 FT_EPOCHS=${FT_EPOCHS:-3}   # fine-tuning epochs
 SC_EPOCHS=${SC_EPOCHS:-3}   # from-scratch epochs
-RM_EPOCHS=${RM_EPOCHS:-2}   # epochs of each removal retraining (the full-data baseline is retrained the same way)
+RM_EPOCHS=${RM_EPOCHS:-3}   # epochs of each removal retraining (the full-data baseline is retrained the same way): as the run
 FREEZE=conv1,bn1,layer1,layer2
-METHODS=trak,ekfac,tracin-last   # exact tracin over layer3+layer4 needs ~24 GB here (per-example conv gradients)
+METHODS=${METHODS:-trak,ekfac,tracin-last}   # exact tracin over layer3+layer4 needs ~24 GB here (per-example conv gradients)
 REMOVE_K=${REMOVE_K:-50}    # 10% of the training set
-REMOVE_SEEDS=${REMOVE_SEEDS:-0,1}
+REMOVE_SEEDS=${REMOVE_SEEDS:-0,1,2}
 QUERIES=${QUERIES:-$TEST}   # removal query set: the first N test images (the test folder is read class by class, so all of it)
 THREADS=${THREADS:-2}
 EXPLAIN=${EXPLAIN:-$((TEST / 10 * 0 + 3)),$((TEST / 10 * 3 + 3)),$((TEST / 10 * 5 + 3)),$((TEST / 10 * 9 + 3))}  # one test image of classes 0, 3, 5, 9
 
-I="dotnet $ROOT/src/InfluenceSharp.Cli/bin/Release/net10.0/influence.dll"
+I=${INFLUENCE_CLI:-"dotnet $ROOT/src/InfluenceSharp.Cli/bin/Release/net10.0/influence.dll"}   # INFLUENCE_CLI: a pinned build
 DATA="$OUT/data"
 
 # stage PART NAME command...: runs the command under GNU time, appends "name seconds peak_rss_MiB" to
@@ -74,7 +74,7 @@ finetune() {
   export_data
   rm -f "$OUT/finetune/stages.tsv"
   stage finetune train $I train --data "imagefolder:$DATA" --model resnet18 --pretrained imagenet --freeze $FREEZE \
-    --epochs "$FT_EPOCHS" --batch-size 32 --lr 0.01 --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" \
+    --epochs "$FT_EPOCHS" --batch-size 32 --drop-last --lr 0.01 --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" \
     --out "$OUT/finetune/run" --overwrite
   attribute finetune "$OUT/finetune/run" "$RM_EPOCHS"
 }
@@ -83,7 +83,7 @@ scratch() {
   export_data
   rm -f "$OUT/scratch/stages.tsv"
   stage scratch train $I train --data "imagefolder:$DATA" --model resnet18 \
-    --epochs "$SC_EPOCHS" --batch-size 32 --lr 0.03 --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" \
+    --epochs "$SC_EPOCHS" --batch-size 32 --drop-last --lr 0.03 --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" \
     --out "$OUT/scratch/run" --overwrite
   attribute scratch "$OUT/scratch/run" "$RM_EPOCHS"
 }
