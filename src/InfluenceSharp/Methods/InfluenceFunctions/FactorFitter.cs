@@ -88,7 +88,7 @@ public sealed class FactorFitter
 
     private Factors? FitDiagonal(IDataset train, string? dir, Shard sh, FactorsManifest manifest)
     {
-        var sums = RunPartitions("diagonal", "Fit Diagonal", train, dir, sh, LambdaInit(), (lb, acc, i) => AccumulateSquares(lb, acc[i], null, null));
+        var sums = RunPartitions("diagonal", "Fit Diagonal", train, dir, sh, LambdaInit(), (lb, acc, i) => AccumulateSquares(lb, acc[i], null, null, o.MemoryBytes));
         if (sums is null) return null;
         var (acc, count) = sums.Value;
         return new Factors(manifest, layers.Select((l, i) => new LayerFactors(l.Name, o.Strategy, null, null, null, null, acc[i] / count)).ToList());
@@ -130,7 +130,7 @@ public sealed class FactorFitter
         var dtype = ComputeDtype();
         var qaC = eig.Select(e => e.QA.to(dtype)).ToList();
         var qsC = eig.Select(e => e.QS.to(dtype)).ToList();
-        var lam = RunPartitions("lambda", "Fit Lambda", train, dir, sh, LambdaInit(), (lb, acc, i) => AccumulateSquares(lb, acc[i], qaC[i], qsC[i]));
+        var lam = RunPartitions("lambda", "Fit Lambda", train, dir, sh, LambdaInit(), (lb, acc, i) => AccumulateSquares(lb, acc[i], qaC[i], qsC[i], o.MemoryBytes));
         if (lam is null) return null;
         var (lamSums, count) = lam.Value;
         return new Factors(manifest, layers.Select((l, i) => new LayerFactors(l.Name, o.Strategy, eig[i].QA, eig[i].QS, eig[i].EigA, eig[i].EigS, lamSums[i] / count)).ToList());
@@ -139,7 +139,7 @@ public sealed class FactorFitter
     private Func<Tensor[]> LambdaInit() => () => layers.Select(l => torch.zeros(l.Out, l.In, dtype: ScalarType.Float64)).ToArray();
 
     /// <summary>acc += Σ_b (Q_Sᵀ G_b Q_A)⊙² (no basis: G_b⊙²), using the rank-one form for Linear layers.</summary>
-    private static void AccumulateSquares(LayerBatch lb, Tensor acc, Tensor? qa, Tensor? qs)
+    private static void AccumulateSquares(LayerBatch lb, Tensor acc, Tensor? qa, Tensor? qs, long memoryBytes)
     {
         if (lb.RankOne)
         {
@@ -147,7 +147,9 @@ public sealed class FactorFitter
             if (qa is not null) { a = a.matmul(qa); g = g.matmul(qs!); }
             acc.add_(g.squeeze(1).square().mT.matmul(a.squeeze(1).square()).to(ScalarType.Float64));
         }
-        else acc.add_(lb.Rotated(qa, qs).square().sum(new long[] { 0 }).to(ScalarType.Float64));
+        else
+            foreach (var c in lb.Chunks(memoryBytes))           // [b, Out, In] slices within the memory budget
+                acc.add_(c.Rotated(qa, qs).square().sum(new long[] { 0 }).to(ScalarType.Float64));
     }
 
     private ScalarType ComputeDtype() => model.parameters().First().dtype;
