@@ -190,3 +190,34 @@ public class ConvMemoryBoundTests
         Assert.True(RelErr(pairs, explicitPairs) < 1e-6, $"pairwise: relative error {RelErr(pairs, explicitPairs)} ({TestSeed.Describe()})");
     }
 }
+
+public class EkfacCaptureCacheTests
+{
+    /// <summary>The eigenvalue pass reusing the covariance pass's layer batches (all of them, a
+    /// prefix that fits a small budget, or none) gives the same factors, also with the true Fisher's
+    /// sampled labels and several partitions; and the factors match the float64 oracle.</summary>
+    [Theory]
+    [InlineData(FisherType.True)]
+    [InlineData(FisherType.Empirical)]
+    public void CachedCapturesGiveTheSameFactorsAsRecomputedOnes(FisherType fisher)
+    {
+        torch.manual_seed(TestSeed.For());
+        var model = new ConvNet().to(ScalarType.Float64);
+        var train = new TensorPairDataset(torch.randn(23, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 23 }));
+        var task = new ClassificationTask();
+        Factors Fit(long cacheBytes) => new FactorFitter(model, task, new FactorOptions
+        { Strategy = FactorStrategy.Ekfac, Fisher = fisher, BatchSize = 4, PartitionSize = 10, Seed = 3, CaptureCacheBytes = cacheBytes }).Fit(train)!;
+        var none = Fit(0);
+        // Per example (16·19 + 16·3 + 16·27 + 16·4 + 65 + 6 + 6 + 4)·8 = 7,432 bytes: a batch of 4 is
+        // 29.7 KB, partition 0 (10 examples) 74.3 KB. 100 KB caches partition 0 only; 50 KB fills up
+        // inside partition 0 (which must then be recomputed whole: the true Fisher's labels).
+        foreach (var budget in new[] { 1L << 30, 100_000L, 50_000L })
+        {
+            var cached = Fit(budget);
+            foreach (var (a, b) in none.Layers.Zip(cached.Layers))
+                Assert.True(a.Lambda!.allclose(b.Lambda!, rtol: 1e-12, atol: 1e-15), $"{a.Name}, budget {budget} ({TestSeed.Describe()})");
+        }
+        if (fisher == FisherType.Empirical)
+            Oracles.AssertEkfacLambdas(model, TrackedLayer.Find(model), Fit(1L << 30), train, task.TrainLoss, rtol: 1e-8);
+    }
+}

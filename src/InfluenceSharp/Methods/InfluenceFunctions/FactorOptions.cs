@@ -25,6 +25,10 @@ public sealed record FactorOptions
     /// (EK-FAC's eigenvalue pass splits a batch into slices to respect it). Default 1 GiB; it
     /// changes no result.</summary>
     public long MemoryBytes { get; init; } = Gradients.LayerBatch.DefaultMemoryBytes;
+    /// <summary>EK-FAC: bytes of the covariance pass's layer inputs and output gradients kept for the
+    /// eigenvalue pass, which then skips the forward and backward passes for those batches (as many
+    /// batches as fit; 0 = recompute all). Default 1 GiB; it changes no result.</summary>
+    public long CaptureCacheBytes { get; init; } = 1L << 30;
     /// <summary>Receives progress (examples done, rate); null = silent (the default). Not part of any manifest.</summary>
     public IProgress<ProgressUpdate>? Progress { get; init; }
 }

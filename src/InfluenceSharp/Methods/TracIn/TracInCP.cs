@@ -60,12 +60,20 @@ public sealed class TracInCP : FeatureMethod
         return (int)Math.Max(1, Math.Min(requested, Options.MemoryBytes / Math.Max(1, bytes)));
     }
 
-    /// <summary>Without a store directory, self-influence comes straight from each batch's layer
-    /// gradients (<see cref="LayerBatch.SquaredNorms"/>: per-example conv gradients in slices within
-    /// the memory budget, or through position Gram matrices when cheaper), never as feature rows.</summary>
+    /// <summary>Self-influence straight from each batch's layer gradients
+    /// (<see cref="LayerBatch.SquaredNorms"/>: per-example conv gradients in slices within the memory
+    /// budget, or through position Gram matrices when cheaper), never as feature rows — unless the
+    /// rows are kept in a store directory that is complete (read it) or whose blocks of rows fit the
+    /// memory budget (build it, for later query sets).</summary>
     public override double[] SelfInfluence(IDataset train)
     {
-        if (RunOptions.StoreDirectory is not null) return base.SelfInfluence(train);
+        if (RunOptions.StoreDirectory is not null)
+        {
+            var store = OpenStore(train);
+            long blockBytes = (long)store.BlockSize * featurizer.Dim * (featurizer.Dtype == ScalarType.Float64 ? 8 : 4);
+            if (store.IsComplete || blockBytes <= Options.MemoryBytes) return base.SelfInfluence(train);
+        }
+        else Bind(train);
         var result = new double[train.Count];
         var all = Enumerable.Range(0, train.Count).ToArray();
         int batch = RunOptions.TrainBatchSize;
