@@ -25,7 +25,11 @@ public sealed record TracInOptions : FeatureRunOptions
 /// TracInCP (Pruthi et al. 2020): score(q, z) = Σ_c η_c ∇L(θ_c, q)·∇L(θ_c, z) over the tracked layers,
 /// self-influence Σ_c η_c ‖∇L(θ_c, z)‖². Exact: per checkpoint and batch one forward pass and one
 /// autograd.grad; Linear gradients stay rank-one (scores (G_q G_zᵀ)⊙(A_q A_zᵀ), two GEMMs), Conv2d
-/// gradients are formed per example by one batched GEMM. The query side uses the task's query
+/// gradients are formed per example by one batched GEMM, or kept as their per-position factors when
+/// the layer has few output positions against its width (<see cref="TracInConvForm"/>). Memory is
+/// bounded by <see cref="TracInOptions.MemoryBytes"/>: self-influence never forms feature rows (it
+/// takes ‖∇‖² per layer from the layer batches, in slices), and feature rows are computed in batches
+/// small enough to fit. The query side uses the task's query
 /// measurement (loss by default), the training side the training loss; positive = helpful.
 /// </summary>
 public sealed class TracInCP : FeatureMethod
