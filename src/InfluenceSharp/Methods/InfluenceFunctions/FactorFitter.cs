@@ -196,7 +196,8 @@ public sealed class FactorFitter
                     {
                         var x = train.Inputs(span, device);
                         var y = train.Targets(span, device);
-                        (_, lbs) = capture.Run(model, x, logits => o.Fisher == FisherType.True ? task.SampledLoss(logits, gen) : task.TrainLoss(logits, y));
+                        (_, lbs) = capture.Run(model, x, logits => o.Fisher == FisherType.True ? task.SampledLoss(logits, gen) : task.TrainLoss(logits, y),
+                            freshPatches: cache?.Recording == true);
                         cache?.Record(key, lbs);
                     }
                     for (int i = 0; i < lbs.Length; i++) accumulate(lbs[i], acc, i);
@@ -250,8 +251,8 @@ public sealed class FactorFitter
 }
 
 /// <summary>Layer batches (a, g) of one pass kept for the next, up to a byte budget: whole partitions
-/// are recorded while they fit (copies, since conv patches live in the capture's reused buffer), and
-/// each batch is handed out once and then released.</summary>
+/// are recorded while they fit (the capture then writes conv patches to fresh tensors rather than its
+/// reused buffer), and each batch is handed out once and then released.</summary>
 internal sealed class CaptureCache : IDisposable
 {
     private readonly long budget;
@@ -262,6 +263,8 @@ internal sealed class CaptureCache : IDisposable
     public CaptureCache(long budgetBytes) { budget = budgetBytes; }
 
     public int Count => entries.Count;
+
+    public bool Recording => recording;
 
     public void StopRecording() => recording = false;
 
@@ -281,7 +284,9 @@ internal sealed class CaptureCache : IDisposable
             }
             return;
         }
-        entries[key] = lbs.Select(lb => (lb.A.clone().DetachFromDisposeScope(), lb.G.clone().DetachFromDisposeScope())).ToArray();
+        // No copies: the capture ran with fresh patches, and the tensors (or the storage their views
+        // share) are kept alive past the batch's dispose scope by detaching these handles from it.
+        entries[key] = lbs.Select(lb => (lb.A.alias().DetachFromDisposeScope(), lb.G.alias().DetachFromDisposeScope())).ToArray();
         bytes += size;
     }
 
