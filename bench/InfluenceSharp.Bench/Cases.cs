@@ -11,7 +11,7 @@ namespace InfluenceSharp.Bench;
 public static class Cases
 {
     /// <summary>Experiments that retrain many models (minutes to hours): run by name, never by `all`.</summary>
-    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "index-synthetic", "index-real" };
+    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "index-synthetic", "index-real", "peers-cnn-conv" };
 
     /// <summary>Names that stand for several cases, each run in its own process in this order.</summary>
     public static readonly Dictionary<string, List<string>> Groups = new() { ["hvp-solvers"] = HvpCostCases.Group() };
@@ -37,6 +37,7 @@ public static class Cases
         ["eigh"] = ImageNetCases.Eigh,
         ["peers-mlp"] = c => PeerCases.Run(c, "mlp"),
         ["peers-cnn"] = c => PeerCases.Run(c, "cnn"),
+        ["peers-cnn-conv"] = c => PeerCases.Run(c, "cnn", convOnly: true),
         ["profile-peers-cnn"] = PeerProfile.Cnn,
         ["peers-trak-quick"] = PeerCases.TrakQuick,
         ["layout-peers-cnn"] = PeerLayout.Cnn,

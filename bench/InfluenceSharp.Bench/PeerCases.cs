@@ -74,9 +74,11 @@ public static class PeerCases
         [("cnn", "TRAK pairwise 100 queries")] = (0.33, "TRAK 0.3.2"),
     };
 
-    public static IEnumerable<BenchResult> Run(BenchContext c, string arch)
+    /// <param name="convOnly">Only the stages of the CNN's per-example conv path (EK-FAC fit, self,
+    /// pairwise; TracInCP self, pairwise): `peers-cnn-conv`, about a third of the case's time.</param>
+    public static IEnumerable<BenchResult> Run(BenchContext c, string arch, bool convOnly = false)
     {
-        string name = "peers-" + arch;
+        string name = "peers-" + arch + (convOnly ? "-conv" : "");
         var (train, test, src) = c.Data(NTrain);
         var queries = test.Subset(Enumerable.Range(0, NQuery).ToArray());
         double gemm = GemmRate();
@@ -158,6 +160,7 @@ public static class PeerCases
         }
 
         // TRAK, one model, dense Gaussian k = 2048, features kept in memory.
+        if (!convOnly)
         {
             var proj = new ProjectionOptions { Layout = ProjectionLayout.Dense, Kind = ProjectionKind.Gaussian, Dim = K };
             using var trak = new Trak(new[] { model }, new TrakOptions { Projection = proj, TrainBatchSize = Batch, QueryBatchSize = Batch, BlockSize = NTrain });
@@ -178,7 +181,7 @@ public static class PeerCases
             yield return Row("TRAK self-influence (after pairwise)", tSelfT, 2.0 * NTrain * K * K / 1e9);
         }
         // The same with the structured projection (third layout, no peer equivalent on the CPU): SRHT, k = 2048.
-        if (Enum.TryParse<ProjectionLayout>("Hadamard", out var hadamard))
+        if (!convOnly && Enum.TryParse<ProjectionLayout>("Hadamard", out var hadamard))
         {
             var proj = new ProjectionOptions { Layout = hadamard, Kind = ProjectionKind.Rademacher, Dim = K };
             using var trak = new Trak(new[] { model }, new TrakOptions { Projection = proj, TrainBatchSize = Batch, QueryBatchSize = Batch, BlockSize = NTrain });

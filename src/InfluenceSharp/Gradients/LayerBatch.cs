@@ -37,6 +37,69 @@ public sealed class LayerBatch
         ? G.squeeze(1).unsqueeze(2) * A.squeeze(1).unsqueeze(1)
         : G.shape[2] > A.shape[2] ? A.transpose(1, 2).bmm(G).transpose(1, 2) : G.transpose(1, 2).bmm(A);
 
+    /// <summary>Default bound on the bytes of per-example conv gradients [b, Out, In] (or Gram
+    /// matrices) that one layer materialises at once: 1 GiB.</summary>
+    public const long DefaultMemoryBytes = 1L << 30;
+
+    /// <summary>Examples [start, start+count) of this batch (views, no copy).</summary>
+    public LayerBatch Slice(long start, long count) =>
+        start == 0 && count == BatchSize ? this : new LayerBatch(Layer, A.narrow(0, start, count), G.narrow(0, start, count));
+
+    /// <summary>How many examples' [Out, In] per-example gradients fit in <paramref name="budgetBytes"/>
+    /// (at least one).</summary>
+    public long ExamplesWithin(long budgetBytes, long bytesPerExample) =>
+        Math.Max(1, Math.Min(BatchSize, budgetBytes / Math.Max(1, bytesPerExample)));
+
+    private long ElementSize => A.ElementSize;
+
+    /// <summary>The batch in consecutive slices whose per-example gradients [b, Out, In] each fit in
+    /// <paramref name="budgetBytes"/> (one slice, the batch itself, when the whole batch fits; a
+    /// rank-one layer never forms them, so it is never split).</summary>
+    public IEnumerable<LayerBatch> Chunks(long budgetBytes)
+    {
+        long n = BatchSize;
+        long per = RankOne ? n : ExamplesWithin(budgetBytes, G.shape[2] * A.shape[2] * ElementSize);
+        for (long s = 0; s < n; s += per) yield return Slice(s, Math.Min(per, n - s));
+    }
+
+    /// <summary>True when ‖Σ_t g_t a_tᵀ‖²_F is cheaper through the position Gram matrices,
+    /// Σ_{t,t'} (g_t·g_t')(a_t·a_t') (2T²(Out+In) FLOPs per example), than by forming the Out×In
+    /// gradient (2T·Out·In): when T(Out+In) &lt; Out·In, i.e. few positions against wide layers
+    /// (ResNet-18's layer3/layer4 at 32×32 inputs: T = 4 and 1).</summary>
+    public bool GramCheaper
+    {
+        get
+        {
+            double t = A.shape[1], o = G.shape[2], i = A.shape[2];
+            return t * (o + i) < o * i;
+        }
+    }
+
+    /// <summary>‖G_b‖²_F per example [B] for G_b = Σ_t g_t a_tᵀ, never holding more than
+    /// <paramref name="budgetBytes"/> of per-example matrices: rank-one layers as ‖g‖²‖a‖², others by
+    /// the cheaper of the position-Gram form and the explicit per-example gradients, in slices of the
+    /// batch. <paramref name="forceGram"/> picks the Gram form (tests); null = by cost.</summary>
+    public Tensor SquaredNorms(long budgetBytes = DefaultMemoryBytes, bool? forceGram = null)
+    {
+        if (RankOne) return G.squeeze(1).square().sum(1) * A.squeeze(1).square().sum(1);
+        bool gram = forceGram ?? GramCheaper;
+        long t = A.shape[1], o = G.shape[2], i = A.shape[2];
+        long per = ExamplesWithin(budgetBytes, (gram ? 2 * t * t : o * i) * ElementSize);
+        var parts = new List<Tensor>();
+        for (long s = 0; s < BatchSize; s += per)
+        {
+            var c = Slice(s, Math.Min(per, BatchSize - s));
+            if (gram)
+            {
+                var gg = c.G.bmm(c.G.mT);                  // [b, T, T]
+                var aa = c.A.bmm(c.A.mT);
+                parts.Add(gg.mul_(aa).sum(new long[] { 1, 2 }));
+            }
+            else parts.Add(c.PerExample().square().sum(new long[] { 1, 2 }));
+        }
+        return parts.Count == 1 ? parts[0] : torch.cat(parts, 0);
+    }
+
     /// <summary>Σ over examples and positions of a aᵀ [In, In]. With a bias the last column of a is
     /// all ones, so that row and column are column sums and a count, and the GEMM runs on the even
     /// width (MKL: SmallCnn fc1 1569² 22 ms, 1568² 14 ms per batch of 512).</summary>

@@ -48,6 +48,14 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
     /// <summary>True when scoring needs every training block first (TRAK's kernel).</summary>
     protected virtual bool NeedsCompleteStore => false;
 
+    /// <summary>Called with every data set before its features are computed or its store opened
+    /// (features whose layout depends on the input shape fix it here).</summary>
+    protected virtual void Bind(IDataset data) { }
+
+    /// <summary>The batch size features are computed with (a method may lower the requested one to
+    /// bound the memory of a batch's feature rows).</summary>
+    protected virtual int BatchSize(int requested) => requested;
+
     /// <summary>Called once the store is complete (when <see cref="NeedsCompleteStore"/>) before scoring.</summary>
     protected virtual void Prepare(FeatureStore store) { }
     /// <summary>Query features [n_q, Dim] (+ extras) → what <see cref="ScoreBlock"/> multiplies, on <see cref="Device"/>.</summary>
@@ -64,7 +72,8 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
         string fp = train.Fingerprint();
         if (cached is { } c && c.Fingerprint == fp) return c.Store;
         cached?.Store.Dispose();
-        var store = FeatureStore.Open(Featurizer, train, RunOptions.StoreDirectory, RunOptions.BlockSize, RunOptions.TrainBatchSize, keepInMemory: NeedsCompleteStore);
+        Bind(train);
+        var store = FeatureStore.Open(Featurizer, train, RunOptions.StoreDirectory, RunOptions.BlockSize, BatchSize(RunOptions.TrainBatchSize), keepInMemory: NeedsCompleteStore);
         cached = (fp, store);
         return store;
     }
@@ -80,13 +89,19 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
     }
 
     /// <summary>Query-side features of a data set [n, Dim] (+ extras), on the CPU.</summary>
-    public Dictionary<string, Tensor> QueryFeatures(IDataset queries) =>
-        Profiler.Time("Compute Query Features", () => FeatureStore.ComputeAll(Featurizer, queries, RunOptions.QueryBatchSize, query: true));
+    public Dictionary<string, Tensor> QueryFeatures(IDataset queries)
+    {
+        Bind(queries);
+        return Profiler.Time("Compute Query Features", () => FeatureStore.ComputeAll(Featurizer, queries, BatchSize(RunOptions.QueryBatchSize), query: true));
+    }
 
     /// <summary>Training-side features of a data set [n, Dim] (+ extras), on the CPU (small sets;
     /// large ones go through <see cref="BuildStore"/>).</summary>
-    public Dictionary<string, Tensor> TrainFeatures(IDataset data) =>
-        FeatureStore.ComputeAll(Featurizer, data, RunOptions.TrainBatchSize, query: false);
+    public Dictionary<string, Tensor> TrainFeatures(IDataset data)
+    {
+        Bind(data);
+        return FeatureStore.ComputeAll(Featurizer, data, BatchSize(RunOptions.TrainBatchSize), query: false);
+    }
 
     private FeatureStore Ready(IDataset train)
     {
@@ -118,7 +133,7 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
         }
     }
 
-    public double[] SelfInfluence(IDataset train)
+    public virtual double[] SelfInfluence(IDataset train)
     {
         var store = Ready(train);
         var result = new double[train.Count];

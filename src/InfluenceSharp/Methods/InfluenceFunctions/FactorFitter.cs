@@ -88,7 +88,7 @@ public sealed class FactorFitter
 
     private Factors? FitDiagonal(IDataset train, string? dir, Shard sh, FactorsManifest manifest)
     {
-        var sums = RunPartitions("diagonal", "Fit Diagonal", train, dir, sh, LambdaInit(), (lb, acc, i) => AccumulateSquares(lb, acc[i], null, null));
+        var sums = RunPartitions("diagonal", "Fit Diagonal", train, dir, sh, LambdaInit(), null, (lb, acc, i) => AccumulateSquares(lb, acc[i], null, null, o.MemoryBytes));
         if (sums is null) return null;
         var (acc, count) = sums.Value;
         return new Factors(manifest, layers.Select((l, i) => new LayerFactors(l.Name, o.Strategy, null, null, null, null, acc[i] / count)).ToList());
@@ -100,7 +100,11 @@ public sealed class FactorFitter
         // slot counts positions (examples × T) per layer.
         Func<Tensor[]> covInit = () => layers.SelectMany(l => new[] { torch.zeros(l.In, l.In, dtype: ScalarType.Float64), torch.zeros(l.Out, l.Out, dtype: ScalarType.Float64) })
             .Append(torch.zeros(layers.Count, dtype: ScalarType.Float64)).ToArray();
-        var cov = RunPartitions("covariance", "Fit Covariance", train, dir, sh, covInit, (lb, acc, i) =>
+        // The eigenvalue pass needs the same layer batches again (same weights; the sampled labels
+        // of the true Fisher come from the same per-partition seeds): keep the covariance pass's
+        // (a, g) while they fit the capture budget, so EK-FAC runs the model once per example.
+        using var cache = o.Strategy == FactorStrategy.Ekfac && o.CaptureCacheBytes > 0 ? new CaptureCache(o.CaptureCacheBytes) : null;
+        var cov = RunPartitions("covariance", "Fit Covariance", train, dir, sh, covInit, cache, (lb, acc, i) =>
         {
             acc[2 * i].add_(lb.ACovariance().to(ScalarType.Float64));
             acc[2 * i + 1].add_(lb.SCovariance().to(ScalarType.Float64));
@@ -130,7 +134,8 @@ public sealed class FactorFitter
         var dtype = ComputeDtype();
         var qaC = eig.Select(e => e.QA.to(dtype)).ToList();
         var qsC = eig.Select(e => e.QS.to(dtype)).ToList();
-        var lam = RunPartitions("lambda", "Fit Lambda", train, dir, sh, LambdaInit(), (lb, acc, i) => AccumulateSquares(lb, acc[i], qaC[i], qsC[i]));
+        cache?.StopRecording();
+        var lam = RunPartitions("lambda", "Fit Lambda", train, dir, sh, LambdaInit(), cache, (lb, acc, i) => AccumulateSquares(lb, acc[i], qaC[i], qsC[i], o.MemoryBytes));
         if (lam is null) return null;
         var (lamSums, count) = lam.Value;
         return new Factors(manifest, layers.Select((l, i) => new LayerFactors(l.Name, o.Strategy, eig[i].QA, eig[i].QS, eig[i].EigA, eig[i].EigS, lamSums[i] / count)).ToList());
@@ -139,7 +144,7 @@ public sealed class FactorFitter
     private Func<Tensor[]> LambdaInit() => () => layers.Select(l => torch.zeros(l.Out, l.In, dtype: ScalarType.Float64)).ToArray();
 
     /// <summary>acc += Σ_b (Q_Sᵀ G_b Q_A)⊙² (no basis: G_b⊙²), using the rank-one form for Linear layers.</summary>
-    private static void AccumulateSquares(LayerBatch lb, Tensor acc, Tensor? qa, Tensor? qs)
+    private static void AccumulateSquares(LayerBatch lb, Tensor acc, Tensor? qa, Tensor? qs, long memoryBytes)
     {
         if (lb.RankOne)
         {
@@ -147,7 +152,9 @@ public sealed class FactorFitter
             if (qa is not null) { a = a.matmul(qa); g = g.matmul(qs!); }
             acc.add_(g.squeeze(1).square().mT.matmul(a.squeeze(1).square()).to(ScalarType.Float64));
         }
-        else acc.add_(lb.Rotated(qa, qs).square().sum(new long[] { 0 }).to(ScalarType.Float64));
+        else
+            foreach (var c in lb.Chunks(memoryBytes))           // [b, Out, In] slices within the memory budget
+                acc.add_(c.Rotated(qa, qs).square().sum(new long[] { 0 }).to(ScalarType.Float64));
     }
 
     private ScalarType ComputeDtype() => model.parameters().First().dtype;
@@ -156,7 +163,7 @@ public sealed class FactorFitter
     /// when every partition is present. Returns (sums, example count) or null when partitions owned by
     /// other shards are still missing.</summary>
     private (Tensor[] Sums, double Count)? RunPartitions(string stage, string title, IDataset train, string? dir, Shard sh,
-        Func<Tensor[]> init, Action<LayerBatch, Tensor[], int> accumulate)
+        Func<Tensor[]> init, CaptureCache? cache, Action<LayerBatch, Tensor[], int> accumulate)
     {
         int n = train.Count, parts = (n + o.PartitionSize - 1) / o.PartitionSize;
         string PartPath(int p) => Path.Combine(dir!, "partials", $"{stage}-{p:D5}.safetensors");
@@ -182,10 +189,19 @@ public sealed class FactorFitter
                 {
                     using var scope = NewDisposeScope();
                     var span = idx.AsSpan(b, Math.Min(o.BatchSize, idx.Length - b));
-                    var x = train.Inputs(span, device);
-                    var y = train.Targets(span, device);
-                    var (_, lbs) = capture.Run(model, x, logits => o.Fisher == FisherType.True ? task.SampledLoss(logits, gen) : task.TrainLoss(logits, y));
+                    var key = (p, b);
+                    var lbs = cache?.Take(key, layers);
+                    bool cached = lbs is not null;
+                    if (lbs is null)
+                    {
+                        var x = train.Inputs(span, device);
+                        var y = train.Targets(span, device);
+                        (_, lbs) = capture.Run(model, x, logits => o.Fisher == FisherType.True ? task.SampledLoss(logits, gen) : task.TrainLoss(logits, y),
+                            freshPatches: cache?.Recording == true);
+                        cache?.Record(key, lbs);
+                    }
                     for (int i = 0; i < lbs.Length; i++) accumulate(lbs[i], acc, i);
+                    if (cached) foreach (var lb in lbs) { lb.A.Dispose(); lb.G.Dispose(); }
                     done += span.Length;
                     bar?.Update(done);
                 }
@@ -231,5 +247,60 @@ public sealed class FactorFitter
             }
             return (sums, count);
         });
+    }
+}
+
+/// <summary>Layer batches (a, g) of one pass kept for the next, up to a byte budget: whole partitions
+/// are recorded while they fit (the capture then writes conv patches to fresh tensors rather than its
+/// reused buffer), and each batch is handed out once and then released.</summary>
+internal sealed class CaptureCache : IDisposable
+{
+    private readonly long budget;
+    private readonly Dictionary<(int Partition, int Batch), (Tensor A, Tensor G)[]> entries = new();
+    private long bytes;
+    private bool recording = true;
+
+    public CaptureCache(long budgetBytes) { budget = budgetBytes; }
+
+    public int Count => entries.Count;
+
+    public bool Recording => recording;
+
+    public void StopRecording() => recording = false;
+
+    public void Record((int, int) key, LayerBatch[] lbs)
+    {
+        if (!recording) return;
+        long size = lbs.Sum(lb => (lb.A.numel() + lb.G.numel()) * lb.A.ElementSize);
+        if (bytes + size > budget)
+        {
+            // Keep whole partitions only: a partition replayed in part would draw the true Fisher's
+            // labels for its remaining batches from a generator that skipped the cached ones.
+            recording = false;
+            foreach (var k in entries.Keys.Where(k => k.Partition == key.Item1).ToList())
+            {
+                entries.Remove(k, out var e);
+                foreach (var (a, g) in e!) { bytes -= (a.numel() + g.numel()) * a.ElementSize; a.Dispose(); g.Dispose(); }
+            }
+            return;
+        }
+        // No copies: the capture ran with fresh patches, and the tensors (or the storage their views
+        // share) are kept alive past the batch's dispose scope by detaching these handles from it.
+        entries[key] = lbs.Select(lb => (lb.A.alias().DetachFromDisposeScope(), lb.G.alias().DetachFromDisposeScope())).ToArray();
+        bytes += size;
+    }
+
+    /// <summary>The recorded batch as layer batches (removed from the cache: the caller disposes
+    /// their tensors), or null.</summary>
+    public LayerBatch[]? Take((int, int) key, IReadOnlyList<TrackedLayer> layers)
+    {
+        if (recording || !entries.Remove(key, out var e)) return null;
+        return e.Select((t, i) => new LayerBatch(layers[i], t.A, t.G)).ToArray();
+    }
+
+    public void Dispose()
+    {
+        foreach (var e in entries.Values) foreach (var (a, g) in e) { a.Dispose(); g.Dispose(); }
+        entries.Clear();
     }
 }

@@ -21,6 +21,14 @@ public sealed record FactorOptions
     public int Seed { get; init; }
     /// <summary>Tracked-layer name filter (substrings, comma separated); null = every Linear/Conv2d.</summary>
     public string? Layers { get; init; }
+    /// <summary>Bound on the bytes of per-example conv gradients [b, Out, In] one layer forms at once
+    /// (EK-FAC's eigenvalue pass splits a batch into slices to respect it). Default 1 GiB; it
+    /// changes no result.</summary>
+    public long MemoryBytes { get; init; } = Gradients.LayerBatch.DefaultMemoryBytes;
+    /// <summary>EK-FAC: bytes of the covariance pass's layer inputs and output gradients kept for the
+    /// eigenvalue pass, which then skips the forward and backward passes for those batches (as many
+    /// batches as fit; 0 = recompute all). Default 1 GiB; it changes no result.</summary>
+    public long CaptureCacheBytes { get; init; } = 1L << 30;
     /// <summary>Receives progress (examples done, rate); null = silent (the default). Not part of any manifest.</summary>
     public IProgress<ProgressUpdate>? Progress { get; init; }
 }
@@ -36,6 +44,9 @@ public sealed record ScoreOptions
     public int QueryRank { get; init; }
     /// <summary>Compute score products in bfloat16 instead of float32.</summary>
     public bool BFloat16 { get; init; }
+    /// <summary>Bound on the bytes of per-example conv gradients [b, Out, In] one layer forms at once
+    /// (self-influence and pairwise scoring split batches into slices to respect it). Default 1 GiB.</summary>
+    public long MemoryBytes { get; init; } = Gradients.LayerBatch.DefaultMemoryBytes;
     /// <summary>Receives progress (examples done, rate); null = silent (the default). Not part of any manifest.</summary>
     public IProgress<ProgressUpdate>? Progress { get; init; }
 }

@@ -61,7 +61,7 @@ public sealed class InfluenceFunction : IAttributionMethod
         using var pre = new DisposableList<Preconditioner>(Prepare());
         using var q = profiler.Time("Precondition Queries", () => PreconditionQueries(queries, pre.Items));
         ForEachTrainBatch(train, "Compute Pairwise Score", "pairwise scores", (offset, lbs) =>
-            sink(offset, lbs.Select((lb, i) => q.Score(i, lb).to(ScalarType.Float32).cpu()).ToArray()));
+            sink(offset, lbs.Select((lb, i) => q.Score(i, lb, o.MemoryBytes).to(ScalarType.Float32).cpu()).ToArray()));
     }
 
     public double[] SelfInfluence(IDataset train)
@@ -71,8 +71,8 @@ public sealed class InfluenceFunction : IAttributionMethod
         var result = new double[train.Count];
         ForEachTrainBatch(train, "Compute Self-Influence Score", "self-influence", (offset, lbs) =>
         {
-            Tensor total = pre.Items[0].SelfScores(lbs[0]);
-            for (int i = 1; i < lbs.Length; i++) total = total + pre.Items[i].SelfScores(lbs[i]);
+            Tensor total = pre.Items[0].SelfScores(lbs[0], o.MemoryBytes);
+            for (int i = 1; i < lbs.Length; i++) total = total + pre.Items[i].SelfScores(lbs[i], o.MemoryBytes);
             total.to(ScalarType.Float64).cpu().data<double>().CopyTo(result, offset);
         });
         return result;
@@ -112,7 +112,9 @@ public sealed class InfluenceFunction : IAttributionMethod
                 var span = all.AsSpan(b, Math.Min(o.QueryBatchSize, queries.Count - b));
                 var y = queries.Targets(span, Device);
                 var (_, lbs) = capture.Run(model, queries.Inputs(span, Device), logits => task.QueryMeasure(logits, y));
-                for (int i = 0; i < lbs.Length; i++) perLayer[i].Add(pre[i].Apply(lbs[i].PerExample()).MoveToOuterDisposeScope());
+                for (int i = 0; i < lbs.Length; i++)
+                    foreach (var c in lbs[i].Chunks(o.MemoryBytes))
+                        perLayer[i].Add(pre[i].Apply(c.PerExample()).MoveToOuterDisposeScope());
             }
         }
         var full = perLayer.Select(l => { var t = torch.cat(l, 0); foreach (var x in l) x.Dispose(); return t; }).ToList();
@@ -159,7 +161,7 @@ public sealed class InfluenceFunction : IAttributionMethod
         private Tensor Cast(Tensor t) => bf16 ? t.to(ScalarType.BFloat16) : t;
 
         /// <summary>Scores [n_q, B] of one layer's preconditioned queries against a training batch.</summary>
-        public Tensor Score(int layer, LayerBatch lb)
+        public Tensor Score(int layer, LayerBatch lb, long memoryBytes)
         {
             if (lowRank[layer] is { } lr)
             {
@@ -177,8 +179,10 @@ public sealed class InfluenceFunction : IAttributionMethod
                 var y = Cast(lb.A.squeeze(1)).matmul(p.reshape(nq * outF, inF).mT).reshape(lb.BatchSize, nq, outF);
                 return y.mul_(Cast(lb.G.squeeze(1)).unsqueeze(1)).sum(2).mT.to(lb.G.dtype);
             }
-            var g = Cast(lb.PerExample().reshape(lb.BatchSize, -1));
-            return p.matmul(g.mT).to(lb.G.dtype);
+            var parts = new List<Tensor>();
+            foreach (var c in lb.Chunks(memoryBytes))          // [b, Out, In] slices within the memory budget
+                parts.Add(p.matmul(Cast(c.PerExample().reshape(c.BatchSize, -1)).mT).to(lb.G.dtype));
+            return parts.Count == 1 ? parts[0] : torch.cat(parts, 1);
         }
 
         public void Dispose()

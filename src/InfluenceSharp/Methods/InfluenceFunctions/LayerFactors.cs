@@ -100,7 +100,7 @@ public sealed class Preconditioner : IDisposable
 
     /// <summary>Self-influence Σ ‖(Q_Sᵀ G Q_A) ⊘ √(Λ+λ)‖² per example [B], using the rank-one
     /// structure of Linear layers (no Out×In matrix per example).</summary>
-    public Tensor SelfScores(LayerBatch lb)
+    public Tensor SelfScores(LayerBatch lb, long memoryBytes = LayerBatch.DefaultMemoryBytes)
     {
         if (lb.RankOne)
         {
@@ -109,8 +109,13 @@ public sealed class Preconditioner : IDisposable
             var a2 = a.squeeze(1).square(); var g2 = g.squeeze(1).square();
             return W is null ? g2.sum(1) * a2.sum(1) : (g2.matmul(W) * a2).sum(1);
         }
-        var r = lb.Rotated(QA, QS).square();
-        return (W is null ? r : r * W).sum(new long[] { 1, 2 });
+        var parts = new List<Tensor>();
+        foreach (var c in lb.Chunks(memoryBytes))              // [b, Out, In] slices within the memory budget
+        {
+            var r = c.Rotated(QA, QS).square();
+            parts.Add((W is null ? r : r.mul_(W)).sum(new long[] { 1, 2 }));
+        }
+        return parts.Count == 1 ? parts[0] : torch.cat(parts, 0);
     }
 
     public void Dispose() { QA?.Dispose(); QS?.Dispose(); W?.Dispose(); }

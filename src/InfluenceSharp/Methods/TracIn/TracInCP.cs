@@ -1,4 +1,6 @@
+using InfluenceSharp.Data;
 using InfluenceSharp.Features;
+using InfluenceSharp.Gradients;
 using InfluenceSharp.Diagnostics;
 using static TorchSharp.torch;
 
@@ -11,19 +13,29 @@ public sealed record TracInOptions : FeatureRunOptions
     /// <summary>Divide each checkpoint's gradient inner product by both gradient norms (cosine):
     /// GradCos for one checkpoint, "TracIn-cos" for several. Self-influence is then Σ_c η_c.</summary>
     public bool Normalize { get; init; }
+    /// <summary>How Conv2d per-example gradients are kept: by cost per layer (default), always as the
+    /// Out·In matrix, or always as per-position factors.</summary>
+    public TracInConvForm ConvForm { get; init; } = TracInConvForm.Auto;
+    /// <summary>Bound on the bytes of per-example gradient matrices (and feature rows of a batch) held
+    /// at once: batches are split, or computed smaller, to stay within it. Default 1 GiB.</summary>
+    public long MemoryBytes { get; init; } = Gradients.LayerBatch.DefaultMemoryBytes;
 }
 
 /// <summary>
 /// TracInCP (Pruthi et al. 2020): score(q, z) = Σ_c η_c ∇L(θ_c, q)·∇L(θ_c, z) over the tracked layers,
 /// self-influence Σ_c η_c ‖∇L(θ_c, z)‖². Exact: per checkpoint and batch one forward pass and one
 /// autograd.grad; Linear gradients stay rank-one (scores (G_q G_zᵀ)⊙(A_q A_zᵀ), two GEMMs), Conv2d
-/// gradients are formed per example by one batched GEMM. The query side uses the task's query
+/// gradients are formed per example by one batched GEMM, or kept as their per-position factors when
+/// the layer has few output positions against its width (<see cref="TracInConvForm"/>). Memory is
+/// bounded by <see cref="TracInOptions.MemoryBytes"/>: self-influence never forms feature rows (it
+/// takes ‖∇‖² per layer from the layer batches, in slices), and feature rows are computed in batches
+/// small enough to fit. The query side uses the task's query
 /// measurement (loss by default), the training side the training loss; positive = helpful.
 /// </summary>
 public sealed class TracInCP : FeatureMethod
 {
     private readonly TracInGradientFeaturizer featurizer;
-    private readonly TracInLayout layout;
+    private TracInLayout? layout;
     private readonly string name;
 
     public TracInCP(IReadOnlyList<TracInCheckpoint> checkpoints, IAttributionTask? task = null, TracInOptions? options = null, Profiler? profiler = null)
@@ -34,8 +46,51 @@ public sealed class TracInCP : FeatureMethod
     {
         Options = options ?? new TracInOptions();
         this.name = name;
-        featurizer = new TracInGradientFeaturizer("tracin-gradients", checkpoints, task ?? new ClassificationTask(), Options.Layers, projection: null);
-        layout = new TracInLayout(featurizer.Layout.Segments, featurizer.Layout.Weights, Options.Normalize);
+        if (Options.MemoryBytes < 1) throw new InfluenceSharpException($"TracIn memory budget {Options.MemoryBytes} bytes: must be positive");
+        featurizer = new TracInGradientFeaturizer("tracin-gradients", checkpoints, task ?? new ClassificationTask(), Options.Layers, projection: null, Options.ConvForm, Options.MemoryBytes);
+    }
+
+    /// <summary>The scoring layout (with the normalisation), once the featurizer's layout is bound.</summary>
+    private TracInLayout Layout => layout ??= new TracInLayout(featurizer.Layout.Segments, featurizer.Layout.Weights, Options.Normalize) { MemoryBytes = Options.MemoryBytes };
+
+    protected override void Bind(IDataset data) => featurizer.Bind(data);
+
+    /// <summary>A batch's feature rows stay within the memory budget: for wide explicit conv
+    /// gradients (ResNet-18's layer4 at 224×224: 2.4M numbers per example and layer) the batch is
+    /// computed in fewer examples at a time.</summary>
+    protected override int BatchSize(int requested)
+    {
+        long bytes = featurizer.Dim * (featurizer.Dtype == ScalarType.Float64 ? 8 : 4);
+        return (int)Math.Max(1, Math.Min(requested, Options.MemoryBytes / Math.Max(1, bytes)));
+    }
+
+    /// <summary>Self-influence straight from each batch's layer gradients
+    /// (<see cref="LayerBatch.SquaredNorms"/>: per-example conv gradients in slices within the memory
+    /// budget, or through position Gram matrices when cheaper), never as feature rows — unless the
+    /// rows are kept in a store directory that is complete (read it) or whose blocks of rows fit the
+    /// memory budget (build it, for later query sets).</summary>
+    public override double[] SelfInfluence(IDataset train)
+    {
+        if (RunOptions.StoreDirectory is not null)
+        {
+            var store = OpenStore(train);
+            long blockBytes = (long)store.BlockSize * featurizer.Dim * (featurizer.Dtype == ScalarType.Float64 ? 8 : 4);
+            if (store.IsComplete || blockBytes <= Options.MemoryBytes) return base.SelfInfluence(train);
+        }
+        else Bind(train);
+        var result = new double[train.Count];
+        var all = Enumerable.Range(0, train.Count).ToArray();
+        int batch = RunOptions.TrainBatchSize;
+        using var bar = ProgressReporter.Start(RunOptions.Progress, $"{Name} self-influence", train.Count);
+        using (Profiler.Stage("Compute Self-Influence Score"))
+            for (int b = 0; b < train.Count; b += batch)
+            {
+                using var scope = TorchSharp.torch.NewDisposeScope();
+                var span = all.AsSpan(b, Math.Min(batch, train.Count - b));
+                featurizer.SelfInfluence(train, span, Options.Normalize).cpu().data<double>().CopyTo(result, b);
+                bar?.Update(b + span.Length);
+            }
+        return result;
     }
 
     public override string Name => name;
@@ -45,14 +100,14 @@ public sealed class TracInCP : FeatureMethod
     protected override Device Device => featurizer.Device;
 
     protected override Tensor PrepareQueries(Dictionary<string, Tensor> q) => q["features"].to(Device);
-    protected override Tensor ScoreBlock(Tensor q, FeatureBlock block) => layout.Pairwise(q, block.Features.to(Device));
-    protected override Tensor SelfBlock(FeatureBlock block) => layout.Self(block.Features.to(Device));
+    protected override Tensor ScoreBlock(Tensor q, FeatureBlock block) => Layout.Pairwise(q, block.Features.to(Device));
+    protected override Tensor SelfBlock(FeatureBlock block) => Layout.Self(block.Features.to(Device));
     /// <summary>Unnormalised scores are inner products of the expanded rows (vec(g aᵀ) per factored
     /// segment, times η_c): Σ over segments of GLen·ALen wide.</summary>
-    public override bool HasInnerProductForm => !layout.Normalize;
-    protected override long IndexDim => layout.ExpandedDim;
-    protected override Tensor IndexRows(FeatureBlock block) => layout.Expand(block.Features.to(Device), weighted: true);
-    protected override Tensor IndexQueryRows(Tensor prepared) => layout.Expand(prepared, weighted: false);
+    public override bool HasInnerProductForm => !Options.Normalize;
+    protected override long IndexDim => Layout.ExpandedDim;
+    protected override Tensor IndexRows(FeatureBlock block) => Layout.Expand(block.Features.to(Device), weighted: true);
+    protected override Tensor IndexQueryRows(Tensor prepared) => Layout.Expand(prepared, weighted: false);
 
     public override void Dispose() { featurizer.Dispose(); base.Dispose(); }
 }

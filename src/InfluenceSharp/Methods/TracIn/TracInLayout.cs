@@ -2,12 +2,15 @@ using static TorchSharp.torch;
 
 namespace InfluenceSharp.Methods.TracIn;
 
-/// <summary>A run of columns of a TracIn feature row. With ALen &gt; 0 it is one rank-one gradient
-/// g aᵀ stored as its factors [g (GLen) | a (ALen)], whose inner products are (g·g')(a·a'); with
-/// ALen = 0 it is GLen plain coordinates (a flattened or projected gradient).</summary>
-internal readonly record struct Segment(int Checkpoint, long Start, long GLen, long ALen)
+/// <summary>A run of columns of a TracIn feature row. With ALen &gt; 0 it is one gradient
+/// Σ_t g_t a_tᵀ over <see cref="Positions"/> positions t stored as its factors [g_1..g_T (T·GLen) |
+/// a_1..a_T (T·ALen)], whose inner products are Σ_{t,t'} (g_t·g'_t')(a_t·a'_t') — (g·g')(a·a') for a
+/// rank-one (T = 1) Linear gradient; with ALen = 0 it is GLen plain coordinates (a flattened or
+/// projected gradient).</summary>
+internal readonly record struct Segment(int Checkpoint, long Start, long GLen, long ALen, long Positions = 1)
 {
-    public long Width => GLen + ALen;
+    public long Width => Positions * (GLen + ALen);
+    public bool Factored => ALen > 0;
 }
 
 /// <summary>
@@ -39,10 +42,7 @@ internal sealed class TracInLayout
             Tensor? sc = null;
             foreach (var s in Segments.Where(s => s.Checkpoint == c))
             {
-                var part = s.ALen > 0
-                    ? q.narrow(1, s.Start, s.GLen).matmul(z.narrow(1, s.Start, s.GLen).mT) *
-                      q.narrow(1, s.Start + s.GLen, s.ALen).matmul(z.narrow(1, s.Start + s.GLen, s.ALen).mT)
-                    : q.narrow(1, s.Start, s.GLen).matmul(z.narrow(1, s.Start, s.GLen).mT);
+                var part = SegmentPairwise(s, q, z);
                 sc = sc is null ? part : sc + part;
             }
             if (sc is null) continue;
@@ -53,8 +53,43 @@ internal sealed class TracInLayout
         return total ?? torch.zeros(q.shape[0], z.shape[0], dtype: q.dtype, device: q.device);
     }
 
+    /// <summary>Bound on the bytes of the [n_q·T, n_z·T] position products a multi-position segment
+    /// forms at once (the training rows are taken in slices to respect it).</summary>
+    public long MemoryBytes { get; init; } = Gradients.LayerBatch.DefaultMemoryBytes;
+
+    private Tensor SegmentPairwise(Segment s, Tensor q, Tensor z)
+    {
+        if (!s.Factored) return q.narrow(1, s.Start, s.GLen).matmul(z.narrow(1, s.Start, s.GLen).mT);
+        long t = s.Positions, nq = q.shape[0], nz = z.shape[0];
+        if (t == 1)
+            return q.narrow(1, s.Start, s.GLen).matmul(z.narrow(1, s.Start, s.GLen).mT) *
+                   q.narrow(1, s.Start + s.GLen, s.ALen).matmul(z.narrow(1, s.Start + s.GLen, s.ALen).mT);
+        var gq = q.narrow(1, s.Start, t * s.GLen).reshape(nq * t, s.GLen);
+        var aq = q.narrow(1, s.Start + t * s.GLen, t * s.ALen).reshape(nq * t, s.ALen);
+        long per = Math.Max(1, Math.Min(nz, MemoryBytes / Math.Max(1, 2 * nq * t * t * q.ElementSize)));
+        var parts = new List<Tensor>();
+        for (long start = 0; start < nz; start += per)
+        {
+            long m = Math.Min(per, nz - start);
+            var zc = z.narrow(0, start, m);
+            var gg = gq.matmul(zc.narrow(1, s.Start, t * s.GLen).reshape(m * t, s.GLen).mT);          // [n_q·T, m·T]
+            var aa = aq.matmul(zc.narrow(1, s.Start + t * s.GLen, t * s.ALen).reshape(m * t, s.ALen).mT);
+            parts.Add(gg.mul_(aa).view(nq, t, m, t).sum(new long[] { 1, 3 }));
+        }
+        return parts.Count == 1 ? parts[0] : torch.cat(parts, 1);
+    }
+
+    /// <summary>Per-example [n, Out, In] gradients Σ_t g_t a_tᵀ of a factored segment.</summary>
+    private static Tensor Gradient(Segment s, Tensor x)
+    {
+        long n = x.shape[0], t = s.Positions;
+        var g = x.narrow(1, s.Start, t * s.GLen).reshape(n, t, s.GLen);
+        var a = x.narrow(1, s.Start + t * s.GLen, t * s.ALen).reshape(n, t, s.ALen);
+        return t == 1 ? g.squeeze(1).unsqueeze(2) * a.squeeze(1).unsqueeze(1) : g.mT.bmm(a);
+    }
+
     /// <summary>Width of <see cref="Expand"/>'s rows: Σ over segments of GLen·ALen (factored) or GLen.</summary>
-    public long ExpandedDim => Segments.Sum(s => s.ALen > 0 ? s.GLen * s.ALen : s.GLen);
+    public long ExpandedDim => Segments.Sum(s => s.Factored ? s.GLen * s.ALen : s.GLen);
 
     /// <summary>Rows whose plain inner products are the scores (no normalisation): per segment
     /// vec(g aᵀ) for a factored one, the coordinates otherwise, times w_c on one side
@@ -65,8 +100,7 @@ internal sealed class TracInLayout
         var parts = new List<Tensor>();
         foreach (var s in Segments)
         {
-            var g = x.narrow(1, s.Start, s.GLen);
-            var v = s.ALen > 0 ? (g.unsqueeze(2) * x.narrow(1, s.Start + s.GLen, s.ALen).unsqueeze(1)).reshape(x.shape[0], -1) : g;
+            var v = s.Factored ? Gradient(s, x).reshape(x.shape[0], -1) : x.narrow(1, s.Start, s.GLen);
             parts.Add(weighted ? v * Weights[s.Checkpoint] : v);
         }
         return torch.cat(parts, 1);
@@ -84,14 +118,20 @@ internal sealed class TracInLayout
         return total;
     }
 
-    /// <summary>‖∇_c‖² per row from the segments of checkpoint c (rank-one: ‖g‖²‖a‖²).</summary>
+    /// <summary>‖∇_c‖² per row from the segments of checkpoint c (rank-one: ‖g‖²‖a‖²; T positions:
+    /// through the T×T Gram matrices).</summary>
     public Tensor SquaredNorms(Tensor x, int c)
     {
         Tensor total = torch.zeros(x.shape[0], dtype: x.dtype, device: x.device);
         foreach (var s in Segments.Where(s => s.Checkpoint == c))
         {
-            var g2 = x.narrow(1, s.Start, s.GLen).square().sum(1);
-            total = total + (s.ALen > 0 ? g2 * x.narrow(1, s.Start + s.GLen, s.ALen).square().sum(1) : g2);
+            if (!s.Factored) { total = total + x.narrow(1, s.Start, s.GLen).square().sum(1); continue; }
+            long n = x.shape[0], t = s.Positions;
+            var g = x.narrow(1, s.Start, t * s.GLen).reshape(n, t, s.GLen);
+            var a = x.narrow(1, s.Start + t * s.GLen, t * s.ALen).reshape(n, t, s.ALen);
+            // Σ_{t,t'} (g_t·g_t')(a_t·a_t') = ‖Σ_t g_t a_tᵀ‖²_F (T = 1: ‖g‖²‖a‖²).
+            total = total + (t == 1 ? g.squeeze(1).square().sum(1) * a.squeeze(1).square().sum(1)
+                : g.bmm(g.mT).mul_(a.bmm(a.mT)).sum(new long[] { 1, 2 }));
         }
         return total;
     }
