@@ -113,6 +113,31 @@ public class RetrainBudgetTests
     }
 
     [Fact]
+    public void EvaluateRemoveRetrainsUnderTheChosenBudget()
+    {
+        var train = Train(100);
+        var queries = Embedded.Split.Test.Subset(Enumerable.Range(0, 20).ToArray());
+        var opts = new TrainOptions { Epochs = 2, BatchSize = 16, LearningRate = 0.01 };
+        int seed = TestSeed.For() % 1000;
+        output.WriteLine(TestSeed.Describe());
+        using var scores = TorchSharp.torch.zeros(20, 100);
+        var o = new RemovalOptions { Ks = new[] { 13 }, TrainSeeds = new[] { seed }, Kinds = new[] { RemovalKind.Random }, Budget = RetrainBudget.Steps };
+        var r = Removal.Run(scores, Spec, opts, train, queries, queries, o);
+        var kept = train.Subset(Enumerable.Range(0, 100).Except(r.Settings[0].Removed).ToArray());
+        double QueryLoss(TrainOptions t)
+        {
+            using var m = new Trainer(t with { Seed = seed }).Train(Spec, kept, null, null).Model;
+            return Measurements.Of(m, queries).MeanLoss;
+        }
+        double steps = QueryLoss(RetrainBudgets.For(opts, 100, RetrainBudget.Steps));
+        double epochs = QueryLoss(opts);
+        Assert.Equal(steps, r.Settings[0].PerSeed[0].QueryLoss);
+        Assert.NotEqual(epochs, r.Settings[0].PerSeed[0].QueryLoss);
+        var e = Removal.Run(scores, Spec, opts, train, queries, queries, o with { Budget = RetrainBudget.Epochs });
+        Assert.Equal(epochs, e.Settings[0].PerSeed[0].QueryLoss);
+    }
+
+    [Fact]
     public void UpsamplingBringsEveryGroupToTheLargestSizeWithSeededDuplicates()
     {
         var rng = TestSeed.Random();
