@@ -179,6 +179,9 @@ public static class CurateCommand
             list.Add(new($"random-k{k}", "random", null, k, Removal.Set(RemovalKind.Random, new double[train.Count], k, 0)));
             list.Add(new($"self-influence-{o.Methods[0]}-k{k}", "self-influence", o.Methods[0], k, ValidationAttribution.MostHelpful(self).Take(k).ToArray()));
         }
+        // With a label-corruption record: the oracle that removes exactly the flipped labels (a ceiling for the mislabel case).
+        if (rc.Data.Corruption is { Indices.Length: > 0 } corruption && corruption.Indices.Length < train.Count)
+            list.Add(new("flipped-labels", "flipped-labels", null, corruption.Indices.Length, corruption.Indices.Order().ToArray()));
         if (g?.Train is { } trainGroups)
         {
             var removed = CurationRun.BalanceRemoved(trainGroups, numGroups, 0);
