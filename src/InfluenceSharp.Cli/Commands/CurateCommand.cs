@@ -215,14 +215,24 @@ public static class CurateCommand
             g?.Names.ToArray() ?? new[] { "all" }, o.Seeds,
             rows.Select(r => new CurationRow(r.Setting.Name, r.Setting.Kind, r.Setting.Method, r.Setting.K, r.Accuracy.Mean, r.Accuracy.StandardError,
                 r.WorstGroupAccuracy.Mean, r.WorstGroupAccuracy.StandardError,
-                r.GroupAccuracy.Select(a => a.Mean).ToArray(), r.GroupAccuracy.Select(a => a.StandardError).ToArray())).ToList()));
+                r.GroupAccuracy.Select(a => a.Mean).ToArray(), r.GroupAccuracy.Select(a => a.StandardError).ToArray())
+            {
+                Added = r.Setting.Duplicated?.Length ?? 0, AccuracyPerSeed = r.AccuracyPerSeed, WorstGroupAccuracyPerSeed = r.WorstGroupAccuracyPerSeed,
+            }).ToList()));
         Plot(rows, ks, o.Methods).SavePng(Path.Combine(o.OutDir, "curation.png"));
         AtomicFile.WriteAllText(Path.Combine(o.OutDir, "profile-curate.txt"), profiler.Table());
         return 0;
     }
 
     public sealed record CurationRow(string Setting, string Kind, string? Method, int K, double Accuracy, double AccuracySe,
-        double WorstGroupAccuracy, double WorstGroupAccuracySe, double[] GroupAccuracy, double[] GroupAccuracySe);
+        double WorstGroupAccuracy, double WorstGroupAccuracySe, double[] GroupAccuracy, double[] GroupAccuracySe)
+    {
+        /// <summary>Training examples added (balance-upsample's duplicates).</summary>
+        public int Added { get; init; }
+        /// <summary>Per seed, in the order of the report's seeds (for comparisons paired by seed).</summary>
+        public double[]? AccuracyPerSeed { get; init; }
+        public double[]? WorstGroupAccuracyPerSeed { get; init; }
+    }
 
     public sealed record CurationReport(string Objective, string[] Methods, int Validation, int Test, int Train, string? Groups, string[] GroupNames,
         int[] Seeds, List<CurationRow> Rows);

@@ -76,7 +76,13 @@ public sealed record MeanSe(double Mean, double StandardError)
 
 /// <summary>Summary of one setting over seeds: test accuracy, worst-group test accuracy (min over the
 /// groups present in the test set, per seed, then mean ± s.e.) and accuracy per group.</summary>
-public sealed record CurationSummary(CurationSetting Setting, MeanSe Accuracy, MeanSe WorstGroupAccuracy, MeanSe[] GroupAccuracy);
+public sealed record CurationSummary(CurationSetting Setting, MeanSe Accuracy, MeanSe WorstGroupAccuracy, MeanSe[] GroupAccuracy)
+{
+    /// <summary>Test accuracy per seed (in the order of the run's seeds), for comparisons paired by seed.</summary>
+    public double[] AccuracyPerSeed { get; init; } = Array.Empty<double>();
+    /// <summary>Worst-group test accuracy per seed.</summary>
+    public double[] WorstGroupAccuracyPerSeed { get; init; } = Array.Empty<double>();
+}
 
 /// <summary>
 /// Retrains a model on each curated training set with each seed and records which test examples it
@@ -211,7 +217,10 @@ public sealed class CurationRun
                 worst[r] = groups.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Min();
                 for (int g = 0; g < numGroups; g++) perGroup[g][r] = groups[g];
             }
-            result.Add(new CurationSummary(Settings[s], MeanSe.Of(acc), MeanSe.Of(worst), perGroup.Select(MeanSe.Of).ToArray()));
+            result.Add(new CurationSummary(Settings[s], MeanSe.Of(acc), MeanSe.Of(worst), perGroup.Select(MeanSe.Of).ToArray())
+            {
+                AccuracyPerSeed = acc, WorstGroupAccuracyPerSeed = worst,
+            });
         }
         return result;
     }

@@ -55,6 +55,16 @@ public class CurateCliTests : IClassFixture<TintedRunFixture>
         Assert.Equal(1 + 2 * 4 + 2, rows.Count);
         Assert.Equal("balance", (string)rows[^2]!["kind"]!);
         Assert.Equal("balance-upsample", (string)rows[^1]!["kind"]!);
+        Assert.True((int)rows[^1]!["added"]! > 0);
+        foreach (var row in rows)
+        {
+            // Per-seed values (for paired comparisons) average to the reported means.
+            var perSeed = row!["accuracy_per_seed"]!.AsArray().Select(x => (double)x!).ToArray();
+            var worst = row["worst_group_accuracy_per_seed"]!.AsArray().Select(x => (double)x!).ToArray();
+            Assert.Equal(2, perSeed.Length);
+            Assert.Equal((double)row["accuracy"]!, perSeed.Average(), 12);
+            Assert.Equal((double)row["worst_group_accuracy"]!, worst.Average(), 12);
+        }
         var md = File.ReadAllText(Path.Combine(a, "curation.md"));
         Assert.Contains("| detrimental-identity-k20 | 20 |", md);
         Assert.Contains("| setting | T-shirt/top/red | T-shirt/top/green | Trouser/red |", md);   // per-group table
