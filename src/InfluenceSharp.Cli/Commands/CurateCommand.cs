@@ -28,7 +28,8 @@ public static class CurateCommand
         var objective = Opt.Str("--objective", "validation objective: mean (mean loss), worst-group, d3m (group losses weighted by their excess over the average group), group:G", "OBJ", fallback: "mean");
         var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false, "the methods whose validation attribution ranks the training examples");
         var remove = Opt.Str("--remove", "how many detrimental examples to remove: counts (50,100) or fractions of the training set (0.01,0.05)", "K,...", fallback: "0.01,0.02,0.05");
-        var seeds = Opt.Int("--seeds", "retraining seeds per setting (seeds 0..N-1)", 3, 1, 1000);
+        var seeds = Opt.IntList("--seeds", "retraining seeds (each setting is retrained once per seed), as in evaluate remove", new[] { 0, 1, 2 }, 0);
+        var budget = RetrainBudgetOption.Create("steps");
         var epochs = Opt.OptionalInt("--epochs", "epochs of each retraining [default: the run's]", 1, 100000);
         var outDir = Opt.Out("rankings, curation.json, curation.md, curation.png and the retraining cache (retrain/) [default: RUN_DIR/curate]");
         var shard = Opt.Shard("retrain only items p (setting x seed) with p % n == i, then stop; run again without --shard to report");
@@ -38,7 +39,7 @@ public static class CurateCommand
         var cmd = new Command("curate", "data curation by attribution (D3M): rank training examples by their predicted effect on a validation objective, " +
             "remove the most detrimental k, retrain over seeds (cached, resumable, shardable), compare test and worst-group accuracy with baselines")
         {
-            run, validation, groups, objective, methods, remove, seeds, epochs, outDir, shard,
+            run, validation, groups, objective, methods, remove, seeds, budget, epochs, outDir, shard,
         };
         ms.AddTo(cmd);
         ms.RefuseUnused(cmd, methods);
@@ -54,7 +55,10 @@ public static class CurateCommand
             string dir = p.GetValue(outDir) ?? Path.Combine(runDir, "curate");
             var settings = ms.Read(p) with { Measure = QueryMeasurement.Loss };
             var o = new CurateRequest(p.GetValue(validation)!, p.GetValue(groups), obj, group, p.GetValue(objective)!, p.GetValue(methods)!,
-                p.GetValue(remove)!, Enumerable.Range(0, p.GetValue(seeds)).ToArray(), p.GetValue(epochs), dir, p.GetValue(shard));
+                p.GetValue(remove)!, RequireDistinct(p.GetValue(seeds)!), p.GetValue(epochs), dir, p.GetValue(shard))
+            {
+                Budget = RetrainBudgets.Parse(p.GetValue(budget)!),
+            };
             int rcode = Run(rc, o, settings, profiler, quiet);
             if (!quiet) Console.Error.Write(profiler.Table());
             return rcode;
@@ -63,7 +67,17 @@ public static class CurateCommand
     }
 
     internal sealed record CurateRequest(string Validation, string? Groups, CurationObjective Objective, int Group, string ObjectiveText,
-        string[] Methods, string Remove, int[] Seeds, int? Epochs, string OutDir, Shard Shard);
+        string[] Methods, string Remove, int[] Seeds, int? Epochs, string OutDir, Shard Shard)
+    {
+        /// <summary>How long each retraining trains (default: the full run's step count).</summary>
+        public RetrainBudget Budget { get; init; } = RetrainBudget.Steps;
+    }
+
+    static int[] RequireDistinct(int[] seeds)
+    {
+        if (seeds.Distinct().Count() != seeds.Length) throw new UsageException($"--seeds {string.Join(",", seeds)}: a seed repeats");
+        return seeds;
+    }
 
     static (CurationObjective, int) ParseObjective(string s)
     {
@@ -165,14 +179,19 @@ public static class CurateCommand
             list.Add(new($"random-k{k}", "random", null, k, Removal.Set(RemovalKind.Random, new double[train.Count], k, 0)));
             list.Add(new($"self-influence-{o.Methods[0]}-k{k}", "self-influence", o.Methods[0], k, ValidationAttribution.MostHelpful(self).Take(k).ToArray()));
         }
+        // With a label-corruption record: the oracle that removes exactly the flipped labels (a ceiling for the mislabel case).
+        if (rc.Data.Corruption is { Indices.Length: > 0 } corruption && corruption.Indices.Length < train.Count)
+            list.Add(new("flipped-labels", "flipped-labels", null, corruption.Indices.Length, corruption.Indices.Order().ToArray()));
         if (g?.Train is { } trainGroups)
         {
             var removed = CurationRun.BalanceRemoved(trainGroups, numGroups, 0);
             if (removed.Length > 0 && removed.Length < train.Count) list.Add(new("balance", "balance", null, removed.Length, removed));
+            var added = CurationRun.UpsampleAdded(trainGroups, numGroups, 0);
+            if (added.Length > 0) list.Add(new("balance-upsample", "balance-upsample", null, 0, Array.Empty<int>(), added));
         }
 
         // 3. Retraining (cached per setting and seed).
-        var cr = new CurationRun(Path.Combine(o.OutDir, "retrain"), rc.Last.Info.Model, training, train, test, list, o.Seeds);
+        var cr = new CurationRun(Path.Combine(o.OutDir, "retrain"), rc.Last.Info.Model, training, train, test, list, o.Seeds, o.Budget);
         using (profiler.Stage("Retrain Curated Sets"))
             cr.Run(o.Shard, quiet ? null : msg => Console.Error.WriteLine(msg));
         int pending = cr.Pending().Length;
@@ -186,7 +205,8 @@ public static class CurateCommand
         // 4. Outputs: table, JSON, plot.
         var table = CurationRun.Table(rows, o.Seeds.Length);
         string head = $"curation ({o.ObjectiveText} objective, {nVal} validation and {test.Count} test examples, {train.Count} training examples, " +
-            $"{numGroups} group(s){(g is null ? "" : $" from {o.Groups}")}, seeds {string.Join(",", o.Seeds)})";
+            $"{numGroups} group(s){(g is null ? "" : $" from {o.Groups}")}, seeds {string.Join(",", o.Seeds)}, retrain budget: {RetrainBudgets.Name(o.Budget)}" +
+            (o.Budget == RetrainBudget.Steps && training.LbfgsTolerance is null ? $" = {RetrainBudgets.For(training, train.Count, o.Budget).TotalSteps} steps" : "") + ")";
         Console.WriteLine(head);
         Console.Write(table);
         string groupTable = g is null ? "" : "\nTest accuracy per group (%):\n\n" + CurationRun.GroupTable(rows, g.Names);
@@ -195,14 +215,24 @@ public static class CurateCommand
             g?.Names.ToArray() ?? new[] { "all" }, o.Seeds,
             rows.Select(r => new CurationRow(r.Setting.Name, r.Setting.Kind, r.Setting.Method, r.Setting.K, r.Accuracy.Mean, r.Accuracy.StandardError,
                 r.WorstGroupAccuracy.Mean, r.WorstGroupAccuracy.StandardError,
-                r.GroupAccuracy.Select(a => a.Mean).ToArray(), r.GroupAccuracy.Select(a => a.StandardError).ToArray())).ToList()));
+                r.GroupAccuracy.Select(a => a.Mean).ToArray(), r.GroupAccuracy.Select(a => a.StandardError).ToArray())
+            {
+                Added = r.Setting.Duplicated?.Length ?? 0, AccuracyPerSeed = r.AccuracyPerSeed, WorstGroupAccuracyPerSeed = r.WorstGroupAccuracyPerSeed,
+            }).ToList()));
         Plot(rows, ks, o.Methods).SavePng(Path.Combine(o.OutDir, "curation.png"));
         AtomicFile.WriteAllText(Path.Combine(o.OutDir, "profile-curate.txt"), profiler.Table());
         return 0;
     }
 
     public sealed record CurationRow(string Setting, string Kind, string? Method, int K, double Accuracy, double AccuracySe,
-        double WorstGroupAccuracy, double WorstGroupAccuracySe, double[] GroupAccuracy, double[] GroupAccuracySe);
+        double WorstGroupAccuracy, double WorstGroupAccuracySe, double[] GroupAccuracy, double[] GroupAccuracySe)
+    {
+        /// <summary>Training examples added (balance-upsample's duplicates).</summary>
+        public int Added { get; init; }
+        /// <summary>Per seed, in the order of the report's seeds (for comparisons paired by seed).</summary>
+        public double[]? AccuracyPerSeed { get; init; }
+        public double[]? WorstGroupAccuracyPerSeed { get; init; }
+    }
 
     public sealed record CurationReport(string Objective, string[] Methods, int Validation, int Test, int Train, string? Groups, string[] GroupNames,
         int[] Seeds, List<CurationRow> Rows);

@@ -137,6 +137,7 @@ public static class EvaluateCommands
         var methods = Opt.Methods("ekfac", MethodFactory.Names, single: true, "the method whose scores choose what to remove");
         var counts = Opt.IntList("--remove-counts", "how many training examples to remove (each size is one setting)", new[] { 50, 100, 200 }, 1, aliases: "--k");
         var seeds = Opt.IntList("--seeds", "retraining seeds", new[] { 0, 1, 2 }, 0);
+        var budget = RetrainBudgetOption.Create("epochs");
         var queryCount = Opt.Int("--query-count", "the first N test examples are the query set", 100, 1);
         var epochs = Opt.OptionalInt("--epochs", "epochs of each retraining [default: the run's]", 1, 100000);
         var outDir = Opt.Out("removal.json and removal.png [default: RUN_DIR/remove]");
@@ -146,7 +147,7 @@ public static class EvaluateCommands
         var cmd = new Command("remove", "remove the k most helpful, the k most harmful and k random training examples for a query set, retrain over seeds, " +
             "report the change in the queries' loss and accuracy and in test accuracy")
         {
-            run, methods, counts, seeds, queryCount, epochs, outDir,
+            run, methods, counts, seeds, budget, queryCount, epochs, outDir,
         };
         ms.AddTo(cmd);
         ms.RefuseUnused(cmd, methods);
@@ -159,7 +160,8 @@ public static class EvaluateCommands
             string dir = p.GetValue(outDir) ?? Path.Combine(runDir, "remove");
             var profiler = new Profiler();
             var rc = profiler.Time("Load Data", () => RunContext.Load(runDir, p.GetValue(data)));
-            RunRemoval(rc, p.GetValue(methods)![0], ms.Read(p), p.GetValue(counts)!, p.GetValue(seeds)!, p.GetValue(queryCount), p.GetValue(epochs), dir, profiler, quiet);
+            RunRemoval(rc, p.GetValue(methods)![0], ms.Read(p), p.GetValue(counts)!, p.GetValue(seeds)!, p.GetValue(queryCount), p.GetValue(epochs), dir, profiler, quiet,
+                RetrainBudgets.Parse(p.GetValue(budget)!));
             if (!quiet) Console.Error.Write(profiler.Table());
             AtomicFile.WriteAllText(Path.Combine(dir, "profile-remove.txt"), profiler.Table());
             return 0;
@@ -168,7 +170,7 @@ public static class EvaluateCommands
     }
 
     internal static RemovalResult RunRemoval(RunContext run, string methodName, MethodSettings settings, int[] ks, int[] seeds, int nq,
-        int? epochs, string outDir, Profiler profiler, bool quiet = false)
+        int? epochs, string outDir, Profiler profiler, bool quiet = false, RetrainBudget budget = RetrainBudget.Epochs)
     {
         var training = run.Last.Info.Training ?? new TrainOptions();
         if (epochs is { } e) training = training with { Epochs = e };
@@ -179,7 +181,7 @@ public static class EvaluateCommands
         RemovalResult result;
         using (profiler.Stage("Retrain Without Removed"))
             result = Removal.Run(scores, run.Last.Info.Model, training, run.Data.Train, queries, run.Data.Test,
-                new RemovalOptions { Ks = ks, TrainSeeds = seeds }, quiet ? null : msg => Console.Error.WriteLine(msg));
+                new RemovalOptions { Ks = ks, TrainSeeds = seeds, Budget = budget }, quiet ? null : msg => Console.Error.WriteLine(msg));
         Directory.CreateDirectory(outDir);
         Console.WriteLine($"counterfactual removal ({methodName}, {queries.Count} queries, seeds {string.Join(",", seeds)}): change vs full-data training");
         Console.WriteLine($"{"removed",-9} {"k",5} {"query loss",18} {"query acc",18} {"test acc",18}");
@@ -187,7 +189,7 @@ public static class EvaluateCommands
             Console.WriteLine($"{s.Kind,-9} {s.K,5} {s.QueryLossChange,18} {s.QueryAccuracyChange,18} {s.TestAccuracyChange,18}");
         Json.WriteFile(Path.Combine(outDir, "removal.json"), new
         {
-            method = methodName, queries = queries.Count, seeds,
+            method = methodName, queries = queries.Count, seeds, retrain_budget = RetrainBudgets.Name(budget),
             baseline = result.Baseline,
             settings = result.Settings.Select(s => new
             {

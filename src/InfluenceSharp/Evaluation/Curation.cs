@@ -9,21 +9,32 @@ using InfluenceSharp.Training;
 
 namespace InfluenceSharp.Evaluation;
 
-/// <summary>One curated training set: the full set minus <see cref="Removed"/>.</summary>
+/// <summary>One curated training set: the full set minus <see cref="Removed"/>, plus one extra copy
+/// of each index in <see cref="Duplicated"/> (upsampling).</summary>
 /// <param name="Name">Unique file-safe name, e.g. "detrimental-ekfac-k100".</param>
-/// <param name="Kind">none | detrimental | helpful | random | self-influence | balance.</param>
+/// <param name="Kind">none | detrimental | helpful | random | self-influence | balance | balance-upsample.</param>
 /// <param name="Method">The attribution method that chose the set (null for none, random, balance).</param>
 /// <param name="K">Number of examples removed.</param>
 /// <param name="Removed">Removed training indices.</param>
-public sealed record CurationSetting(string Name, string Kind, string? Method, int K, int[] Removed)
+/// <param name="Duplicated">Training indices added once more each (an index may repeat); null for none.</param>
+public sealed record CurationSetting(string Name, string Kind, string? Method, int K, int[] Removed, int[]? Duplicated = null)
 {
-    /// <summary>SHA-256 prefix of the sorted removed indices: a cached retraining counts only for the same set.</summary>
+    /// <summary>SHA-256 prefix of the sorted removed indices (and, when there are any, of the sorted
+    /// duplicated ones): a cached retraining counts only for the same set.</summary>
     public string RemovedHash()
     {
         var sorted = Removed.Order().ToArray();
+        if (Duplicated is { Length: > 0 } dup) sorted = sorted.Append(-1).Concat(dup.Order()).ToArray();
         var bytes = new byte[sorted.Length * 4];
         Buffer.BlockCopy(sorted, 0, bytes, 0, bytes.Length);
         return Convert.ToHexStringLower(SHA256.HashData(bytes))[..32];
+    }
+
+    /// <summary>The training indices of this set, in order: the kept ones ascending, then the duplicates.</summary>
+    public int[] Indices(int trainCount)
+    {
+        var drop = new HashSet<int>(Removed);
+        return Enumerable.Range(0, trainCount).Where(i => !drop.Contains(i)).Concat(Duplicated ?? Array.Empty<int>()).ToArray();
     }
 }
 
@@ -40,8 +51,11 @@ public sealed record CurationManifest
     public string LibraryVersion { get; init; } = LibraryInfo.Version;
 }
 
-/// <summary>One retrained model's result: which test examples it gets right ('1'/'0' per example).</summary>
-public sealed record CurationOutcome(string Setting, int Seed, string RemovedHash, int TrainCount, string Correct);
+/// <summary>One retrained model's result: which test examples it gets right ('1'/'0' per example),
+/// under which retraining budget ("steps" or "epochs"; null in caches from before budgets = epochs)
+/// and how many optimiser steps it took.</summary>
+public sealed record CurationOutcome(string Setting, int Seed, string RemovedHash, int TrainCount, string Correct,
+    string? Budget = null, long? Steps = null);
 
 /// <summary>Mean and standard error (sample std / √n; 0 for one value) over training seeds.</summary>
 public sealed record MeanSe(double Mean, double StandardError)
@@ -62,7 +76,13 @@ public sealed record MeanSe(double Mean, double StandardError)
 
 /// <summary>Summary of one setting over seeds: test accuracy, worst-group test accuracy (min over the
 /// groups present in the test set, per seed, then mean ± s.e.) and accuracy per group.</summary>
-public sealed record CurationSummary(CurationSetting Setting, MeanSe Accuracy, MeanSe WorstGroupAccuracy, MeanSe[] GroupAccuracy);
+public sealed record CurationSummary(CurationSetting Setting, MeanSe Accuracy, MeanSe WorstGroupAccuracy, MeanSe[] GroupAccuracy)
+{
+    /// <summary>Test accuracy per seed (in the order of the run's seeds), for comparisons paired by seed.</summary>
+    public double[] AccuracyPerSeed { get; init; } = Array.Empty<double>();
+    /// <summary>Worst-group test accuracy per seed.</summary>
+    public double[] WorstGroupAccuracyPerSeed { get; init; } = Array.Empty<double>();
+}
 
 /// <summary>
 /// Retrains a model on each curated training set with each seed and records which test examples it
@@ -78,8 +98,11 @@ public sealed class CurationRun
     private readonly TrainOptions training;
     private readonly LabeledDataset train, test;
 
+    /// <summary>Opens (or creates) the cache; <c>budget</c> (how long each retraining trains, see
+    /// <see cref="RetrainBudgets"/>) is part of every result's file name and record, so results of the
+    /// other budget are never taken for these.</summary>
     public CurationRun(string cacheDir, ModelSpec model, TrainOptions training, LabeledDataset train, LabeledDataset test,
-        IReadOnlyList<CurationSetting> settings, int[] seeds)
+        IReadOnlyList<CurationSetting> settings, int[] seeds, RetrainBudget budget = RetrainBudget.Epochs)
     {
         if (seeds.Length == 0) throw new InfluenceSharpException("curation: no training seeds");
         var names = settings.Select(s => s.Name).ToList();
@@ -87,6 +110,10 @@ public sealed class CurationRun
         foreach (var s in settings)
             foreach (var i in s.Removed)
                 if (i < 0 || i >= train.Count) throw new InfluenceSharpException($"curation {s.Name}: index {i} is outside the training set (0..{train.Count - 1})");
+        foreach (var s in settings)
+            foreach (var i in s.Duplicated ?? Array.Empty<int>())
+                if (i < 0 || i >= train.Count) throw new InfluenceSharpException($"curation {s.Name}: duplicated index {i} is outside the training set (0..{train.Count - 1})");
+        Budget = budget;
         CacheDir = cacheDir; this.model = model; this.training = training; this.train = train; this.test = test;
         Settings = settings; Seeds = seeds;
         var manifest = new CurationManifest
@@ -107,9 +134,12 @@ public sealed class CurationRun
     public string CacheDir { get; }
     public IReadOnlyList<CurationSetting> Settings { get; }
     public int[] Seeds { get; }
+    public RetrainBudget Budget { get; }
 
+    /// <summary>The result file: NAME-seedS.json under the epochs budget (the name caches had before
+    /// budgets existed), NAME-seedS-steps.json under the steps budget.</summary>
     public string ResultPath(int setting, int seedIndex) =>
-        Path.Combine(CacheDir, $"{Settings[setting].Name}-seed{Seeds[seedIndex]}.json");
+        Path.Combine(CacheDir, $"{Settings[setting].Name}-seed{Seeds[seedIndex]}{(Budget == RetrainBudget.Steps ? "-steps" : "")}.json");
 
     /// <summary>The valid cached result, or null when missing, unreadable or made for another set.</summary>
     public CurationOutcome? TryLoad(int setting, int seedIndex)
@@ -121,6 +151,7 @@ public sealed class CurationRun
         catch (Exception e) when (e is InfluenceSharpException or System.Text.Json.JsonException or IOException) { return null; }
         var s = Settings[setting];
         if (o is null || o.Setting != s.Name || o.Seed != Seeds[seedIndex] || o.RemovedHash != s.RemovedHash()
+            || (o.Budget ?? "epochs") != RetrainBudgets.Name(Budget)
             || o.Correct is null || o.Correct.Length != test.Count || o.Correct.Any(c => c is not ('0' or '1'))) return null;
         return o;
     }
@@ -148,16 +179,18 @@ public sealed class CurationRun
             if (TryLoad(s, r) is not null) continue;   // another shard trained it meanwhile
             var sw = Stopwatch.StartNew();
             var setting = Settings[s];
-            var drop = new HashSet<int>(setting.Removed);
-            var data = drop.Count == 0 ? train : train.Subset(Enumerable.Range(0, train.Count).Where(i => !drop.Contains(i)).ToArray(), $"{train.Name}[{setting.Name}]");
-            using var m = new Trainer(training with { Seed = Seeds[r] }).Train(model, data, null, null).Model;
+            bool unchanged = setting.Removed.Length == 0 && setting.Duplicated is not { Length: > 0 };
+            var data = unchanged ? train : train.Subset(setting.Indices(train.Count), $"{train.Name}[{setting.Name}]");
+            var options = RetrainBudgets.For(training, train.Count, Budget) with { Seed = Seeds[r] };
+            var result = new Trainer(options).Train(model, data, null, null);
+            using var m = result.Model;
             var correct = Measurements.Of(m, test).Correct;
             var outcome = new CurationOutcome(setting.Name, Seeds[r], setting.RemovedHash(), data.Count,
-                new string(correct.Select(c => c ? '1' : '0').ToArray()));
+                new string(correct.Select(c => c ? '1' : '0').ToArray()), RetrainBudgets.Name(Budget), result.Steps);
             Json.WriteFile(ResultPath(s, r), outcome);
             done++;
             log?.Invoke(string.Create(CultureInfo.InvariantCulture,
-                $"curate: {setting.Name} seed {Seeds[r]} ({data.Count} examples): test accuracy {correct.Count(c => c) / (double)correct.Length:P2} ({sw.Elapsed.TotalSeconds:F1}s)"));
+                $"curate: {setting.Name} seed {Seeds[r]} ({data.Count} examples, {result.Steps} steps): test accuracy {correct.Count(c => c) / (double)correct.Length:P2} ({sw.Elapsed.TotalSeconds:F1}s)"));
         }
         return done;
     }
@@ -184,7 +217,10 @@ public sealed class CurationRun
                 worst[r] = groups.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Min();
                 for (int g = 0; g < numGroups; g++) perGroup[g][r] = groups[g];
             }
-            result.Add(new CurationSummary(Settings[s], MeanSe.Of(acc), MeanSe.Of(worst), perGroup.Select(MeanSe.Of).ToArray()));
+            result.Add(new CurationSummary(Settings[s], MeanSe.Of(acc), MeanSe.Of(worst), perGroup.Select(MeanSe.Of).ToArray())
+            {
+                AccuracyPerSeed = acc, WorstGroupAccuracyPerSeed = worst,
+            });
         }
         return result;
     }
@@ -229,14 +265,42 @@ public sealed class CurationRun
         return removed.ToArray();
     }
 
+    /// <summary>Group balancing by upsampling: every non-empty training group is brought up to the
+    /// largest group's size by adding seeded random duplicates of its members (each member is
+    /// duplicated ⌊need / size⌋ times, then a random subset of them once more). Returns the added
+    /// indices (ascending; an index repeats when it is duplicated more than once).</summary>
+    public static int[] UpsampleAdded(int[] trainGroups, int numGroups, int seed)
+    {
+        var members = Enumerable.Range(0, numGroups).Select(g => new List<int>()).ToArray();
+        for (int i = 0; i < trainGroups.Length; i++) members[trainGroups[i]].Add(i);
+        int size = members.Max(m => m.Count);
+        var rng = new Random(InfluenceSharp.Evaluation.Seeds.Derive(seed, -2));
+        var added = new List<int>();
+        foreach (var m in members)
+        {
+            if (m.Count == 0) continue;
+            int need = size - m.Count;
+            for (int rep = 0; rep < need / m.Count; rep++) added.AddRange(m);
+            var arr = m.ToArray();
+            for (int i = arr.Length - 1; i > 0; i--)
+            {
+                int j = rng.Next(i + 1);
+                (arr[i], arr[j]) = (arr[j], arr[i]);
+            }
+            added.AddRange(arr.Take(need % m.Count));
+        }
+        added.Sort();
+        return added.ToArray();
+    }
+
     /// <summary>A markdown table of the summaries: setting, removed, accuracy, worst-group accuracy (percent, mean ± s.e.).</summary>
     public static string Table(IReadOnlyList<CurationSummary> rows, int seeds)
     {
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| setting | removed | test accuracy % | worst-group accuracy % |");
-        sb.AppendLine("|---|---:|---:|---:|");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| setting | removed | added | test accuracy % | worst-group accuracy % |");
+        sb.AppendLine("|---|---:|---:|---:|---:|");
         foreach (var r in rows)
-            sb.AppendLine(CultureInfo.InvariantCulture, $"| {r.Setting.Name} | {r.Setting.K} | {r.Accuracy} | {r.WorstGroupAccuracy} |");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {r.Setting.Name} | {r.Setting.K} | {r.Setting.Duplicated?.Length ?? 0} | {r.Accuracy} | {r.WorstGroupAccuracy} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"\nmean ± standard error over {seeds} training seed(s).");
         return sb.ToString();
     }

@@ -19,6 +19,8 @@ public sealed record RemovalOptions
     /// <summary>Seed of the random removal sets.</summary>
     public int RandomSeed { get; init; }
     public RemovalKind[] Kinds { get; init; } = { RemovalKind.Helpful, RemovalKind.Harmful, RemovalKind.Random };
+    /// <summary>How long each retraining trains: the run's epochs (default) or the full set's step count.</summary>
+    public RetrainBudget Budget { get; init; } = RetrainBudget.Epochs;
 }
 
 /// <summary>Metrics of one trained model.</summary>
@@ -109,6 +111,7 @@ public static class Removal
         if (scores.dim() != 2 || scores.shape[0] != queries.Count || scores.shape[1] != train.Count)
             throw new InfluenceSharpException($"removal: scores are [{string.Join(", ", scores.shape)}] but {queries.Count} queries and {train.Count} training examples need [{queries.Count}, {train.Count}]");
         var summed = SummedScores(scores);
+        training = RetrainBudgets.For(training, train.Count, o.Budget);
         var baseline = TrainAll(model, training, train, Array.Empty<int>(), queries, test, o.TrainSeeds, "baseline", log);
         var settings = new List<RemovalSetting>();
         foreach (var kind in o.Kinds)

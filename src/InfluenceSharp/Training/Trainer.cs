@@ -44,13 +44,25 @@ public sealed record TrainOptions
     /// BatchNorm, whose running statistics a batch of a few examples corrupts (e.g. 450 examples in
     /// batches of 32 leave a batch of 2).</summary>
     public bool DropLast { get; init; }
+    /// <summary>Null: train <see cref="Epochs"/> full epochs. A value: stop after exactly this many
+    /// optimiser steps (the last epoch partial when the steps do not fill it; as many epochs as that
+    /// takes), with the learning-rate schedule spread over these steps and its peak at the same
+    /// fraction of training (PeakEpoch / Epochs) as a run of <see cref="Epochs"/> epochs. Used to
+    /// retrain a subset with the full set's step budget (<see cref="RetrainBudgets"/>); with
+    /// TotalSteps = Epochs × steps per epoch it trains exactly as without it.</summary>
+    public long? TotalSteps { get; init; }
+
+    /// <summary>Optimiser steps per epoch over n examples (complete batches only with <see cref="DropLast"/>).</summary>
+    public long StepsPerEpoch(int n) => DropLast ? n / BatchSize : (n + BatchSize - 1) / BatchSize;
 
     /// <summary>Learning rate at optimisation step t of totalSteps.</summary>
     public double LrAt(long t, long stepsPerEpoch)
     {
         if (Schedule == LrSchedule.Constant) return LearningRate;
-        double total = (double)Epochs * stepsPerEpoch;
-        double peak = Math.Max(1, (PeakEpoch ?? Epochs / 5.0) * stepsPerEpoch);
+        // With a step budget, the schedule runs over TotalSteps as if an epoch were TotalSteps / Epochs steps.
+        double spe = TotalSteps is { } ts ? ts / (double)Epochs : stepsPerEpoch;
+        double total = TotalSteps is { } ts2 ? ts2 : (double)Epochs * stepsPerEpoch;
+        double peak = Math.Max(1, (PeakEpoch ?? Epochs / 5.0) * spe);
         double f = t <= peak ? t / peak : Math.Max(0, (total - t) / Math.Max(1, total - peak));
         return LearningRate * f;
     }
@@ -69,7 +81,11 @@ public enum ExistingRun
 }
 
 /// <summary>What a training run produced.</summary>
-public sealed record TrainResult(nn.Module<Tensor, Tensor> Model, List<Checkpoint> Checkpoints, List<EpochMetrics> History);
+public sealed record TrainResult(nn.Module<Tensor, Tensor> Model, List<Checkpoint> Checkpoints, List<EpochMetrics> History)
+{
+    /// <summary>Optimiser steps taken in all (L-BFGS: iterations).</summary>
+    public long Steps { get; init; }
+}
 
 /// <summary>Minibatch SGD (momentum, weight decay) with a checkpoint after every epoch. The same
 /// seed gives bit-identical weights on the same machine (seeded init and shuffling, no dropout).</summary>
@@ -115,8 +131,9 @@ public sealed class Trainer
             if (!(lbTol > 0)) throw new InfluenceSharpException($"--lbfgs-tol {lbTol}: must be positive");
             if (!(o.WeightDecay > 0)) throw new InfluenceSharpException("--lbfgs-tol: needs --weight-decay > 0 (the L2 term gives the objective a unique, finite optimum)");
             if (o.Augment) throw new InfluenceSharpException("--lbfgs-tol: not with --augment (full-batch L-BFGS minimises a fixed objective)");
-            o = o with { Epochs = 1 };
+            o = o with { Epochs = 1, TotalSteps = null };
         }
+        if (o.TotalSteps is { } tsCheck && tsCheck < 1) throw new InfluenceSharpException($"total steps {tsCheck}: must be at least 1");
         torch.manual_seed(o.Seed);
         var model = spec.Create();
         string[] initSkipped = Array.Empty<string>();
@@ -139,7 +156,9 @@ public sealed class Trainer
         if (o.DropLast && train.Count < o.BatchSize)
             throw new InfluenceSharpException($"--drop-last: {train.Count} training examples make no complete batch of {o.BatchSize}");
         int usedPerEpoch = o.DropLast ? train.Count - train.Count % o.BatchSize : train.Count;
-        long stepsPerEpoch = (usedPerEpoch + o.BatchSize - 1) / o.BatchSize;
+        long stepsPerEpoch = o.StepsPerEpoch(train.Count);
+        // Epochs started: the option's, or as many as the step budget needs (the last one may be partial).
+        int epochs = o.TotalSteps is { } budget ? (int)((budget + stepsPerEpoch - 1) / stepsPerEpoch) : o.Epochs;
         var history = new List<EpochMetrics>();
         var checkpoints = new List<Checkpoint>();
         long step = 0;
@@ -165,7 +184,7 @@ public sealed class Trainer
                     history.AddRange(old.History.Take(k));
                     if (history.Count != k) throw new InfluenceSharpException($"{runDir}: cannot resume: run.json has metrics for {old.History.Count} epochs, not {k}");
                     Checkpoint.LoadWeights(model, last.WeightsPath);
-                    if (k < o.Epochs) LoadOptimizerState(opt, trainableNames, runDir, k);
+                    if (k < epochs) LoadOptimizerState(opt, trainableNames, runDir, k);
                     step = last.Info.Step;
                     // The augmentation stream runs across epochs: replay the draws of the epochs done.
                     if (o.Augment) for (long i = 0; i < (long)k * train.Count; i++) { augRng.Next(9); augRng.Next(9); augRng.Next(2); }
@@ -179,11 +198,11 @@ public sealed class Trainer
             {
                 Model = spec, Training = o, DataSource = dataSource, DataFingerprint = fingerprint, TrainCount = train.Count,
                 Checkpoints = checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), History = history.ToList(),
-                Complete = firstEpoch > o.Epochs, InitSkipped = initSkipped.Length > 0 ? initSkipped : null,
+                Complete = firstEpoch > epochs, InitSkipped = initSkipped.Length > 0 ? initSkipped : null,
             };
             record.Write(runDir);
         }
-        for (int epoch = firstEpoch; epoch <= o.Epochs; epoch++)
+        for (int epoch = firstEpoch; epoch <= epochs; epoch++)
         {
             var sw = Stopwatch.StartNew();
             model.train();
@@ -192,7 +211,7 @@ public sealed class Trainer
             var order = Enumerable.Range(0, train.Count).ToArray();
             rng.Shuffle(order);
             double lossSum = 0, lrSum = 0; long correct = 0, seen = 0;
-            using var bar = ProgressReporter.Start(Progress, $"epoch {epoch}/{o.Epochs}", o.LbfgsTolerance is null ? usedPerEpoch : train.Count, "ex");
+            using var bar = ProgressReporter.Start(Progress, $"epoch {epoch}/{epochs}", o.LbfgsTolerance is null ? usedPerEpoch : train.Count, "ex");
             if (o.LbfgsTolerance is { } tolerance)
             {
                 var fit = Lbfgs.Fit(model, train, o.WeightDecay, tolerance, o.BatchSize, bar);
@@ -206,6 +225,7 @@ public sealed class Trainer
             else
             for (int b = 0; b < usedPerEpoch; b += o.BatchSize)
             {
+                if (o.TotalSteps is { } cap && step >= cap) break;
                 using var scope = NewDisposeScope();
                 int len = Math.Min(o.BatchSize, usedPerEpoch - b);
                 var idx = order.AsSpan(b, len);
@@ -243,7 +263,7 @@ public sealed class Trainer
                     Training = o, Metrics = m, InitSkipped = initSkipped.Length > 0 ? initSkipped : null,
                 };
                 checkpoints.Add(Checkpoint.Save(model, Path.Combine(runDir, $"epoch-{epoch:D4}.safetensors"), info));
-                bool last = epoch == o.Epochs;
+                bool last = epoch == epochs;
                 if (!last) SaveOptimizerState(opt, trainableNames, runDir, epoch);
                 // The record goes after the files it lists: it never names a checkpoint that is not there.
                 record = record! with
@@ -256,7 +276,7 @@ public sealed class Trainer
             }
         }
         model.eval();
-        return new TrainResult(model, checkpoints, history);
+        return new TrainResult(model, checkpoints, history) { Steps = step };
     }
 
     static void RequireSameRun(string runDir, RunRecord old, ModelSpec spec, TrainOptions o, string fingerprint, int count)

@@ -33,7 +33,7 @@ public class CurateCliTests : IClassFixture<TintedRunFixture>
         var o = new Dictionary<string, string>
         {
             ["--validation"] = "test:400", ["--groups"] = "class*tint", ["--objective"] = "d3m", ["--methods"] = "identity",
-            ["--remove"] = "10,0.1", ["--seeds"] = "2", ["--epochs"] = "1", ["--out"] = outDir,
+            ["--remove"] = "10,0.1", ["--seeds"] = "0,1", ["--epochs"] = "1", ["--out"] = outDir,
         };
         foreach (var (k, v) in replace) o[k] = v;
         return new[] { "curate", "--run", fx.Run }.Concat(o.SelectMany(kv => new[] { kv.Key, kv.Value })).Append("--quiet").Concat(extra).ToArray();
@@ -51,9 +51,20 @@ public class CurateCliTests : IClassFixture<TintedRunFixture>
         string reference = File.ReadAllText(Path.Combine(a, "curation.json"));
         var json = JsonNode.Parse(reference)!;
         var rows = json["rows"]!.AsArray();
-        // none + per k (10, 20): detrimental, helpful, random, self-influence; + balance.
-        Assert.Equal(1 + 2 * 4 + 1, rows.Count);
-        Assert.Equal("balance", (string)rows[^1]!["kind"]!);
+        // none + per k (10, 20): detrimental, helpful, random, self-influence; + balance, balance-upsample.
+        Assert.Equal(1 + 2 * 4 + 2, rows.Count);
+        Assert.Equal("balance", (string)rows[^2]!["kind"]!);
+        Assert.Equal("balance-upsample", (string)rows[^1]!["kind"]!);
+        Assert.True((int)rows[^1]!["added"]! > 0);
+        foreach (var row in rows)
+        {
+            // Per-seed values (for paired comparisons) average to the reported means.
+            var perSeed = row!["accuracy_per_seed"]!.AsArray().Select(x => (double)x!).ToArray();
+            var worst = row["worst_group_accuracy_per_seed"]!.AsArray().Select(x => (double)x!).ToArray();
+            Assert.Equal(2, perSeed.Length);
+            Assert.Equal((double)row["accuracy"]!, perSeed.Average(), 12);
+            Assert.Equal((double)row["worst_group_accuracy"]!, worst.Average(), 12);
+        }
         var md = File.ReadAllText(Path.Combine(a, "curation.md"));
         Assert.Contains("| detrimental-identity-k20 | 20 |", md);
         Assert.Contains("| setting | T-shirt/top/red | T-shirt/top/green | Trouser/red |", md);   // per-group table
@@ -77,13 +88,13 @@ public class CurateCliTests : IClassFixture<TintedRunFixture>
 
         // "Kill": one retraining lost, one half-written (corrupt), one made for another removed set.
         string retrain = Path.Combine(a, "retrain");
-        File.Delete(Path.Combine(retrain, "random-k10-seed1.json"));
-        File.WriteAllText(Path.Combine(retrain, "detrimental-identity-k20-seed0.json"), "{\"setting\": \"detri");
-        string helpful = Path.Combine(retrain, "helpful-identity-k10-seed0.json");
+        File.Delete(Path.Combine(retrain, "random-k10-seed1-steps.json"));
+        File.WriteAllText(Path.Combine(retrain, "detrimental-identity-k20-seed0-steps.json"), "{\"setting\": \"detri");
+        string helpful = Path.Combine(retrain, "helpful-identity-k10-seed0-steps.json");
         var h = JsonNode.Parse(File.ReadAllText(helpful))!;
         h["removed_hash"] = "0000";
         File.WriteAllText(helpful, h.ToJsonString());
-        string untouched = Path.Combine(retrain, "none-seed0.json");
+        string untouched = Path.Combine(retrain, "none-seed0-steps.json");
         var stamp = File.GetLastWriteTimeUtc(untouched);
         File.Delete(Path.Combine(a, "curation.json"));
         r = CliRunner.Run(Args(a));
@@ -125,6 +136,8 @@ public class CurateCliTests : IClassFixture<TintedRunFixture>
             (Bad(outDir, "--remove", "ten"), "'ten' is not a count"),
             (Bad(outDir, "--objective", "worst"), "choose mean, worst-group, d3m"),
             (Bad(outDir, "--objective", "group:20"), "group 20 is outside [0, 20)"),
+            (Bad(outDir, "--seeds", "0,0"), "a seed repeats"),
+            (Bad(outDir, "--retrain-budget", "days"), "choose steps, epochs"),
         };
         foreach (var (args, message) in cases)
         {

@@ -27,6 +27,10 @@ public class DropLastTests
             Assert.True(Math.Abs(ckpts[1].Info.LearningRate - expected) < 1e-12, $"drop {drop}: {ckpts[1].Info.LearningRate} vs {expected}");
             Assert.Equal(drop, ckpts[1].Info.Training!.DropLast);
         }
+        // A fixed-step retraining budget counts the full set's complete batches only.
+        var budget = RetrainBudgets.For(new TrainOptions { Epochs = 3, BatchSize = 8, DropLast = true }, 45, RetrainBudget.Steps);
+        Assert.Equal(3 * 5, budget.TotalSteps);
+        Assert.Equal(3 * 6, RetrainBudgets.For(new TrainOptions { Epochs = 3, BatchSize = 8 }, 45, RetrainBudget.Steps).TotalSteps);
         using var tiny = new TempDir();
         var e = Assert.Throws<InfluenceSharpException>(() => new Trainer(new TrainOptions { BatchSize = 64, DropLast = true }).Train(spec, train, null, tiny.Path));
         Assert.Contains("no complete batch", e.Message);
