@@ -59,7 +59,7 @@ internal sealed class MethodSettingOptions
     // The factored influence functions (ekfac, kfac, diagonal, identity); null where no IF can be chosen.
     public Option<string>? IfEpochs { get; }
     public Option<string>? Fisher { get; }
-    public static readonly string[] FactoredMethods = { "ekfac", "kfac", "diagonal", "identity" };
+    public static readonly string[] FactoredMethods = { "ekfac", "ekfac-last", "kfac", "diagonal", "identity" };
 
     /// <param name="measure">false where the command fixes the measurement itself (evaluate lds: --target).</param>
     /// <param name="damping">false where no influence function can be chosen (build-store).</param>
@@ -107,7 +107,7 @@ internal sealed class MethodSettingOptions
         });
     }
 
-    public static readonly string[] DampedMethods = { "ekfac", "kfac", "diagonal", "identity", "trak", "if-explicit", "if-cg", "if-lissa", "if-arnoldi" };
+    public static readonly string[] DampedMethods = { "ekfac", "ekfac-last", "kfac", "diagonal", "identity", "trak", "if-explicit", "if-cg", "if-lissa", "if-arnoldi" };
 
     /// <summary>Refuses settings that none of the chosen methods would use (they would be silently ignored).
     /// </summary>
@@ -120,6 +120,8 @@ internal sealed class MethodSettingOptions
             if (chosen.Length == 0) return;
             if (r.GetResult(Layers) is { Implicit: false } && chosen.Contains("tracin-last"))
                 r.AddError("--layers: tracin-last always uses the model's last Linear layer; to choose layers use --methods tracin (or tracin-proj)");
+            if (r.GetResult(Layers) is { Implicit: false } && chosen.Contains("ekfac-last"))
+                r.AddError("--layers: ekfac-last always uses the model's last Linear layer; to choose layers use --methods ekfac");
             foreach (var o in new Option[] { Members, MemberEpochs })
                 if (r.GetResult(o) is { Implicit: false } && !chosen.Contains("trak"))
                     r.AddError($"{o.Name}: only trak uses it (chosen: {string.Join(",", chosen)})");
@@ -127,7 +129,7 @@ internal sealed class MethodSettingOptions
                 r.AddError($"--damping: none of the methods {string.Join(",", chosen)} uses it (only {string.Join(", ", DampedMethods)})");
             if (IfEpochs is not null && r.GetResult(IfEpochs) is { Implicit: false } && !chosen.Any(FactoredMethods.Contains))
                 r.AddError($"--if-epochs: only {string.Join(", ", FactoredMethods)} use it (chosen: {string.Join(",", chosen)})");
-            if (Fisher is not null && r.GetResult(Fisher) is { Implicit: false } && !chosen.Any(m => m is "ekfac" or "kfac" or "diagonal"))
+            if (Fisher is not null && r.GetResult(Fisher) is { Implicit: false } && !chosen.Any(m => m is "ekfac" or "ekfac-last" or "kfac" or "diagonal"))
                 r.AddError($"--fisher: only ekfac, kfac, diagonal use it (chosen: {string.Join(",", chosen)})");
             Hvp?.RefuseUnused(r, chosen, Damping is null ? null : Opt.ValueIfValid(r, Damping));
         });

@@ -55,7 +55,7 @@ internal sealed record HvpSettings(HessianKind Hessian, double L2, double CgTole
 /// the evaluations and the demo treat every method alike.</summary>
 internal static class MethodFactory
 {
-    public static readonly string[] Names = { "ekfac", "kfac", "diagonal", "identity", "if-explicit", "if-cg", "if-lissa", "if-arnoldi", "tracin", "tracin-last", "tracin-proj", "graddot", "gradcos", "trak" };
+    public static readonly string[] Names = { "ekfac", "ekfac-last", "kfac", "diagonal", "identity", "if-explicit", "if-cg", "if-lissa", "if-arnoldi", "tracin", "tracin-last", "tracin-proj", "graddot", "gradcos", "trak" };
     public static readonly string[] DemoMethods = { "ekfac", "tracin-last", "trak" };
 
     public static IAttributionMethod Create(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet = false)
@@ -69,7 +69,7 @@ internal static class MethodFactory
     /// empirical Fisher), for tables and file names: e.g. ekfac-epochs-all-empirical.</summary>
     public static string Label(string name, MethodSettings s)
     {
-        if (!(name is "ekfac" or "kfac" or "diagonal" or "identity")) return name + LayoutSuffix(name, s);
+        if (!(name is "ekfac" or "ekfac-last" or "kfac" or "diagonal" or "identity")) return name + LayoutSuffix(name, s);
         string label = name;
         if (s.IfEpochs != "last") label += "-epochs-" + s.IfEpochs.Replace(',', '_');
         if (s.Fisher == Methods.InfluenceFunctions.FisherType.Empirical && name != "identity") label += "-empirical";
@@ -96,9 +96,12 @@ internal static class MethodFactory
         var progress = quiet ? null : new ConsoleProgress();
         switch (name)
         {
-            case "ekfac" or "kfac" or "diagonal" or "identity":
+            case "ekfac" or "ekfac-last" or "kfac" or "diagonal" or "identity":
             {
-                var fo = new FactorOptions { Strategy = InfluenceCommands.ParseStrategy(name), Fisher = s.Fisher, Layers = s.Layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress };
+                // ekfac-last: EK-FAC on the model's last Linear layer only (the layer tracin-last uses):
+                // the detection method of the measured guide (bench/README, issue 14).
+                string? layers = name == "ekfac-last" ? LastLinear(run) : s.Layers;
+                var fo = new FactorOptions { Strategy = InfluenceCommands.ParseStrategy(name == "ekfac-last" ? "ekfac" : name), Fisher = s.Fisher, Layers = layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress };
                 var so = new ScoreOptions { Damping = s.Damping ?? convergedL2, TrainBatchSize = s.BatchSize, Progress = progress };
                 InfluenceFunction AtCheckpoint(Training.Checkpoint c)
                 {
@@ -178,6 +181,15 @@ internal static class MethodFactory
             default:
                 throw new ArgumentException($"unknown method {name} (choose {string.Join(", ", Names)})", nameof(name));
         }
+    }
+
+    /// <summary>The name of the run's model's last trainable Linear layer (its logits' layer).</summary>
+    static string LastLinear(RunContext run)
+    {
+        var model = run.Last.LoadModel();
+        var last = Gradients.TrackedLayer.Find(model).LastOrDefault(l => !l.IsConv)
+            ?? throw new InfluenceSharpException($"ekfac-last: {run.Last.Info.Model.Describe()} has no trainable Linear layer");
+        return last.Name;
     }
 
     /// <summary>Where a method keeps its training-set features for reuse (null = in memory).</summary>
