@@ -59,6 +59,7 @@ members)
   held $I evaluate lds --run "$OUT/mlp" --methods trak --ensemble 5 $L $T
   M=$(for k in 1 2 3 4; do printf "%s," "$OUT/mlp/ensemble/seed-$k"; done); M=${M%,}
   held $I evaluate lds --run "$OUT/mlp" --methods trak --members "$M" --member-epochs 9,10 $L $T
+  held $I evaluate lds --run "$OUT/mlp" --methods trak --members "$M" --member-epochs all $L $T     # TRAK-50: 5 runs x 10 epochs
   ;;
 layouts)
   # 4. Issue 13: TRAK-1 with the three projection layouts at equal k on the same targets (the Mlp's two
