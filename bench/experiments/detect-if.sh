@@ -29,6 +29,11 @@ for v in $VARIANTS; do case $v in
   damping)      for d in 1e-4 1e-2 1; do detect damping-$d --methods ekfac --damping $d; done ;;
   fc-all)       detect fc-all --methods ekfac --layers fc --if-epochs all ;;          # fc1+fc2 only, all 10 checkpoints
   fc-last)      detect fc-last --methods ekfac --layers fc ;;
+  fc2-last)     detect fc2-last --methods ekfac --layers fc2 ;;                       # the output layer only (tracin-last's layer)
+  fc2-all)      detect fc2-all --methods ekfac --layers fc2 --if-epochs all ;;
+  fc2-identity-all) detect fc2-identity-all --methods identity --layers fc2 --if-epochs all ;;   # = TracInCP on fc2 (a check of the sum)
+  fc2-damping)  for d in 1e-3 1e-2 1e-1 1; do detect fc2-all-damping-$d --methods ekfac --layers fc2 --if-epochs all --damping $d; done ;;
+  fc2-empirical) detect fc2-all-empirical --methods ekfac --layers fc2 --if-epochs all --fisher empirical ;;
   identity-all) detect identity-all --methods identity --if-epochs all ;;            # gradient norms summed over checkpoints (TracIn on all layers)
   tracin-last)  detect tracin-last --methods tracin-last ;;
   trak-layouts) detect trak-kronecker --methods trak                                  # issue 13: the three layouts at equal k (Kronecker: 4 layers x 16 x 64 = 4,096)
