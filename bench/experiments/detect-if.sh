@@ -33,6 +33,7 @@ for v in $VARIANTS; do case $v in
   fc2-all)      detect fc2-all --methods ekfac --layers fc2 --if-epochs all ;;
   fc2-identity-all) detect fc2-identity-all --methods identity --layers fc2 --if-epochs all ;;   # = TracInCP on fc2 (a check of the sum)
   fc2-damping)  for d in 1e-3 1e-2 1e-1 1; do detect fc2-all-damping-$d --methods ekfac --layers fc2 --if-epochs all --damping $d; done ;;
+  last-damping) for d in 1e-2 1e-1; do detect ekfac-last-damping-$d --methods ekfac-last --damping $d; done ;;
   fc2-empirical) detect fc2-all-empirical --methods ekfac --layers fc2 --if-epochs all --fisher empirical ;;
   identity-all) detect identity-all --methods identity --if-epochs all ;;            # gradient norms summed over checkpoints (TracIn on all layers)
   tracin-last)  detect tracin-last --methods tracin-last ;;
