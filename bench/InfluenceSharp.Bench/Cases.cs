@@ -41,6 +41,7 @@ public static class Cases
         ["profile-peers-cnn"] = PeerProfile.Cnn,
         ["peers-trak-quick"] = PeerCases.TrakQuick,
         ["layout-peers-cnn"] = PeerLayout.Cnn,
+        ["trak-kernel"] = KernelCases.Run,
     };
 
     /// <summary>fp32 GEMM rate: best of several 2048³ products (2·n³ FLOPs each).</summary>

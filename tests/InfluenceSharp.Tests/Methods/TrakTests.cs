@@ -125,6 +125,64 @@ public class TrakTests
         Assert.True(err > 1e-3, $"a 20-dimensional projection of 43 parameters reproduced the scores ({err})");
     }
 
+    /// <summary>λ = 0 with a full-rank kernel: the Auto solver takes the Cholesky inverse instead of the
+    /// eigendecomposition, and the scores are still the pseudo-inverse's. A random 8-dimensional
+    /// projection of the 15 parameters leaves Φ (rank 10: the margin gradient's sum-to-zero null space)
+    /// with full column rank 8.</summary>
+    [Fact]
+    public void FullRankKernelWithoutDampingUsesCholeskyAndMatchesThePseudoInverse()
+    {
+        int seed = TestSeed.For();
+        torch.manual_seed(seed);
+        var model = LogReg();
+        var train = Data(50); var queries = Data(6);
+        var options = Identity with { Projection = new ProjectionOptions { Layout = ProjectionLayout.Dense, Kind = ProjectionKind.Gaussian, Dim = 8, Seed = 3 } };
+        using var auto = new Trak(new[] { model }, options);
+        using var eigh = new Trak(new[] { model }, options with { Solver = KernelSolver.Eigh });
+        var f = eigh.TrainFeatures(train);
+        var phi = f["features"]; var q = f["q"].squeeze(1);
+        var phiQ = eigh.TrainFeatures(queries)["features"];
+        var expected = phiQ.matmul(torch.linalg.pinv(phi.mT.matmul(phi), hermitian: true)).matmul(phi.mT) * q.unsqueeze(0);
+        var scores = auto.PairwiseMatrix(queries, train);
+        double err = RelErr(scores, expected), errEigh = RelErr(eigh.PairwiseMatrix(queries, train), expected);
+        Assert.True(err < 1e-6, $"seed {seed}: relative error {err} (Eigh's {errEigh})");
+        var d = auto.Diagnostics.Single();
+        Assert.Equal(KernelSolver.Cholesky, d.Solver);
+        Assert.Equal(8, d.Rank);
+        // the power-iteration estimate of λ_max (a diagnostic) is the eigendecomposition's to 1%
+        double maxEig = torch.linalg.eigvalsh(phi.mT.matmul(phi)).max().item<double>();
+        Assert.True(Math.Abs(d.MaxEigenvalue - maxEig) < 1e-2 * maxEig, $"seed {seed}: λ_max {d.MaxEigenvalue} against {maxEig}");
+        Assert.Equal(eigh.SelfInfluence(train), auto.SelfInfluence(train), new ToleranceComparer(1e-6));
+        Assert.Equal(KernelSolver.Eigh, eigh.Diagnostics.Single().Solver);
+    }
+
+    /// <summary>The λ = 0 Cholesky shortcut is taken only when the smallest eigenvalue is far above
+    /// Eigh's cutoff: kernels V diag(λ) Vᵀ with a known spectrum, one of which Cholesky factorises
+    /// although Eigh would cut its smallest eigenvalue.</summary>
+    [Theory]
+    [InlineData(1e-4, true)]      // cond 1e4: far above the cutoff
+    [InlineData(1e-7, true)]      // 1,000× above the cutoff 1e-10
+    [InlineData(5e-10, false)]    // within the margin of 100: left to Eigh
+    [InlineData(1e-12, false)]    // below the cutoff: Cholesky succeeds, but Eigh would drop it
+    public void CholeskyShortcutOnlyForComfortablyFullRankKernels(double smallest, bool accepted)
+    {
+        int seed = TestSeed.For();
+        torch.manual_seed(seed);
+        const int k = 40;
+        var (v, _) = torch.linalg.qr(torch.randn(k, k, dtype: ScalarType.Float64));
+        var lambda = torch.logspace(0, 3, k, dtype: ScalarType.Float64);    // 1 … 1000
+        lambda[0] = torch.tensor(smallest * 1000, dtype: ScalarType.Float64);
+        var kernel = (v * lambda.unsqueeze(0)).matmul(v.mT);
+        kernel = (kernel + kernel.mT) / 2;
+        bool ok = Trak.TryFullRankCholesky(kernel, 1e-10, out var inverse, out var maxEig);
+        Assert.Equal(accepted, ok);
+        if (!ok) return;
+        Assert.True(maxEig <= 1000 * (1 + 1e-12) && maxEig > 990, $"seed {seed}: λ_max {maxEig}");
+        var exact = (v * lambda.reciprocal().unsqueeze(0)).matmul(v.mT);
+        double err = ((inverse - exact).norm() / exact.norm()).item<double>();
+        Assert.True(err < 1e-6, $"seed {seed}: inverse relative error {err}");
+    }
+
     [Fact]
     public void ExplicitCholeskyRefusesASingularKernel()
     {

@@ -188,7 +188,12 @@ public sealed class Trak : FeatureMethod
         Tensor w;
         long rank = k;
         double maxEig = double.NaN;
-        if (solver == KernelSolver.Cholesky)
+        if (Options.Solver == KernelSolver.Auto && Options.Damping == 0 && TryFullRankCholesky(reg, n, out var full, out maxEig))
+        {
+            solver = KernelSolver.Cholesky;
+            w = full;
+        }
+        else if (solver == KernelSolver.Cholesky)
         {
             var (l, info) = torch.linalg.cholesky_ex(reg, check_errors: false);
             if (info.item<int>() == 0) w = torch.cholesky_inverse(l);
@@ -204,6 +209,51 @@ public sealed class Trak : FeatureMethod
             if (scale > 0) w = w / scale;
         }
         return (w.MoveToOuterDisposeScope(), new KernelDiagnostics(model, solver, rank, k, maxEig, scale));
+    }
+
+    /// <summary>λ = 0: when ΦᵀΦ is comfortably full rank, its pseudo-inverse is its inverse, which a
+    /// Cholesky factorisation gives at about a quarter of the eigendecomposition's cost (k = 2,048:
+    /// 0.35 s against 1.25 s on 2 cores). Full rank means that no eigenvalue falls below Eigh's
+    /// cutoff tol·λ_max; λ_min = 1/‖K⁻¹‖₂ and λ_max are estimated by power iteration, whose Rayleigh
+    /// quotients approach the extreme eigenvalues from inside, so the test asks for a margin of 100.
+    /// After j steps from a unit start vector with component c along the extreme eigenvector the
+    /// quotient is at least λ·c^(1/j): at j = 20 even c = 10⁻⁴ leaves it within a factor 1.6.
+    /// Anything short of the margin goes to Eigh, which decides the rank.</summary>
+    private bool TryFullRankCholesky(Tensor reg, int n, out Tensor inverse, out double maxEig) =>
+        TryFullRankCholesky(reg, Options.RankTolerance ?? Math.Max(n, reg.shape[0]) * (EpsF * EpsF + 2.220446049250313e-16), out inverse, out maxEig);
+
+    /// <summary>The inverse of the symmetric matrix reg by Cholesky, when no eigenvalue is within a
+    /// factor 100 of the cutoff tol·λ_max; false (and no inverse) otherwise.</summary>
+    internal static bool TryFullRankCholesky(Tensor reg, double tol, out Tensor inverse, out double maxEig)
+    {
+        inverse = null!; maxEig = double.NaN;
+        var (l, info) = torch.linalg.cholesky_ex(reg, check_errors: false);
+        if (info.item<int>() != 0) return false;
+        var w = torch.cholesky_inverse(l);
+        double lambdaMax = LargestEigenvalue(reg), inverseMax = LargestEigenvalue(w);
+        if (!(lambdaMax > 0 && inverseMax > 0 && 1 / inverseMax > 100 * tol * lambdaMax)) return false;
+        inverse = w; maxEig = lambdaMax;
+        return true;
+    }
+
+    /// <summary>Power iteration from a fixed-seed start (20 steps): a Rayleigh quotient, at most the
+    /// largest eigenvalue of the symmetric positive semi-definite matrix m.</summary>
+    private static double LargestEigenvalue(Tensor m)
+    {
+        using var scope = NewDisposeScope();
+        using var gen = new Generator(20_240_601, m.device);
+        var v = torch.randn(m.shape[0], 1, dtype: m.dtype, device: m.device, generator: gen);
+        double rayleigh = 0;
+        for (int i = 0; i < 20; i++)
+        {
+            var norm = v.norm().item<double>();
+            if (!(norm > 0) || !double.IsFinite(norm)) return double.NaN;
+            using (var inv = (1 / norm).ToScalar()) v = v.mul(inv);   // explicit Scalar: held while libtorch reads it
+            var mv = m.matmul(v);
+            rayleigh = (v * mv).sum().item<double>();
+            v = mv;
+        }
+        return rayleigh;
     }
 
     private Tensor PseudoInverse(Tensor reg, int n, out long rank, out double maxEig)

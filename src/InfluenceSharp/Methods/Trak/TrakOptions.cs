@@ -5,7 +5,8 @@ namespace InfluenceSharp.Methods.Trak;
 /// <summary>How (Φᵀ Φ + λI)⁻¹ is computed (float64, once per model).</summary>
 public enum KernelSolver
 {
-    /// <summary>λ &gt; 0: Cholesky (falling back to Eigh if it fails); λ = 0: Eigh.</summary>
+    /// <summary>λ &gt; 0: Cholesky (falling back to Eigh if it fails); λ = 0: Cholesky when the kernel
+    /// is comfortably full rank (its pseudo-inverse is then its inverse), otherwise Eigh.</summary>
     Auto,
     /// <summary>Cholesky factorisation; refuses a kernel that is not positive definite.</summary>
     Cholesky,
