@@ -11,7 +11,7 @@ namespace InfluenceSharp.Bench;
 public static class Cases
 {
     /// <summary>Experiments that retrain many models (minutes to hours): run by name, never by `all`.</summary>
-    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "index-synthetic", "index-real", "peers-cnn-conv" };
+    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "index-synthetic", "index-real", "index-real-trak", "peers-cnn-conv" };
 
     /// <summary>Names that stand for several cases, each run in its own process in this order.</summary>
     public static readonly Dictionary<string, List<string>> Groups = new() { ["hvp-solvers"] = HvpCostCases.Group() };
@@ -32,6 +32,7 @@ public static class Cases
         ["lds-solvers"] = HvpCases.LdsSolvers,
         ["index-synthetic"] = IndexCases.Synthetic,
         ["index-real"] = IndexCases.Real,
+        ["index-real-trak"] = c => IndexCases.Real(c, tracInLast: false),
         ["imagenet-resnet18"] = c => ImageNetCases.ResNet(c, "resnet18"),
         ["imagenet-resnet50"] = c => ImageNetCases.ResNet(c, "resnet50"),
         ["eigh"] = ImageNetCases.Eigh,

@@ -161,9 +161,28 @@ public static class IndexCases
         }
     }
 
+    static (Tensor Rows, Tensor Queries) Whiten(Tensor rows, Tensor queries, double alpha)
+    {
+        using var scope = NewDisposeScope();
+        var r64 = rows.to(ScalarType.Float64);
+        var m = r64.mT.matmul(r64);
+        var (e, v) = linalg.eigh((m + m.mT) / 2);
+        var keep = e.gt(e.max() * 1e-10);
+        var ep = where(keep, e, ones_like(e));
+        var s = where(keep, ep.pow(-alpha), zeros_like(e));
+        var t = where(keep, ep.pow(alpha), zeros_like(e));
+        var sm = (v * s.unsqueeze(0)).matmul(v.mT);
+        var tm = (v * t.unsqueeze(0)).matmul(v.mT);
+        var rw = r64.matmul(sm).to(ScalarType.Float32).contiguous();
+        var qw = queries.to(ScalarType.Float64).matmul(tm).to(ScalarType.Float32).contiguous();
+        return (rw.MoveToOuterDisposeScope(), qw.MoveToOuterDisposeScope());
+    }
+
     static readonly double[] RealFractions = { 0.01, 0.02, 0.05, 0.1, 0.2 };
 
-    public static IEnumerable<BenchResult> Real(BenchContext c)
+    public static IEnumerable<BenchResult> Real(BenchContext c) => Real(c, tracInLast: true);
+
+    public static IEnumerable<BenchResult> Real(BenchContext c, bool tracInLast)
     {
         var (train, test, src) = c.Data(Math.Min(c.N, 60000));
         string runDir = Path.Combine(Path.GetTempPath(), $"influencesharp-bench-index-run-{Environment.ProcessId}");
@@ -174,6 +193,7 @@ public static class IndexCases
         var queryData = test.Subset(Enumerable.Range(0, 1000).ToArray());
 
         // TracIn-last over both checkpoints: rows η_c vec(g_c a_cᵀ), 2 × 10 × 129 = 2,580 dims.
+        if (tracInLast)
         {
             string store = Path.Combine(Path.GetTempPath(), $"influencesharp-bench-index-store-tl-{Environment.ProcessId}");
             using var tl = new Methods.TracIn.TracInCPFast(ckpts, null, new Methods.TracIn.TracInFastOptions { StoreDirectory = store, TrainBatchSize = 512 });
@@ -198,6 +218,16 @@ public static class IndexCases
             var rows = cat(Enumerable.Range(0, source.BlockCount).Select(b => source.Block(b).Rows).ToArray(), 0);
             var queries = trak.IndexQueries(queryData, trakTrain);
             foreach (var r in Evaluate($"index-real-trak-{nTrak / 1000}k", rows, queries, $"TRAK rows φ·q̄ of {src}, d={rows.shape[1]}: " + Stats(rows), opponents: true, RealFractions)) yield return r;
+            // The same scores in a (partly) whitened space: rows S r, queries T u with S = M^(-α), T = M^α,
+            // M = Σ r rᵀ the rows' second moment (Tᵀ S = I on the rows' span, so the inner products are unchanged).
+            // α = ½ whitens the rows (measured: worse, the whitened rows are nearly isotropic); α = ¼ half-way.
+            foreach (var alpha in new[] { 0.5, 0.25 })
+            {
+                var (rowsW, queriesW) = Whiten(rows, queries, alpha);
+                foreach (var r in Evaluate($"index-real-trak-{nTrak / 1000}k-whitened-{alpha}", rowsW, queriesW, $"TRAK rows times M^-{alpha}: " + Stats(rowsW), opponents: true, RealFractions,
+                    new[] { IndexProbing.InnerProduct })) yield return r;
+                rowsW.Dispose(); queriesW.Dispose();
+            }
             try { Directory.Delete(store, true); } catch (IOException) { }
         }
         try { Directory.Delete(runDir, true); } catch (IOException) { }

@@ -34,7 +34,8 @@ public static class PeerProfile
             foreach (var lb in lbs!)
             {
                 if (!lb.Layer.IsConv) continue;
-                using (p.Stage($"  im2col {lb.Layer.Name} [{lb.A.shape[1]}x{lb.A.shape[2]}]")) lb.Layer.Activations(InputOf(lb)).Dispose();
+                var input = InputOf(lb);
+                using (p.Stage($"  im2col {lb.Layer.Name} [{lb.A.shape[1]}x{lb.A.shape[2]}] (fresh output buffer)")) lb.Layer.Activations(input).Dispose();
                 using (p.Stage($"per-example grad {lb.Layer.Name} (bmm over T={lb.A.shape[1]})")) lb.PerExample().Dispose();
                 using (p.Stage($"  G contiguous {lb.Layer.Name}")) lb.G.contiguous().Dispose();
             }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Gradients;
@@ -58,12 +59,15 @@ internal static unsafe class Im2Col
         long hp = g.H + 2 * g.P[0], wp = g.W + 2 * g.P[1];
         // Each worker copies one example at a time into a zero-padded contiguous [C, H+2p, W+2p]
         // scratch (small, stays in cache), so the patch loop has no bounds tests and fixed strides.
+        bool wide = typeof(T) == typeof(float) && g.D[1] == 1 && g.K[1] <= 8 && Vector256.IsHardwareAccelerated;
         Parallel.For(0L, batch,
-            () => (IntPtr)NativeMemory.AllocZeroed((nuint)(g.C * hp * wp), (nuint)sizeof(T)),
+            // 8 elements of slack: the vector copies of a kernel row read up to 8 elements from its start.
+            () => (IntPtr)NativeMemory.AllocZeroed((nuint)(g.C * hp * wp + 8), (nuint)sizeof(T)),
             (e, _, scratch) =>
             {
                 Pad((T*)src + e * g.InStride[0], (T*)scratch, g, hp, wp);
-                Example((T*)scratch, (T*)dst + e * perExample, g, hp, wp, one);
+                if (wide) ExampleFloat8((float*)scratch, (float*)dst + e * perExample, g, hp, wp);
+                else Example((T*)scratch, (T*)dst + e * perExample, g, hp, wp, one);
                 return scratch;
             },
             scratch => NativeMemory.Free((void*)scratch));
@@ -82,6 +86,35 @@ internal static unsafe class Im2Col
                 T* to = pad + (ch * hp + y + py) * wp + px;
                 if (sw == 1) new ReadOnlySpan<T>(from, (int)w).CopyTo(new Span<T>(to, (int)w));
                 else for (long x = 0; x < w; x++) to[x] = from[x * sw];
+            }
+    }
+
+    /// <summary><see cref="Example"/> for float32 with kernel rows of at most 8 contiguous elements
+    /// (column dilation 1): each kernel row is one 8-wide vector load and store. A store runs past the
+    /// row's kw elements into the next ones, which the following stores overwrite in order; within 8
+    /// elements of the example's end the copy goes element by element, since the tail would reach the
+    /// next example, which another thread may be writing.</summary>
+    private static void ExampleFloat8(float* pad, float* d, Geometry g, long hp, long wp)
+    {
+        long c = g.C, oh = g.OH, ow = g.OW, kh = g.K[0], kw = g.K[1];
+        long stepRow = g.S[0] * wp, stepCol = g.S[1], dilRow = g.D[0] * wp, plane = hp * wp;
+        bool bias = g.Bias;
+        float* end = d + oh * ow * g.Features;
+        for (long y = 0; y < oh; y++)
+            for (long x = 0; x < ow; x++)
+            {
+                float* corner = pad + y * stepRow + x * stepCol;
+                for (long ch = 0; ch < c; ch++, corner += plane)
+                {
+                    float* row = corner;
+                    for (long ky = 0; ky < kh; ky++, row += dilRow)
+                    {
+                        if (d + 8 <= end) Vector256.Store(Vector256.Load(row), d);
+                        else for (long kx = 0; kx < kw; kx++) d[kx] = row[kx];
+                        d += kw;
+                    }
+                }
+                if (bias) *d++ = 1f;
             }
     }
 

@@ -28,6 +28,13 @@ public class Im2ColTests
         { 4, 3, 1, 2, 2, false },
         { 3, 2, 2, 0, 1, true },
         { 2, 3, 3, 0, 2, true },
+        // the float32 vector path (kernel rows of ≤ 8 elements copied 8 at a time): a 1×1 kernel on one
+        // channel (each patch 1 element, so a copy's tail spans several patches), the widest rows, and
+        // a row too wide for it
+        { 1, 1, 1, 0, 1, false },
+        { 2, 7, 1, 3, 1, true },
+        { 1, 8, 2, 3, 1, false },
+        { 3, 9, 1, 4, 1, true },
     };
 
     [Theory]
@@ -40,7 +47,8 @@ public class Im2ColTests
         var layer = TrackedLayer.Find(Sequential(("conv", conv))).Single();
         foreach (var dtype in new[] { ScalarType.Float32, ScalarType.Float64 })
         {
-            var x = torch.randn(new long[] { 3, channels, 11, 9 }, dtype: dtype);
+            // 37 examples: several threads write neighbouring examples at once
+            var x = torch.randn(new long[] { 37, channels, 11, 9 }, dtype: dtype);
             var expected = Reference(x, conv, bias);
             foreach (var input in new[] { x, ChannelsLast(x), x.narrow(0, 1, 2) })
             {
