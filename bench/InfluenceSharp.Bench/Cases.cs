@@ -11,7 +11,7 @@ namespace InfluenceSharp.Bench;
 public static class Cases
 {
     /// <summary>Experiments that retrain many models (minutes to hours): run by name, never by `all`.</summary>
-    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "index-synthetic", "index-real", "index-real-trak", "peers-cnn-conv" };
+    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "index-synthetic", "index-real", "index-real-trak", "index-rules", "peers-cnn-conv" };
 
     /// <summary>Names that stand for several cases, each run in its own process in this order.</summary>
     public static readonly Dictionary<string, List<string>> Groups = new() { ["hvp-solvers"] = HvpCostCases.Group() };
@@ -43,6 +43,9 @@ public static class Cases
         ["peers-trak-quick"] = PeerCases.TrakQuick,
         ["layout-peers-cnn"] = PeerLayout.Cnn,
         ["trak-kernel"] = KernelCases.Run,
+        ["rank-one-score"] = RankOneScoreCases.Run,
+        ["im2col"] = Im2ColCases.Run,
+        ["index-rules"] = IndexRuleCases.Run,
     };
 
     /// <summary>fp32 GEMM rate: best of several 2048³ products (2·n³ FLOPs each).</summary>

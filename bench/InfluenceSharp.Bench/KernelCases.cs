@@ -27,3 +27,55 @@ public static class KernelCases
         yield return new BenchResult("trak-kernel", "cholesky + cholesky_inverse fp64 2048", n, chol, 0, Measure.PeakRssMiB());
     }
 }
+
+/// <summary>The rank-one pairwise scoring step of a Linear layer at the peers' MLP shape (fc1: Out 128,
+/// In 785; 100 preconditioned queries; a batch of 500): the two GEMM orientations and the contraction
+/// with the output gradients.</summary>
+public static class RankOneScoreCases
+{
+    public static IEnumerable<BenchResult> Run(BenchContext c)
+    {
+        const int nq = 100, outF = 128, inF = 785, b = 500;
+        var p = torch.randn(nq, outF * inF);
+        var a = torch.randn(b, inF); var g = torch.randn(b, outF);
+        double flop = 2.0 * b * nq * outF * inF / 1e9;
+        Tensor Current()
+        {
+            var y = a.matmul(p.reshape(nq * outF, inF).mT).reshape(b, nq, outF);
+            return y.mul_(g.unsqueeze(1)).sum(2).mT;
+        }
+        Tensor Other()
+        {
+            var y = p.reshape(nq * outF, inF).matmul(a.mT).reshape(nq, outF, b);   // [n_q, Out, B]
+            return y.mul_(g.mT.unsqueeze(0)).sum(1);
+        }
+        Tensor GemmOnly() => a.matmul(p.reshape(nq * outF, inF).mT);
+        Tensor GemmOther() => p.reshape(nq * outF, inF).matmul(a.mT);
+        Tensor Fused()
+        {
+            var y = a.matmul(p.reshape(nq * outF, inF).mT).reshape(b, nq, outF);
+            return y.bmm(g.unsqueeze(2)).squeeze(2).mT;
+        }
+        Tensor Chunked(int chunk)
+        {
+            var pt = p.reshape(nq * outF, inF).mT;
+            var parts = new List<Tensor>();
+            for (int s0 = 0; s0 < b; s0 += chunk)
+            {
+                int len = Math.Min(chunk, b - s0);
+                var y = a.narrow(0, s0, len).matmul(pt).reshape(len, nq, outF);
+                parts.Add(y.mul_(g.narrow(0, s0, len).unsqueeze(1)).sum(2));
+            }
+            return torch.cat(parts, 0).mT;
+        }
+        var c1 = Current(); var c2 = Other(); var c3 = Fused();
+        if (c.N < 0) Console.Error.WriteLine($"shapes {string.Join(",", c1.shape)} {string.Join(",", c2.shape)} {string.Join(",", c3.shape)}; c1[0,0..3] {c1[0, 0].item<float>()} {c1[0, 1].item<float>()} c2 {c2[0, 0].item<float>()} {c2[0, 1].item<float>()} c3 {c3[0, 0].item<float>()} {c3[0, 1].item<float>()}");
+        var err = Math.Max(Math.Max((c1 - c2).abs().max().item<float>(), (c1 - c3).abs().max().item<float>()), (c1 - Chunked(64)).abs().max().item<float>()) / c1.abs().max().item<float>();
+        foreach (var (name, f) in new (string, Func<Tensor>)[] { ("a·Pᵀ then ⊙g, sum (current)", Current), ("a·Pᵀ then bmm with g", Fused), ("current in chunks of 32 examples", () => Chunked(32)), ("current in chunks of 64 examples", () => Chunked(64)), ("current in chunks of 128 examples", () => Chunked(128)), ("P·aᵀ then ⊙gᵀ, sum over Out", Other), ("GEMM a·Pᵀ alone", GemmOnly), ("GEMM P·aᵀ alone", GemmOther) })
+        {
+            for (int i = 0; i < 2; i++) f().Dispose();
+            double best = Enumerable.Range(0, 5).Min(_ => Measure.Seconds(() => f().Dispose()));
+            yield return new BenchResult("rank-one-score", name, b, best, flop, Measure.PeakRssMiB(), $"n_q {nq}, Out {outF}, In {inF}, batch {b}; max rel. difference of the orders {err:E1}");
+        }
+    }
+}

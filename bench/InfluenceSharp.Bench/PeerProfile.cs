@@ -89,3 +89,23 @@ public static class PeerLayout
             yield return new BenchResult("layout-peers-cnn", stage, 500, secs / calls, 0, Measure.PeakRssMiB(), $"mean of {calls}");
     }
 }
+
+/// <summary>im2col alone at the issue-13 CNN's two conv layers (batch 500, float32, output in a reused
+/// buffer as inside a capture): best of 20.</summary>
+public static class Im2ColCases
+{
+    public static IEnumerable<BenchResult> Run(BenchContext c)
+    {
+        foreach (var (name, ch, hw, k) in new[] { ("conv1 1x28x28, 5x5", 1L, 28L, 5L), ("conv2 8x12x12, 5x5", 8L, 12L, 5L), ("3x3 pad 1, 16x28x28", 16L, 28L, 3L) })
+        {
+            var x = torch.randn(500, ch, hw, hw);
+            using var ws = new Workspace();
+            long pad = k == 3 ? 1 : 0;
+            Tensor Run() => Im2Col.Patches(x, new[] { k, k }, new[] { 1L, 1 }, new[] { pad, pad }, new[] { 1L, 1 }, bias: true, ws);
+            for (int i = 0; i < 3; i++) Run();
+            double best = Enumerable.Range(0, 20).Min(_ => Measure.Seconds(() => Run()));
+            var shape = Run().shape;
+            yield return new BenchResult("im2col", name, 500, best, 0, Measure.PeakRssMiB(), $"patches [{string.Join(", ", shape)}], {shape.Aggregate(4L, (a, b) => a * b) / 1e6:F0} MB; best of 20");
+        }
+    }
+}
