@@ -42,6 +42,7 @@ public static class Cases
         ["peers-trak-quick"] = PeerCases.TrakQuick,
         ["layout-peers-cnn"] = PeerLayout.Cnn,
         ["trak-kernel"] = KernelCases.Run,
+        ["rng"] = RngCases.Run,
     };
 
     /// <summary>fp32 GEMM rate: best of several 2048³ products (2·n³ FLOPs each).</summary>

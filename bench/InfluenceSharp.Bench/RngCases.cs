@@ -1,0 +1,55 @@
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using InfluenceSharp.Features;
+using TorchSharp;
+using Path = InfluenceSharp.Features.CounterRandom.FillPath;
+
+namespace InfluenceSharp.Bench;
+
+/// <summary>The dense projection's generator: the MLP-sized P (101,770 × 2,048) filled by the scalar
+/// reference and by the widest vector path (CounterRandom.Fill, rows in parallel on all cores), Gaussian
+/// and Rademacher. The vector fill is checked bit for bit against the scalar one (SHA-256 of the bytes).
+/// "Break-even batch" is the batch at which regenerating P costs as much as the projection GEMM with
+/// it (2·batch FLOPs per entry of P at this process's GEMM rate).</summary>
+public static class RngCases
+{
+    public static IEnumerable<BenchResult> Run(BenchContext c)
+    {
+        const int rows = 101770, cols = 2048;
+        const long entries = (long)rows * cols;
+        double gemm = GemmRate();
+        yield return new BenchResult("rng", "GEMM rate in this process (fp32 2048^3, best of 4)", 0, 2.0 * 2048 * 2048 * 2048 / 1e9 / gemm, 2.0 * 2048 * 2048 * 2048 / 1e9, Measure.PeakRssMiB(), $"{gemm:F1} GFLOP/s");
+        var best = CounterRandom.BestPath;
+        ulong key = CounterRandom.Key(0, CounterRandom.Mix(0) ^ CounterRandom.Hash("dense"));
+        var dst = new float[entries];
+        foreach (bool gaussian in new[] { true, false })
+        {
+            string kind = gaussian ? "Gaussian" : "Rademacher";
+            // Warm up both paths (JIT, page faults of dst).
+            CounterRandom.Fill(gaussian, key, 0, rows, cols, dst, Path.Scalar);
+            CounterRandom.Fill(gaussian, key, 0, rows, cols, dst, best);
+            double scalar = double.MaxValue, simd = double.MaxValue;
+            for (int i = 0; i < 2; i++) scalar = Math.Min(scalar, Measure.Seconds(() => CounterRandom.Fill(gaussian, key, 0, rows, cols, dst, Path.Scalar)));
+            string scalarHash = Convert.ToHexStringLower(SHA256.HashData(MemoryMarshal.AsBytes(dst.AsSpan())));
+            for (int i = 0; i < 3; i++) simd = Math.Min(simd, Measure.Seconds(() => CounterRandom.Fill(gaussian, key, 0, rows, cols, dst, best)));
+            string simdHash = Convert.ToHexStringLower(SHA256.HashData(MemoryMarshal.AsBytes(dst.AsSpan())));
+            if (simdHash != scalarHash) throw new InvalidOperationException($"{kind}: the {best} fill differs from the scalar reference");
+            string Note(double s) => $"{1e9 * s / entries:F2} ns/entry on {Environment.ProcessorCount} cores ({1e9 * s / entries * Environment.ProcessorCount:F1} ns per entry per core); " +
+                                     $"break-even batch {1e9 * s / entries * gemm / 2:F0}";
+            yield return new BenchResult("rng", $"{kind} P {rows}x{cols}, scalar reference", entries, scalar, 0, Measure.PeakRssMiB(), Note(scalar));
+            yield return new BenchResult("rng", $"{kind} P {rows}x{cols}, {best}", entries, simd, 0, Measure.PeakRssMiB(),
+                Note(simd) + $"; {scalar / simd:F1}x the scalar; bit-identical (SHA-256 {simdHash[..16]})");
+        }
+    }
+
+    static double GemmRate()
+    {
+        const int n = 2048;
+        using var a = torch.randn(n, n);
+        using var b = torch.randn(n, n);
+        for (int i = 0; i < 2; i++) a.mm(b).Dispose();
+        double best = double.MaxValue;
+        for (int i = 0; i < 4; i++) best = Math.Min(best, Measure.Seconds(() => a.mm(b).Dispose()));
+        return 2.0 * n * n * n / 1e9 / best;
+    }
+}
