@@ -160,7 +160,7 @@ internal static class CounterRandomSimd
         var m = ((bits & Vector512.Create(0x000FFFFFFFFFFFFFL)) | Vector512.Create(0x3FF0000000000000L)).AsDouble();   // [1, 2)
         var big = Vector512.GreaterThan(m, Vector512.Create(DetMath.Sqrt2));
         m = Vector512.ConditionalSelect(big, m * Vector512.Create(0.5), m);
-        e -= big.AsInt64();                                                                             // mask −1 → e + 1
+        e -= big.AsInt64();   // mask −1 → e + 1
         var one = Vector512.Create(1.0);
         var s = (m - one) / (m + one);
         var s2 = s * s;
@@ -176,8 +176,8 @@ internal static class CounterRandomSimd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void CosSin2Pi(Vector512<long> k, out Vector512<double> cosOut, out Vector512<double> sinOut)
     {
-        var q = Vector512.ShiftRightArithmetic(k + Vector512.Create(1L << 50), 51);                                 // round(4u)
-        var t = Vector512.ConvertToDouble(k - Vector512.ShiftLeft(q, 51)) * Vector512.Create(1.0 / (1UL << 53));            // exact
+        var q = Vector512.ShiftRightArithmetic(k + Vector512.Create(1L << 50), 51);   // round(4u)
+        var t = Vector512.ConvertToDouble(k - Vector512.ShiftLeft(q, 51)) * Vector512.Create(1.0 / (1UL << 53));   // exact
         var x = Vector512.Create(DetMath.TwoPi) * t;
         var x2 = x * x;
         var s = Vector512.Create(1.0 / 355687428096000.0);
@@ -202,8 +202,8 @@ internal static class CounterRandomSimd
         var cos = Vector512.Create(1.0) - x2 * c;
         // q mod 4 = 0: (cos, sin); 1: (−sin, cos); 2: (−cos, −sin); 3: (sin, −cos).
         var swap = Vector512.Equals(q & Vector512<long>.One, Vector512<long>.One).AsDouble();
-        var negCos = Vector512.ShiftLeft((q + Vector512<long>.One) & Vector512.Create(2L), 62);                                  // q mod 4 ∈ {1, 2}
-        var negSin = Vector512.ShiftLeft(q & Vector512.Create(2L), 62);                                                  // q mod 4 ∈ {2, 3}
+        var negCos = Vector512.ShiftLeft((q + Vector512<long>.One) & Vector512.Create(2L), 62);   // q mod 4 ∈ {1, 2}
+        var negSin = Vector512.ShiftLeft(q & Vector512.Create(2L), 62);   // q mod 4 ∈ {2, 3}
         cosOut = (Vector512.ConditionalSelect(swap, sin, cos).AsInt64() ^ negCos).AsDouble();
         sinOut = (Vector512.ConditionalSelect(swap, cos, sin).AsInt64() ^ negSin).AsDouble();
     }
@@ -231,7 +231,7 @@ internal static class CounterRandomSimd
         }
     }
 
-    /// <summary>Gaussian row: 8 Box–Muller pairs (2N columns) per step, the tail in scalar code.</summary>
+    /// <summary>Gaussian row: 8 Box–Muller pairs (16 columns) per step, the tail in scalar code.</summary>
     internal static void GaussianRow512(ulong rowKey, Span<float> d)
     {
         const int Pairs = 8;
@@ -242,11 +242,11 @@ internal static class CounterRandomSimd
         var one = Vector512<ulong>.One;
         for (int b = 0; b < blocks; b++)
         {
-            var col = Vector512.Create((ulong)(2 * Pairs * b)) + evens;                                          // 2·pair
+            var col = Vector512.Create((ulong)(2 * Pairs * b)) + evens;   // 2·pair
             var h1 = Mix(rk ^ col);
             var h2 = Mix(rk ^ (col + one));
             BoxMuller(h1, h2, out var z0, out var z1);
-            var z = Vector512.Narrow(z0, z1);                                                                  // [z0 of each pair, z1 of each pair]
+            var z = Vector512.Narrow(z0, z1);   // [z0 of each pair, z1 of each pair]
             Vector512.Shuffle(z, Vector512.Create(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15)).StoreUnsafe(ref dst, (nuint)(2 * Pairs * b));
         }
         CounterRandom.GaussianRow(rowKey, d, blocks * Pairs);
@@ -265,7 +265,7 @@ internal static class CounterRandomSimd
         for (int c = 0; c < full; c += F)
         {
             if ((c & 63) == 0) bits = CounterRandom.Mix(rowKey ^ (ulong)(c >> 6));
-            var clear = Vector512.Equals(Vector512.Create((uint)(bits >> (c & 63))) & laneBits, Vector512<uint>.Zero);          // bit clear → −1
+            var clear = Vector512.Equals(Vector512.Create((uint)(bits >> (c & 63))) & laneBits, Vector512<uint>.Zero);   // bit clear → −1
             (plusOne | (clear & sign)).StoreUnsafe(ref dst, (nuint)c);
         }
         CounterRandom.RademacherTail(rowKey, d, full);
@@ -291,7 +291,7 @@ internal static class CounterRandomSimd
         var m = ((bits & Vector256.Create(0x000FFFFFFFFFFFFFL)) | Vector256.Create(0x3FF0000000000000L)).AsDouble();   // [1, 2)
         var big = Vector256.GreaterThan(m, Vector256.Create(DetMath.Sqrt2));
         m = Vector256.ConditionalSelect(big, m * Vector256.Create(0.5), m);
-        e -= big.AsInt64();                                                                             // mask −1 → e + 1
+        e -= big.AsInt64();   // mask −1 → e + 1
         var one = Vector256.Create(1.0);
         var s = (m - one) / (m + one);
         var s2 = s * s;
@@ -307,8 +307,8 @@ internal static class CounterRandomSimd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void CosSin2Pi(Vector256<long> k, out Vector256<double> cosOut, out Vector256<double> sinOut)
     {
-        var q = Vector256.ShiftRightArithmetic(k + Vector256.Create(1L << 50), 51);                                 // round(4u)
-        var t = Vector256.ConvertToDouble(k - Vector256.ShiftLeft(q, 51)) * Vector256.Create(1.0 / (1UL << 53));            // exact
+        var q = Vector256.ShiftRightArithmetic(k + Vector256.Create(1L << 50), 51);   // round(4u)
+        var t = Vector256.ConvertToDouble(k - Vector256.ShiftLeft(q, 51)) * Vector256.Create(1.0 / (1UL << 53));   // exact
         var x = Vector256.Create(DetMath.TwoPi) * t;
         var x2 = x * x;
         var s = Vector256.Create(1.0 / 355687428096000.0);
@@ -333,8 +333,8 @@ internal static class CounterRandomSimd
         var cos = Vector256.Create(1.0) - x2 * c;
         // q mod 4 = 0: (cos, sin); 1: (−sin, cos); 2: (−cos, −sin); 3: (sin, −cos).
         var swap = Vector256.Equals(q & Vector256<long>.One, Vector256<long>.One).AsDouble();
-        var negCos = Vector256.ShiftLeft((q + Vector256<long>.One) & Vector256.Create(2L), 62);                                  // q mod 4 ∈ {1, 2}
-        var negSin = Vector256.ShiftLeft(q & Vector256.Create(2L), 62);                                                  // q mod 4 ∈ {2, 3}
+        var negCos = Vector256.ShiftLeft((q + Vector256<long>.One) & Vector256.Create(2L), 62);   // q mod 4 ∈ {1, 2}
+        var negSin = Vector256.ShiftLeft(q & Vector256.Create(2L), 62);   // q mod 4 ∈ {2, 3}
         cosOut = (Vector256.ConditionalSelect(swap, sin, cos).AsInt64() ^ negCos).AsDouble();
         sinOut = (Vector256.ConditionalSelect(swap, cos, sin).AsInt64() ^ negSin).AsDouble();
     }
@@ -362,7 +362,7 @@ internal static class CounterRandomSimd
         }
     }
 
-    /// <summary>Gaussian row: 4 Box–Muller pairs (2N columns) per step, the tail in scalar code.</summary>
+    /// <summary>Gaussian row: 4 Box–Muller pairs (8 columns) per step, the tail in scalar code.</summary>
     internal static void GaussianRow256(ulong rowKey, Span<float> d)
     {
         const int Pairs = 4;
@@ -373,11 +373,11 @@ internal static class CounterRandomSimd
         var one = Vector256<ulong>.One;
         for (int b = 0; b < blocks; b++)
         {
-            var col = Vector256.Create((ulong)(2 * Pairs * b)) + evens;                                          // 2·pair
+            var col = Vector256.Create((ulong)(2 * Pairs * b)) + evens;   // 2·pair
             var h1 = Mix(rk ^ col);
             var h2 = Mix(rk ^ (col + one));
             BoxMuller(h1, h2, out var z0, out var z1);
-            var z = Vector256.Narrow(z0, z1);                                                                  // [z0 of each pair, z1 of each pair]
+            var z = Vector256.Narrow(z0, z1);   // [z0 of each pair, z1 of each pair]
             Vector256.Shuffle(z, Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).StoreUnsafe(ref dst, (nuint)(2 * Pairs * b));
         }
         CounterRandom.GaussianRow(rowKey, d, blocks * Pairs);
@@ -396,7 +396,7 @@ internal static class CounterRandomSimd
         for (int c = 0; c < full; c += F)
         {
             if ((c & 63) == 0) bits = CounterRandom.Mix(rowKey ^ (ulong)(c >> 6));
-            var clear = Vector256.Equals(Vector256.Create((uint)(bits >> (c & 63))) & laneBits, Vector256<uint>.Zero);          // bit clear → −1
+            var clear = Vector256.Equals(Vector256.Create((uint)(bits >> (c & 63))) & laneBits, Vector256<uint>.Zero);   // bit clear → −1
             (plusOne | (clear & sign)).StoreUnsafe(ref dst, (nuint)c);
         }
         CounterRandom.RademacherTail(rowKey, d, full);
@@ -422,7 +422,7 @@ internal static class CounterRandomSimd
         var m = ((bits & Vector128.Create(0x000FFFFFFFFFFFFFL)) | Vector128.Create(0x3FF0000000000000L)).AsDouble();   // [1, 2)
         var big = Vector128.GreaterThan(m, Vector128.Create(DetMath.Sqrt2));
         m = Vector128.ConditionalSelect(big, m * Vector128.Create(0.5), m);
-        e -= big.AsInt64();                                                                             // mask −1 → e + 1
+        e -= big.AsInt64();   // mask −1 → e + 1
         var one = Vector128.Create(1.0);
         var s = (m - one) / (m + one);
         var s2 = s * s;
@@ -438,8 +438,8 @@ internal static class CounterRandomSimd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void CosSin2Pi(Vector128<long> k, out Vector128<double> cosOut, out Vector128<double> sinOut)
     {
-        var q = Vector128.ShiftRightArithmetic(k + Vector128.Create(1L << 50), 51);                                 // round(4u)
-        var t = Vector128.ConvertToDouble(k - Vector128.ShiftLeft(q, 51)) * Vector128.Create(1.0 / (1UL << 53));            // exact
+        var q = Vector128.ShiftRightArithmetic(k + Vector128.Create(1L << 50), 51);   // round(4u)
+        var t = Vector128.ConvertToDouble(k - Vector128.ShiftLeft(q, 51)) * Vector128.Create(1.0 / (1UL << 53));   // exact
         var x = Vector128.Create(DetMath.TwoPi) * t;
         var x2 = x * x;
         var s = Vector128.Create(1.0 / 355687428096000.0);
@@ -464,8 +464,8 @@ internal static class CounterRandomSimd
         var cos = Vector128.Create(1.0) - x2 * c;
         // q mod 4 = 0: (cos, sin); 1: (−sin, cos); 2: (−cos, −sin); 3: (sin, −cos).
         var swap = Vector128.Equals(q & Vector128<long>.One, Vector128<long>.One).AsDouble();
-        var negCos = Vector128.ShiftLeft((q + Vector128<long>.One) & Vector128.Create(2L), 62);                                  // q mod 4 ∈ {1, 2}
-        var negSin = Vector128.ShiftLeft(q & Vector128.Create(2L), 62);                                                  // q mod 4 ∈ {2, 3}
+        var negCos = Vector128.ShiftLeft((q + Vector128<long>.One) & Vector128.Create(2L), 62);   // q mod 4 ∈ {1, 2}
+        var negSin = Vector128.ShiftLeft(q & Vector128.Create(2L), 62);   // q mod 4 ∈ {2, 3}
         cosOut = (Vector128.ConditionalSelect(swap, sin, cos).AsInt64() ^ negCos).AsDouble();
         sinOut = (Vector128.ConditionalSelect(swap, cos, sin).AsInt64() ^ negSin).AsDouble();
     }
@@ -493,7 +493,7 @@ internal static class CounterRandomSimd
         }
     }
 
-    /// <summary>Gaussian row: 2 Box–Muller pairs (2N columns) per step, the tail in scalar code.</summary>
+    /// <summary>Gaussian row: 2 Box–Muller pairs (4 columns) per step, the tail in scalar code.</summary>
     internal static void GaussianRow128(ulong rowKey, Span<float> d)
     {
         const int Pairs = 2;
@@ -504,11 +504,11 @@ internal static class CounterRandomSimd
         var one = Vector128<ulong>.One;
         for (int b = 0; b < blocks; b++)
         {
-            var col = Vector128.Create((ulong)(2 * Pairs * b)) + evens;                                          // 2·pair
+            var col = Vector128.Create((ulong)(2 * Pairs * b)) + evens;   // 2·pair
             var h1 = Mix(rk ^ col);
             var h2 = Mix(rk ^ (col + one));
             BoxMuller(h1, h2, out var z0, out var z1);
-            var z = Vector128.Narrow(z0, z1);                                                                  // [z0 of each pair, z1 of each pair]
+            var z = Vector128.Narrow(z0, z1);   // [z0 of each pair, z1 of each pair]
             Vector128.Shuffle(z, Vector128.Create(0, 2, 1, 3)).StoreUnsafe(ref dst, (nuint)(2 * Pairs * b));
         }
         CounterRandom.GaussianRow(rowKey, d, blocks * Pairs);
@@ -527,7 +527,7 @@ internal static class CounterRandomSimd
         for (int c = 0; c < full; c += F)
         {
             if ((c & 63) == 0) bits = CounterRandom.Mix(rowKey ^ (ulong)(c >> 6));
-            var clear = Vector128.Equals(Vector128.Create((uint)(bits >> (c & 63))) & laneBits, Vector128<uint>.Zero);          // bit clear → −1
+            var clear = Vector128.Equals(Vector128.Create((uint)(bits >> (c & 63))) & laneBits, Vector128<uint>.Zero);   // bit clear → −1
             (plusOne | (clear & sign)).StoreUnsafe(ref dst, (nuint)c);
         }
         CounterRandom.RademacherTail(rowKey, d, full);
