@@ -43,6 +43,7 @@ public static class Cases
         ["layout-peers-cnn"] = PeerLayout.Cnn,
         ["trak-kernel"] = KernelCases.Run,
         ["rng"] = RngCases.Run,
+        ["rng-regen"] = RngCases.Regen,
     };
 
     /// <summary>fp32 GEMM rate: best of several 2048³ products (2·n³ FLOPs each).</summary>
