@@ -46,6 +46,8 @@ public static class Cases
         ["rank-one-score"] = RankOneScoreCases.Run,
         ["im2col"] = Im2ColCases.Run,
         ["index-rules"] = IndexRuleCases.Run,
+        ["rng"] = RngCases.Run,
+        ["rng-regen"] = RngCases.Regen,
     };
 
     /// <summary>fp32 GEMM rate: best of several 2048³ products (2·n³ FLOPs each).</summary>
