@@ -58,13 +58,20 @@ public static class CounterRandom
 
     /// <summary><see cref="Fill(bool, ulong, long, int, int, float[])"/> through a chosen code path
     /// (tests compare the vector paths with the scalar reference bit for bit; the bench times them).</summary>
-    internal static void Fill(bool gaussian, ulong key, long rowStart, int rows, int cols, float[] dst, FillPath path)
+    internal static unsafe void Fill(bool gaussian, ulong key, long rowStart, int rows, int cols, float[] dst, FillPath path)
     {
         if (dst.LongLength < (long)rows * cols) throw new ArgumentException("destination too small");
+        fixed (float* p = dst) Fill(gaussian, key, rowStart, rows, cols, (IntPtr)p, path);
+    }
+
+    /// <summary>Fills rows × cols floats at <paramref name="dst"/> (row-major; the caller keeps the
+    /// memory alive and large enough), e.g. a CPU tensor's storage, with no host buffer in between.</summary>
+    internal static unsafe void Fill(bool gaussian, ulong key, long rowStart, int rows, int cols, IntPtr dst, FillPath path = FillPath.Best)
+    {
         if (path == FillPath.Best) path = BestPath;
         void Row(int r)
         {
-            var d = dst.AsSpan((int)((long)r * cols), cols);
+            var d = new Span<float>((float*)dst + (long)r * cols, cols);
             ulong rk = Mix(key ^ (ulong)(rowStart + r));
             switch (path)
             {

@@ -258,9 +258,17 @@ public sealed class GradientProjector : IDisposable
 
     /// <summary>Rows start..start+count−1 of the scaled dense P as one tensor, generated in chunks of
     /// about <see cref="ProjectionOptions.ChunkElements"/> entries (the host buffer stays small).</summary>
-    private Tensor GenerateRows(long start, long count)
+    internal Tensor GenerateRows(long start, long count)
     {
         var result = torch.empty(count, o.Dim, dtype: dtype, device: device);
+        if (dtype == ScalarType.Float32 && device.type == DeviceType.CPU && o.Kind is ProjectionKind.Gaussian or ProjectionKind.Rademacher && count <= int.MaxValue)
+        {
+            // Straight into the tensor's storage (no host array, no copy), then one scaling pass;
+            // the same values as the chunked path below.
+            CounterRandom.Fill(o.Kind == ProjectionKind.Gaussian, denseKey, start, (int)count, o.Dim, Gradients.Im2Col.DataPointer(result));
+            if (denseScale != 1) { using var sc = denseScale.ToScalar(); result.mul_(sc); }
+            return result;
+        }
         long chunk = Math.Max(1, Math.Min(count, Math.Min(o.ChunkElements, int.MaxValue / 2) / o.Dim));
         for (long r = 0; r < count; r += chunk)
         {

@@ -36,6 +36,32 @@ public class DenseProjectionCacheTests
         }
     }
 
+    /// <summary>Float32 on the CPU generates P straight into the tensor's storage: the same bits as the
+    /// reference rows from <see cref="ProjectionMatrix.Rows"/> scaled by 1/√k in float32, at any row
+    /// offset, for both kinds.</summary>
+    [Theory]
+    [InlineData(ProjectionKind.Rademacher)]
+    [InlineData(ProjectionKind.Gaussian)]
+    public void Float32RowsAreTheReferenceMatrixScaled(ProjectionKind kind)
+    {
+        int seed = TestSeed.For();
+        var (capture, layers, _, full) = Oracles.ConvLayerBatches(seed);
+        using var _ = capture;
+        const int k = 37;
+        var o = new ProjectionOptions { Layout = ProjectionLayout.Dense, Kind = kind, Dim = k, Seed = seed, CacheBytes = 0 };
+        using var proj = new GradientProjector(layers, o, 3, false, ScalarType.Float32, CPU);
+        ulong key = CounterRandom.Key(seed, CounterRandom.Mix(3) ^ CounterRandom.Hash("dense"));
+        foreach (var (start, count) in new[] { (0L, 5), (7L, 50), (full.shape[1] - 3, 3) })
+        {
+            using var got = proj.GenerateRows(start, count);
+            using var reference = torch.tensor(ProjectionMatrix.Rows(kind, key, start, count, k), new long[] { count, k });
+            using var scale = (1 / Math.Sqrt(k)).ToScalar();
+            reference.mul_(scale);
+            Assert.Equal(ScalarType.Float32, got.dtype);
+            Assert.True(got.allclose(reference, 0, 0), $"seed {seed}, rows {start}..{start + count}: max diff {(got - reference).abs().max().item<float>()}");
+        }
+    }
+
     [Fact]
     public void AutomaticCacheIsAQuarterOfTheMemoryAndAtLeast512MiB()
     {
