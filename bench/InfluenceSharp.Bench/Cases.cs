@@ -45,6 +45,7 @@ public static class Cases
         ["trak-kernel"] = KernelCases.Run,
         ["rank-one-score"] = RankOneScoreCases.Run,
         ["im2col"] = Im2ColCases.Run,
+        ["gram"] = GramCases.Run,
         ["index-rules"] = IndexRuleCases.Run,
         ["rng"] = RngCases.Run,
         ["rng-regen"] = RngCases.Regen,

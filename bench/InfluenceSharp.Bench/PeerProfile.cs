@@ -39,6 +39,11 @@ public static class PeerProfile
                 using (p.Stage($"per-example grad {lb.Layer.Name} (bmm over T={lb.A.shape[1]})")) lb.PerExample().Dispose();
                 using (p.Stage($"  G contiguous {lb.Layer.Name}")) lb.G.contiguous().Dispose();
             }
+            foreach (var lb in lbs)
+            {
+                using (p.Stage($"A covariance {lb.Layer.Name} [{lb.A.shape[0] * lb.A.shape[1]}x{lb.A.shape[2]}]")) lb.ACovariance().to(ScalarType.Float64).Dispose();
+                using (p.Stage($"S covariance {lb.Layer.Name} [{lb.G.shape[0] * lb.G.shape[1]}x{lb.G.shape[2]}]")) lb.SCovariance().to(ScalarType.Float64).Dispose();
+            }
             using (p.Stage("feature row (cat of per-example grads and factors)"))
                 torch.cat(lbs.Select(lb => lb.Layer.IsConv ? lb.PerExample().reshape(500, -1) : torch.cat(new[] { lb.G.squeeze(1), lb.A.squeeze(1) }, 1)).ToArray(), 1).Dispose();
         }
@@ -106,6 +111,35 @@ public static class Im2ColCases
             double best = Enumerable.Range(0, 20).Min(_ => Measure.Seconds(() => Run()));
             var shape = Run().shape;
             yield return new BenchResult("im2col", name, 500, best, 0, Measure.PeakRssMiB(), $"patches [{string.Join(", ", shape)}], {shape.Aggregate(4L, (a, b) => a * b) / 1e6:F0} MB; best of 20");
+        }
+    }
+}
+
+/// <summary>Σ a aᵀ over a tall, narrow patch matrix (the CNN's conv1: [288,000 × 26] per batch of 500;
+/// conv2: [32,000 × 201]) by several GEMM arrangements: best of 10.</summary>
+public static class GramCases
+{
+    public static IEnumerable<BenchResult> Run(BenchContext c)
+    {
+        foreach (var (rows, width) in new[] { (288_000L, 26L), (32_000L, 201L) })
+        {
+            var a = torch.randn(rows, width);
+            var x = a.narrow(1, 0, width - 1);
+            var variants = new (string, Func<Tensor>)[]
+            {
+                ("Gram(x), bias column excluded (current)", () => LayerBatch.Gram(x)),
+                ("Gram(a) with the bias column", () => LayerBatch.Gram(a)),
+                ("aᵀa, one GEMM", () => a.mT.matmul(a)),
+                ("64 slices bmm", () => { long m = rows / 64 * 64; var v = a.narrow(0, 0, m).view(64, m / 64, width); return v.transpose(1, 2).bmm(v).sum(new long[] { 0 }); }),
+                ("256 slices bmm", () => { long m = rows / 256 * 256; var v = a.narrow(0, 0, m).view(256, m / 256, width); return v.transpose(1, 2).bmm(v).sum(new long[] { 0 }); }),
+                ("column sums of x", () => x.sum(new long[] { 0 })),
+            };
+            foreach (var (name, f) in variants)
+            {
+                for (int i = 0; i < 2; i++) f().Dispose();
+                double best = Enumerable.Range(0, 10).Min(_ => Measure.Seconds(() => f().Dispose()));
+                yield return new BenchResult("gram", $"[{rows}x{width}] {name}", rows, best, 2.0 * rows * width * width / 1e9, Measure.PeakRssMiB(), "best of 10");
+            }
         }
     }
 }
