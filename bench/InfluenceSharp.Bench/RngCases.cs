@@ -24,7 +24,7 @@ public static class RngCases
     {
         const int rows = 101770, cols = 2048;
         const long entries = (long)rows * cols;
-        double gemm = GemmRate();
+        double gemm = PeerCases.GemmRate();
         yield return new BenchResult("rng", "GEMM rate in this process (fp32 2048^3, best of 4)", 0, 2.0 * 2048 * 2048 * 2048 / 1e9 / gemm, 2.0 * 2048 * 2048 * 2048 / 1e9, Measure.PeakRssMiB(), $"{gemm:F1} GFLOP/s");
         var best = CounterRandom.BestPath;
         ulong key = CounterRandom.Key(0, CounterRandom.Mix(0) ^ CounterRandom.Hash("dense"));
@@ -80,7 +80,7 @@ public static class RngCases
     {
         const int n = 1000, batch = 500, k = 2048;
         var (train, _, src) = c.Data(n + batch);
-        double gemm = GemmRate();
+        double gemm = PeerCases.GemmRate();
         yield return new BenchResult("rng-regen", "GEMM rate in this process (fp32 2048^3, best of 4)", 0, 2.0 * 2048 * 2048 * 2048 / 1e9 / gemm, 2.0 * 2048 * 2048 * 2048 / 1e9, Measure.PeakRssMiB(), $"{gemm:F1} GFLOP/s");
         torch.manual_seed(0);
         using var model = new Mlp(784, new[] { 128 }, 10);
@@ -96,16 +96,5 @@ public static class RngCases
             yield return new BenchResult("rng-regen", $"mlp featurize {n}, Dense Gaussian k={k}, batch {batch}, P {(cache is null ? "cached" : "regenerated per batch")}", n, t, gflop, Measure.PeakRssMiB(),
                 $"projection GEMM {100 * gflop / t / gemm:F0}% of this process's GEMM rate; P generator {CounterRandom.BestPath}; {nParams} params; {src}");
         }
-    }
-
-    static double GemmRate()
-    {
-        const int n = 2048;
-        using var a = torch.randn(n, n);
-        using var b = torch.randn(n, n);
-        for (int i = 0; i < 2; i++) a.mm(b).Dispose();
-        double best = double.MaxValue;
-        for (int i = 0; i < 4; i++) best = Math.Min(best, Measure.Seconds(() => a.mm(b).Dispose()));
-        return 2.0 * n * n * n / 1e9 / best;
     }
 }
