@@ -256,8 +256,9 @@ public sealed class GradientProjector : IDisposable
         return Math.Max(floor, available / 4);
     }
 
-    /// <summary>Rows start..start+count−1 of the scaled dense P as one tensor, generated in chunks of
-    /// about <see cref="ProjectionOptions.ChunkElements"/> entries (the host buffer stays small).</summary>
+    /// <summary>Rows start..start+count−1 of the scaled dense P as one tensor: float32 on the CPU
+    /// generated straight into the tensor; otherwise through a host buffer in chunks of about
+    /// <see cref="ProjectionOptions.ChunkElements"/> entries (the buffer stays small).</summary>
     internal Tensor GenerateRows(long start, long count)
     {
         var result = torch.empty(count, o.Dim, dtype: dtype, device: device);

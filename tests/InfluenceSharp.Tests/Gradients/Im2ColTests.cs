@@ -59,6 +59,24 @@ public class Im2ColTests
         }
     }
 
+    /// <summary>Non-square kernels, uneven strides and a row dilation on the float32 vector path
+    /// (kernel rows of ≤ 8 contiguous elements), against unfold.</summary>
+    [Fact]
+    public void UnevenGeometriesOnTheVectorPathEqualUnfold()
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(TestSeed.For());
+        foreach (var (k, s, p, d) in new[] { ((3L, 5L), (1L, 2L), (1L, 2L), (2L, 1L)), ((5L, 2L), (2L, 1L), (0L, 1L), (1L, 1L)), ((1L, 7L), (1L, 1L), (0L, 3L), (3L, 1L)) })
+        {
+            var conv = Conv2d(3, 4, k, stride: s, padding: p, dilation: d);
+            var layer = TrackedLayer.Find(Sequential(("conv", conv))).Single();
+            var x = torch.randn(new long[] { 29, 3, 13, 11 });
+            var want = Reference(x, conv, true);
+            Assert.True(layer.Activations(x).allclose(want, 0, 0), $"kernel {k} stride {s} padding {p} dilation {d}");
+            Assert.True(layer.Activations(ChannelsLast(x)).allclose(want, 0, 0), $"channels-last, kernel {k}");
+        }
+    }
+
     [Fact]
     public void ReusedPatchBufferGivesEachRunItsOwnBatch()
     {

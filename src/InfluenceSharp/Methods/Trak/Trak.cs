@@ -27,7 +27,9 @@ public sealed record ClassificationTrakOutput : ITrakOutput
         1 - nn.functional.softmax(logits, 1).gather(1, targets.unsqueeze(1)).squeeze(1);
 }
 
-/// <summary>What the kernel solve did for one model.</summary>
+/// <summary>What the kernel solve did for one model. MaxEigenvalue: from the eigendecomposition (Eigh);
+/// a power-iteration estimate, at most the true value, when λ = 0 took the Cholesky shortcut; NaN for
+/// a Cholesky solve at λ &gt; 0.</summary>
 public sealed record KernelDiagnostics(int Model, KernelSolver Solver, long Rank, long Dim, double MaxEigenvalue, double Scale);
 
 /// <summary>
@@ -227,16 +229,18 @@ public sealed class Trak : FeatureMethod
     internal static bool TryFullRankCholesky(Tensor reg, double tol, out Tensor inverse, out double maxEig)
     {
         inverse = null!; maxEig = double.NaN;
+        using var scope = NewDisposeScope();      // the factor, and a refused inverse, are freed before Eigh runs
         var (l, info) = torch.linalg.cholesky_ex(reg, check_errors: false);
         if (info.item<int>() != 0) return false;
         var w = torch.cholesky_inverse(l);
         double lambdaMax = LargestEigenvalue(reg), inverseMax = LargestEigenvalue(w);
         if (!(lambdaMax > 0 && inverseMax > 0 && 1 / inverseMax > 100 * tol * lambdaMax)) return false;
-        inverse = w; maxEig = lambdaMax;
+        inverse = w.MoveToOuterDisposeScope(); maxEig = lambdaMax;
         return true;
     }
 
-    /// <summary>Power iteration from a fixed-seed start (20 steps): a Rayleigh quotient, at most the
+    /// <summary>Power iteration from a fixed-seed start (20 steps; the last quotient is that of M¹⁹v₀,
+    /// so the bound above holds with j = 19): a Rayleigh quotient, at most the
     /// largest eigenvalue of the symmetric positive semi-definite matrix m.</summary>
     private static double LargestEigenvalue(Tensor m)
     {

@@ -23,7 +23,8 @@ public sealed record TrakOptions : FeatureRunOptions
     /// <summary>The seeded projection P (per model m, stream m). Default: dense Rademacher, k = 2048,
     /// like the reference TRAK library. Entries are ±1 / N(0,1) (the reference's scale).</summary>
     public ProjectionOptions Projection { get; init; } = new() { Layout = ProjectionLayout.Dense, Dim = 2048 };
-    /// <summary>λ in (ΦᵀΦ + λI)⁻¹. Default 0 (as the reference); then the Eigh pseudo-inverse is used.</summary>
+    /// <summary>λ in (ΦᵀΦ + λI)⁻¹. Default 0 (as the reference); then the pseudo-inverse is used (by
+    /// Cholesky when the kernel is comfortably full rank, otherwise by Eigh).</summary>
     public double Damping { get; init; }
     public KernelSolver Solver { get; init; } = KernelSolver.Auto;
     /// <summary>Relative eigenvalue cutoff of the Eigh solver; null = max(n, k)·(ε_f² + ε₆₄) with
