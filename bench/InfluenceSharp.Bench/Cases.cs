@@ -154,9 +154,7 @@ public static class Cases
 }
 
 /// <summary>Hand-counted FLOPs per example for each EK-FAC stage (multiply-add = 2 FLOPs).</summary>
-/// <param name="Precondition">Per query: forming its [Out, In] gradient and rotating it into the
-/// eigenbasis and back (Q_Sᵀ G Q_A, then Q_S (·) Q_Aᵀ), as pairwise scoring does for every query.</param>
-public sealed record Flops(double Capture, double Covariance, double Lambda, double Self, double Precondition)
+public sealed record Flops(double Capture, double Covariance, double Lambda, double Self)
 {
     public static Flops PerExample(IReadOnlyList<Gradients.TrackedLayer> layers, string arch) => PerExample(layers, l => Positions(l, arch));
 
@@ -164,7 +162,7 @@ public sealed record Flops(double Capture, double Covariance, double Lambda, dou
     public static Flops PerExample(IReadOnlyList<Gradients.TrackedLayer> layers, Func<Gradients.TrackedLayer, double> positions)
     {
         // Forward + backward-to-outputs ≈ 2 × forward MACs × 2 FLOPs; positions T per layer.
-        double cap = 0, cov = 0, lam = 0, self = 0, pre = 0;
+        double cap = 0, cov = 0, lam = 0, self = 0;
         foreach (var l in layers)
         {
             double t = positions(l);
@@ -178,9 +176,8 @@ public sealed record Flops(double Capture, double Covariance, double Lambda, dou
                 : Math.Min(2 * t * (i * i + o * o), 2 * (o * o * i + o * i * i)) + 2 * t * o * i;
             lam += work;
             self += work;
-            pre += 2 * t * o * i + 4 * (o * o * i + o * i * i);
         }
-        return new Flops(cap, cov, lam, self, pre);
+        return new Flops(cap, cov, lam, self);
     }
 
     static double Positions(Gradients.TrackedLayer l, string arch) => arch == "smallcnn" && l.IsConv ? (l.Name == "conv1" ? 28 * 28 : 14 * 14) : 1;

@@ -157,10 +157,17 @@ public class InfluenceFunctionTests
         var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
         var oracle = gq.matmul(hinv).matmul(gz.mT);
-        var f = new InfluenceFunction(model, task, Fit(model, task, train, strategy), new ScoreOptions { Damping = lam });
-        var scores = f.PairwiseMatrix(queries, train).to(ScalarType.Float64);
-        var rel = ((scores - oracle).norm() / oracle.norm()).item<double>();
-        Assert.True(rel < 1e-6, $"relative error {rel}");
+        var factors = Fit(model, task, train, strategy);
+        var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = lam });
+        // Queries rotated back (Kronfluence's way), kept in the eigenbasis with the training batches
+        // rotated instead, and the choice by cost.
+        foreach (bool? inBasis in new bool?[] { false, true, null })
+        {
+            var fi = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = lam }) { EigenbasisScoring = inBasis };
+            var scores = fi.PairwiseMatrix(queries, train).to(ScalarType.Float64);
+            var rel = ((scores - oracle).norm() / oracle.norm()).item<double>();
+            Assert.True(rel < 1e-6, $"eigenbasis scoring {inBasis}: relative error {rel}");
+        }
         var selfOracle = (gz.matmul(hinv) * gz).sum(1);
         var self = torch.tensor(f.SelfInfluence(train));
         Assert.True(((self - selfOracle).norm() / selfOracle.norm()).item<double>() < 1e-9);
@@ -251,12 +258,17 @@ public class InfluenceFunctionTests
         var (model, train, queries) = MlpProblem(60, TestSeed.For());
         var task = new ClassificationTask();
         var factors = Fit(model, task, train, FactorStrategy.Ekfac);
-        var exact = new InfluenceFunction(model, task, factors, new ScoreOptions()).PairwiseMatrix(queries, train);
-        double Err(int r) => ((new InfluenceFunction(model, task, factors, new ScoreOptions { QueryRank = r }).PairwiseMatrix(queries, train) - exact).norm() / exact.norm()).item<float>();
-        double e1 = Err(1), e2 = Err(2), full = Err(3);   // layer 2 is 3x7: rank 3 is exact there; layer 1 6x6
-        Assert.True(e1 > e2, $"rank 1 error {e1} <= rank 2 error {e2}");
-        Assert.True(e2 > full || full < 1e-5);
-        Assert.True(e1 > 1e-4);
+        var exact = new InfluenceFunction(model, task, factors, new ScoreOptions()) { EigenbasisScoring = false }.PairwiseMatrix(queries, train);
+        // Rank-r queries give the same scores whether they are factored in the eigenbasis or after the
+        // rotation back (a rotation keeps the singular values).
+        foreach (bool inBasis in new[] { false, true })
+        {
+            double Err(int r) => ((new InfluenceFunction(model, task, factors, new ScoreOptions { QueryRank = r }) { EigenbasisScoring = inBasis }.PairwiseMatrix(queries, train) - exact).norm() / exact.norm()).item<float>();
+            double e1 = Err(1), e2 = Err(2), full = Err(3);   // layer 2 is 3x7: rank 3 is exact there; layer 1 6x6
+            Assert.True(e1 > e2, $"eigenbasis {inBasis}: rank 1 error {e1} <= rank 2 error {e2}");
+            Assert.True(e2 > full || full < 1e-5);
+            Assert.True(e1 > 1e-4);
+        }
     }
 }
 
@@ -282,6 +294,47 @@ public class ConvFactorTests
         var qs = torch.linalg.qr(torch.randn(outF, outF, dtype: ScalarType.Float64)).Q;
         var expected = qs.mT.matmul(lb.PerExample()).matmul(qa);
         Assert.True(lb.Rotated(qa, qs).allclose(expected, rtol: 1e-10, atol: 1e-10));
+    }
+
+    /// <summary>EK-FAC and K-FAC pairwise scores against the explicit formula Σ_layers
+    /// ⟨Q_Sᵀ G_q Q_A ⊘ (Λ+λ), Q_Sᵀ G_z Q_A⟩ from per-example autograd gradients, with the queries
+    /// rotated back and with the training batches rotated into the eigenbasis (Linear layers; conv
+    /// layers always rotate back), on an MLP and on a conv net.</summary>
+    [Theory]
+    [InlineData(FactorStrategy.Ekfac, false)]
+    [InlineData(FactorStrategy.Ekfac, true)]
+    [InlineData(FactorStrategy.Kfac, false)]
+    public void PairwiseScoresInEitherBasisEqualTheExplicitFormula(FactorStrategy strategy, bool conv)
+    {
+        int seed = TestSeed.For();
+        torch.manual_seed(seed);
+        nn.Module<Tensor, Tensor> model = conv ? new ConvNet().to(ScalarType.Float64) : new TwoLayerMlp(5, 6, 3).to(ScalarType.Float64);
+        int classes = conv ? 4 : 3;
+        TensorPairDataset Data(int n) => new(conv ? torch.randn(n, 2, 8, 8, dtype: ScalarType.Float64) : torch.randn(n, 5, dtype: ScalarType.Float64),
+            torch.randint(0, classes, new long[] { n }));
+        var train = Data(30); var queries = Data(6);
+        var task = new ClassificationTask();
+        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = strategy, Fisher = FisherType.Empirical, BatchSize = 16 }).Fit(train)!;
+        var layers = TrackedLayer.Find(model);
+        var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
+        var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
+        const double lam = 1e-2;
+        var expected = torch.zeros(queries.Count, train.Count, dtype: ScalarType.Float64);
+        long offset = 0;
+        foreach (var (layer, lf) in layers.Zip(factors.Layers))
+        {
+            Tensor Rot(Tensor g) => lf.QS!.mT.matmul(g.narrow(1, offset, layer.NumParams).reshape(-1, layer.Out, layer.In)).matmul(lf.QA!).reshape(g.shape[0], -1);
+            var lambda = strategy == FactorStrategy.Ekfac ? lf.Lambda! : lf.EigS!.unsqueeze(1) * lf.EigA!.unsqueeze(0);
+            expected += (Rot(gq) / (lambda.reshape(1, -1) + lam)).matmul(Rot(gz).mT);
+            offset += layer.NumParams;
+        }
+        foreach (bool? inBasis in new bool?[] { false, true, null })
+        {
+            var f = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = lam, TrainBatchSize = 7 }) { EigenbasisScoring = inBasis };
+            var scores = f.PairwiseMatrix(queries, train).to(ScalarType.Float64);
+            double rel = ((scores - expected).norm() / expected.norm()).item<double>();
+            Assert.True(rel < 1e-6, $"seed {seed}, {strategy}, conv {conv}, eigenbasis scoring {inBasis}: relative error {rel}");
+        }
     }
 
     [Fact]

@@ -98,6 +98,15 @@ public sealed class Preconditioner : IDisposable
         return QS.matmul(r).matmul(QA.mT);
     }
 
+    /// <summary>(Q_Sᵀ G Q_A) ⊙ W for per-example gradients [B, Out, In]: H⁻¹G kept in the eigenbasis
+    /// (without the rotation back). Rank-one layers rotate g and a, never the Out×In matrix.</summary>
+    public Tensor ApplyInBasis(LayerBatch lb)
+    {
+        if (QA is null) return Apply(lb.PerExample());
+        var r = lb.RankOne ? lb.G.squeeze(1).matmul(QS!).unsqueeze(2) * lb.A.squeeze(1).matmul(QA).unsqueeze(1) : lb.Rotated(QA, QS);
+        return W is null ? r : r.mul_(W);
+    }
+
     /// <summary>Self-influence Σ ‖(Q_Sᵀ G Q_A) ⊘ √(Λ+λ)‖² per example [B], using the rank-one
     /// structure of Linear layers (no Out×In matrix per example).</summary>
     public Tensor SelfScores(LayerBatch lb, long memoryBytes = LayerBatch.DefaultMemoryBytes)
