@@ -130,6 +130,7 @@ public static class ExplainCommand
             var fm = method as FeatureMethod is { HasInnerProductForm: true } f ? f
                 : throw new UsageException($"--index: method {methodName} has no index ({string.Join(", ", IndexCommands.IndexMethodNames)} have)");
             using var index = fm.OpenIndex(run.Data.Train);
+            if (!quiet && methodName == "trak") Console.Error.WriteLine(IndexCommands.TrakIndexNote);
             int lists = pr == 0 ? Math.Max(1, index.Lists / 20) : pr;
             if (lists > index.Lists) throw new UsageException($"--probe {pr}: the index has only {index.Lists} lists");
             long scored;
