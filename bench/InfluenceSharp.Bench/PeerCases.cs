@@ -134,13 +134,21 @@ public static class PeerCases
                 "Fit Lambda" => NTrain * (capture + f.Lambda) / 1e9,
                 _ => 0,
             });
-        using (var ifn = new DisposableMethod(new InfluenceFunction(model, task, factors!, new ScoreOptions { TrainBatchSize = Batch, QueryBatchSize = Batch }, new Diagnostics.Profiler())))
+        var ifProfiler = new Diagnostics.Profiler();
+        using (var ifn = new DisposableMethod(new InfluenceFunction(model, task, factors!, new ScoreOptions { TrainBatchSize = Batch, QueryBatchSize = Batch }, ifProfiler)))
         {
             var m = (InfluenceFunction)ifn.Method;
             double tSelf = Best2(() => m.SelfInfluence(train));
             yield return Row("EK-FAC self-influence", tSelf, NTrain * (capture + f.Self) / 1e9);
             double sum = 0;
+            var before = ifProfiler.Stages.ToDictionary(x => x.Name, x => (x.Total, x.Calls));
             double tPair = Best2(() => m.Pairwise(queries, train, (_, b) => sum += b.sum().item<float>()));
+            // Mean seconds per pairwise call of its stages (queries' preconditioning, the scoring pass).
+            string pairStages = string.Join(", ", ifProfiler.Stages.Where(x => x.Name is "Precondition Queries" or "Compute Pairwise Score").Select(x =>
+            {
+                var (t0, c0) = before.TryGetValue(x.Name, out var b0) ? b0 : (0, 0);
+                return $"{x.Name} {(x.Total - t0) / Math.Max(1, x.Calls - c0):F3} s";
+            }));
             double bound = 2.0 * NQuery * NTrain * nParams;
             // Preconditioning as the library does it per layer (InfluenceFunction.InBasis): Linear layers
             // whose training batches are cheaper to rotate into the eigenbasis than the queries are to
@@ -154,7 +162,7 @@ public static class PeerCases
                     : NQuery * (2 * t * o * i + 4 * (o * o * i + o * i * i));
             }
             yield return Row("EK-FAC pairwise 100 queries", tPair, (bound + (NTrain + NQuery) * capture + pre) / 1e9,
-                $"GFLOP = 2*nq*n*params + captures + preconditioning ({pre / 1e9:F1} GFLOP); the bound 2*nq*n*params alone: {100 * bound / 1e9 / tPair / gemm:F0}% of the GEMM rate");
+                $"GFLOP = 2*nq*n*params + captures + preconditioning ({pre / 1e9:F1} GFLOP); the bound 2*nq*n*params alone: {100 * bound / 1e9 / tPair / gemm:F0}% of the GEMM rate; mean per call: {pairStages}");
         }
 
         // TracInCP, exact, every layer, 5 checkpoints, streamed (no store).
