@@ -183,6 +183,24 @@ public class TrakTests
         Assert.True(err < 1e-6, $"seed {seed}: inverse relative error {err}");
     }
 
+    /// <summary>The kernel accumulated from the upper triangle of column blocks equals the full
+    /// product, for widths below the blocking threshold, divisible by 4 and not.</summary>
+    [Theory]
+    [InlineData(300)]
+    [InlineData(1024)]
+    [InlineData(1103)]
+    public void BlockedGramEqualsTheFullProduct(int k)
+    {
+        int seed = TestSeed.For();
+        torch.manual_seed(seed);
+        var p = torch.randn(37, k, dtype: ScalarType.Float64);
+        var acc = torch.randn(k, k, dtype: ScalarType.Float64);
+        var expected = acc + p.mT.matmul(p);
+        Trak.AddGram(acc, p);
+        double err = ((acc - expected).abs().max() / expected.abs().max()).item<double>();
+        Assert.True(err < 1e-12, $"seed {seed}, k {k}: max relative difference {err}");
+    }
+
     [Fact]
     public void ExplicitCholeskyRefusesASingularKernel()
     {
