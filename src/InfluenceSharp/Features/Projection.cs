@@ -266,7 +266,7 @@ public sealed class GradientProjector : IDisposable
         {
             // Straight into the tensor's storage (no host array, no copy), then one scaling pass;
             // the same values as the chunked path below.
-            CounterRandom.Fill(o.Kind == ProjectionKind.Gaussian, denseKey, start, (int)count, o.Dim, Gradients.Im2Col.DataPointer(result));
+            CounterRandom.Fill(o.Kind == ProjectionKind.Gaussian, denseKey, start, (int)count, o.Dim, Native.TensorData.Pointer(result));
             if (denseScale != 1) { using var sc = denseScale.ToScalar(); result.mul_(sc); }
             return result;
         }

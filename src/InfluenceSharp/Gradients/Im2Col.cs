@@ -13,11 +13,7 @@ namespace InfluenceSharp.Gradients;
 /// </summary>
 internal static unsafe class Im2Col
 {
-    // The tensor's data pointer (storage offset included), exported by TorchSharp's own native library.
-    [DllImport("LibTorchSharp")]
-    private static extern IntPtr THSTensor_data(IntPtr handle);
-
-    internal static IntPtr DataPointer(Tensor t) => THSTensor_data(t.Handle);
+    internal static IntPtr DataPointer(Tensor t) => Native.TensorData.Pointer(t);
 
     public static bool Supports(Tensor input) =>
         input.device_type == DeviceType.CPU && input.dtype is ScalarType.Float32 or ScalarType.Float64 && input.dim() == 4;

@@ -177,7 +177,7 @@ public sealed class Trak : FeatureMethod
         g = (g + g.mT) / 2;
         var (e, u) = torch.linalg.eigh(g);
         double maxEig = e.max().item<double>();
-        double tol = Options.RankTolerance ?? Math.Max(n, k) * (EpsF * EpsF + 2.220446049250313e-16);
+        double tol = RankTolerance(n, k);
         using var cutoff = (tol * Math.Max(maxEig, 0)).ToScalar();
         var keep = e.gt(cutoff);
         long rank = keep.sum().item<long>();
@@ -194,6 +194,10 @@ public sealed class Trak : FeatureMethod
     }
 
     private double EpsF => featurizer.Dtype == ScalarType.Float64 ? 2.220446049250313e-16 : featurizer.Dtype == ScalarType.Float32 ? 1.1920929e-7 : 9.765625e-4;
+
+    /// <summary>Eigenvalues below this fraction of λ_max count as zero: <see cref="TrakOptions.RankTolerance"/>,
+    /// or max(n, k)·(ε_f² + ε₆₄), the noise level of a Gram matrix of features of the store's dtype.</summary>
+    private double RankTolerance(long n, long k) => Options.RankTolerance ?? Math.Max(n, k) * (EpsF * EpsF + 2.220446049250313e-16);
 
     private (Tensor Inverse, KernelDiagnostics Diag) Invert(Tensor kernel, int model, int n)
     {
@@ -237,7 +241,7 @@ public sealed class Trak : FeatureMethod
     /// quotient is at least λ·c^(1/j): at j = 20 even c = 10⁻⁴ leaves it within a factor 1.6.
     /// Anything short of the margin goes to Eigh, which decides the rank.</summary>
     private bool TryFullRankCholesky(Tensor reg, int n, out Tensor inverse, out double maxEig) =>
-        TryFullRankCholesky(reg, Options.RankTolerance ?? Math.Max(n, reg.shape[0]) * (EpsF * EpsF + 2.220446049250313e-16), out inverse, out maxEig);
+        TryFullRankCholesky(reg, RankTolerance(n, reg.shape[0]), out inverse, out maxEig);
 
     /// <summary>The inverse of the symmetric matrix reg by Cholesky, when no eigenvalue is within a
     /// factor 100 of the cutoff tol·λ_max; false (and no inverse) otherwise.</summary>
@@ -279,8 +283,7 @@ public sealed class Trak : FeatureMethod
     {
         var (e, v) = torch.linalg.eigh(reg);
         maxEig = e.max().item<double>();
-        double epsF = featurizer.Dtype == ScalarType.Float64 ? 2.220446049250313e-16 : featurizer.Dtype == ScalarType.Float32 ? 1.1920929e-7 : 9.765625e-4;
-        double tol = Options.RankTolerance ?? Math.Max(n, reg.shape[0]) * (epsF * epsF + 2.220446049250313e-16);
+        double tol = RankTolerance(n, reg.shape[0]);
         var keep = e.gt(tol * Math.Max(maxEig, 0));
         rank = keep.sum().item<long>();
         var inv = torch.where(keep, e.reciprocal(), torch.zeros_like(e));
