@@ -160,7 +160,7 @@ internal sealed class HvpOptionSet
     public static readonly string[] Methods = { "if-explicit", "if-cg", "if-lissa", "if-arnoldi" };
 
     public Option<string> Hessian { get; } = Opt.Choice("--hessian", "if-*: curvature to invert: true (the Hessian, by double backward) or gauss-newton (J^T H_out J, positive semi-definite)", "true", "true", "gauss-newton");
-    public Option<double> L2 { get; } = Opt.Double("--l2", "if-*: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with) [default: 0; a run trained with --lbfgs-tol: its weight decay]", D.L2, 0);
+    public Option<double> L2 { get; } = Opt.Double("--l2", "if-*: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with; a run trained with --lbfgs-tol uses its weight decay unless --l2 is given)", D.L2, 0);
     public Option<double> CgTol { get; } = Opt.Double("--cg-tol", "if-cg: relative residual at which a right-hand side has converged", D.CgTolerance, 0, minOpen: true);
     public Option<int> CgIters { get; } = Opt.Int("--cg-iters", "if-cg: iteration cap", D.CgMaxIterations, 1);
     public Option<int> LissaDepth { get; } = Opt.Int("--lissa-depth", "if-lissa: recursion depth", D.LissaDepth, 1);

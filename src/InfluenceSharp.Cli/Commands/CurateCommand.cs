@@ -148,7 +148,7 @@ public static class CurateCommand
         }
         var training = rc.Last.Info.Training ?? new TrainOptions();
         if (o.Epochs is { } e2) training = training with { Epochs = e2 };
-        Directory.CreateDirectory(o.OutDir);
+        OutputDirectory.Create(o.OutDir);
 
         // 1. Validation attribution per method.
         double[] losses;

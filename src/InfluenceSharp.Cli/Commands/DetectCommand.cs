@@ -56,7 +56,7 @@ public static class DetectCommand
     internal static List<MethodDetection> Detect(RunContext run, IReadOnlyList<string> methods, MethodSettings settings, string outDir,
         int top, Profiler profiler, bool quiet = false, bool? print = null)
     {
-        Directory.CreateDirectory(outDir);
+        OutputDirectory.Create(outDir);
         var train = run.Data.Train;
         var mask = run.Data.Corruption?.Mask(train.Count);
         var predicted = run.PredictedTrainLabels();

@@ -55,6 +55,7 @@ public static class EvaluateCommands
             string cache = p.GetValue(outDir) ?? Path.Combine(runDir, "lds");
             var profiler = new Profiler();
             var rc = profiler.Time("Load Data", () => RunContext.Load(runDir, p.GetValue(data)));
+            OutputDirectory.Create(cache);
             RunLds(rc, p.GetValue(methods)!, settings, options, p.GetValue(queryCount), t, p.GetValue(epochs), cache, p.GetValue(shard), profiler, quiet);
             if (!quiet) Console.Error.Write(profiler.Table());
             AtomicFile.WriteAllText(Path.Combine(cache, "profile-lds.txt"), profiler.Table());
@@ -160,6 +161,7 @@ public static class EvaluateCommands
             string dir = p.GetValue(outDir) ?? Path.Combine(runDir, "remove");
             var profiler = new Profiler();
             var rc = profiler.Time("Load Data", () => RunContext.Load(runDir, p.GetValue(data)));
+            RequireRemovable(p.GetValue(counts)!, rc.Data.Train.Count);
             RunRemoval(rc, p.GetValue(methods)![0], ms.Read(p), p.GetValue(counts)!, p.GetValue(seeds)!, p.GetValue(queryCount), p.GetValue(epochs), dir, profiler, quiet,
                 RetrainBudgets.Parse(p.GetValue(budget)!));
             if (!quiet) Console.Error.Write(profiler.Table());
@@ -167,6 +169,14 @@ public static class EvaluateCommands
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>Every removal count must leave training data: refused before any scoring or retraining.</summary>
+    static void RequireRemovable(int[] ks, int trainCount)
+    {
+        foreach (var k in ks)
+            if (k >= trainCount)
+                throw new UsageException($"--remove-counts {string.Join(",", ks)}: {k} must be less than the run's {trainCount} training examples");
     }
 
     internal static RemovalResult RunRemoval(RunContext run, string methodName, MethodSettings settings, int[] ks, int[] seeds, int nq,
@@ -182,7 +192,7 @@ public static class EvaluateCommands
         using (profiler.Stage("Retrain Without Removed"))
             result = Removal.Run(scores, run.Last.Info.Model, training, run.Data.Train, queries, run.Data.Test,
                 new RemovalOptions { Ks = ks, TrainSeeds = seeds, Budget = budget }, quiet ? null : msg => Console.Error.WriteLine(msg));
-        Directory.CreateDirectory(outDir);
+        OutputDirectory.Create(outDir);
         Console.WriteLine($"counterfactual removal ({methodName}, {queries.Count} queries, seeds {string.Join(",", seeds)}): change vs full-data training");
         Console.WriteLine($"{"removed",-9} {"k",5} {"query loss",18} {"query acc",18} {"test acc",18}");
         foreach (var s in result.Settings)

@@ -147,7 +147,7 @@ public static class ExplainCommand
         }
         // Proponents are helpful (score > 0), opponents harmful (< 0): never the other sign under that name.
         var result = raw.WithStrictSigns();
-        Directory.CreateDirectory(outDir);
+        OutputDirectory.Create(outDir);
         var names = run.ClassNames;
         var train = run.Data.Train;
         var json = new List<object>();

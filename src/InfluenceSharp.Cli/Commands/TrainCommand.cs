@@ -16,9 +16,9 @@ public static class TrainCommand
         var readers = new DataReaderOptions();
         var model = Opt.Model();
         var init = Opt.Str("--init", "start from these weights: a .safetensors file (ours or PyTorch's) or a PyTorch state dict (.pt/.pth/.bin); the classifier head starts fresh when the class count differs", "FILE");
-        var pretrained = Opt.Choice("--pretrained", "start resnet18 from ImageNet weights (converted from the Microsoft.ML.DnnImageFeaturizer.ResNet18 NuGet package; no download) [default: none]", "none", "none", "imagenet");
+        var pretrained = Opt.Choice("--pretrained", "start resnet18 from ImageNet weights (converted from the Microsoft.ML.DnnImageFeaturizer.ResNet18 NuGet package; no download)", "none", "none", "imagenet");
         var freeze = Opt.Str("--freeze", "keep the parameters with these name prefixes fixed (comma separated, e.g. conv1,bn1,layer1); attribution then tracks only the rest", "PREFIXES");
-        var widths = Opt.IntList("--widths", "mlp hidden widths, comma separated [default: 128]; tabular-mlp: its one hidden width [default: 64]", null, 1, 65536);
+        var widths = Opt.IntList("--widths", "mlp hidden widths, comma separated; tabular-mlp: its one hidden width [default: 128 for mlp, 64 for tabular-mlp]", null, 1, 65536);
         var trainCount = Opt.OptionalInt("--train-count", "use a class-balanced subset: N / classes examples of each class (N at least the number of classes) [default: all]", 1);
         var epochs = Opt.Int("--epochs", "training epochs", 5, 1, 100000);
         var batchSize = Opt.Int("--batch-size", "examples per batch", 128, 1);
@@ -45,6 +45,11 @@ public static class TrainCommand
         compute.AddTo(cmd);
         cmd.Validators.Add(r =>
         {
+            if (r.GetResult(init) is { Implicit: false } && Opt.ValueIfValid(r, init) is { Length: > 0 } initFile)
+            {
+                if (Directory.Exists(initFile)) r.AddError($"--init {initFile}: is a directory; give a weights file (.safetensors, or a PyTorch state dict .pt/.pth/.bin)");
+                else if (!File.Exists(initFile)) r.AddError($"--init {initFile}: no such file");
+            }
             if (r.GetResult(overwrite) is { Implicit: false } && r.GetResult(resume) is { Implicit: false })
                 r.AddError("--overwrite and --resume: give one of them");
             if (r.GetResult(pretrained) is { Implicit: false } && Opt.ValueIfValid(r, pretrained) == "imagenet")

@@ -41,12 +41,13 @@ public sealed record ImageFile(int Width, int Height, int Channels, byte[] Pixel
                     throw new InfluenceSharpException($"{name}: image is {info.Width}x{info.Height}; at most {MaxPixels} pixels are decoded");
             }
             if (IsTruncatedJpeg(encoded)) throw new InfluenceSharpException($"{name}: truncated JPEG (no end-of-image marker after the last scan)");
+            if (IsTruncatedPng(encoded)) throw new InfluenceSharpException($"{name}: truncated PNG (the file ends inside its data, before the end chunk): the file is cut short or damaged");
             image = ImageResult.FromMemory(encoded, ColorComponents.RedGreenBlue);
         }
         catch (InfluenceSharpException) { throw; }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            throw new InfluenceSharpException($"{name}: cannot decode the image ({e.Message})", e);
+            throw new InfluenceSharpException($"{name}: cannot decode the image ({Printable(e.Message)})", e);
         }
         int w = image.Width, h = image.Height, plane = w * h;
         var rgb = image.Data;
@@ -59,6 +60,30 @@ public sealed record ImageFile(int Width, int Height, int Channels, byte[] Pixel
             else { pixels[i] = r; pixels[plane + i] = g; pixels[2 * plane + i] = b; }
         }
         return new ImageFile(w, h, channels, pixels);
+    }
+
+    /// <summary>A decoder's message without the control characters (NUL bytes) some decoders leave in it.</summary>
+    static string Printable(string message)
+    {
+        var t = new string(message.Where(c => !char.IsControl(c)).ToArray()).Trim();
+        return t.Length > 0 ? t : "the decoder gave no reason";
+    }
+
+    /// <summary>A PNG whose chunks run past the end of the file before its IEND chunk: cut short.</summary>
+    static bool IsTruncatedPng(byte[] b)
+    {
+        ReadOnlySpan<byte> signature = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A];
+        if (b.Length < 8 || !b.AsSpan(0, 8).SequenceEqual(signature)) return false;
+        long at = 8;
+        while (true)
+        {
+            if (at + 8 > b.Length) return true;
+            long length = (uint)(b[at] << 24 | b[at + 1] << 16 | b[at + 2] << 8 | b[at + 3]);
+            bool end = b[at + 4] == (byte)'I' && b[at + 5] == (byte)'E' && b[at + 6] == (byte)'N' && b[at + 7] == (byte)'D';
+            at += 12 + length;
+            if (at > b.Length) return true;
+            if (end) return false;
+        }
     }
 
     /// <summary>A JPEG whose last scan has no end-of-image marker (FF D9) after it: cut short, which the

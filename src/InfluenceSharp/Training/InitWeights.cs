@@ -22,7 +22,7 @@ public static class InitWeights
     /// <summary>Reads a weights file into a name → tensor dictionary (tensors owned by the caller).</summary>
     public static Dictionary<string, Tensor> Read(string path)
     {
-        if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: weights file not found");
+        RequireFile(path);
         string ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext == ".safetensors")
         {
@@ -31,6 +31,7 @@ public static class InitWeights
         }
         if (ext is ".pt" or ".pth" or ".bin" or ".ckpt")
         {
+            RequirePyTorchZip(path);
             try
             {
                 using var stream = File.OpenRead(path);
@@ -52,6 +53,29 @@ public static class InitWeights
         throw new InfluenceSharpException($"{path}: unknown weights format '{ext}' (use .safetensors, or a PyTorch state dict .pt/.pth/.bin)");
     }
 
+    /// <summary>A weights file that exists and is a file (a directory or a missing path named as such).</summary>
+    static void RequireFile(string path)
+    {
+        if (Directory.Exists(path)) throw new InfluenceSharpException($"{path}: is a directory; give a weights file (.safetensors, or a PyTorch state dict .pt/.pth/.bin)");
+        if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: weights file not found");
+    }
+
+    /// <summary>torch.save writes a zip archive (since PyTorch 1.6); an older file starts with a
+    /// pickle opcode, anything else is not a PyTorch file at all.</summary>
+    static void RequirePyTorchZip(string path)
+    {
+        var head = new byte[4];
+        int n;
+        using (var f = File.OpenRead(path)) n = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        if (n == 4 && head[0] == (byte)'P' && head[1] == (byte)'K' && head[2] == 3 && head[3] == 4) return;
+        if (n > 0 && head[0] == 0x80)
+            throw new InfluenceSharpException($"{path}: saved in PyTorch's legacy (pre-1.6) format, which cannot be read; re-save it in PyTorch 1.6 or later with torch.save(model.state_dict(), path), or as .safetensors");
+        string what = n == 0 ? "an empty file"
+            : head.Take(n).All(b => b is 9 or 10 or 13 || (b >= 32 && b < 127)) ? "a text file"
+            : $"a file starting with bytes {Convert.ToHexString(head, 0, n)}";
+        throw new InfluenceSharpException($"{path}: not a PyTorch state dict ({what}; torch.save writes a zip archive): save the weights with torch.save(model.state_dict(), path), or as .safetensors");
+    }
+
     /// <summary>The names of a model's parameters (and buffers) that belong to its classifier head.</summary>
     public static bool IsHead(string name, string? head) => head is not null && (name == head || name.StartsWith(head + ".", StringComparison.Ordinal));
 
@@ -68,6 +92,7 @@ public static class InitWeights
     /// <param name="strictHead">Refuse a head of another shape too (import: the weights are the model).</param>
     public static InitResult Apply(nn.Module model, string path, string? expectedHash = null, bool strictHead = false)
     {
+        RequireFile(path);
         string hash = Checkpoint.HashFile(path);
         if (expectedHash is not null && hash != expectedHash)
             throw new InfluenceSharpException($"{path}: the initial weights file has changed since the run started (hash {hash}, recorded {expectedHash})");
@@ -97,7 +122,8 @@ public static class InitWeights
             foreach (var name in file.Keys.Where(k => !state.ContainsKey(k)).Order(StringComparer.Ordinal))
                 errors.Add($"unexpected '{name}'");
             if (errors.Count > 0)
-                throw new InfluenceSharpException($"{path}: the weights do not fit the model: {string.Join("; ", errors.Take(6))}{(errors.Count > 6 ? $" (+{errors.Count - 6} more)" : "")}");
+                throw new InfluenceSharpException($"{path}: the weights do not fit the model: {string.Join("; ", errors.Take(6))}{(errors.Count > 6 ? $" (+{errors.Count - 6} more)" : "")}{ChannelHint(model, file)}");
+            RequireFinite(path, file, state.Keys.Where(k => !skipped.Contains(k)));
             using (no_grad())
                 foreach (var (name, t) in state)
                 {
@@ -111,6 +137,28 @@ public static class InitWeights
         {
             foreach (var t in file.Values) t.Dispose();
         }
+    }
+
+    /// <summary>Refuses NaN or infinite values in the tensors that are loaded, naming the first
+    /// (training from them would only report a divergence).</summary>
+    static void RequireFinite(string path, Dictionary<string, Tensor> file, IEnumerable<string> names)
+    {
+        using var _ = no_grad();
+        foreach (var name in names)
+            if (file.TryGetValue(name, out var t) && t.is_floating_point() && !t.isfinite().all().item<bool>())
+                throw new InfluenceSharpException($"{path}: tensor '{name}' holds NaN or infinite values; these weights cannot be trained from (was the model that saved them diverged?)");
+    }
+
+    /// <summary>When the model's first convolution takes another number of input channels than the
+    /// file's, a hint to load the data with the file's channel count.</summary>
+    static string ChannelHint(nn.Module model, Dictionary<string, Tensor> file)
+    {
+        var first = model.named_parameters().FirstOrDefault(p => p.parameter.dim() == 4);
+        if (first.name is null || !file.TryGetValue(first.name, out var src) || src.dim() != 4) return "";
+        long want = first.parameter.shape[1], have = src.shape[1];
+        if (want == have || have is not (1 or 3)) return "";
+        return $". The file's first layer ('{first.name}') takes {have}-channel images and the data have {want}: load the data with {have} channels"
+            + $" (an image folder: --channels {have}, " + (have == 3 ? "which repeats grey images in each colour channel)" : "which converts colour images to grey)");
     }
 
     /// <summary>Marks the parameters named by <paramref name="prefixes"/> (a name or a module prefix:

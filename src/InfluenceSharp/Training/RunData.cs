@@ -27,6 +27,7 @@ public sealed record RunData(LabeledDataset Train, LabeledDataset Test, Corrupti
         {
             string path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(checkpoint.WeightsPath))!, info.CorruptionFile);
             record = Json.ReadFile<CorruptionRecord>(path);
+            RequireIntact(path, record, info.CorruptedCount);
             var labels = (int[])train.Labels.Clone();
             for (int t = 0; t < record.Indices.Length; t++)
             {
@@ -42,5 +43,18 @@ public sealed record RunData(LabeledDataset Train, LabeledDataset Test, Corrupti
             throw new InfluenceSharpException($"{checkpoint.WeightsPath}: was trained on data with fingerprint {info.DataFingerprint}, " +
                 $"but --data {spec} gives {fp} ({train.Count} examples); pass the --data the model was trained on");
         return new RunData(train, split.Test, record, spec);
+    }
+
+    /// <summary>A corruption record whose lists are missing, of unequal lengths or shorter than the
+    /// count the checkpoint recorded is damaged: said so, rather than reported later as other data.</summary>
+    static void RequireIntact(string path, CorruptionRecord record, int recordedCount)
+    {
+        string Damaged(string why) => $"{path}: damaged label-corruption record: {why}; restore the file from the run, or train the run again";
+        if (record.Indices is null || record.TrueLabels is null || record.CorruptedLabels is null)
+            throw new InfluenceSharpException(Damaged("it lacks the indices, true_labels or corrupted_labels list"));
+        if (record.TrueLabels.Length != record.Indices.Length || record.CorruptedLabels.Length != record.Indices.Length)
+            throw new InfluenceSharpException(Damaged($"its lists have different lengths ({record.Indices.Length} indices, {record.TrueLabels.Length} true labels, {record.CorruptedLabels.Length} corrupted labels)"));
+        if (recordedCount > 0 && record.Indices.Length != recordedCount)
+            throw new InfluenceSharpException(Damaged($"it lists {record.Indices.Length} corrupted labels, the checkpoint records {recordedCount}"));
     }
 }

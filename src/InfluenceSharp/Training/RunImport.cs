@@ -46,6 +46,8 @@ public static class RunImport
         record.Write(runDir);
         var checkpoints = new List<Checkpoint>();
         var history = new List<EpochMetrics>();
+        try
+        {
         for (int i = 0; i < weights.Count; i++)
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -64,6 +66,14 @@ public static class RunImport
                 ImportedFrom = Path.GetFullPath(weights[i]), ImportedHash = init.Hash,
             };
             checkpoints.Add(Checkpoint.Save(model, Path.Combine(runDir, $"epoch-{i + 1:D4}.safetensors"), info));
+        }
+        }
+        catch
+        {
+            // A failed import leaves no half-made run: the record and the checkpoints written so far go.
+            foreach (var f in Directory.GetFiles(runDir, "epoch-*.*").Append(RunRecord.PathIn(runDir)))
+                try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw;
         }
         record = record with
         {
