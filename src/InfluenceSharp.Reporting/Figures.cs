@@ -8,8 +8,8 @@ namespace InfluenceSharp.Reporting;
 /// <summary>The toolkit's standard figures, built from results.</summary>
 public static class Figures
 {
-    /// <summary>Fraction of corrupted labels found vs fraction of data inspected, one curve per method
-    /// (seed 002's figure), with the random-inspection diagonal.</summary>
+    /// <summary>Fraction of corrupted labels found vs fraction of data inspected, one curve per method,
+    /// with the random-inspection diagonal.</summary>
     public static LinePlot DetectionCurves(IReadOnlyDictionary<string, DetectionResult> results)
     {
         var p = new LinePlot { Title = "Mislabeled data detection", XLabel = "fraction of training data inspected", YLabel = "fraction of mislabeled found", XMin = 0, XMax = 1, YMin = 0, YMax = 1 };
@@ -18,7 +18,7 @@ public static class Figures
         return p.AddDiagonal();
     }
 
-    /// <summary>Distribution of self-influence for clean vs corrupted examples (seed 001's figure).</summary>
+    /// <summary>Distribution of self-influence for clean vs corrupted examples (clean in one colour, corrupted in another).</summary>
     public static Histogram SelfInfluenceDistribution(string method, IReadOnlyList<double> self, bool[] corrupted)
     {
         // log10 keeps the heavy right tail readable; self-influence is non-negative for these methods.
@@ -30,14 +30,14 @@ public static class Figures
     }
 
     /// <summary>The most self-influential training images with given (and, if known, true) labels;
-    /// corrupted ones framed in red.</summary>
+    /// corrupted ones framed in red (the legend only when there is a corruption record).</summary>
     public static ImageGrid Suspicious(string method, LabeledDataset train, IReadOnlyList<double> self, CorruptionRecord? record,
         IReadOnlyList<string> classNames, int count = 24, int perRow = 12)
     {
         var truth = new Dictionary<int, int>();
         if (record is not null) for (int t = 0; t < record.Indices.Length; t++) truth[record.Indices[t]] = record.TrueLabels[t];
         var top = Enumerable.Range(0, self.Count).OrderByDescending(i => self[i]).Take(count).ToArray();
-        var grid = new ImageGrid { Title = $"Most self-influential training examples ({method}); red = label was corrupted", TextScale = 1 };
+        var grid = new ImageGrid { Title = $"Most self-influential training examples ({method})" + (record is null ? "" : "; red = label was corrupted"), TextScale = 1 };
         for (int r = 0; r * perRow < top.Length; r++)
             grid.AddRow(r == 0 ? "top" : "", top.Skip(r * perRow).Take(perRow).Select(i =>
                 GridImage.From(train, i, $"#{i} {Short(classNames[train.Labels[i]])}" + (truth.TryGetValue(i, out var tl) ? $"\nwas {Short(classNames[tl])}" : ""),
@@ -68,5 +68,6 @@ public static class Figures
         return p;
     }
 
-    static string Short(string s) => s.Length <= 9 ? s : s[..9];
+    /// <summary>A class name as shown in a caption: whole (the grid widens or wraps captions to fit).</summary>
+    static string Short(string s) => s;
 }

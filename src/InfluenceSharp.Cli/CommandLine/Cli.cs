@@ -60,7 +60,7 @@ public static class Cli
     }
 
     /// <summary>The names closest to a mistyped one (edit distance at most a third of its length,
-    /// at least 1; or a name it is a prefix of), best first, at most three.</summary>
+    /// at least 1; or a name it is a prefix of): those at the smallest distance, at most three.</summary>
     internal static List<string> Suggest(string typed, IEnumerable<string> names)
     {
         string t = typed.ToLowerInvariant();
@@ -74,7 +74,9 @@ public static class Cli
             if (d <= limit) scored.Add((name, d));
             else if (t.TrimStart('-').Length >= 3 && n.StartsWith(t, StringComparison.Ordinal)) scored.Add((name, limit + 1));
         }
-        return scored.OrderBy(s => s.Score).ThenBy(s => s.Name, StringComparer.Ordinal).Take(3).Select(s => s.Name).ToList();
+        if (scored.Count == 0) return new List<string>();
+        int best = scored.Min(s => s.Score);
+        return scored.Where(s => s.Score == best).OrderBy(s => s.Name, StringComparer.Ordinal).Take(3).Select(s => s.Name).ToList();
     }
 
     /// <summary>Optimal string alignment distance (insertions, deletions, substitutions, adjacent swaps).</summary>
@@ -149,9 +151,11 @@ public static class Cli
         {
             // An --out given on the command line is checked (a directory, writable) and created
             // before the work starts; what a failed command created and left empty is removed.
-            foreach (var o in parse.CommandResult.Command.Options.OfType<Option<string>>())
-                if (o.Name == "--out" && parse.GetResult(o) is { Implicit: false } && parse.GetValue(o) is { } outPath)
-                    OutputDirectory.Create("--out", outPath);
+            // (Not for --help, which writes nothing.)
+            if (ReferenceEquals(parse.Action, parse.CommandResult.Command.Action))
+                foreach (var o in parse.CommandResult.Command.Options.OfType<Option<string>>())
+                    if (o.Name == "--out" && parse.GetResult(o) is { Implicit: false } && parse.GetValue(o) is { } outPath)
+                        OutputDirectory.Create("--out", outPath);
             code = parse.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
             return code;
         }

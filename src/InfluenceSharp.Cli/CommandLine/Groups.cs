@@ -36,6 +36,7 @@ internal sealed class ComputeOptions
             throw new InfluenceSharpException($"--device {device}: the commands run on the CPU only for now; use --device cpu");
         }
         if (p.GetValue(Threads) is { } n) set_num_threads(n);
+        Commands.RunContext.Quiet.Value = p.GetValue(Quiet);
         return p.GetValue(Quiet);
     }
 }

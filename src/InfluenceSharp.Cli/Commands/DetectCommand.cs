@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Evaluation;
 using InfluenceSharp.Diagnostics;
@@ -10,7 +12,7 @@ using InfluenceSharp.Storage;
 namespace InfluenceSharp.Cli.Commands;
 
 /// <summary>`influence detect-mislabeled`: rank training examples by self-influence and, when the run
-/// recorded which labels it corrupted, score the ranking (seeds 001 and 002).</summary>
+/// recorded which labels it corrupted, score the ranking (found-at table, ROC AUC, curves).</summary>
 public static class DetectCommand
 {
     public sealed record MethodDetection(string Method, double Seconds, DetectionResult? Result, int[] Top);
@@ -18,7 +20,7 @@ public static class DetectCommand
     public static Command Command()
     {
         var run = Opt.Run();
-        var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false);
+        var methods = Opt.Methods("ekfac-last", MethodFactory.Names, single: false);
         var outDir = Opt.Out("self_influence-M.npy, detection.json, detection-curve.png, self-influence-M.png, suspicious-M.png/.csv [default: RUN_DIR/detect]");
         var top = Opt.Int("--top", "suspicious examples to list and show", 24, 1);
         var ms = new MethodSettingOptions();
@@ -92,15 +94,51 @@ public static class DetectCommand
                 foreach (var i in order.Take(top)) Console.WriteLine($"  #{i}: {run.ClassNames[train.Labels[i]]} / {run.ClassNames[predicted[i]]}  (self-influence {self[i]:G4})");
             }
         }
-        var withResults = list.Where(m => m.Result is not null).ToDictionary(m => m.Method, m => m.Result!);
-        if (withResults.Count > 0) Figures.DetectionCurves(withResults).SavePng(Path.Combine(outDir, "detection-curve.png"));
-        Json.WriteFile(Path.Combine(outDir, "detection.json"), list.Select(m => new
+        // detection.json keeps every method's results: this run's replace the same methods' earlier
+        // ones (newest wins), the others stay, so that the report shows all of them.
+        string jsonPath = Path.Combine(outDir, "detection.json");
+        var fresh = list.Select(m => JsonSerializer.SerializeToNode(new
         {
             method = m.Method, seconds = m.Seconds, roc_auc = m.Result?.RocAuc,
             found_at = m.Result?.Table.ToDictionary(kv => $"{kv.Key * 100:F0}%", kv => kv.Value),
             curve = m.Result?.Found, top = m.Top,
-        }).ToList());
+        }, Json.Options)!).ToList();
+        var merged = new List<JsonNode>();
+        var names = list.Select(m => m.Method).ToHashSet();
+        foreach (var old in EarlierResults(jsonPath, quiet))
+            if (old["method"]?.GetValue<string>() is { } oldName && !names.Contains(oldName)) { merged.Add(old); names.Add(oldName); }
+        merged.AddRange(fresh);
+        var withResults = new Dictionary<string, DetectionResult>();
+        foreach (var node in merged)
+        {
+            string name = node["method"]!.GetValue<string>();
+            if (list.FirstOrDefault(m => m.Method == name) is { } now) { if (now.Result is not null) withResults[name] = now.Result; }
+            else if (mask is not null && File.Exists(Path.Combine(outDir, $"self_influence-{name}.npy")))
+            {
+                using var t = Npy.Read(Path.Combine(outDir, $"self_influence-{name}.npy"));
+                using var d = t.to(TorchSharp.torch.ScalarType.Float64);
+                var self = d.data<double>().ToArray();
+                if (self.Length == mask.Length) withResults[name] = MislabelDetection.Evaluate(self, mask);
+            }
+        }
+        if (withResults.Count > 0) Figures.DetectionCurves(withResults).SavePng(Path.Combine(outDir, "detection-curve.png"));
+        AtomicFile.WriteAllText(jsonPath, new JsonArray(merged.Select(n => (JsonNode?)n.DeepClone()).ToArray()).ToJsonString(Json.Options) + "\n");
         return list;
+    }
+
+    /// <summary>The entries of an earlier detection.json (none when there is none; a damaged one is
+    /// replaced, with a warning).</summary>
+    static List<JsonNode> EarlierResults(string path, bool quiet)
+    {
+        if (!File.Exists(path)) return new List<JsonNode>();
+        try
+        {
+            if (JsonNode.Parse(File.ReadAllText(path)) is JsonArray array && array.All(n => n is JsonObject o && o["method"] is JsonValue))
+                return array.Select(n => n!.DeepClone()).ToList();
+        }
+        catch (JsonException) { }
+        if (!quiet) Console.Error.WriteLine($"warning: {path}: damaged; replaced by this run's results");
+        return new List<JsonNode>();
     }
 
     internal static void PrintTable(List<MethodDetection> results, RunContext run)

@@ -40,16 +40,18 @@ public static class ReportCommand
         var report = new HtmlReport($"InfluenceSharp report: {Path.GetFileName(Path.GetFullPath(runDir).TrimEnd('/'))}");
 
         var run = report.Section("Run");
-        run.Table(new[] { "setting", "value" }, new List<IReadOnlyList<object?>>
+        // The corruption row only for a run that corrupted labels (otherwise there is nothing to say).
+        bool corrupted = last.CorruptionFile is not null;
+        run.Table(new[] { "setting", "value" }, new List<IReadOnlyList<object?>?>
         {
             new object?[] { "model", last.Model.Describe() },
             new object?[] { "data", $"{last.DataSource} ({last.TrainCount} training examples, fingerprint {last.DataFingerprint})" },
-            new object?[] { "corrupted labels", last.CorruptedCount },
+            corrupted ? new object?[] { "corrupted labels", last.CorruptedCount } : null,
             new object?[] { "epochs", checkpoints.Count },
             new object?[] { "training", last.Training is { } t ? $"SGD lr {t.LearningRate} ({t.Schedule}), momentum {t.Momentum}, weight decay {t.WeightDecay}, batch {t.BatchSize}, seed {t.Seed}" : "" },
             new object?[] { "final test accuracy", last.Metrics?.TestAccuracy },
             new object?[] { "library", "InfluenceSharp " + LibraryInfo.Version },
-        });
+        }.OfType<IReadOnlyList<object?>>().ToList());
 
         var training = report.Section("Training");
         var history = checkpoints.Where(c => c.Info.Metrics is not null).Select(c => c.Info.Metrics!).ToList();
@@ -79,8 +81,18 @@ public static class ReportCommand
                 }
                 return rows;
             });
-            detect.Paragraph("Training examples ranked by self-influence; the fraction of truly corrupted labels found when inspecting the top of the ranking.");
-            detect.Table(new[] { "method", "5%", "10%", "20%", "30%", "ROC AUC", "seconds" }, rows);
+            // Found-at columns and ROC AUC only where some method has them (a run with a corruption record).
+            bool scored = rows.Any(r => r[1] is string { Length: > 0 } || r[5] is not null);
+            if (scored)
+            {
+                detect.Paragraph("Training examples ranked by self-influence; the fraction of truly corrupted labels found when inspecting the top of the ranking.");
+                detect.Table(new[] { "method", "5%", "10%", "20%", "30%", "ROC AUC", "seconds" }, rows);
+            }
+            else
+            {
+                detect.Paragraph("Training examples ranked by self-influence (the run has no record of corrupted labels, so the rankings are not scored): the most suspicious examples of each method are shown below.");
+                detect.Table(new[] { "method", "seconds" }, rows.Select(r => (IReadOnlyList<object?>)new[] { r[0], r[6] }).ToList());
+            }
             AddImages(detect, detectDir, "detection-curve*.png");
             AddImages(detect, detectDir, "self-influence-*.png");
             AddImages(detect, detectDir, "suspicious-*.png");

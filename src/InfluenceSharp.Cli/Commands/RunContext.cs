@@ -34,7 +34,31 @@ internal sealed class RunContext
         else throw new InfluenceSharpException($"--run {path}: no such run directory or checkpoint file");
         var fps = list.Select(c => c.Info.DataFingerprint).Distinct().ToList();
         if (fps.Count > 1) throw new InfluenceSharpException($"{path}: checkpoints were trained on different data ({string.Join(", ", fps)})");
-        return new RunContext(dir, list, RunData.For(list[^1], dataOverride));
+        var context = new RunContext(dir, list, RunData.For(list[^1], dataOverride));
+        context.WarnIfPoorlyTrained();
+        return context;
+    }
+
+    /// <summary>Whether this command line was given --quiet (set by <see cref="CommandLine.ComputeOptions.Apply"/>).</summary>
+    internal static readonly AsyncLocal<bool> Quiet = new();
+
+    /// <summary>How well the run trained, from its checkpoints' metrics (null when they have none).</summary>
+    public TrainingHealth? Health
+    {
+        get
+        {
+            var history = Checkpoints.Select(c => c.Info.Metrics).OfType<EpochMetrics>().ToList();
+            return history.Count == Checkpoints.Count
+                ? TrainingHealth.Assess(history, Data.Train.NumClasses, converged: Last.Info.Training?.LbfgsTolerance is not null) : null;
+        }
+    }
+
+    /// <summary>Attribution of an under-trained or unstably trained model is unreliable: a warning on
+    /// stderr saying what to do (not with --quiet).</summary>
+    void WarnIfPoorlyTrained()
+    {
+        if (Quiet.Value || Health is not { Advice: { } advice } h) return;
+        Console.Error.WriteLine($"warning: {Dir}: {advice} ({h.Describe()})");
     }
 
     /// <summary>The last checkpoint's predicted class for every training example.</summary>

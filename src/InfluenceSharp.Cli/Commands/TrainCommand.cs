@@ -119,6 +119,11 @@ public static class TrainCommand
         if (!quiet && RunRecord.TryRead(outDir)?.InitSkipped is { Length: > 0 } skipped)
             Console.Error.WriteLine($"note: {string.Join(", ", skipped)} started fresh (the init file's head is for another number of classes)");
         Console.WriteLine($"final: train accuracy {100 * last.TrainAccuracy:F2}%, test accuracy {100 * last.TestAccuracy:F2}%; checkpoints in {outDir}");
+        if (TrainingHealth.Assess(result.History, train.NumClasses, converged: options.LbfgsTolerance is not null) is { } health)
+        {
+            Console.WriteLine($"health: {health.Describe()}");
+            if (health.Advice is { } advice) Console.WriteLine($"health: {advice}");
+        }
         return 0;
     }
 }

@@ -29,6 +29,9 @@ public sealed class ImageGrid
     private static readonly Rgb Frame = new(200, 200, 200);
     private const int Pad = 8;
 
+    /// <summary>The images of every row, in order.</summary>
+    internal IEnumerable<GridImage> Images => rows.SelectMany(r => r.Images);
+
     public ImageGrid AddRow(string title, IEnumerable<GridImage> images)
     {
         var imgs = images.ToArray();
@@ -53,7 +56,7 @@ public sealed class ImageGrid
         // Cells are as wide as the widest caption line, but at most 2.5 images wide (longer lines are cut).
         int capW = all.Select(i => CaptionLines(i.Caption).DefaultIfEmpty("").Max(l => Canvas.MeasureText(l, ts).Width)).DefaultIfEmpty(0).Max();
         int cellW = Math.Max(boxW, Math.Min(capW, boxW * 5 / 2));
-        int capLines = all.Select(i => CaptionLines(i.Caption).Length).DefaultIfEmpty(0).Max();
+        int capLines = all.Select(i => WrappedCaption(i.Caption, cellW, ts).Length).DefaultIfEmpty(0).Max();
         int cellH = boxH + (capLines > 0 ? Pad / 2 + (capLines - 1) * Canvas.LineHeight(ts) + Canvas.CapHeight(ts) + 2 * ts : 0);
 
         var rowTitles = rows.Select(r => TextLayout.Wrap(r.Title, 160, hs)).ToArray();
@@ -92,9 +95,9 @@ public sealed class ImageGrid
                 c.DrawImage(bx + bw + (imgW - im.Width * scale) / 2, y + bw + (imgH - im.Height * scale) / 2,
                             im.Pixels, im.Channels, im.Height, im.Width, scale);
                 int cy = y + boxH + Pad / 2;
-                foreach (var line in CaptionLines(im.Caption))
+                foreach (var line in WrappedCaption(im.Caption, cellW, ts))
                 {
-                    c.DrawText(x + cellW / 2, cy, TextLayout.Truncate(line, cellW, ts), Ink, ts, TextAlign.Center);
+                    c.DrawText(x + cellW / 2, cy, line, Ink, ts, TextAlign.Center);
                     cy += Canvas.LineHeight(ts);
                 }
                 x += cellW + Pad;
@@ -106,4 +109,37 @@ public sealed class ImageGrid
 
     private static string[] CaptionLines(string caption) =>
         caption.Length == 0 ? [] : caption.Split('\n').Take(2).ToArray();
+
+    /// <summary>The caption's lines fitted to the cell: a line too wide is wrapped at spaces, a word
+    /// too wide is broken between characters (long class names stay whole); at most four lines, the
+    /// last cut if more would be needed.</summary>
+    internal static string[] WrappedCaption(string caption, int cellW, int ts)
+    {
+        const int MaxLines = 4;
+        var lines = new List<string>();
+        foreach (var line in CaptionLines(caption))
+        {
+            string current = "";
+            foreach (var word in line.Split(' '))
+            {
+                string candidate = current.Length == 0 ? word : current + " " + word;
+                if (Canvas.MeasureText(candidate, ts).Width <= cellW) { current = candidate; continue; }
+                if (current.Length > 0) { lines.Add(current); current = ""; }
+                string rest = word;
+                while (Canvas.MeasureText(rest, ts).Width > cellW && rest.Length > 1)
+                {
+                    int n = rest.Length - 1;
+                    while (n > 1 && Canvas.MeasureText(rest[..n], ts).Width > cellW) n--;
+                    lines.Add(rest[..n]);
+                    rest = rest[n..];
+                }
+                current = rest;
+            }
+            lines.Add(current);
+        }
+        if (lines.Count <= MaxLines) return lines.ToArray();
+        var kept = lines.Take(MaxLines).ToArray();
+        kept[^1] = TextLayout.Truncate(string.Join(" ", lines.Skip(MaxLines - 1)), cellW, ts);
+        return kept;
+    }
 }
