@@ -99,7 +99,7 @@ internal static class MethodFactory
             case "ekfac" or "ekfac-last" or "kfac" or "diagonal" or "identity":
             {
                 // ekfac-last: EK-FAC on the model's last Linear layer only (the layer tracin-last uses):
-                // the detection method of the measured guide (bench/README, issue 14).
+                // the detection method of the README's method guide (measured in bench/README.md).
                 string? layers = name == "ekfac-last" ? LastLinear(run) : s.Layers;
                 var fo = new FactorOptions { Strategy = InfluenceCommands.ParseStrategy(name == "ekfac-last" ? "ekfac" : name), Fisher = s.Fisher, Layers = layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress };
                 var so = new ScoreOptions { Damping = s.Damping ?? convergedL2, TrainBatchSize = s.BatchSize, Progress = progress };

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace InfluenceSharp.Data;
 
 /// <summary>
-/// "Tinted Fashion-MNIST", a spurious-correlation benchmark made from real images (issue 11, D3M):
+/// "Tinted Fashion-MNIST", a spurious-correlation benchmark made from real images (after D3M):
 /// each grey image becomes RGB, tinted red (tint 0: R, G, B = p, p/4, p/4) or green (tint 1:
 /// p/4, p, p/4). Class c's majority tint is c mod 2. In the training set an image gets its class's
 /// majority tint with probability <c>agree</c> (default 0.95), else the other; in the test set the

@@ -22,7 +22,7 @@ public enum CurationObjective
 /// Validation-set attribution (data curation, D3M): the predicted effect of each training example on a
 /// validation objective J = Σ_q w_q L(q), a weighted sum of validation losses.
 ///
-/// In DESIGN §2/§3 terms, score(q, i) &gt; 0 means up-weighting training example i lowers query q's loss.
+/// With the library's sign convention, score(q, i) &gt; 0 means up-weighting training example i lowers query q's loss.
 /// The curation score of i is the same weighted sum of its pairwise scores,
 ///
 ///     s_i = Σ_q w_q · score(q, i),

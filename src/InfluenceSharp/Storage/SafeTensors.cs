@@ -101,7 +101,7 @@ public static class SafeTensors
             throw new InfluenceSharpException($"{path}: not a safetensors file (header length {hlen} exceeds file size {all.Length})");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(all.AsMemory(8, (int)hlen)); }
-        catch (JsonException e) { throw new InfluenceSharpException($"{path}: corrupt safetensors header: {e.Message}", e); }
+        catch (JsonException e) { throw new InfluenceSharpException($"{path}: corrupt safetensors header (not valid JSON at byte {e.BytePositionInLine ?? 0} of its {hlen}-byte header): the file is damaged, or not a safetensors file", e); }
         long dataStart = 8 + (long)hlen, dataLen = all.Length - dataStart;
         var tensors = new Dictionary<string, Tensor>();
         var meta = new Dictionary<string, string>();
@@ -134,7 +134,7 @@ public static class SafeTensors
             catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
             {
                 foreach (var t in tensors.Values) t.Dispose();
-                throw new InfluenceSharpException($"{path}: corrupt safetensors header: {e.Message}", e);
+                throw new InfluenceSharpException($"{path}: corrupt safetensors header (a tensor entry lacks its dtype, shape or data_offsets, or has values of the wrong kind): the file is damaged, or not a safetensors file", e);
             }
         }
         return new SafeTensorsFile(path, tensors, meta);

@@ -18,7 +18,7 @@ public sealed class TintedRunFixture : IDisposable
     public void Dispose() => dir.Dispose();
 }
 
-/// <summary>Issue 11: `influence curate` resumes and shards to identical results, and refuses bad input before any work.</summary>
+/// <summary>`influence curate` resumes and shards to identical results, and refuses bad input before any work.</summary>
 [Collection("cli")]
 public class CurateCliTests : IClassFixture<TintedRunFixture>
 {

@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 
 namespace InfluenceSharp.Tests.Cli;
 
-/// <summary>Issue 11: on a run with flipped labels, curate adds the oracle setting that removes exactly them.</summary>
+/// <summary>On a run with flipped labels, curate adds the oracle setting that removes exactly them.</summary>
 [Collection("cli")]
 public class CurateFlippedLabelsTests
 {

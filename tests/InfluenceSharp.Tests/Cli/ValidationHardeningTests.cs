@@ -38,7 +38,7 @@ public sealed class SmallRunFixture : IDisposable
     public void Dispose() => dir.Dispose();
 }
 
-/// <summary>Issue 12: every option either works or is refused, and user errors are clear one-line errors.</summary>
+/// <summary>Every option either works or is refused, and user errors are clear one-line errors.</summary>
 [Collection("cli")]   // Console redirection is process-wide
 public class ValidationHardeningTests : IClassFixture<SmallRunFixture>
 {

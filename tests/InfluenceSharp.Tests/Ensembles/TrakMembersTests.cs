@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 
 namespace InfluenceSharp.Tests.Ensembles;
 
-/// <summary>TRAK's ensemble from models the user has: the combination DESIGN.md §3 defines, computed
+/// <summary>TRAK's ensemble from models the user has: the mean-over-members combination of TRAK's ensemble, computed
 /// from single-member results, and the CLI's --members / --member-epochs.</summary>
 [Collection("cli")]   // Console redirection is process-wide
 public class TrakMembersTests

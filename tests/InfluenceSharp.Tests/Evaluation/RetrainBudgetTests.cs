@@ -6,7 +6,7 @@ using Xunit.Abstractions;
 
 namespace InfluenceSharp.Tests.Evaluation;
 
-/// <summary>Issue 11: fixed-step retraining (--retrain-budget steps), its cache key, and the upsampling
+/// <summary>Fixed-step retraining (--retrain-budget steps), its cache key, and the upsampling
 /// balancing baseline.</summary>
 public class RetrainBudgetTests
 {

@@ -26,7 +26,7 @@ public sealed class ConvReadout : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>
-/// K-FAC on Conv2d follows KFC (DESIGN §2): A = E over examples and positions of a aᵀ,
+/// K-FAC on Conv2d follows KFC (Grosse & Martens 2016): A = E over examples and positions of a aᵀ,
 /// S = E over examples of Σ_t g_t g_tᵀ. Checked against an explicit float64 construction that
 /// does not use the library's hooks or im2col: patches from torch's unfold, the conv output as an
 /// explicit product W·a, output gradients from autograd on that explicit output.
@@ -109,7 +109,7 @@ public class KfacConvTests
 }
 
 /// <summary>The heuristic damping (the CLI default): λ = 0.1 × mean of the layer's eigenvalues Λ,
-/// per layer (DESIGN §3). Since the mean of a Kronecker product's eigenvalues is
+/// per layer. Since the mean of a Kronecker product's eigenvalues is
 /// mean(λ_S)·mean(λ_A) = tr(S)/Out · tr(A)/In, and the mean of EK-FAC's refit eigenvalues (or of the
 /// diagonal E[G⊙G]) is E‖G‖²_F/(Out·In) because the eigenbasis rotation keeps Frobenius norms,
 /// the expected values follow from per-example gradients and covariances computed independently.</summary>

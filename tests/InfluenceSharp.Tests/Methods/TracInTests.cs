@@ -130,7 +130,7 @@ public class TracInTests
         Assert.True(RelErr(noBias.PairwiseMatrix(queries, train), b) > 1e-4);
     }
 
-    /// <summary>Issue 003: (Σ_c g·g')(Σ_c a·a') is not TracIn. It agrees for one checkpoint only.</summary>
+    /// <summary>(Σ_c g·g')(Σ_c a·a') is not TracIn. It agrees for one checkpoint only.</summary>
     [Fact]
     public void ProductOfSumsDiffersFromTheSumOfPerCheckpointProducts()
     {

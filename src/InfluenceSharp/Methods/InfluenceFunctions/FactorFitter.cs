@@ -117,7 +117,7 @@ public sealed class FactorFitter
         {
             using var scope = NewDisposeScope();
             var aMat = covSums[2 * i] / covSums[^1][i];
-            // KFC convention (DESIGN §2): S is normalised by examples only, S = E_examples[Σ_t g_t g_tᵀ],
+            // KFC convention (Grosse & Martens 2016): S is normalised by examples only, S = E_examples[Σ_t g_t g_tᵀ],
             // while A is normalised by examples × positions, so A ⊗ S ≈ T·E_t[a aᵀ] ⊗ E_t[g gᵀ].
             // (Kronfluence divides S by examples × positions too: its conv K-FAC eigenvalues are T times
             // smaller.) Tested against an explicit unfold construction in KfacConvTests.

@@ -2,7 +2,7 @@ using InfluenceSharp.Diagnostics;
 
 namespace InfluenceSharp.Methods.InfluenceFunctions;
 
-/// <summary>How the Hessian of each tracked layer is approximated (DESIGN.md §3).</summary>
+/// <summary>How the Hessian of each tracked layer is approximated.</summary>
 public enum FactorStrategy { Identity, Diagonal, Kfac, Ekfac }
 
 /// <summary>True Fisher: output gradients with labels sampled from the model (default).
