@@ -3,7 +3,7 @@ using InfluenceSharp.Data;
 namespace InfluenceSharp.Reporting;
 
 /// <summary>One small image for an <see cref="ImageGrid"/>: channel-major bytes (1 x H x W gray or
-/// 3 x H x W RGB), a caption of up to two lines ('\n' separates them) and an optional border colour
+/// 3 x H x W RGB), a caption of up to three lines ('\n' separates them) and an optional border colour
 /// (e.g. red for a corrupted label).</summary>
 public sealed record GridImage(byte[] Pixels, int Channels, int Height, int Width, string Caption = "", Rgb? Border = null)
 {
@@ -105,5 +105,5 @@ public sealed class ImageGrid
     }
 
     private static string[] CaptionLines(string caption) =>
-        caption.Length == 0 ? [] : caption.Split('\n').Take(2).ToArray();
+        caption.Length == 0 ? [] : caption.Split('\n').Take(3).ToArray();
 }
