@@ -65,7 +65,7 @@ public static class CleanCommand
         {
             usedMethod = method ?? impliedMethod ?? DefaultMethod(kind, path);
             var (order, scores) = kind == FromKind.Detection ? DetectionRanking(path, usedMethod, train.Count) : CurationRanking(path, usedMethod, train);
-            if (top > train.Count) throw new UsageException($"--top {top}: the run has only {train.Count} training examples");
+            if (top > order.Length) throw new UsageException($"--top {top}: the ranking of {usedMethod} lists only {order.Length} of the run's {train.Count} training examples");
             var predicted = rc.PredictedTrainLabels();
             items = order.Take(top!.Value).Select((i, r) => new CleanItem(i, CleanDecision.Remove)
             {

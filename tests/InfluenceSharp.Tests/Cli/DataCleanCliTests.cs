@@ -183,6 +183,25 @@ public class DataCleanCliTests
         Assert.Equal(1, r.Code);
         Assert.Contains($"{relA} in the run", r.Err);
         Assert.False(Directory.Exists(dir.File("clean2")));
+
+        // A curation ranking (most detrimental first): the first K rows are left out.
+        string curate = dir.File("curate");
+        Directory.CreateDirectory(curate);
+        string Ranking(params int[] order) => "rank,index,score,label,group,source\n" + string.Concat(order.Select((i, r) =>
+            $"{r + 1},{i},{-10 + r},{train.Labels[i]},,{SourceText.Csv(SourceText.Of(train, i))}\n"));
+        File.WriteAllText(Path.Combine(curate, "ranking-identity.csv"), Ranking(c, b, a));
+        r = Run("data", "clean", "--run", run, "--from", curate, "--top", "2", "--out", dir.File("clean3"), "-q");
+        Assert.True(r.Code == 0, r.Err);
+        string copy3 = Path.Combine(dir.File("clean3"), "photos");
+        Assert.False(File.Exists(Path.Combine(copy3, relC)));
+        Assert.False(File.Exists(Path.Combine(copy3, relB)));
+        Assert.True(File.Exists(Path.Combine(copy3, relA)));
+        // A ranking whose sources are not the run's is refused.
+        File.WriteAllText(Path.Combine(curate, "ranking-identity.csv"), Ranking(c).Replace(relC, relB));
+        r = Run("data", "clean", "--run", run, "--from", Path.Combine(curate, "ranking-identity.csv"), "--top", "1", "--out", dir.File("clean4"), "-q");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("a curation of other data?", r.Err);
+        Assert.Equal(before, TreeHash(root));
     }
 
     /// <summary>people.csv: age and income, label "old" for age over 45, else "young"; every 10th row flipped.</summary>

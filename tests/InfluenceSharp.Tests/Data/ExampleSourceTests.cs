@@ -61,6 +61,10 @@ public class ExampleSourceTests
         var t = DataSource.Load("tensors:" + st);
         Assert.All(t.Train.Sources!.Concat(t.Test.Sources!), s => Assert.Equal($"d.safetensors X[{s.Number}]", s.Text));
         Assert.Equal(Enumerable.Range(0, 10), t.Train.Sources!.Concat(t.Test.Sources!).Select(s => s.Number).Order());
+        // Tensor files are not cleaned: the message says what to do instead, and nothing is written.
+        var e = Assert.Throws<InfluenceSharpException>(() => DataCleaner.Clean(t.Source, t.Train, new[] { new CleanItem(0, CleanDecision.Remove) }, new CleanOptions(dir.File("clean"))));
+        Assert.Contains("np.delete", e.Message);
+        Assert.False(Directory.Exists(dir.File("clean")));
 
         // Embedded: the index in the IDX file.
         Assert.Equal("embedded:train-images-idx3-ubyte.gz #7", Embedded.Split.Train.SourceOf(7)!.Text);
