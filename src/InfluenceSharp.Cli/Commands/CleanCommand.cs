@@ -21,27 +21,28 @@ public static class CleanCommand
         var top = Opt.OptionalInt("--top", "with a detection or curation: leave out the K highest-ranked training examples", 1, int.MaxValue, "K");
         var method = Opt.Str("--method", "which method's ranking of a detection or curation [default: its first]", "M");
         var outDir = Opt.Out("a new folder for the cleaned copy: OUT/NAME (the data, named like the original), OUT/changes.csv (what was left out or relabelled, and why), OUT/clean.json", required: true);
-        var quarantine = Opt.Flag("--quarantine", "image folders: copy the left-out files to OUT/quarantine/ (same relative paths) with quarantine.csv saying why, instead of leaving them out");
+        var quarantine = Opt.Flag("--quarantine", "image folders: also copy the left-out files to OUT/quarantine/ (same relative paths), with quarantine.csv saying why");
+        var keepSplit = Opt.Flag("--keep-split", "when the run split the data by seed: keep its test set in the copy (an image folder gets train/ and test/ folders, a CSV table NAME-test.csv beside it), so that a model trained on the copy is tested on the same examples");
         var overwrite = Opt.Flag("--overwrite", "replace OUT when it holds an earlier cleaned copy");
         var data = Opt.RunData();
         var compute = new ComputeOptions();
         var cmd = new Command("clean", "write a cleaned copy of a run's image folder or CSV table: the flagged files or rows left out (or relabelled), the original untouched")
         {
-            run, from, top, method, outDir, quarantine, overwrite, data,
+            run, from, top, method, outDir, quarantine, keepSplit, overwrite, data,
         };
         compute.AddTo(cmd);
         cmd.SetAction(p =>
         {
             bool quiet = compute.Apply(p);
             return Run(p.GetValue(run)!, p.GetValue(from)!, p.GetValue(top), p.GetValue(method), p.GetValue(outDir)!, p.GetValue(quarantine),
-                p.GetValue(overwrite), p.GetValue(data), quiet);
+                p.GetValue(keepSplit), p.GetValue(overwrite), p.GetValue(data), quiet);
         });
         return cmd;
     }
 
     enum FromKind { Detection, Curation, Decisions }
 
-    static int Run(string runDir, string from, int? top, string? method, string outDir, bool quarantine, bool overwrite, string? dataSpec, bool quiet)
+    static int Run(string runDir, string from, int? top, string? method, string outDir, bool quarantine, bool keepSplit, bool overwrite, string? dataSpec, bool quiet)
     {
         if (!File.Exists(from) && !Directory.Exists(from)) throw new UsageException($"--from {from}: no such file or folder");
         var (kind, path, impliedMethod) = Classify(from);
@@ -75,6 +76,7 @@ public static class CleanCommand
         var result = DataCleaner.Clean(rc.Data.Source, train, items, new CleanOptions(outDir)
         {
             Quarantine = quarantine, Overwrite = overwrite,
+            KeepTestSet = keepSplit && spec["split-seed"] is not null ? rc.Data.Test.Sources : null,
             Provenance = new()
             {
                 ["run"] = Path.GetFullPath(runDir), ["from"] = Path.GetFullPath(from), ["method"] = usedMethod,
@@ -89,8 +91,11 @@ public static class CleanCommand
         Console.WriteLine($"train on it: influence train --data '{result.Spec}' ...");
         if (!quiet)
         {
-            if (spec["split-seed"] is not null)
-                Console.Error.WriteLine("note: the run's test set was a seeded split of the data; the cleaned copy has fewer examples, so its split differs (some test examples become training examples and the reverse)");
+            if (spec["split-seed"] is not null && !keepSplit)
+                Console.Error.WriteLine("note: the run's test set was a seeded split of the data; the cleaned copy has fewer examples, so its split differs " +
+                    "(some test examples become training examples and the reverse); --keep-split keeps the run's test set");
+            if (spec["split-seed"] is null && keepSplit)
+                Console.Error.WriteLine("note: --keep-split: the data have a test set of their own (test/ folder or test file), which the copy keeps anyway");
             if (rc.Data.Corruption is not null)
                 Console.Error.WriteLine("note: this run corrupted labels itself (train --corrupt); the files hold the original labels");
         }

@@ -22,6 +22,10 @@ public sealed record CleanOptions(string OutDir)
 {
     /// <summary>Image folders: copy the removed files to OUT/quarantine/ (same relative paths) instead of leaving them out.</summary>
     public bool Quarantine { get; init; }
+    /// <summary>The run's test set, when the data were split by seed: the copy then keeps that split
+    /// (an image folder gets train/ and test/ folders, a CSV table a NAME-test.csv file beside it), so
+    /// that a model trained on the copy is tested on the same examples. Null: the copy is split afresh.</summary>
+    public IReadOnlyList<ExampleSource>? KeepTestSet { get; init; }
     /// <summary>Replace an existing OUT written by an earlier clean.</summary>
     public bool Overwrite { get; init; }
     /// <summary>Recorded in OUT/clean.json: the run and the result file the decisions came from.</summary>
@@ -89,8 +93,8 @@ public static class DataCleaner
         {
             var changes = items.Where(i => i.Decision != CleanDecision.Keep).OrderBy(i => i.Rank ?? int.MaxValue).ThenBy(i => i.Index).ToList();
             var (dataPath, newSpec, quarantined) = spec.Kind == DataKind.ImageFolder
-                ? CleanFolder(spec, source, train, changes, temp, outDir, options.Quarantine)
-                : CleanCsv(spec, source, train, changes, temp, outDir);
+                ? CleanFolder(spec, source, train, changes, temp, outDir, options.Quarantine, options.KeepTestSet)
+                : CleanCsv(spec, source, train, changes, temp, outDir, options.KeepTestSet);
             string why = ChangesCsv(train, changes);
             AtomicFile.WriteAllText(Path.Combine(temp, ChangesFile), why);
             if (quarantined > 0) AtomicFile.WriteAllText(Path.Combine(temp, QuarantineDir, "quarantine.csv"), ChangesCsv(train, changes.Where(c => c.Decision == CleanDecision.Remove).ToList()));
@@ -145,8 +149,9 @@ public static class DataCleaner
     }
 
     static (string DataPath, string Spec, int Quarantined) CleanFolder(DataSpec spec, string root, LabeledDataset train, List<CleanItem> changes,
-        string temp, string outDir, bool quarantine)
+        string temp, string outDir, bool quarantine, IReadOnlyList<ExampleSource>? keepTest)
     {
+        var testFiles = keepTest?.Where(t => t.Kind == ExampleSourceKind.File).Select(t => t.Name!).ToHashSet(StringComparer.Ordinal);
         string name = Path.GetFileName(root);
         string dest = Path.Combine(temp, name);
         bool splitLayout = Directory.Exists(Path.Combine(root, "train"));
@@ -191,10 +196,22 @@ public static class DataCleaner
                 }
                 to = moved[rel];
             }
+            // Keeping the run's split: its test images go to test/, everything else to train/.
+            if (testFiles is not null) to = (testFiles.Contains(rel) ? "test/" : "train/") + to;
             Copy(from, Path.Combine(dest, to.Replace('/', Path.DirectorySeparatorChar)));
         }
         string newPath = Path.Combine(outDir, name);
-        return (newPath, new DataSpec(DataKind.ImageFolder, newPath, spec.Query).ToString(), quarantined);
+        return (newPath, new DataSpec(DataKind.ImageFolder, newPath, testFiles is null ? spec.Query : WithoutSplit(spec.Query)).ToString(), quarantined);
+    }
+
+    static Dictionary<string, string> WithoutSplit(IReadOnlyDictionary<string, string> query) =>
+        query.Where(kv => kv.Key is not ("test-fraction" or "split-seed")).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+
+    /// <summary>A record's text with a line break at its end (the last record of a file may have none).</summary>
+    static string Line(string text, int start, int end, string newline)
+    {
+        string r = text[start..end];
+        return r.EndsWith('\n') || r.EndsWith('\r') ? r : r + newline;
     }
 
     static void Copy(string from, string to)
@@ -228,7 +245,7 @@ public static class DataCleaner
     }
 
     static (string DataPath, string Spec, int Quarantined) CleanCsv(DataSpec spec, string file, LabeledDataset train, List<CleanItem> changes,
-        string temp, string outDir)
+        string temp, string outDir, IReadOnlyList<ExampleSource>? keepTest)
     {
         string text;
         try { text = File.ReadAllText(file, Encoding.UTF8); }
@@ -249,28 +266,59 @@ public static class DataCleaner
                 throw new InfluenceSharpException($"{file}: {s.Text} is not where the run found it (the file changed since the run)");
             byRecord[s.Number] = c;
         }
+        string Relabelled(int r, CleanItem c)
+        {
+            var (_, fields, start, end) = records[r];
+            var f = (string[])fields.Clone();
+            f[li] = train.ClassName(c.NewLabel!.Value);
+            int body = end;
+            while (body > start && text[body - 1] is '\n' or '\r') body--;
+            return string.Join(',', f.Select(SourceText.Csv)) + text[body..end];
+        }
+        string name = Path.GetFileName(file);
+        bool bom = File.ReadAllBytes(file).AsSpan().StartsWith(new byte[] { 0xEF, 0xBB, 0xBF });
+        void Write(string path, string content)
+        {
+            if (content.Length > 0 && content[0] == '\uFEFF') content = content[1..];
+            File.WriteAllText(path, content, new UTF8Encoding(bom));
+        }
+        string newPath = Path.Combine(outDir, name);
+        if (keepTest is not null)
+        {
+            // The run's test rows go to NAME-test.csv, the others (cleaned) to NAME; both with the header.
+            var testRows = keepTest.Where(t => t.Kind == ExampleSourceKind.CsvRow).Select(t => t.Number).ToHashSet();
+            var (_, _, hs, he) = records[0];
+            int nl = text.IndexOf('\n', hs);
+            string newline = nl > 0 && text[nl - 1] == '\r' ? "\r\n" : "\n";
+            var trainText = new StringBuilder(Line(text, 0, he, newline));
+            var testText = new StringBuilder(Line(text, 0, he, newline));
+            for (int r = 1; r < records.Count; r++)
+            {
+                var (_, _, start, end) = records[r];
+                if (testRows.Contains(r)) testText.Append(Line(text, start, end, newline));
+                else if (!byRecord.TryGetValue(r, out var c)) trainText.Append(Line(text, start, end, newline));
+                else if (c.Decision == CleanDecision.Relabel) { string t = Relabelled(r, c); trainText.Append(Line(t, 0, t.Length, newline)); }
+            }
+            string testName = Path.GetFileNameWithoutExtension(name) + "-test" + Path.GetExtension(name);
+            Write(Path.Combine(temp, name), trainText.ToString());
+            Write(Path.Combine(temp, testName), testText.ToString());
+            var q = WithoutSplit(spec.Query);
+            q["test"] = Path.Combine(outDir, testName);
+            return (newPath, new DataSpec(DataKind.Csv, newPath, q).ToString(), 0);
+        }
+        // Everything but the removed rows' text, byte for byte; relabelled rows rewritten.
         var sb = new StringBuilder(text.Length);
         int pos = 0;
         for (int r = 1; r < records.Count; r++)
         {
             if (!byRecord.TryGetValue(r, out var c)) continue;
-            var (_, fields, start, end) = records[r];
+            var (_, _, start, end) = records[r];
             sb.Append(text, pos, start - pos);
             pos = end;
-            if (c.Decision == CleanDecision.Remove) continue;
-            var f = (string[])fields.Clone();
-            f[li] = train.ClassName(c.NewLabel!.Value);
-            int body = end;
-            while (body > start && text[body - 1] is '\n' or '\r') body--;
-            sb.Append(string.Join(',', f.Select(SourceText.Csv))).Append(text, body, end - body);
+            if (c.Decision == CleanDecision.Relabel) sb.Append(Relabelled(r, c));
         }
         sb.Append(text, pos, text.Length - pos);
-        string name = Path.GetFileName(file);
-        bool bom = File.ReadAllBytes(file).AsSpan().StartsWith(new byte[] { 0xEF, 0xBB, 0xBF });
-        string body2 = sb.ToString();
-        if (body2.Length > 0 && body2[0] == '\uFEFF') body2 = body2[1..];
-        File.WriteAllText(Path.Combine(temp, name), body2, new UTF8Encoding(bom));
-        string newPath = Path.Combine(outDir, name);
+        Write(Path.Combine(temp, name), sb.ToString());
         return (newPath, new DataSpec(DataKind.Csv, newPath, spec.Query).ToString(), 0);
     }
 }

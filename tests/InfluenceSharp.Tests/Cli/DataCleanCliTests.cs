@@ -14,6 +14,9 @@ public class DataCleanCliTests
 {
     static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
+    /// <summary>The --data spec of the cleaned copy, from data clean's output.</summary>
+    static string SpecOf(string output) => System.Text.RegularExpressions.Regex.Match(output, "--data '([^']+)'").Groups[1].Value;
+
     /// <summary>Hash of every file under a folder (relative path, bytes, modification time) or of one file.</summary>
     static string TreeHash(string path)
     {
@@ -123,7 +126,16 @@ public class DataCleanCliTests
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("classes: bag, sneaker, trouser", r.Out);
 
-        // An existing --out is refused, and replaced with --overwrite (here: quarantined instead of left out).
+        // --keep-split: the copy holds the run's test set as test/, so a model trained on it is tested on the same images.
+        r = Run("data", "clean", "--run", run, "--from", Path.Combine(run, "detect"), "--top", "5", "--out", dir.File("split"), "--keep-split", "-q");
+        Assert.True(r.Code == 0, r.Err);
+        var kept = DataSource.Load(SpecOf(r.Out));
+        Assert.Equal(data.Test.Sources!.Select(x => "test/" + x.Text), kept.Test.Sources!.Select(x => x.Text));
+        Assert.Equal(data.Test.Fingerprint(), kept.Test.Fingerprint());
+        Assert.Equal(train.Count - 5, kept.Train.Count);
+        Assert.Equal(before, TreeHash(root));
+
+        // An existing --out is refused, and replaced with --overwrite (here: quarantined as well).
         r = Run("data", "clean", "--run", run, "--from", Path.Combine(run, "detect", "suspicious-identity.csv"), "--top", "5", "--out", outDir, "-q");
         Assert.Equal(1, r.Code);
         Assert.Contains("--overwrite", r.Err);
@@ -263,6 +275,15 @@ public class DataCleanCliTests
         Assert.Equal(expected, File.ReadAllText(Path.Combine(dir.File("clean"), "people.csv")));
         Assert.StartsWith("age,income,label\r\n", expected);
         Assert.Contains("csv:" + Path.Combine(dir.File("clean"), "people.csv"), r.Out);
+
+        // --keep-split: the run's test rows in people-test.csv, the others (cleaned) in people.csv.
+        r = Run("data", "clean", "--run", run, "--from", Path.Combine(run, "detect"), "--top", "6", "--out", dir.File("split"), "--keep-split", "-q");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("?label=label&test=", SpecOf(r.Out));
+        var kept = DataSource.Load(SpecOf(r.Out));
+        Assert.Equal(train.Count - 6, kept.Train.Count);
+        Assert.Equal(split.Test.Sources!.Select(x => lines[x.Line - 1]), File.ReadAllLines(Path.Combine(dir.File("split"), "people-test.csv")).Skip(1));
+        Assert.Equal("age,income,label", File.ReadAllLines(Path.Combine(dir.File("split"), "people.csv"))[0]);
 
         // Relabelling a row rewrites its label cell only.
         var first = rows[0];
