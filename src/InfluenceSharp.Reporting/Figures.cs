@@ -40,19 +40,23 @@ public static class Figures
         var grid = new ImageGrid { Title = $"Most self-influential training examples ({method})" + (record is null ? "" : "; red = label was corrupted"), TextScale = 1 };
         for (int r = 0; r * perRow < top.Length; r++)
             grid.AddRow(r == 0 ? "top" : "", top.Skip(r * perRow).Take(perRow).Select(i =>
-                GridImage.From(train, i, $"#{i} {Short(classNames[train.Labels[i]])}" + (truth.TryGetValue(i, out var tl) ? $"\nwas {Short(classNames[tl])}" : ""),
+                GridImage.From(train, i, $"#{i} {Short(classNames[train.Labels[i]])}" + (truth.TryGetValue(i, out var tl) ? $"\nwas {Short(classNames[tl])}" : "") + SourceLine(train, i),
                     truth.ContainsKey(i) ? Rgb.Red : null)));
         return grid;
     }
+
+    /// <summary>A caption's last line naming where example <paramref name="i"/> came from (file name, CSV
+    /// row, tensor index), or "" when the data does not say.</summary>
+    static string SourceLine(LabeledDataset data, int i) => data.SourceOf(i) is { } src ? "\n" + src.Short : "";
 
     /// <summary>A query with its strongest proponents and opponents.</summary>
     public static ImageGrid Explanation(string method, LabeledDataset queries, int queryIndex, string queryCaption, LabeledDataset train,
         TopKResult top, int row, IReadOnlyList<string> classNames, CorruptionRecord? record = null)
     {
         var corrupted = record is null ? new HashSet<int>() : record.Indices.ToHashSet();
-        GridImage Train(int i, double s) => GridImage.From(train, i, $"#{i} {Short(classNames[train.Labels[i]])}\n{s:G3}", corrupted.Contains(i) ? Rgb.Red : null);
+        GridImage Train(int i, double s) => GridImage.From(train, i, $"#{i} {Short(classNames[train.Labels[i]])}\n{s:G3}" + SourceLine(train, i), corrupted.Contains(i) ? Rgb.Red : null);
         return new ImageGrid { Title = $"{method}: query {queryCaption}", TextScale = 1 }
-            .AddRow("query", new[] { GridImage.From(queries, queryIndex, $"{queryCaption}\n{Short(classNames[queries.Labels[queryIndex]])}") })
+            .AddRow("query", new[] { GridImage.From(queries, queryIndex, $"{queryCaption}\n{Short(classNames[queries.Labels[queryIndex]])}" + SourceLine(queries, queryIndex)) })
             .AddRow("proponents", top.Proponents[row].Zip(top.ProponentScores[row]).Select(p => Train(p.First, p.Second)))
             .AddRow("opponents", top.Opponents[row].Zip(top.OpponentScores[row]).Select(p => Train(p.First, p.Second)));
     }

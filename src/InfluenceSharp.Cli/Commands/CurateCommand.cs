@@ -161,7 +161,7 @@ public static class CurateCommand
             var method = MethodFactory.Create(m, rc, settings, profiler, quiet);
             using (profiler.Stage($"Validation Scores ({m})"))
                 scores[m] = ValidationAttribution.Scores(method, val, train, weights);
-            WriteRanking(Path.Combine(o.OutDir, $"ranking-{m}.csv"), scores[m], train.Labels, g?.Train);
+            WriteRanking(Path.Combine(o.OutDir, $"ranking-{m}.csv"), scores[m], train, g?.Train);
         }
         double[] self;
         using (profiler.Stage($"Self-Influence ({o.Methods[0]})"))
@@ -237,14 +237,15 @@ public static class CurateCommand
     public sealed record CurationReport(string Objective, string[] Methods, int Validation, int Test, int Train, string? Groups, string[] GroupNames,
         int[] Seeds, List<CurationRow> Rows);
 
-    static void WriteRanking(string path, double[] scores, int[] labels, int[]? groups)
+    static void WriteRanking(string path, double[] scores, LabeledDataset train, int[]? groups)
     {
-        var sb = new StringBuilder("rank,index,score,label,group\n");
+        var labels = train.Labels;
+        var sb = new StringBuilder("rank,index,score,label,group,source\n");
         var order = ValidationAttribution.MostDetrimental(scores);
         for (int r = 0; r < order.Length; r++)
         {
             int i = order[r];
-            sb.Append(CultureInfo.InvariantCulture, $"{r + 1},{i},{scores[i]:R},{labels[i]},{(groups is null ? "" : groups[i].ToString(CultureInfo.InvariantCulture))}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"{r + 1},{i},{scores[i]:R},{labels[i]},{(groups is null ? "" : groups[i].ToString(CultureInfo.InvariantCulture))},{SourceText.Csv(SourceText.Of(train, i))}\n");
         }
         AtomicFile.WriteAllText(path, sb.ToString());
     }

@@ -4,14 +4,15 @@ using InfluenceSharp.Data;
 
 namespace InfluenceSharp.Cli.Commands;
 
-/// <summary>`influence data subset` and `influence data info`.</summary>
+/// <summary>`influence data subset`, `influence data info` and `influence data clean` (<see cref="CleanCommand"/>).</summary>
 public static class DataCommands
 {
     public static Command Command()
     {
-        var cmd = new Command("data", "data sets: class-balanced IDX subsets, fingerprints");
+        var cmd = new Command("data", "data sets: class-balanced IDX subsets, fingerprints, cleaned copies");
         cmd.Add(SubsetCommand());
         cmd.Add(InfoCommand());
+        cmd.Add(CleanCommand.Command());
         return cmd;
     }
 

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using InfluenceSharp.Cli.CommandLine;
+using InfluenceSharp.Data;
 using InfluenceSharp.Evaluation;
 using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
@@ -81,17 +82,17 @@ public static class DetectCommand
             }
             var truth = new Dictionary<int, int>();
             if (run.Data.Corruption is { } rec) for (int t = 0; t < rec.Indices.Length; t++) truth[rec.Indices[t]] = rec.TrueLabels[t];
-            var csv = new System.Text.StringBuilder("rank,index,self_influence,given_label,predicted_label,true_label_if_corrupted\n");
+            var csv = new System.Text.StringBuilder("rank,index,self_influence,given_label,predicted_label,true_label_if_corrupted,source\n");
             for (int r = 0; r < Math.Min(order.Length, Math.Max(top, 100)); r++)
             {
                 int i = order[r];
-                csv.Append(System.FormattableString.Invariant($"{r + 1},{i},{self[i]:G6},{run.ClassNames[train.Labels[i]]},{run.ClassNames[predicted[i]]},{(truth.TryGetValue(i, out var tl) ? run.ClassNames[tl] : "")}\n"));
+                csv.Append(System.FormattableString.Invariant($"{r + 1},{i},{self[i]:G6},{run.ClassNames[train.Labels[i]]},{run.ClassNames[predicted[i]]},{(truth.TryGetValue(i, out var tl) ? run.ClassNames[tl] : "")},{SourceText.Csv(SourceText.Of(train, i))}\n"));
             }
             AtomicFile.WriteAllText(Path.Combine(outDir, $"suspicious-{name}.csv"), csv.ToString());
             if ((print ?? !quiet) && mask is null)
             {
                 Console.WriteLine($"{name}: most suspicious training examples (index: given label / predicted label):");
-                foreach (var i in order.Take(top)) Console.WriteLine($"  #{i}: {run.ClassNames[train.Labels[i]]} / {run.ClassNames[predicted[i]]}  (self-influence {self[i]:G4})");
+                foreach (var i in order.Take(top)) Console.WriteLine($"  #{i}: {run.ClassNames[train.Labels[i]]} / {run.ClassNames[predicted[i]]}  (self-influence {self[i]:G4}){(train.SourceOf(i) is { } src ? "  " + src.Text : "")}");
             }
         }
         // detection.json keeps every method's results: this run's replace the same methods' earlier
@@ -102,6 +103,7 @@ public static class DetectCommand
             method = m.Method, seconds = m.Seconds, roc_auc = m.Result?.RocAuc,
             found_at = m.Result?.Table.ToDictionary(kv => $"{kv.Key * 100:F0}%", kv => kv.Value),
             curve = m.Result?.Found, top = m.Top,
+            top_sources = train.Sources is null ? null : m.Top.Select(i => SourceText.Of(train, i)).ToArray(),
         }, Json.Options)!).ToList();
         var merged = new List<JsonNode>();
         var names = list.Select(m => m.Method).ToHashSet();

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using InfluenceSharp.Cli.CommandLine;
+using InfluenceSharp.Data;
 using InfluenceSharp.Evaluation;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Diagnostics;
@@ -141,7 +142,7 @@ public static class EvaluateCommands
         var budget = RetrainBudgetOption.Create("epochs");
         var queryCount = Opt.Int("--query-count", "the first N test examples are the query set", 100, 1);
         var epochs = Opt.OptionalInt("--epochs", "epochs of each retraining [default: the run's]", 1, 100000);
-        var outDir = Opt.Out("removal.json and removal.png [default: RUN_DIR/remove]");
+        var outDir = Opt.Out("removal.json, removal.png and removed.csv (what each setting removed, with sources) [default: RUN_DIR/remove]");
         var ms = new MethodSettingOptions();
         var data = Opt.RunData();
         var compute = new ComputeOptions();
@@ -207,6 +208,18 @@ public static class EvaluateCommands
                 query_loss_change = s.QueryLossChange, query_accuracy_change = s.QueryAccuracyChange, test_accuracy_change = s.TestAccuracyChange,
             }).ToList(),
         });
+        // What each setting removed, in removal order, with where each example came from.
+        var summed = Removal.SummedScores(scores);
+        var train = run.Data.Train;
+        var removedCsv = new System.Text.StringBuilder("kind,k,rank,index,summed_score,label,source\n");
+        foreach (var s in result.Settings)
+            for (int r = 0; r < s.Removed.Length; r++)
+            {
+                int i = s.Removed[r];
+                removedCsv.Append(System.Globalization.CultureInfo.InvariantCulture,
+                    $"{s.Kind.ToString().ToLowerInvariant()},{s.K},{r + 1},{i},{summed[i]:R},{SourceText.Csv(run.ClassNames[train.Labels[i]])},{SourceText.Csv(SourceText.Of(train, i))}\n");
+            }
+        AtomicFile.WriteAllText(Path.Combine(outDir, "removed.csv"), removedCsv.ToString());
         var chart = new BarChart(ks.Select(k => $"k={k}")) { Title = $"Query loss change after removal ({methodName})", YLabel = "change in mean query loss" };
         int ci = 0;
         foreach (var kind in new[] { RemovalKind.Helpful, RemovalKind.Harmful, RemovalKind.Random })

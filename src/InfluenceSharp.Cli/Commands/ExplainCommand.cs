@@ -160,16 +160,16 @@ public static class ExplainCommand
             string caption = captions[r];
             Figures.Explanation(methodName, queries, r, caption, train, shown, r, names, run.Data.Corruption)
                 .SavePng(Path.Combine(outDir, $"explain-{methodName}-{caption}.png"));
-            object Row(int i, double s) => new { index = i, score = s, label = names[train.Labels[i]] };
+            object Row(int i, double s) => new { index = i, score = s, label = names[train.Labels[i]], source = SourceText.Json(train, i) };
             json.Add(new
             {
-                query = caption, label = names[queries.Labels[r]],
+                query = caption, label = names[queries.Labels[r]], source = SourceText.Json(queries, r),
                 proponents = result.Proponents[r].Zip(result.ProponentScores[r]).Select(p => Row(p.First, p.Second)).ToList(),
                 opponents = result.Opponents[r].Zip(result.OpponentScores[r]).Select(p => Row(p.First, p.Second)).ToList(),
             });
             if (print ?? !quiet)
             {
-                Console.WriteLine($"query {caption} ({names[queries.Labels[r]]}):");
+                Console.WriteLine($"query {caption} ({names[queries.Labels[r]]}{(queries.SourceOf(r) is { } qs ? ", " + qs.Text : "")}):");
                 Console.WriteLine("  proponents: " + string.Join(", ", result.Proponents[r].Zip(result.ProponentScores[r]).Select(p => $"#{p.First} {names[train.Labels[p.First]]} {p.Second:G3}")));
                 Console.WriteLine("  opponents:  " + string.Join(", ", result.Opponents[r].Zip(result.OpponentScores[r]).Select(p => $"#{p.First} {names[train.Labels[p.First]]} {p.Second:G3}")));
             }

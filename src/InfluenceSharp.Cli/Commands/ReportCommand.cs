@@ -95,7 +95,11 @@ public static class ReportCommand
             }
             AddImages(detect, detectDir, "detection-curve*.png");
             AddImages(detect, detectDir, "self-influence-*.png");
-            AddImages(detect, detectDir, "suspicious-*.png");
+            foreach (var png in Directory.GetFiles(detectDir, "suspicious-*.png").OrderBy(f => f, StringComparer.Ordinal))
+            {
+                detect.Image(File.ReadAllBytes(png), Path.GetFileNameWithoutExtension(png), Path.GetFileName(png));
+                AddSources(detect, Path.ChangeExtension(png, ".csv"));
+            }
         }
         else detect.Paragraph("Not run (influence detect-mislabeled).");
 
@@ -158,6 +162,25 @@ public static class ReportCommand
         foreach (var p in profiles) timings.Pre($"{Path.GetRelativePath(runDir, p)}\n{File.ReadAllText(p)}");
         if (profiles.Count == 0) timings.Paragraph("No profiler tables found.");
         report.Save(outPath);
+    }
+
+    /// <summary>Under a grid of suspicious examples: where each came from (the source column of
+    /// suspicious-M.csv), for as many rows as the grid shows.</summary>
+    static void AddSources(HtmlSection section, string csv, int shown = 24)
+    {
+        if (!File.Exists(csv)) return;
+        var records = InfluenceSharp.Data.CsvDataReader.ReadRecords(csv);
+        if (records.Count < 2) return;
+        var header = records[0].Fields;
+        int Col(string name) => Array.IndexOf(header, name);
+        int src = Col("source"), index = Col("index"), given = Col("given_label"), predicted = Col("predicted_label");
+        if (src < 0 || index < 0) return;
+        var rows = records.Skip(1).Take(shown).Where(r => r.Fields.Length == header.Length).Select(r => (IReadOnlyList<object?>)new object?[]
+        {
+            r.Fields[0], r.Fields[index], given < 0 ? "" : r.Fields[given], predicted < 0 ? "" : r.Fields[predicted], r.Fields[src],
+        }).ToList();
+        if (rows.All(r => string.IsNullOrEmpty((string?)r[4]))) return;
+        section.Table(new[] { "rank", "index", "given label", "predicted label", "source" }, rows, $"where the examples of {Path.GetFileNameWithoutExtension(csv)} came from");
     }
 
     static bool AddImages(HtmlSection section, string dir, string pattern)

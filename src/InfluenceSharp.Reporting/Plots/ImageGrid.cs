@@ -3,7 +3,7 @@ using InfluenceSharp.Data;
 namespace InfluenceSharp.Reporting;
 
 /// <summary>One small image for an <see cref="ImageGrid"/>: channel-major bytes (1 x H x W gray or
-/// 3 x H x W RGB), a caption of up to two lines ('\n' separates them) and an optional border colour
+/// 3 x H x W RGB), a caption of up to three lines ('\n' separates them) and an optional border colour
 /// (e.g. red for a corrupted label).</summary>
 public sealed record GridImage(byte[] Pixels, int Channels, int Height, int Width, string Caption = "", Rgb? Border = null)
 {
@@ -108,14 +108,14 @@ public sealed class ImageGrid
     }
 
     private static string[] CaptionLines(string caption) =>
-        caption.Length == 0 ? [] : caption.Split('\n').Take(2).ToArray();
+        caption.Length == 0 ? [] : caption.Split('\n').Take(3).ToArray();
 
     /// <summary>The caption's lines fitted to the cell: a line too wide is wrapped at spaces, a word
-    /// too wide is broken between characters (long class names stay whole); at most four lines, the
+    /// too wide is broken between characters (long class names stay whole); at most five lines, the
     /// last cut if more would be needed.</summary>
     internal static string[] WrappedCaption(string caption, int cellW, int ts)
     {
-        const int MaxLines = 4;
+        const int MaxLines = 5;
         var lines = new List<string>();
         foreach (var line in CaptionLines(caption))
         {

@@ -12,6 +12,7 @@ public static class Cifar10Reader
     {
         var pixels = new List<byte[]>();
         var labels = new List<int>();
+        var sources = new List<ExampleSource>();
         foreach (var path in paths)
         {
             if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
@@ -27,13 +28,14 @@ public static class Cifar10Reader
                 int label = b[i * RecordSize];
                 if (label >= 10) throw new InfluenceSharpException($"{path}: record {i} has label {label}, outside [0, 10)");
                 labels.Add(label);
+                sources.Add(ExampleSource.OfArray(Path.GetFullPath(path), i));
                 Buffer.BlockCopy(b, i * RecordSize + 1, px, i * (RecordSize - 1), RecordSize - 1);
             }
             pixels.Add(px);
         }
         if (labels.Count == 0) throw new InfluenceSharpException($"no CIFAR-10 batch files given for {name}");
         var all = pixels.SelectMany(p => p).ToArray();
-        return new ImageDataset(name, all, labels.ToArray(), 3, 32, 32, 10, ClassNames);
+        return (ImageDataset)new ImageDataset(name, all, labels.ToArray(), 3, 32, 32, 10, ClassNames).WithSources(sources);
     }
 
     /// <summary>Loads train (data_batch_1..5.bin) and test (test_batch.bin) from a directory or its

@@ -51,21 +51,28 @@ public static class CsvDataReader
         var (x, y) = Matrix(train, featureCols.Select(c => train.Header[c]).ToArray(), labelColumn, Label);
         int d = featureCols.Length;
         float[]? xt = null; int[]? yt = null;
-        if (test is not null) (xt, yt) = Matrix(test, featureCols.Select(c => train.Header[c]).ToArray(), labelColumn, Label);
+        var trainSources = Sources(train);
+        ExampleSource[] testSources;
+        if (test is not null)
+        {
+            (xt, yt) = Matrix(test, featureCols.Select(c => train.Header[c]).ToArray(), labelColumn, Label);
+            testSources = Sources(test);
+        }
         else
         {
             var (tr, te) = DataSource.StratifiedSplit(y, numClasses, spec.TestFraction, spec.SplitSeed);
             if (te.Length == 0) throw new InfluenceSharpException($"{path}: the test split is empty (too few rows per class for test-fraction {spec.TestFraction})");
             (xt, yt) = (Rows(x, d, te), te.Select(i => y[i]).ToArray());
             (x, y) = (Rows(x, d, tr), tr.Select(i => y[i]).ToArray());
+            (trainSources, testSources) = (tr.Select(i => trainSources[i]).ToArray(), te.Select(i => trainSources[i]).ToArray());
             source = source.Set("test-fraction", spec.TestFraction.ToString("R", CultureInfo.InvariantCulture)).Set("split-seed", spec.SplitSeed.ToString(CultureInfo.InvariantCulture));
         }
         var (mean, std) = Statistics(x, d);
         Standardise(x, d, mean, std);
         Standardise(xt, d, mean, std);
         source = source.Set("label", labelColumn);
-        return new DataSplit(new FloatDataset("csv-train", x, new[] { d }, y, numClasses, names),
-            new FloatDataset("csv-test", xt, new[] { d }, yt!, numClasses, names), source.ToString())
+        return new DataSplit(new FloatDataset("csv-train", x, new[] { d }, y, numClasses, names).WithSources(trainSources),
+            new FloatDataset("csv-test", xt, new[] { d }, yt!, numClasses, names).WithSources(testSources), source.ToString())
         {
             Scaling = new FeatureScaling(featureCols.Select(c => train.Header[c]).ToArray(), mean, std),
         };
@@ -95,6 +102,9 @@ public static class CsvDataReader
         for (int i = 0; i < rows.Length; i++) Array.Copy(x, rows[i] * d, r, i * d, d);
         return r;
     }
+
+    /// <summary>Each data row's source: its number under the header (1-based) and the line it starts on.</summary>
+    static ExampleSource[] Sources(Table t) => t.Rows.Select((r, i) => ExampleSource.OfCsvRow(t.Path, i + 1, r.Row)).ToArray();
 
     static IEnumerable<(string Text, int Row, string File)> Cells(Table t, int col) => t.Rows.Select(r => (r.Fields[col], r.Row, t.Path));
 
@@ -130,6 +140,15 @@ public static class CsvDataReader
         return (x, y);
     }
 
+    /// <summary>A CSV file's records (header included) with the line each starts on; blank lines are
+    /// skipped. For reading result files (suspicious-*.csv, rankings, decisions).</summary>
+    public static List<(int Line, string[] Fields)> ReadRecords(string path)
+    {
+        if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
+        try { return Records(File.ReadAllText(path, Encoding.UTF8), path).ToList(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InfluenceSharpException($"{path}: cannot read ({e.Message})", e); }
+    }
+
     static Table Parse(string path)
     {
         if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
@@ -153,13 +172,17 @@ public static class CsvDataReader
     }
 
     /// <summary>The file's records with the line each starts on; blank lines are skipped.</summary>
-    static IEnumerable<(int Row, string[] Fields)> Records(string text, string path)
+    static IEnumerable<(int Row, string[] Fields)> Records(string text, string path) => Spans(text, path).Select(r => (r.Row, r.Fields));
+
+    /// <summary>The records of CSV text with the line each starts on and its span in the text
+    /// [Start, End), its line break included; blank lines are skipped.</summary>
+    public static IEnumerable<(int Row, string[] Fields, int Start, int End)> Spans(string text, string path)
     {
         int line = 1, i = 0;
         if (text.Length > 0 && text[0] == '\uFEFF') i = 1;
         while (i < text.Length)
         {
-            int start = line;
+            int start = line, begin = i;
             var fields = new List<string>();
             var field = new StringBuilder();
             bool blank = true;
@@ -194,7 +217,7 @@ public static class CsvDataReader
                 if (!char.IsWhiteSpace(text[i])) blank = false;
                 field.Append(text[i++]);
             }
-            if (!(blank && fields.Count == 1)) yield return (start, fields.ToArray());
+            if (!(blank && fields.Count == 1)) yield return (start, fields.ToArray(), begin, i);
         }
     }
 }

@@ -106,9 +106,11 @@ public static class DataSource
             }
             throw new InfluenceSharpException($"{dir}: no {stem}[.gz] found (expected MNIST-layout IDX files)");
         }
-        var train = IdxReader.ReadImagesAndLabels(Find("train-images-idx3-ubyte"), Find("train-labels-idx1-ubyte"), "fashion-mnist-train");
-        var test = IdxReader.ReadImagesAndLabels(Find("t10k-images-idx3-ubyte"), Find("t10k-labels-idx1-ubyte"), "fashion-mnist-test");
-        return new DataSplit(train.WithClassNames(FashionMnistClassNames), test.WithClassNames(FashionMnistClassNames), Path.GetFullPath(dir));
+        string trainImages = Path.GetFullPath(Find("train-images-idx3-ubyte")), testImages = Path.GetFullPath(Find("t10k-images-idx3-ubyte"));
+        var train = IdxReader.ReadImagesAndLabels(trainImages, Find("train-labels-idx1-ubyte"), "fashion-mnist-train");
+        var test = IdxReader.ReadImagesAndLabels(testImages, Find("t10k-labels-idx1-ubyte"), "fashion-mnist-test");
+        return new DataSplit(train.WithClassNames(FashionMnistClassNames).WithSources(ExampleSource.Indices(trainImages, train.Count)),
+            test.WithClassNames(FashionMnistClassNames).WithSources(ExampleSource.Indices(testImages, test.Count)), Path.GetFullPath(dir));
     }
 
     /// <summary>The class-balanced Fashion-MNIST subset embedded in the library (10,000 train /
@@ -126,7 +128,8 @@ public static class DataSource
         }
         var train = IdxReader.ToDataset(Res("train-images-idx3-ubyte.gz", 3), "embedded:train-images", Res("train-labels-idx1-ubyte.gz", 1), "embedded:train-labels", "fashion-mnist-subset-train");
         var test = IdxReader.ToDataset(Res("t10k-images-idx3-ubyte.gz", 3), "embedded:t10k-images", Res("t10k-labels-idx1-ubyte.gz", 1), "embedded:t10k-labels", "fashion-mnist-subset-test");
-        return new DataSplit(train.WithClassNames(FashionMnistClassNames), test.WithClassNames(FashionMnistClassNames), "embedded");
+        return new DataSplit(train.WithClassNames(FashionMnistClassNames).WithSources(ExampleSource.Indices("embedded:train-images-idx3-ubyte.gz", train.Count)),
+            test.WithClassNames(FashionMnistClassNames).WithSources(ExampleSource.Indices("embedded:t10k-images-idx3-ubyte.gz", test.Count)), "embedded");
     }
 
     /// <summary>A class-balanced subset: the first n/numClasses examples of each class in a seeded

@@ -41,16 +41,16 @@ public sealed class FloatDataset : LabeledDataset
             Array.Copy(Values, (long)indices[i] * ExampleSize, v, (long)i * ExampleSize, ExampleSize);
             y[i] = Labels[indices[i]];
         }
-        return new FloatDataset(name ?? Name, v, ExampleShape, y, NumClasses, ClassNames);
+        return KeepSources(new FloatDataset(name ?? Name, v, ExampleShape, y, NumClasses, ClassNames), indices);
     }
 
     public override FloatDataset WithLabels(int[] labels, string? name = null)
     {
         if (labels.Length != Count) throw new ArgumentException("label count differs from example count");
-        return new FloatDataset(name ?? Name, Values, ExampleShape, labels, NumClasses, ClassNames);
+        return KeepSources(new FloatDataset(name ?? Name, Values, ExampleShape, labels, NumClasses, ClassNames), null);
     }
 
-    public FloatDataset WithClassNames(IReadOnlyList<string>? classNames) => new(Name, Values, ExampleShape, Labels, NumClasses, classNames);
+    public FloatDataset WithClassNames(IReadOnlyList<string>? classNames) => KeepSources(new FloatDataset(Name, Values, ExampleShape, Labels, NumClasses, classNames), null);
 
     /// <summary>The stored values [B, C, H, W] (flat data: [B, D]) for the given indices.</summary>
     public override Tensor Inputs(ReadOnlySpan<int> indices, Device? device = null)

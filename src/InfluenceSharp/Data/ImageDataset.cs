@@ -37,13 +37,13 @@ public sealed class ImageDataset : LabeledDataset
             Buffer.BlockCopy(Pixels, indices[i] * ImageSize, px, i * ImageSize, ImageSize);
             y[i] = Labels[indices[i]];
         }
-        return new ImageDataset(name ?? Name, px, y, Channels, Height, Width, NumClasses, ClassNames);
+        return KeepSources(new ImageDataset(name ?? Name, px, y, Channels, Height, Width, NumClasses, ClassNames), indices);
     }
 
     public override ImageDataset WithLabels(int[] labels, string? name = null)
     {
         if (labels.Length != Count) throw new ArgumentException("label count differs from image count");
-        return new ImageDataset(name ?? Name, Pixels, labels, Channels, Height, Width, NumClasses, ClassNames);
+        return KeepSources(new ImageDataset(name ?? Name, Pixels, labels, Channels, Height, Width, NumClasses, ClassNames), null);
     }
 
     /// <summary>Normalised float32 inputs [B, C, H, W] for the given indices.</summary>
@@ -79,7 +79,7 @@ public sealed class ImageDataset : LabeledDataset
 
     /// <summary>A data set with the same pixels and labels and these class names.</summary>
     public ImageDataset WithClassNames(IReadOnlyList<string>? classNames) =>
-        new(Name, Pixels, Labels, Channels, Height, Width, NumClasses, classNames);
+        KeepSources(new ImageDataset(Name, Pixels, Labels, Channels, Height, Width, NumClasses, classNames), null);
 
     public override byte[] DisplayPixels(int index) => Pixels.AsSpan(index * ImageSize, ImageSize).ToArray();
 }

@@ -67,6 +67,7 @@ public static class ImageFolderReader
         int size = channels * height * width;
         var labels = entries.Select(e => e.Label).ToArray();
         var all = new ImageDataset($"imagefolder:{Path.GetFileName(dir)}", pixels, labels, channels, height, width, classes.Length, classes);
+        all = (ImageDataset)all.WithSources(entries.Select(e => ExampleSource.OfFile(dir, Path.GetRelativePath(dir, e.Path))).ToArray());
         var resolved = spec.Set("size", $"{height}x{width}").Set("channels", channels.ToString(CultureInfo.InvariantCulture));
         ImageDataset train, test;
         if (testDir is not null)

@@ -66,4 +66,30 @@ public abstract class LabeledDataset : IDataset
 
     /// <summary>The channel count of <see cref="DisplayPixels"/>'s images (1 or 3).</summary>
     public virtual int DisplayChannels => Channels;
+
+    /// <summary>Where each example came from (image file, CSV row, tensor or file index), or null when
+    /// the reader did not say. Kept by <see cref="Subset"/> and <see cref="WithLabels"/>; not part of
+    /// the fingerprint (moving the files does not change the data).</summary>
+    public IReadOnlyList<ExampleSource>? Sources { get; private set; }
+
+    /// <summary>The source of example <paramref name="index"/>, or null when unknown.</summary>
+    public ExampleSource? SourceOf(int index) => Sources?[index];
+
+    /// <summary>The same data set (sharing its storage) with these per-example sources.</summary>
+    public LabeledDataset WithSources(IReadOnlyList<ExampleSource>? sources)
+    {
+        if (sources is not null && sources.Count != Count)
+            throw new ArgumentException($"{Name}: {sources.Count} sources for {Count} examples");
+        var copy = (LabeledDataset)MemberwiseClone();
+        copy.Sources = sources;
+        return copy;
+    }
+
+    /// <summary>Gives <paramref name="made"/>, a data set just made from this one by a subset
+    /// (<paramref name="indices"/>) or a relabelling (null), this one's sources.</summary>
+    protected T KeepSources<T>(T made, IReadOnlyList<int>? indices) where T : LabeledDataset
+    {
+        if (Sources is { } s) made.Sources = indices is null ? s : indices.Select(i => s[i]).ToArray();
+        return made;
+    }
 }

@@ -35,13 +35,13 @@ public static class TensorFileReader
         }
         int numClasses = Math.Max(y.DefaultIfEmpty(0).Max(), yt?.DefaultIfEmpty(0).Max() ?? 0) + 1;
         if (numClasses < 2) throw new InfluenceSharpException($"{x.Source}: the labels in {yName} hold one class (0); classification needs at least two");
-        var train = Build(x, y, numClasses, "tensors-train");
+        var train = Build(x, y, numClasses, "tensors-train").WithSources(Indices(path, xName, y.Length));
         LabeledDataset test;
         if (xt is not null && yt is not null)
         {
             if (!xt.Shape.AsSpan(1).SequenceEqual(x.Shape.AsSpan(1)) || (xt.Bytes is null) != (x.Bytes is null))
                 throw new InfluenceSharpException($"{xt.Source}: test inputs are [{string.Join(",", xt.Shape)}] {(xt.Bytes is null ? "float" : "uint8")} but training inputs (in {x.Source}) are [{string.Join(",", x.Shape)}] {(x.Bytes is null ? "float" : "uint8")}: the same shape per example and type are needed");
-            test = Build(xt, yt, numClasses, "tensors-test");
+            test = Build(xt, yt, numClasses, "tensors-test").WithSources(spec["test"] is { } tf ? Indices(Absolute(tf), xName, yt.Length) : Indices(path, xName + "_test", yt.Length));
         }
         else
         {
@@ -52,6 +52,13 @@ public static class TensorFileReader
             source = source.Set("test-fraction", spec.TestFraction.ToString("R", CultureInfo.InvariantCulture)).Set("split-seed", spec.SplitSeed.ToString(CultureInfo.InvariantCulture));
         }
         return new DataSplit(train, test, source.ToString());
+    }
+
+    /// <summary>Sources 0..n−1 of the inputs tensor: in FILE, or in X.npy of a pair X.npy,y.npy.</summary>
+    static ExampleSource[] Indices(string path, string tensor, int n)
+    {
+        if (path.Contains(',')) { path = path.Split(',')[0]; tensor = Path.GetFileNameWithoutExtension(path); }
+        return Enumerable.Range(0, n).Select(i => ExampleSource.OfTensor(path, tensor, i)).ToArray();
     }
 
     static string Absolute(string p) =>

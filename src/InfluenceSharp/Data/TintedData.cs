@@ -91,7 +91,7 @@ public static class TintedData
                     px[dst + c * hw + p] = c == strong ? v : (byte)(v / 4);
                 }
         }
-        return new ImageDataset(name, px, grey.Labels, 3, grey.Height, grey.Width, grey.NumClasses, grey.ClassNames);
+        return (ImageDataset)new ImageDataset(name, px, grey.Labels, 3, grey.Height, grey.Width, grey.NumClasses, grey.ClassNames).WithSources(grey.Sources);
     }
 
     /// <summary>The tint of every image of a tinted data set, read from its pixels: 1 when its green sum

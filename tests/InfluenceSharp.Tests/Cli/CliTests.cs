@@ -84,6 +84,11 @@ public class CliTests
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("Helpful", r.Out);
         Assert.True(File.Exists(Path.Combine(run, "remove", "removal.png")));
+        // What each setting removed, with the examples' sources (here: indices of the embedded IDX file).
+        var removed = File.ReadAllLines(Path.Combine(run, "remove", "removed.csv"));
+        Assert.Equal("kind,k,rank,index,summed_score,label,source", removed[0]);
+        Assert.Equal(1 + 3 * 20, removed.Length);
+        Assert.Contains(",embedded:train-images-idx3-ubyte.gz #", removed[1]);
 
         // The report: well-formed (XHTML) and holding every section, with the detection plots embedded.
         r = Run("explain", "--run", run, "--query", "0,3", "--method", "identity", "--top", "4");

@@ -70,7 +70,7 @@ public class CurateCliTests : IClassFixture<TintedRunFixture>
         Assert.Contains("| setting | T-shirt/top/red | T-shirt/top/green | Trouser/red |", md);   // per-group table
         Assert.True(new FileInfo(Path.Combine(a, "curation.png")).Length > 1000);
         var ranking = File.ReadAllLines(Path.Combine(a, "ranking-identity.csv"));
-        Assert.Equal("rank,index,score,label,group", ranking[0]);
+        Assert.Equal("rank,index,score,label,group,source", ranking[0]);
         Assert.Equal(201, ranking.Length);
 
         // The run's report has a data-curation section when RUN_DIR/curate holds results.
