@@ -86,6 +86,7 @@ public static class Cli
             error.WriteLine($"influence: internal error (please report): {e}");
             return 1;
         }
+        finally { ReadLocks.ReleaseAll(); }
     }
 
     /// <summary>"influence scores pairwise" for the command the parse ended in.</summary>

@@ -98,6 +98,10 @@ public static class InitWeights
                 errors.Add($"unexpected '{name}'");
             if (errors.Count > 0)
                 throw new InfluenceSharpException($"{path}: the weights do not fit the model: {string.Join("; ", errors.Take(6))}{(errors.Count > 6 ? $" (+{errors.Count - 6} more)" : "")}");
+            // NaN or infinite weights would only fail later, and obscurely: name the tensor now.
+            foreach (var (name, t) in state)
+                if (file.TryGetValue(name, out var src) && !skipped.Contains(name) && src.is_floating_point() && !src.isfinite().all().item<bool>())
+                    throw new InfluenceSharpException($"{path}: tensor '{name}' holds non-finite values (NaN or infinity); these weights cannot be used");
             using (no_grad())
                 foreach (var (name, t) in state)
                 {
