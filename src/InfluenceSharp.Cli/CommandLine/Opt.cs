@@ -128,7 +128,7 @@ internal static class Opt
     }
 
     /// <summary>A non-empty comma-separated list of integers in [min, max] (null when not given and no fallback).</summary>
-    /// <param name="distinct">Refuse a value given twice (a seed list: the same seed twice would
+    /// <param name="distinct">Refuse a value given twice: for seed lists (the same seed twice would
     /// count one retraining twice).</param>
     public static Option<int[]> IntList(string name, string description, int[]? fallback, int min, int max = int.MaxValue, bool distinct = false, string helpName = "N,...", params string[] aliases)
     {
@@ -147,7 +147,7 @@ internal static class Opt
                 }
             if (distinct && values.GroupBy(v => v).FirstOrDefault(g => g.Count() > 1) is { } twice)
             {
-                r.AddError($"{name} {string.Join(",", items)}: {twice.Key} is given {twice.Count()} times; give each value once");
+                r.AddError($"{name} {string.Join(",", items)}: a seed repeats ({twice.Key} is given {twice.Count()} times; it would count one retraining as several); give each seed once");
                 return fallback;
             }
             return values;

@@ -251,9 +251,10 @@ public sealed class FeatureStore : IDisposable
                     string mpath = Path.Combine(Directory!, ManifestFile);
                     SafeTensorsFile file;
                     try { file = SafeTensors.Load(BlockPath(block), ExpectedChecksum(block), mpath); }
-                    catch (ChecksumMismatchException)
+                    catch (InfluenceSharpException)
                     {
-                        // Another process may have rewritten the block since the map was read: read it again.
+                        // Another process may have written or rewritten the block since the map was
+                        // read: read the map again (a second failure stands).
                         checksums = null;
                         file = SafeTensors.Load(BlockPath(block), ExpectedChecksum(block), mpath);
                     }

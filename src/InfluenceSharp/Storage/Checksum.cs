@@ -44,7 +44,7 @@ public static class Checksum
     public static void Require(string path, string actual, string expected, string recordedIn)
     {
         if (!string.Equals(actual, expected, StringComparison.Ordinal))
-            throw new ChecksumMismatchException(path,
+            throw new InfluenceSharpException(
                 $"{path}: damaged or replaced: its checksum is {actual}, but {expected} was recorded in {recordedIn} when it was written (disk or copy error?); delete it to recompute it, or restore it from a backup");
     }
 
@@ -54,13 +54,6 @@ public static class Checksum
         if (expected is null) return;
         Require(path, OfFile(path), expected, recordedIn);
     }
-}
-
-/// <summary>A file's content does not match the checksum recorded when it was written.</summary>
-public sealed class ChecksumMismatchException : InfluenceSharpException
-{
-    public ChecksumMismatchException(string path, string message) : base(message) { FilePath = path; }
-    public string FilePath { get; }
 }
 
 /// <summary>The "checksums" map of a JSON manifest: artifact paths relative to the manifest's
@@ -98,8 +91,22 @@ public static class ManifestChecksums
                    ?? throw new InfluenceSharpException($"{manifestPath}: not a valid manifest");
         if (node[Property] is not JsonObject map) return;
         map[relativePath] = checksum;
+        node[Property] = Sorted(map.ToDictionary(kv => kv.Key, kv => kv.Value?.GetValue<string>() ?? "", StringComparer.Ordinal));
         AtomicFile.WriteAllText(manifestPath, node.ToJsonString(Json.Options) + "\n");
     }
+
+    /// <summary>The map in file-name order, so that a manifest's bytes do not depend on the order in
+    /// which (sharded) writers finished.</summary>
+    public static JsonObject Sorted(IReadOnlyDictionary<string, string> map)
+    {
+        var o = new JsonObject();
+        foreach (var kv in map.OrderBy(kv => kv.Key, StringComparer.Ordinal)) o[kv.Key] = kv.Value;
+        return o;
+    }
+
+    /// <summary>The map as a dictionary in file-name order (for a manifest record's Checksums).</summary>
+    public static Dictionary<string, string> SortedDictionary(IReadOnlyDictionary<string, string> map) =>
+        map.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
 
     /// <summary>Takes the manifest lock of <paramref name="directory"/> and records a checksum.</summary>
     public static void RecordLocked(string directory, string manifestFile, string relativePath, string checksum, string what)

@@ -71,7 +71,7 @@ public sealed class Factors : IDisposable
         {
             var map = ManifestChecksums.Read(mpath) ?? new Dictionary<string, string>(StringComparer.Ordinal);
             map[FactorsFile] = sum;
-            Json.WriteFile(mpath, Manifest with { Checksums = map });
+            Json.WriteFile(mpath, Manifest with { Checksums = ManifestChecksums.SortedDictionary(map) });
         });
     }
 
