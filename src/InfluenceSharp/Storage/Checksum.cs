@@ -9,8 +9,10 @@ namespace InfluenceSharp.Storage;
 /// their partials, feature-store blocks, score partials and results) has its XXH3-64 checksum
 /// recorded when it is written, in the manifest (or sidecar) that describes it, and checked when it
 /// is read; a mismatch is an error naming the file. XXH3 is not cryptographic: it detects damage,
-/// not tampering. It hashes at memory speed (several GB/s per core), far below the cost of the
-/// stages that read and write these files.
+/// not tampering. Measured (bench case "checksum", one core of a shared 2-core machine): 5.0 GB/s on
+/// a buffer, 3.1 GB/s from the page cache; fit-factors ekfac of SmallCnn over 2,000 examples (11.5 s,
+/// 22 MB of factors plus partials) spends about 0.1% of its time on checksums, build-store
+/// tracin-last (3.0 s, 2.2 MB) under 0.1%.
 /// <para>A manifest written before checksums were recorded has no "checksums" map: its artifacts
 /// load unverified (as before). A manifest with the map must list every artifact it covers.</para>
 /// </summary>
