@@ -46,6 +46,7 @@ public static class Cases
         ["rank-one-score"] = RankOneScoreCases.Run,
         ["im2col"] = Im2ColCases.Run,
         ["gram"] = GramCases.Run,
+        ["checksum"] = ChecksumCases.Run,
         ["index-rules"] = IndexRuleCases.Run,
         ["rng"] = RngCases.Run,
         ["rng-regen"] = RngCases.Regen,

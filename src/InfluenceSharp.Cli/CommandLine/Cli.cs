@@ -183,6 +183,7 @@ public static class Cli
         finally
         {
             if (code != 0) OutputDirectory.RemoveCreatedAfterFailure();
+            ReadLocks.ReleaseAll();
         }
     }
 

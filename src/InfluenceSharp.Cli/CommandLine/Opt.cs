@@ -128,7 +128,9 @@ internal static class Opt
     }
 
     /// <summary>A non-empty comma-separated list of integers in [min, max] (null when not given and no fallback).</summary>
-    public static Option<int[]> IntList(string name, string description, int[]? fallback, int min, int max = int.MaxValue, string helpName = "N,...", params string[] aliases)
+    /// <param name="distinct">Refuse a value given twice: for seed lists (the same seed twice would
+    /// count one retraining twice).</param>
+    public static Option<int[]> IntList(string name, string description, int[]? fallback, int min, int max = int.MaxValue, bool distinct = false, string helpName = "N,...", params string[] aliases)
     {
         var o = Described(new Option<int[]>(name, aliases), description, helpName);
         if (fallback is not null) o.DefaultValueFactory = _ => fallback;
@@ -143,6 +145,11 @@ internal static class Opt
                     r.AddError($"{name} {items[i]}: expected integers {Range(min, max)}");
                     return fallback;
                 }
+            if (distinct && values.GroupBy(v => v).FirstOrDefault(g => g.Count() > 1) is { } twice)
+            {
+                r.AddError($"{name} {string.Join(",", items)}: a seed repeats ({twice.Key} is given {twice.Count()} times; it would count one retraining as several); give each seed once");
+                return fallback;
+            }
             return values;
         };
         return o;

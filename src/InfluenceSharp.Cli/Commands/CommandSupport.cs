@@ -14,6 +14,8 @@ internal static class CommandSupport
     public static Checkpoint ResolveCheckpoint(string runDir, string? checkpoint)
     {
         if (!Directory.Exists(runDir)) throw new InfluenceSharpException($"--run {runDir}: no such run directory");
+        ReadLocks.Run(runDir);
+        if (checkpoint is not null && File.Exists(checkpoint)) ReadLocks.Run(checkpoint);
         if (checkpoint is null) return Checkpoint.List(runDir)[^1];
         if (File.Exists(checkpoint)) return Checkpoint.Open(checkpoint);
         if (File.Exists(Path.Combine(runDir, checkpoint))) return Checkpoint.Open(Path.Combine(runDir, checkpoint));
@@ -29,6 +31,19 @@ internal static class CommandSupport
             if (i < 0 || i >= source.Count) throw new UsageException($"--query {i}: outside the {set} set (0..{source.Count - 1})");
         if (idx.Length == 0) throw new UsageException("no queries selected");
         return (source.Subset(idx, $"{set}-queries"), idx, set);
+    }
+
+    /// <summary>The files and folders a --data spec (and --test-data) reads, for the refusal of an
+    /// input that --overwrite would delete.</summary>
+    public static List<(string Option, string Path)> DataInputs(string spec, DataOptions? options)
+    {
+        var found = new List<(string, string)>();
+        DataSpec parsed;
+        try { parsed = DataSpec.Parse(spec); }
+        catch (InfluenceSharpException) { return found; }
+        foreach (var p in new[] { parsed.Path, parsed["x"], parsed["y"], parsed["test"], options?.TestData })
+            if (p is not null && (File.Exists(p) || Directory.Exists(p))) found.Add(("--data", p));
+        return found;
     }
 
     public static void PrintProfile(Profiler p, bool quiet = false)

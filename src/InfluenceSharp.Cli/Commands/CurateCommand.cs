@@ -28,7 +28,7 @@ public static class CurateCommand
         var objective = Opt.Str("--objective", "validation objective: mean (mean loss), worst-group, d3m (group losses weighted by their excess over the average group), group:G", "OBJ", fallback: "mean");
         var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false, "the methods whose validation attribution ranks the training examples");
         var remove = Opt.Str("--remove", "how many detrimental examples to remove: counts (50,100) or fractions of the training set (0.01,0.05)", "K,...", fallback: "0.01,0.02,0.05");
-        var seeds = Opt.IntList("--seeds", "retraining seeds (each setting is retrained once per seed), as in evaluate remove", new[] { 0, 1, 2 }, 0);
+        var seeds = Opt.IntList("--seeds", "retraining seeds (each setting is retrained once per seed), as in evaluate remove", new[] { 0, 1, 2 }, 0, distinct: true);
         var budget = RetrainBudgetOption.Create("steps");
         var epochs = Opt.OptionalInt("--epochs", "epochs of each retraining [default: the run's]", 1, 100000);
         var outDir = Opt.Out("rankings, curation.json, curation.md, curation.png and the retraining cache (retrain/) [default: RUN_DIR/curate]");

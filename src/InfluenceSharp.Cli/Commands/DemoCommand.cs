@@ -61,6 +61,7 @@ public static class DemoCommand
                 // An interrupted demo run is resumed; another run in OUT/run is refused unless --overwrite.
                 var existing = state == RunState.Interrupted && !overwrite ? ExistingRun.Resume : overwrite ? ExistingRun.Overwrite : ExistingRun.Refuse;
                 if (existing == ExistingRun.Resume && !quiet) Console.Error.WriteLine($"resuming the interrupted training run in {runDir}");
+                if (existing == ExistingRun.Overwrite) Checkpoint.RefuseInputsDeletedByOverwrite(runDir, CommandSupport.DataInputs(dataSpec, readerOptions));
                 new Trainer(options, quiet ? null : new ConsoleProgress()).Train(spec, train, split.Test, runDir, record, split.Source, existing);
             }
         }

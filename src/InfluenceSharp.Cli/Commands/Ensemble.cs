@@ -75,6 +75,7 @@ internal static class Ensemble
         foreach (var m in s.Members)
         {
             List<Checkpoint> list;
+            if (Directory.Exists(m) || File.Exists(m)) ReadLocks.Run(m);
             if (Directory.Exists(m)) list = Checkpoint.List(m);
             else if (File.Exists(m)) list = new List<Checkpoint> { Checkpoint.Open(m) };
             else throw new InfluenceSharpException($"--members {m}: no such run directory or checkpoint file");

@@ -138,7 +138,7 @@ public static class EvaluateCommands
         var run = Opt.Run();
         var methods = Opt.Methods("ekfac", MethodFactory.Names, single: true, "the method whose scores choose what to remove");
         var counts = Opt.IntList("--remove-counts", "how many training examples to remove (each size is one setting)", new[] { 50, 100, 200 }, 1, aliases: "--k");
-        var seeds = Opt.IntList("--seeds", "retraining seeds", new[] { 0, 1, 2 }, 0);
+        var seeds = Opt.IntList("--seeds", "retraining seeds", new[] { 0, 1, 2 }, 0, distinct: true);
         var budget = RetrainBudgetOption.Create("epochs");
         var queryCount = Opt.Int("--query-count", "the first N test examples are the query set", 100, 1);
         var epochs = Opt.OptionalInt("--epochs", "epochs of each retraining [default: the run's]", 1, 100000);

@@ -50,7 +50,8 @@ public static class ImportCommand
             }
             var spec = ModelSpec.For(p.GetValue(model)!, train.Channels, train.Height, train.Width, train.NumClasses, p.GetValue(widths));
             string outPath = p.GetValue(outDir)!;
-            var cps = RunImport.Import(outPath, spec, files, steps, train, split.Test, split.Source, 0, p.GetValue(overwrite));
+            var cps = RunImport.Import(outPath, spec, files, steps, train, split.Test, split.Source, 0, p.GetValue(overwrite),
+                CommandSupport.DataInputs(p.GetValue(data)!, readers.Read(p)));
             if (split.Scaling is { } scaling) Json.WriteFile(Path.Combine(outPath, FeatureScaling.FileName), scaling);
             if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}; data: {split.Source} ({train.Count} train)");
             foreach (var c in cps)

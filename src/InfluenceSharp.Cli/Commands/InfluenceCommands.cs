@@ -159,6 +159,7 @@ public static class InfluenceCommands
         var queries = kind == "pairwise" ? Queries(data, querySet, queryIndices, queryCount) : default;
 
         var model = profiler.Time("Load Model", ckpt.LoadModel);
+        ReadLocks.Factors(factorsDir);
         using var factors = profiler.Time("Load All Factors", () => Factors.Load(factorsDir));
         if (factors.Manifest.DataFingerprint != data.Train.Fingerprint())
             throw new InfluenceSharpException($"{factorsDir}/manifest.json: factors were fit on training data {factors.Manifest.DataFingerprint}, but the checkpoint's training data is {data.Train.Fingerprint()} (factors from other data)");

@@ -35,6 +35,7 @@ public static class ReportCommand
 
     internal static void Write(string runDir, string outPath)
     {
+        if (Directory.Exists(runDir)) ReadLocks.Run(runDir);
         var checkpoints = Checkpoint.List(runDir);
         var last = checkpoints[^1].Info;
         var report = new HtmlReport($"InfluenceSharp report: {Path.GetFileName(Path.GetFullPath(runDir).TrimEnd('/'))}");

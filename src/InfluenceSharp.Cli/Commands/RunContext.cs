@@ -29,6 +29,7 @@ internal sealed class RunContext
     {
         List<Checkpoint> list;
         string dir;
+        if (Directory.Exists(path) || File.Exists(path)) ReadLocks.Run(path);
         if (Directory.Exists(path)) { list = Checkpoint.List(path); dir = path; }
         else if (File.Exists(path)) { list = new List<Checkpoint> { Checkpoint.Open(path) }; dir = Path.GetDirectoryName(Path.GetFullPath(path))!; }
         else throw new InfluenceSharpException($"--run {path}: no such run directory or checkpoint file");

@@ -110,6 +110,7 @@ public static class TrainCommand
                 ? $"full-batch L-BFGS (L2 {options.WeightDecay}) to gradient max-norm {lt}" : $"{options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})")
             + (options.InitFile is null ? "" : $", from {options.InitFile}") + (options.Freeze is null ? "" : $", frozen {string.Join(",", options.Freeze)}"));
         // The trainer locks --out, refuses (or overwrites, or resumes) an earlier run there, and keeps run.json.
+        if (existing == ExistingRun.Overwrite) Checkpoint.RefuseInputsDeletedByOverwrite(outDir, CommandSupport.DataInputs(dataSpec, readerOptions));
         var trainer = new Trainer(options, quiet ? null : new ConsoleProgress());
         var result = trainer.Train(spec, train, split.Test, outDir, record, split.Source, existing);
         if (split.Scaling is { } scaling) Json.WriteFile(Path.Combine(outDir, FeatureScaling.FileName), scaling);

@@ -113,6 +113,8 @@ public sealed class CurationRun
         foreach (var s in settings)
             foreach (var i in s.Duplicated ?? Array.Empty<int>())
                 if (i < 0 || i >= train.Count) throw new InfluenceSharpException($"curation {s.Name}: duplicated index {i} is outside the training set (0..{train.Count - 1})");
+        if (seeds.GroupBy(x => x).FirstOrDefault(g => g.Count() > 1) is { } twice)
+            throw new InfluenceSharpException($"--seeds: seed {twice.Key} is given {twice.Count()} times (one retraining would count as several); give each seed once");
         Budget = budget;
         CacheDir = cacheDir; this.model = model; this.training = training; this.train = train; this.test = test;
         Settings = settings; Seeds = seeds;

@@ -108,6 +108,8 @@ public static class Removal
     {
         var o = options ?? new RemovalOptions();
         if (o.TrainSeeds.Length == 0) throw new InfluenceSharpException("removal: no training seeds given");
+        if (o.TrainSeeds.GroupBy(x => x).FirstOrDefault(g => g.Count() > 1) is { } twice)
+            throw new InfluenceSharpException($"--seeds: seed {twice.Key} is given {twice.Count()} times (one retraining would count as several); give each seed once");
         if (scores.dim() != 2 || scores.shape[0] != queries.Count || scores.shape[1] != train.Count)
             throw new InfluenceSharpException($"removal: scores are [{string.Join(", ", scores.shape)}] but {queries.Count} queries and {train.Count} training examples need [{queries.Count}, {train.Count}]");
         var summed = SummedScores(scores);

@@ -36,6 +36,9 @@ public sealed record FeatureStoreManifest
     public required int BlockSize { get; init; }
     public required long Dim { get; init; }
     public string LibraryVersion { get; init; } = LibraryInfo.Version;
+    /// <summary>Checksums of the block files ("blocks/NNNNN.safetensors", see <see cref="Checksum"/>);
+    /// null in a manifest written before checksums were recorded (its blocks are read unverified).</summary>
+    public Dictionary<string, string>? Checksums { get; init; }
 
     public static FeatureStoreManifest For(IFeaturizer f, IDataset data, int blockSize) => new()
     {
@@ -142,7 +145,7 @@ public sealed class FeatureStore : IDisposable
         using (OutputLock.Manifest(directory, "feature store"))
         {
             if (File.Exists(mpath)) Json.ReadFile<FeatureStoreManifest>(mpath).Require(manifest, mpath);
-            else Json.WriteFile(mpath, manifest);
+            else Json.WriteFile(mpath, manifest with { Checksums = new() });
         }
         return new FeatureStore(featurizer, data, manifest, StoreMode.Directory, directory, batchSize);
     }
@@ -152,6 +155,23 @@ public sealed class FeatureStore : IDisposable
         if (block < 0 || block >= BlockCount) throw new ArgumentOutOfRangeException(nameof(block));
         int start = block * BlockSize;
         return (start, Math.Min(BlockSize, Count - start));
+    }
+
+    static string BlockName(int block) => $"blocks/{block:D5}.safetensors";
+
+    private Dictionary<string, string>? checksums;
+
+    /// <summary>The checksum recorded for a block (null: the store's manifest predates checksums).
+    /// Blocks written since the map was last read (by this or another process) are looked up again.</summary>
+    private string? ExpectedChecksum(int block)
+    {
+        string mpath = Path.Combine(Directory!, ManifestFile);
+        if (checksums is null || !checksums.ContainsKey(BlockName(block)))
+        {
+            checksums = ManifestChecksums.Read(mpath);
+            if (checksums is null) return null;
+        }
+        return ManifestChecksums.Expected(checksums, BlockName(block), BlockPath(block), mpath);
     }
 
     public string BlockPath(int block) => Path.Combine(Directory ?? throw new InvalidOperationException("not a directory store"), "blocks", $"{block:D5}.safetensors");
@@ -210,7 +230,8 @@ public sealed class FeatureStore : IDisposable
         if (Mode == StoreMode.Directory)
         {
             using (profiler?.Stage("Save Features"))
-                SafeTensors.Save(BlockPath(b), tensors, new Dictionary<string, string> { ["method"] = Manifest.Method, ["block"] = b.ToString() });
+                SafeTensors.Save(BlockPath(b), tensors, new Dictionary<string, string> { ["method"] = Manifest.Method, ["block"] = b.ToString() },
+                    sum => ManifestChecksums.RecordLocked(Directory!, ManifestFile, BlockName(b), sum, "feature store"));
             foreach (var t in tensors.Values) t.Dispose();
         }
         else memory[b] = tensors;
@@ -227,7 +248,16 @@ public sealed class FeatureStore : IDisposable
                 if (!Has(block)) Store(block, profiler);
                 using (profiler?.Stage("Load Features"))
                 {
-                    var file = SafeTensors.Load(BlockPath(block));
+                    string mpath = Path.Combine(Directory!, ManifestFile);
+                    SafeTensorsFile file;
+                    try { file = SafeTensors.Load(BlockPath(block), ExpectedChecksum(block), mpath); }
+                    catch (InfluenceSharpException)
+                    {
+                        // Another process may have written or rewritten the block since the map was
+                        // read: read the map again (a second failure stands).
+                        checksums = null;
+                        file = SafeTensors.Load(BlockPath(block), ExpectedChecksum(block), mpath);
+                    }
                     var tensors = new Dictionary<string, Tensor>(file.Tensors);
                     string? bad = !tensors.TryGetValue("features", out var f) || f.dim() != 2 || f.shape[0] != count || f.shape[1] != Manifest.Dim
                         ? $"block has the wrong shape ([{(f is null ? "" : string.Join(", ", f.shape))}], expected [{count}, {Manifest.Dim}])"

@@ -31,6 +31,11 @@ public static partial class Npy
 
     public static void Write(string path, ReadOnlySpan<double> data, params long[] shape) => WriteCore(path, MemoryMarshal.AsBytes(data), data.Length, NpyDtype.Float64, shape);
 
+    /// <summary>Writes a float64 vector or matrix; <paramref name="onChecksum"/> receives the file's
+    /// checksum before it is renamed into place (to be recorded in the manifest).</summary>
+    public static void Write(string path, ReadOnlySpan<double> data, long[] shape, Action<string>? onChecksum) =>
+        WriteCore(path, MemoryMarshal.AsBytes(data), data.Length, NpyDtype.Float64, shape, onChecksum);
+
     /// <summary>Writes a float32 or float64 tensor (any device, any rank) with its shape.</summary>
     public static void Write(string path, Tensor t)
     {
@@ -39,14 +44,15 @@ public static partial class Npy
         WriteCore(path, c.bytes, c.numel(), dtype, t.shape);
     }
 
-    private static void WriteCore(string path, ReadOnlySpan<byte> bytes, long count, NpyDtype dtype, long[] shape)
+    private static void WriteCore(string path, ReadOnlySpan<byte> bytes, long count, NpyDtype dtype, long[] shape, Action<string>? onChecksum = null)
     {
         long expected = shape.Aggregate(1L, (a, b) => a * b);
         if (shape.Any(d => d < 0) || expected != count)
             throw new InfluenceSharpException($"{path}: {count} values do not fill shape ({string.Join(", ", shape)})");
         byte[] header = Header(dtype, shape);
         byte[] copy = bytes.ToArray();
-        AtomicFile.Write(path, s => { s.Write(header); s.Write(copy); });
+        AtomicFile.Write(path, s => { s.Write(header); s.Write(copy); },
+            onChecksum is null ? null : _ => { var sum = new Checksum.Builder(); sum.Append(header); sum.Append(copy); onChecksum(sum.Result); });
     }
 
     internal static NpyDtype DtypeOf(Tensor t, string path) => t.dtype switch
@@ -131,9 +137,14 @@ public static partial class Npy
     }
 
     /// <summary>Reads a whole .npy file into a CPU tensor of its dtype and shape.</summary>
-    public static Tensor Read(string path)
+    public static Tensor Read(string path) => Read(path, null, null);
+
+    /// <summary>As <see cref="Read(string)"/>, first checking the file against the checksum recorded
+    /// in <paramref name="recordedIn"/> when it was written (none: unchecked).</summary>
+    public static Tensor Read(string path, string? expectedChecksum, string? recordedIn)
     {
         if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
+        Checksum.VerifyFile(path, expectedChecksum, recordedIn ?? "its manifest");
         using var fs = File.OpenRead(path);
         var h = ReadHeader(fs, path);
         var t = empty(h.Shape, h.Dtype == NpyDtype.Float64 ? ScalarType.Float64 : ScalarType.Float32);

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using InfluenceSharp.Storage;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Scores;
@@ -79,7 +80,9 @@ public sealed class NpyBlockWriter : IDisposable
 
     /// <summary>Flushes to disk and renames the file to its final name. Fails, naming the first
     /// missing column range, if some columns were never written.</summary>
-    public void Complete()
+    /// <param name="onChecksum">Receives the complete file's checksum before it is renamed into
+    /// place (to be recorded in the manifest).</param>
+    public void Complete(Action<string>? onChecksum = null)
     {
         ObjectDisposedException.ThrowIf(done, this);
         if (columnsLeft > 0)
@@ -92,6 +95,7 @@ public sealed class NpyBlockWriter : IDisposable
         {
             stream.Flush(flushToDisk: true);
             stream.Dispose();
+            if (onChecksum is not null) onChecksum(Checksum.OfFile(tempPath));
             File.Move(tempPath, Path, overwrite: true);
             done = true;
         }

@@ -22,6 +22,9 @@ public sealed record ScoresManifest
     public string? QuerySet { get; init; }
     public required int PartitionSize { get; init; }
     public string LibraryVersion { get; init; } = LibraryInfo.Version;
+    /// <summary>Checksums of the partials and results (see <see cref="Checksum"/>); null in a manifest
+    /// written before checksums were recorded (its files are then read unverified).</summary>
+    public Dictionary<string, string>? Checksums { get; init; }
 
     public void Require(ScoresManifest expected, string path)
     {
@@ -88,7 +91,7 @@ public static class PartitionedScoring
                     {
                         for (int i = 0; i < writers.Length; i++) writers[i].WriteColumns(off, blocks[i]);
                     });
-                    foreach (var w in writers) w.Complete();
+                    for (int i = 0; i < writers.Length; i++) writers[i].Complete(Recorder(outDir, Part(p, names[i]), what));
                 }
                 finally { foreach (var w in writers) w.Dispose(); }
             }
@@ -98,6 +101,8 @@ public static class PartitionedScoring
         if (merge is null || finals.All(File.Exists)) return finals.All(File.Exists);   // another shard is merging (or has)
         for (int p = 0; p < parts; p++)
             foreach (var n in names) RequireShape(Part(p, n), new long[] { queryCount, Len(p) });
+        string mpath = Path.Combine(outDir, ManifestFile);
+        var sums = ManifestChecksums.Read(mpath);
         using (profiler.Stage("Save Pairwise Score"))
         {
             for (int i = 0; i < names.Length; i++)
@@ -106,9 +111,10 @@ public static class PartitionedScoring
                 for (int p = 0; p < parts; p++)
                 {
                     using var scope = NewDisposeScope();
-                    w.WriteColumns(p * manifest.PartitionSize, Npy.Read(Part(p, names[i])));
+                    w.WriteColumns(p * manifest.PartitionSize, ReadPartial(outDir, Part(p, names[i]), sums, mpath));
                 }
-                w.Complete();
+                // The merge holds the manifest lock: record directly.
+                w.Complete(sum => ManifestChecksums.Record(mpath, Path.GetFileName(finals[i]), sum));
             }
         }
         OutputLock.RemovePartials(partials);
@@ -122,8 +128,8 @@ public static class PartitionedScoring
         const string what = "self-influence scores";
         using var stage = OutputLock.Stage(outDir, what, shard);
         Prepare(outDir, manifest, what);
-        string final = Path.Combine(outDir, SelfFile);
-        if (File.Exists(final)) return ReadVector(final);
+        string final = Path.Combine(outDir, SelfFile), mpath = Path.Combine(outDir, ManifestFile);
+        if (File.Exists(final)) return ReadFinal(final, mpath);
         int parts = Parts(train.Count, manifest.PartitionSize);
         string partials = Path.Combine(outDir, "partials");
         string Part(int p) => Path.Combine(partials, $"self-{p:D5}.npy");
@@ -136,14 +142,23 @@ public static class PartitionedScoring
             int start = p * manifest.PartitionSize, len = Len(p);
             var s = method.SelfInfluence(Slice(train, start, len));
             if (s.Length != len) throw new InfluenceSharpException($"{method.Name}: self-influence of {len} examples returned {s.Length} values");
-            Npy.Write(Part(p), s, s.Length);
+            int bad = Array.FindIndex(s, v => !double.IsFinite(v));
+            if (bad >= 0)
+                throw new InfluenceSharpException($"{method.Name}: the self-influence of training example {start + bad} is {s[bad]} (not finite): the model or the method's settings (e.g. --damping) give no usable scores");
+            Npy.Write(Part(p), s, new long[] { s.Length }, Recorder(outDir, Part(p), what));
         }
-        if (Enumerable.Range(0, parts).Any(p => !File.Exists(Part(p)))) return File.Exists(final) ? ReadVector(final) : null;
+        if (Enumerable.Range(0, parts).Any(p => !File.Exists(Part(p)))) return File.Exists(final) ? ReadFinal(final, mpath) : null;
         using var merge = OutputLock.TryMerge(outDir, what);
-        if (merge is null || File.Exists(final)) return File.Exists(final) ? ReadVector(final) : null;
+        if (merge is null || File.Exists(final)) return File.Exists(final) ? ReadFinal(final, mpath) : null;
         for (int p = 0; p < parts; p++) RequireShape(Part(p), new long[] { Len(p) });
-        var all = Enumerable.Range(0, parts).SelectMany(p => ReadVector(Part(p))).ToArray();
-        profiler.Time("Save Self-Influence Score", () => Npy.Write(final, all, all.Length));
+        var sums = ManifestChecksums.Read(mpath);
+        var all = Enumerable.Range(0, parts).SelectMany(p =>
+        {
+            using var t = ReadPartial(outDir, Part(p), sums, mpath);
+            return t.to(ScalarType.Float64).data<double>().ToArray();
+        }).ToArray();
+        // The merge holds the manifest lock: record directly.
+        profiler.Time("Save Self-Influence Score", () => Npy.Write(final, all, new long[] { all.Length }, sum => ManifestChecksums.Record(mpath, SelfFile, sum)));
         OutputLock.RemovePartials(partials);
         return all;
     }
@@ -163,6 +178,32 @@ public static class PartitionedScoring
         return t.to(ScalarType.Float64).data<double>().ToArray();
     }
 
+    public const string ManifestFile = "manifest.json";
+
+    /// <summary>Records a partial's checksum in the manifest (under the manifest lock) before the
+    /// partial is renamed into place.</summary>
+    static Action<string> Recorder(string outDir, string path, string what) =>
+        sum => ManifestChecksums.RecordLocked(outDir, ManifestFile, Relative(outDir, path), sum, what);
+
+    static string Relative(string outDir, string path) => Path.GetRelativePath(outDir, path).Replace('\\', '/');
+
+    /// <summary>A partial as the merge reads it: the file the manifest recorded (checksum), holding
+    /// finite values only; otherwise an error naming the file.</summary>
+    static Tensor ReadPartial(string outDir, string path, Dictionary<string, string>? sums, string mpath)
+    {
+        var t = Npy.Read(path, ManifestChecksums.Expected(sums, Relative(outDir, path), path, mpath), mpath);
+        FiniteCheck.Require(t, path, "delete it to recompute that partition");
+        return t;
+    }
+
+    /// <summary>A final result, checked against its recorded checksum.</summary>
+    static double[] ReadFinal(string path, string mpath)
+    {
+        using var t = Npy.Read(path, ManifestChecksums.Expected(ManifestChecksums.Read(mpath), Path.GetFileName(path), path, mpath), mpath);
+        return t.to(ScalarType.Float64).data<double>().ToArray();
+    }
+
+
     /// <summary>The whole set is passed as itself (so stores keyed by its fingerprint are reused).</summary>
     static IDataset Slice(IDataset train, int start, int len) => start == 0 && len == train.Count ? train : SubsetDataset.Range(train, start, len);
 
@@ -179,8 +220,8 @@ public static class PartitionedScoring
         OutputLock.CleanStaleTemps(outDir);
         OutputLock.CleanStaleTemps(partials);
         using var mlock = OutputLock.Manifest(outDir, what);
-        string mpath = Path.Combine(outDir, "manifest.json");
+        string mpath = Path.Combine(outDir, ManifestFile);
         if (File.Exists(mpath)) Json.ReadFile<ScoresManifest>(mpath).Require(manifest, mpath);
-        else Json.WriteFile(mpath, manifest);
+        else Json.WriteFile(mpath, manifest with { Checksums = new() });
     }
 }

@@ -4,7 +4,12 @@ namespace InfluenceSharp.Storage;
 /// same directory, flush it to disk, then rename it over the target.</summary>
 public static class AtomicFile
 {
-    public static void Write(string path, Action<Stream> write)
+    public static void Write(string path, Action<Stream> write) => Write(path, write, null);
+
+    /// <summary>As <see cref="Write(string, Action{Stream})"/>; <paramref name="beforeCommit"/> runs
+    /// with the complete temp file's path just before it is renamed into place (e.g. to record its
+    /// checksum first, so that no artifact appears unrecorded); if it throws, nothing is renamed.</summary>
+    public static void Write(string path, Action<Stream> write, Action<string>? beforeCommit)
     {
         string full = Path.GetFullPath(path);
         string dir = Path.GetDirectoryName(full)!;
@@ -17,6 +22,7 @@ public static class AtomicFile
                 write(fs);
                 fs.Flush(flushToDisk: true);
             }
+            beforeCommit?.Invoke(tmp);
             File.Move(tmp, full, overwrite: true);
         }
         catch

@@ -30,7 +30,13 @@ public static class SafeTensors
 
     /// <summary>Writes tensors (any device; copied to CPU) atomically. Names are sorted so the same
     /// content gives the same bytes.</summary>
-    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <param name="path">The file to write.</param>
+    /// <param name="tensors">The tensors, by name.</param>
+    /// <param name="metadata">The header's "__metadata__" strings.</param>
+    /// <param name="onChecksum">Receives the file's checksum (<see cref="Checksum"/>) before the file
+    /// is renamed into place: the writer records it in the artifact's manifest.</param>
+    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null,
+        Action<string>? onChecksum = null)
     {
         var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
         var blobs = new List<byte[]>(names.Count);
@@ -53,15 +59,18 @@ public static class SafeTensors
         }
         byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
         int padded = (json.Length + 7) / 8 * 8;
+        var sum = onChecksum is null ? null : new Checksum.Builder();
         AtomicFile.Write(path, s =>
         {
             Span<byte> len = stackalloc byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
-            s.Write(len);
-            s.Write(json);
-            for (int i = json.Length; i < padded; i++) s.WriteByte((byte)' ');
-            foreach (var b in blobs) s.Write(b);
-        });
+            byte[] pad = new byte[padded - json.Length];
+            pad.AsSpan().Fill((byte)' ');
+            s.Write(len); sum?.Append(len);
+            s.Write(json); sum?.Append(json);
+            s.Write(pad); sum?.Append(pad);
+            foreach (var b in blobs) { s.Write(b); sum?.Append(b); }
+        }, onChecksum is null ? null : _ => onChecksum(sum!.Result));
     }
 
     /// <summary>True when the file is a whole safetensors file: its header parses and its length is
@@ -91,10 +100,15 @@ public static class SafeTensors
     }
 
     /// <summary>Reads every tensor of a safetensors file onto the CPU. The caller owns (disposes) them.</summary>
-    public static SafeTensorsFile Load(string path)
+    public static SafeTensorsFile Load(string path) => Load(path, null, null);
+
+    /// <summary>As <see cref="Load(string)"/>, first checking the file's bytes against the checksum
+    /// recorded in <paramref name="recordedIn"/> when written (none: unchecked).</summary>
+    public static SafeTensorsFile Load(string path, string? expectedChecksum, string? recordedIn)
     {
         if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
         byte[] all = File.ReadAllBytes(path);
+        if (expectedChecksum is not null) Checksum.Require(path, Checksum.Of(all), expectedChecksum, recordedIn ?? "its manifest");
         if (all.Length < 8) throw new InfluenceSharpException($"{path}: not a safetensors file (shorter than its 8-byte header length)");
         ulong hlen = BinaryPrimitives.ReadUInt64LittleEndian(all);
         if (hlen > (ulong)(all.Length - 8) || hlen > 100_000_000)

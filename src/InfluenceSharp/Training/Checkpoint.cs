@@ -34,6 +34,9 @@ public sealed record CheckpointInfo
     public string? ImportedFrom { get; init; }
     public string? ImportedHash { get; init; }
     public string LibraryVersion { get; init; } = LibraryInfo.Version;
+    /// <summary>Checksum of the weights file (see <see cref="Storage.Checksum"/>), checked whenever
+    /// the weights are loaded; null in a sidecar written before checksums were recorded (unverified).</summary>
+    public string? Checksum { get; init; }
 }
 
 /// <summary>A checkpoint on disk: safetensors weights (PyTorch names) plus a JSON sidecar.</summary>
@@ -55,10 +58,12 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
     public static Checkpoint Save(nn.Module model, string weightsPath, CheckpointInfo info)
     {
         var state = model.state_dict();
+        string? sum = null;
         SafeTensors.Save(weightsPath, state, new Dictionary<string, string>
         {
             ["format"] = "pt", ["architecture"] = info.Model.Architecture, ["library"] = "InfluenceSharp " + info.LibraryVersion,
-        });
+        }, s => sum = s);
+        info = info with { Checksum = sum };
         Json.WriteFile(SidecarPath(weightsPath), info);
         return new Checkpoint(weightsPath, info);
     }
@@ -108,15 +113,41 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
     /// in which case the old checkpoints and derived results are deleted. Call it under the run's lock.</summary>
     public static void PrepareRunDirectory(string runDir, bool overwrite)
     {
-        if (!Directory.Exists(runDir)) return;
-        var old = Directory.GetFiles(runDir, "epoch-*.*").Concat(Directory.GetFiles(runDir, "optimizer-*.safetensors")).ToArray();
-        if (old.Length == 0 && !File.Exists(RunRecord.PathIn(runDir))) return;
+        var targets = OverwriteTargets(runDir);
+        if (targets.Count == 0) return;
         if (!overwrite)
             throw new InfluenceSharpException($"--out {runDir}: already holds checkpoints of another run; choose another directory, pass --overwrite, or --resume to finish an interrupted run");
-        foreach (var f in old) File.Delete(f);
-        foreach (var f in new[] { "run.json", "corruption.json", Data.FeatureScaling.FileName }.Select(n => Path.Combine(runDir, n)).Where(File.Exists)) File.Delete(f);
-        foreach (var d in new[] { "store", "detect", "explain", "lds", "remove", "ensemble" }.Select(n => Path.Combine(runDir, n)).Where(Directory.Exists))
-            Directory.Delete(d, recursive: true);
+        foreach (var t in targets)
+        {
+            if (Directory.Exists(t) && !new DirectoryInfo(t).Attributes.HasFlag(FileAttributes.ReparsePoint)) Directory.Delete(t, recursive: true);
+            else File.Delete(t);
+        }
+    }
+
+    /// <summary>What <see cref="PrepareRunDirectory"/> with overwrite deletes in <paramref name="runDir"/>
+    /// (files and folders, existing ones only): nothing when the directory holds no run.</summary>
+    public static IReadOnlyList<string> OverwriteTargets(string runDir)
+    {
+        if (!Directory.Exists(runDir)) return Array.Empty<string>();
+        var old = Directory.GetFiles(runDir, "epoch-*.*").Concat(Directory.GetFiles(runDir, "optimizer-*.safetensors")).ToList();
+        if (old.Count == 0 && !File.Exists(RunRecord.PathIn(runDir))) return Array.Empty<string>();
+        old.AddRange(new[] { "run.json", "corruption.json", Data.FeatureScaling.FileName }.Select(n => Path.Combine(runDir, n)).Where(File.Exists));
+        old.AddRange(new[] { "store", "detect", "explain", "lds", "remove", "ensemble" }.Select(n => Path.Combine(runDir, n)).Where(Directory.Exists));
+        return old;
+    }
+
+    /// <summary>Refuses, naming the option and the file, an input that overwriting
+    /// <paramref name="runDir"/> would delete before (or while) the command reads it: a weights or
+    /// data file among the old run's checkpoints or results (as named, or through a link).</summary>
+    /// <param name="runDir">The run directory about to be overwritten.</param>
+    /// <param name="inputs">(option, path) of every file or folder the command reads.</param>
+    public static void RefuseInputsDeletedByOverwrite(string runDir, IEnumerable<(string Option, string Path)> inputs)
+    {
+        var targets = OverwriteTargets(runDir).Select(PathIdentity.NamedPath).ToList();
+        if (targets.Count == 0) return;
+        foreach (var (option, path) in inputs)
+            if (PathIdentity.AmongDeleted(path, targets))
+                throw new InfluenceSharpException($"{option} {path}: lies in {runDir}, whose old run --overwrite deletes before this command is done with it; copy the file out of the run directory first, or choose another --out");
     }
 
     /// <summary>Builds the architecture named in the sidecar and loads the weights into it, in eval
@@ -125,7 +156,7 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
     public nn.Module<Tensor, Tensor> LoadModel()
     {
         var model = Info.Model.Create();
-        LoadWeights(model, WeightsPath);
+        LoadWeights(model, WeightsPath, Info.Checksum);
         // Parameters frozen in training stay so: attribution tracks only the trainable layers.
         InitWeights.Freeze(model, Info.Training?.Freeze);
         model.eval();
@@ -141,9 +172,12 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
     /// <summary>Loads a safetensors file (ours or one written by PyTorch for the same architecture)
     /// into a model, refusing missing, unexpected or wrongly shaped tensors with a message that names
     /// the file and the tensors.</summary>
-    public static void LoadWeights(nn.Module model, string path)
+    /// <param name="model">The model to load into.</param>
+    /// <param name="path">The safetensors file.</param>
+    /// <param name="checksum">The checksum its sidecar recorded (null: unchecked).</param>
+    public static void LoadWeights(nn.Module model, string path, string? checksum = null)
     {
-        using var file = SafeTensors.Load(path);
+        using var file = SafeTensors.Load(path, checksum, SidecarPath(path));
         var state = model.state_dict();
         var missing = state.Keys.Where(k => !file.Tensors.ContainsKey(k)).ToList();
         var unexpected = file.Tensors.Keys.Where(k => !state.ContainsKey(k)).ToList();

@@ -21,8 +21,11 @@ public static class RunImport
     /// <param name="dataSource">The data spec recorded, so later commands rebuild the data.</param>
     /// <param name="trainingSeed">The seed recorded in the run's options (it chooses a --train-count subset).</param>
     /// <param name="overwrite">Replace an earlier run in <paramref name="runDir"/>.</param>
+    /// <param name="otherInputs">Other files the caller read for this import ((option, path), e.g. the
+    /// data): like the weights, refused when overwriting <paramref name="runDir"/> would delete them.</param>
     public static List<Checkpoint> Import(string runDir, ModelSpec spec, IReadOnlyList<string> weights, IReadOnlyList<double> stepSizes,
-        LabeledDataset train, LabeledDataset? test, string dataSource, int trainingSeed = 0, bool overwrite = false)
+        LabeledDataset train, LabeledDataset? test, string dataSource, int trainingSeed = 0, bool overwrite = false,
+        IEnumerable<(string Option, string Path)>? otherInputs = null)
     {
         if (weights.Count == 0) throw new InfluenceSharpException("--weights: give at least one weights file");
         if (stepSizes.Count != 1 && stepSizes.Count != weights.Count)
@@ -31,8 +34,19 @@ public static class RunImport
             if (!(lr > 0) || double.IsInfinity(lr)) throw new InfluenceSharpException($"--lr {lr}: step sizes must be positive");
         foreach (var w in weights)
             if (!File.Exists(w)) throw new InfluenceSharpException($"--weights {w}: file not found");
+        // Every weights file is read and checked (shapes, finite values) before the run directory is
+        // touched: a bad file leaves an earlier run there as it was.
+        foreach (var w in weights)
+        {
+            using var probe = spec.Create();
+            InitWeights.Apply(probe, w, strictHead: true);
+        }
         using var runLock = DirectoryLock.Acquire(runDir, "import");
         OutputLock.CleanStaleTemps(runDir);
+        // An input among the old run's files would be deleted before it is read (or, for the data,
+        // lost to the user): refuse it while nothing is deleted yet.
+        if (overwrite)
+            Checkpoint.RefuseInputsDeletedByOverwrite(runDir, weights.Select(w => ("--weights", w)).Concat(otherInputs ?? Array.Empty<(string, string)>()));
         Checkpoint.PrepareRunDirectory(runDir, overwrite);
         string fingerprint = train.Fingerprint();
         var options = new TrainOptions

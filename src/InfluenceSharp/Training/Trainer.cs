@@ -183,7 +183,7 @@ public sealed class Trainer
                     checkpoints.AddRange(present.Select(c => Checkpoint.Open(Path.Combine(runDir, c))));
                     history.AddRange(old.History.Take(k));
                     if (history.Count != k) throw new InfluenceSharpException($"{runDir}: cannot resume: run.json has metrics for {old.History.Count} epochs, not {k}");
-                    Checkpoint.LoadWeights(model, last.WeightsPath);
+                    Checkpoint.LoadWeights(model, last.WeightsPath, last.Info.Checksum);
                     if (k < epochs) LoadOptimizerState(opt, trainableNames, runDir, k);
                     step = last.Info.Step;
                     // The augmentation stream runs across epochs: replay the draws of the epochs done.
@@ -192,7 +192,12 @@ public sealed class Trainer
                 }
             }
             else
+            {
+                // The init file was read already, but a --resume of this run reads it again: keep it.
+                if (existing == ExistingRun.Overwrite && o.InitFile is not null)
+                    Checkpoint.RefuseInputsDeletedByOverwrite(runDir, new[] { ("--init", o.InitFile) });
                 Checkpoint.PrepareRunDirectory(runDir, existing == ExistingRun.Overwrite);
+            }
             if (corruption is not null) Json.WriteFile(Path.Combine(runDir, corruptionFile!), corruption);
             record = new RunRecord
             {

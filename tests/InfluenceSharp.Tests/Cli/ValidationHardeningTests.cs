@@ -204,7 +204,14 @@ public class ValidationHardeningTests : IClassFixture<SmallRunFixture>
                 tensors = f.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.clone());
                 var meta = f.Metadata;
                 tensors["fc1.weight"][0, 0] = float.NaN;
-                SafeTensors.Save(w, tensors, meta);
+                // As a diverged training writes them: the sidecar records the new file's checksum.
+                SafeTensors.Save(w, tensors, meta, sum =>
+                {
+                    string side = InfluenceSharp.Training.Checkpoint.SidecarPath(w);
+                    var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(side))!.AsObject();
+                    node["checksum"] = sum;
+                    File.WriteAllText(side, node.ToJsonString());
+                });
             }
         }
         AssertRuntimeError(CliRunner.Run("detect-mislabeled", "--run", run, "--out", dir.File("d"), "--methods", "ekfac", "--quiet"), "non-finite weights", "fc1.weight");

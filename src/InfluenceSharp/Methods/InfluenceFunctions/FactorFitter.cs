@@ -51,17 +51,25 @@ public sealed class FactorFitter
     {
         var sh = shard ?? Shard.All;
         var manifest = ManifestFor(train);
+        if (dir is not null && File.Exists(Path.Combine(dir, Factors.FactorsFile)))
+        {
+            // Finished factors are only read, under a shared lock: fits and scorers reading the same
+            // factors run side by side, and a writer cannot replace them meanwhile.
+            using var read = DirectoryLock.AcquireShared(dir, "reading the factors");
+            if (File.Exists(Path.Combine(dir, Factors.FactorsFile)))
+                return profiler.Time("Load All Factors", () => Factors.Load(dir, manifest));
+        }
         using var stage = dir is null ? null : OutputLock.Stage(dir, "factors", sh);
         if (dir is not null)
         {
             Directory.CreateDirectory(dir);
             OutputLock.CleanStaleTemps(dir);
             OutputLock.CleanStaleTemps(Path.Combine(dir, "partials"));
-            string mpath = Path.Combine(dir, Factors.ManifestFile);
+            string mpath = Path.Combine(dir!, Factors.ManifestFile);
             using (OutputLock.Manifest(dir, "factors"))
             {
                 if (File.Exists(mpath)) Json.ReadFile<FactorsManifest>(mpath).Require(manifest, mpath);
-                else Json.WriteFile(mpath, manifest);
+                else Json.WriteFile(mpath, manifest with { Checksums = new() });
             }
             if (File.Exists(Path.Combine(dir, Factors.FactorsFile)))
             {
@@ -166,7 +174,8 @@ public sealed class FactorFitter
         Func<Tensor[]> init, CaptureCache? cache, Action<LayerBatch, Tensor[], int> accumulate)
     {
         int n = train.Count, parts = (n + o.PartitionSize - 1) / o.PartitionSize;
-        string PartPath(int p) => Path.Combine(dir!, "partials", $"{stage}-{p:D5}.safetensors");
+        string PartName(int p) => $"partials/{stage}-{p:D5}.safetensors";
+        string PartPath(int p) => Path.Combine(dir!, PartName(p));
         Tensor[]? total = dir is null ? init() : null;
         double totalCount = 0;
         var todo = Enumerable.Range(0, parts).Where(p => sh.Contains(p) && (dir is null || !File.Exists(PartPath(p)))).ToList();
@@ -215,7 +224,8 @@ public sealed class FactorFitter
                     var named = acc.Select((t, i) => (t, i)).ToDictionary(x => $"sum{x.i}", x => x.t);
                     named["count"] = torch.tensor(new double[] { end - start });
                     var meta = new Dictionary<string, string> { ["stage"] = stage, ["partition"] = p.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-                    profiler.Time($"Save {stage} partition", () => SafeTensors.Save(PartPath(p), named, meta));
+                    profiler.Time($"Save {stage} partition", () => SafeTensors.Save(PartPath(p), named, meta,
+                        sum => ManifestChecksums.RecordLocked(dir!, Factors.ManifestFile, PartName(p), sum, "factors")));
                     foreach (var t in named.Values) t.Dispose();
                 }
             }
@@ -226,9 +236,12 @@ public sealed class FactorFitter
         {
             var sums = init();
             double count = 0;
+            string mpath = Path.Combine(dir!, Factors.ManifestFile);
+            var recorded = ManifestChecksums.Read(mpath);
             for (int p = 0; p < parts; p++)
             {
-                using var f = SafeTensors.Load(PartPath(p));
+                // The file the manifest recorded (checksum), holding finite sums only.
+                using var f = SafeTensors.Load(PartPath(p), ManifestChecksums.Expected(recorded, PartName(p), PartPath(p), mpath), mpath);
                 int len = Math.Min(o.PartitionSize, n - p * o.PartitionSize);
                 string Bad(string why) => $"{PartPath(p)}: {why} (left over from another fit, or copied from another partition?); delete it to recompute that partition";
                 if (f.Metadata.TryGetValue("partition", out var mp) && mp != p.ToString(System.Globalization.CultureInfo.InvariantCulture))
@@ -241,6 +254,7 @@ public sealed class FactorFitter
                 {
                     if (!f.Tensors.TryGetValue($"sum{i}", out var part) || !part.shape.SequenceEqual(sums[i].shape))
                         throw new InfluenceSharpException(Bad($"partial sums sum{i} are missing or have the wrong shape"));
+                    FiniteCheck.Require(part, PartPath(p), "delete it to recompute that partition");
                     sums[i].add_(part);
                 }
                 count += len;

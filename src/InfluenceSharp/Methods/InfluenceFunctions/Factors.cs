@@ -19,6 +19,9 @@ public sealed record FactorsManifest
     public required int PartitionSize { get; init; }
     public required int Seed { get; init; }
     public string LibraryVersion { get; init; } = LibraryInfo.Version;
+    /// <summary>Checksums of factors.safetensors and of the partial sums (see <see cref="Checksum"/>);
+    /// null in a manifest written before checksums were recorded (its files are read unverified).</summary>
+    public Dictionary<string, string>? Checksums { get; init; }
 
     /// <summary>Throws, naming the first differing field, when two manifests do not describe the
     /// same fit (library version aside).</summary>
@@ -61,8 +64,15 @@ public sealed class Factors : IDisposable
         var all = new Dictionary<string, Tensor>();
         foreach (var l in Layers) foreach (var kv in l.ToTensors()) all[kv.Key] = kv.Value;
         // safetensors needs at least a valid header; identity factors hold no tensors.
-        SafeTensors.Save(Path.Combine(dir, FactorsFile), all, new Dictionary<string, string> { ["strategy"] = Manifest.Strategy.ToString() });
-        Json.WriteFile(Path.Combine(dir, ManifestFile), Manifest);
+        // The manifest, with the factors' checksum (and those of partials recorded earlier), is
+        // written before the factors file is renamed into place: factors never appear unrecorded.
+        string mpath = Path.Combine(dir, ManifestFile);
+        SafeTensors.Save(Path.Combine(dir, FactorsFile), all, new Dictionary<string, string> { ["strategy"] = Manifest.Strategy.ToString() }, sum =>
+        {
+            var map = ManifestChecksums.Read(mpath) ?? new Dictionary<string, string>(StringComparer.Ordinal);
+            map[FactorsFile] = sum;
+            Json.WriteFile(mpath, Manifest with { Checksums = ManifestChecksums.SortedDictionary(map) });
+        });
     }
 
     /// <summary>Loads factors; when <paramref name="expected"/> is given, refuses factors whose
@@ -74,7 +84,7 @@ public sealed class Factors : IDisposable
         if (!File.Exists(fpath)) throw new InfluenceSharpException($"{dir}: no {FactorsFile}: the fit has not finished (run fit-factors again to resume)");
         var manifest = Json.ReadFile<FactorsManifest>(mpath);
         if (expected is not null) manifest.Require(expected, mpath);
-        using var file = SafeTensors.Load(fpath);
+        using var file = SafeTensors.Load(fpath, ManifestChecksums.Expected(manifest.Checksums, FactorsFile, fpath, mpath), mpath);
         Tensor? Take(string key) => file.Tensors.Remove(key, out var t) ? t : null;
         var layers = manifest.Layers.Select(l =>
         {
