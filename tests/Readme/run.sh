@@ -10,8 +10,10 @@
 #       says why, e.g. it is another CI stage);
 #   a line `# readme-check: replace A => B ; C => D` in a block: the block runs with the literal
 #       text A replaced by B (shorter settings), as the README says there.
-# Runtime: about 12 minutes on 2 busy cores (the demo's Release build and run, packing and installing
-# the tool and the library, a console app built against the packages, the shortened curation example).
+# Runtime: measured 54 minutes on a 2-core machine at load average 30-50 (demo block: Release build and
+# run, 36 min; packing and installing the tool 3.5 min; packing the library and building a console app
+# against it 3 min; the shortened curation example 12 min); on an idle 2-core machine expect about a
+# quarter of that (the demo alone is about 40 s there).
 # Leaves nothing behind (the packages of the README's version are removed from the NuGet cache again).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
