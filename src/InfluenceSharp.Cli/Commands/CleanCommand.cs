@@ -65,7 +65,7 @@ public static class CleanCommand
         else
         {
             usedMethod = method ?? impliedMethod ?? DefaultMethod(kind, path);
-            var (order, scores) = kind == FromKind.Detection ? DetectionRanking(path, usedMethod, train.Count) : CurationRanking(path, usedMethod, train);
+            var (order, scores) = kind == FromKind.Detection ? DetectionRanking(path, usedMethod, train) : CurationRanking(path, usedMethod, train);
             if (top > order.Length) throw new UsageException($"--top {top}: the ranking of {usedMethod} lists only {order.Length} of the run's {train.Count} training examples");
             var predicted = rc.PredictedTrainLabels();
             items = order.Take(top!.Value).Select((i, r) => new CleanItem(i, CleanDecision.Remove)
@@ -153,8 +153,9 @@ public static class CleanCommand
     }
 
     /// <summary>Training indices by decreasing self-influence (ties: lower index first, as detect-mislabeled ranks).</summary>
-    static (int[] Order, double[] Scores) DetectionRanking(string dir, string method, int n)
+    static (int[] Order, double[] Scores) DetectionRanking(string dir, string method, LabeledDataset train)
     {
+        int n = train.Count;
         string file = Path.Combine(dir, $"self_influence-{method}.npy");
         if (!File.Exists(file))
         {
@@ -168,6 +169,14 @@ public static class CleanCommand
         if (self.Length != n)
             throw new InfluenceSharpException($"{file}: {self.Length} self-influence scores, but the run has {n} training examples (a detection of another run?)");
         var order = Enumerable.Range(0, n).OrderByDescending(i => self[i]).ToArray();
+        // The sources suspicious-M.csv names must be the run's (a detection of other data with as many examples is refused).
+        string csv = Path.Combine(dir, $"suspicious-{method}.csv");
+        if (File.Exists(csv) && CsvDataReader.ReadRecords(csv) is { Count: > 1 } records && Array.IndexOf(records[0].Fields, "source") is var src and >= 0
+            && Array.IndexOf(records[0].Fields, "index") is var ci and >= 0)
+            foreach (var (line, f) in records.Skip(1))
+                if (f.Length > Math.Max(src, ci) && int.TryParse(f[ci], NumberStyles.None, CultureInfo.InvariantCulture, out int i) && i < n
+                    && f[src].Length > 0 && f[src] != SourceText.Of(train, i))
+                    throw new InfluenceSharpException($"{csv}: line {line}: example {i} is {f[src]} there but {SourceText.Of(train, i)} in the run (a detection of other data?)");
         return (order, self);
     }
 

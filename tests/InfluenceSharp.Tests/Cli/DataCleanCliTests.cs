@@ -157,6 +157,15 @@ public class DataCleanCliTests
         Assert.Equal(1, r.Code);
         Assert.Contains("was not written by `influence data clean`", r.Err);
         Assert.Empty(Directory.GetDirectories(dir.Path, ".clean.*"));
+        // A detection whose listed sources are not the run's examples is refused.
+        string other = dir.File("other-detect");
+        Directory.CreateDirectory(other);
+        foreach (var f in Directory.GetFiles(Path.Combine(run, "detect"))) File.Copy(f, Path.Combine(other, Path.GetFileName(f)));
+        string susp = Path.Combine(other, "suspicious-identity.csv");
+        File.WriteAllText(susp, File.ReadAllText(susp).Replace(rows[0].Source, "bag/elsewhere.png"));
+        r = Run("data", "clean", "--run", run, "--from", other, "--top", "5", "--out", dir.File("clean5"), "-q");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("a detection of other data?", r.Err);
         Assert.Equal(before, TreeHash(root));
     }
 
