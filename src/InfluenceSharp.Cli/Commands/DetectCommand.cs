@@ -105,6 +105,9 @@ public static class DetectCommand
             curve = m.Result?.Found, top = m.Top,
             top_sources = train.Sources is null ? null : m.Top.Select(i => SourceText.Of(train, i)).ToArray(),
         }, Json.Options)!).ToList();
+        // Read, merge and write under the folder's manifest lock: a concurrent detect with other
+        // methods must not drop this one's results, nor this one drop theirs.
+        using var mergeLock = OutputLock.Manifest(outDir, "detect-mislabeled");
         var merged = new List<JsonNode>();
         var names = list.Select(m => m.Method).ToHashSet();
         foreach (var old in EarlierResults(jsonPath, quiet))
@@ -135,7 +138,7 @@ public static class DetectCommand
         if (!File.Exists(path)) return new List<JsonNode>();
         try
         {
-            if (JsonNode.Parse(File.ReadAllText(path)) is JsonArray array && array.All(n => n is JsonObject o && o["method"] is JsonValue))
+            if (JsonNode.Parse(File.ReadAllText(path)) is JsonArray array && array.All(n => n is JsonObject o && o["method"] is JsonValue v && v.TryGetValue<string>(out _)))
                 return array.Select(n => n!.DeepClone()).ToList();
         }
         catch (JsonException) { }

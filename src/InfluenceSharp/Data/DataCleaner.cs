@@ -77,7 +77,9 @@ public static class DataCleaner
             throw new InfluenceSharpException($"--out {options.OutDir}: holds the data's test file {testFile}; choose another folder");
         bool replace = false;
         if (File.Exists(outDir)) throw new InfluenceSharpException($"--out {options.OutDir}: is a file; give a folder that does not exist yet");
-        if (Directory.Exists(outDir))
+        // An empty folder (e.g. made by the caller to check that --out is writable) counts as new.
+        bool emptyDir = Directory.Exists(outDir) && !Directory.EnumerateFileSystemEntries(outDir).Any();
+        if (Directory.Exists(outDir) && !emptyDir)
         {
             if (!options.Overwrite) throw new InfluenceSharpException($"--out {options.OutDir}: already exists; pass --overwrite to replace it, or choose another folder");
             if (!File.Exists(Path.Combine(outDir, MarkerFile)))
@@ -110,10 +112,20 @@ public static class DataCleaner
             {
                 string old = Path.Combine(parent, $".{Path.GetFileName(outDir)}.old-{tag}");
                 Directory.Move(outDir, old);
-                Directory.Move(temp, outDir);
-                Directory.Delete(old, true);
+                try { Directory.Move(temp, outDir); }
+                catch
+                {
+                    // Put the earlier copy back rather than leave neither in place.
+                    if (!Directory.Exists(outDir)) Directory.Move(old, outDir);
+                    throw;
+                }
+                try { Directory.Delete(old, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             }
-            else Directory.Move(temp, outDir);
+            else
+            {
+                if (emptyDir) Directory.Delete(outDir);
+                Directory.Move(temp, outDir);
+            }
             return result;
         }
         catch
@@ -148,11 +160,19 @@ public static class DataCleaner
         return sb.ToString();
     }
 
+    /// <summary>The copy sits beside the files this command writes: a data set with one of their names would collide.</summary>
+    static void RefuseReservedName(string name, string path)
+    {
+        if (name is MarkerFile or ChangesFile or QuarantineDir)
+            throw new InfluenceSharpException($"{path}: a data set named '{name}' would collide with the '{name}' that data clean writes beside the copy; rename it (or copy it under another name) first");
+    }
+
     static (string DataPath, string Spec, int Quarantined) CleanFolder(DataSpec spec, string root, LabeledDataset train, List<CleanItem> changes,
         string temp, string outDir, bool quarantine, IReadOnlyList<ExampleSource>? keepTest)
     {
         var testFiles = keepTest?.Where(t => t.Kind == ExampleSourceKind.File).Select(t => t.Name!).ToHashSet(StringComparer.Ordinal);
         string name = Path.GetFileName(root);
+        RefuseReservedName(name, root);
         string dest = Path.Combine(temp, name);
         bool splitLayout = Directory.Exists(Path.Combine(root, "train"));
         var byPath = new Dictionary<string, CleanItem>(StringComparer.Ordinal);
@@ -276,6 +296,7 @@ public static class DataCleaner
             return string.Join(',', f.Select(SourceText.Csv)) + text[body..end];
         }
         string name = Path.GetFileName(file);
+        RefuseReservedName(name, file);
         bool bom = File.ReadAllBytes(file).AsSpan().StartsWith(new byte[] { 0xEF, 0xBB, 0xBF });
         void Write(string path, string content)
         {

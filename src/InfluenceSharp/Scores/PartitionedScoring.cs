@@ -155,7 +155,8 @@ public static class PartitionedScoring
         var all = Enumerable.Range(0, parts).SelectMany(p =>
         {
             using var t = ReadPartial(outDir, Part(p), sums, mpath);
-            return t.to(ScalarType.Float64).data<double>().ToArray();
+            using var d = t.to(ScalarType.Float64);
+            return d.data<double>().ToArray();
         }).ToArray();
         // The merge holds the manifest lock: record directly.
         profiler.Time("Save Self-Influence Score", () => Npy.Write(final, all, new long[] { all.Length }, sum => ManifestChecksums.Record(mpath, SelfFile, sum)));
@@ -175,7 +176,8 @@ public static class PartitionedScoring
     public static double[] ReadVector(string path)
     {
         using var t = Npy.Read(path);
-        return t.to(ScalarType.Float64).data<double>().ToArray();
+        using var d = t.to(ScalarType.Float64);
+        return d.data<double>().ToArray();
     }
 
     public const string ManifestFile = "manifest.json";
@@ -200,7 +202,8 @@ public static class PartitionedScoring
     static double[] ReadFinal(string path, string mpath)
     {
         using var t = Npy.Read(path, ManifestChecksums.Expected(ManifestChecksums.Read(mpath), Path.GetFileName(path), path, mpath), mpath);
-        return t.to(ScalarType.Float64).data<double>().ToArray();
+        using var d = t.to(ScalarType.Float64);
+        return d.data<double>().ToArray();
     }
 
 

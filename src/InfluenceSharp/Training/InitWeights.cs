@@ -144,6 +144,7 @@ public static class InitWeights
     static void RequireFinite(string path, Dictionary<string, Tensor> file, IEnumerable<string> names)
     {
         using var _ = no_grad();
+        using var scope = NewDisposeScope();
         foreach (var name in names)
             if (file.TryGetValue(name, out var t) && t.is_floating_point() && !t.isfinite().all().item<bool>())
                 throw new InfluenceSharpException($"{path}: tensor '{name}' holds NaN or infinite values; these weights cannot be trained from (was the model that saved them diverged?)");
