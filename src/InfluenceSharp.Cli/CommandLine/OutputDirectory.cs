@@ -86,7 +86,12 @@ internal static class OutputDirectory
         {
             try
             {
-                if (Directory.Exists(dir) && OnlyLeftovers(dir, top: true) && NoLockHeld(dir)) Directory.Delete(dir, recursive: true);
+                if (!Directory.Exists(dir) || !OnlyLeftovers(dir, top: true)) continue;
+                // The locks stay held until the folder is gone, so no other process starts in it meanwhile.
+                var held = HoldAllLocks(dir);
+                if (held is null) continue;
+                try { Directory.Delete(dir, recursive: true); }
+                finally { foreach (var h in held) h.Dispose(); }
             }
             catch (IOException) { }
             catch (UnauthorizedAccessException) { }
@@ -107,16 +112,21 @@ internal static class OutputDirectory
         return Directory.GetDirectories(dir).All(d => OnlyLeftovers(d, top: false));
     }
 
-    /// <summary>No other process holds one of the lock files under <paramref name="dir"/>.</summary>
-    static bool NoLockHeld(string dir)
+    /// <summary>Every lock file under <paramref name="dir"/>, held exclusively; null when another
+    /// process holds one of them.</summary>
+    static List<FileStream>? HoldAllLocks(string dir)
     {
+        var held = new List<FileStream>();
         foreach (var f in Directory.GetFiles(dir, ".lock*", SearchOption.AllDirectories))
         {
             if (f.EndsWith(".json", StringComparison.Ordinal)) continue;
-            try { using var s = new FileStream(f, FileMode.Open, FileAccess.ReadWrite, FileShare.None); }
-            catch (IOException) { return false; }
-            catch (UnauthorizedAccessException) { return false; }
+            try { held.Add(new FileStream(f, FileMode.Open, FileAccess.ReadWrite, FileShare.None)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                foreach (var h in held) h.Dispose();
+                return null;
+            }
         }
-        return true;
+        return held;
     }
 }
