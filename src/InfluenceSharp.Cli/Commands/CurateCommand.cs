@@ -161,6 +161,7 @@ public static class CurateCommand
             var method = MethodFactory.Create(m, rc, settings, profiler, quiet);
             using (profiler.Stage($"Validation Scores ({m})"))
                 scores[m] = ValidationAttribution.Scores(method, val, train, weights);
+            MethodLifetime.Release(method);
             WriteRanking(Path.Combine(o.OutDir, $"ranking-{m}.csv"), scores[m], train, g?.Train);
         }
         double[] self;

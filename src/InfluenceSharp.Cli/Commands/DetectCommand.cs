@@ -70,6 +70,7 @@ public static class DetectCommand
             var method = MethodFactory.Create(m, run, settings, profiler, quiet);
             string name = MethodFactory.Label(m, settings);
             var self = method.SelfInfluence(train);
+            MethodLifetime.Release(method);
             double secs = sw.Elapsed.TotalSeconds;
             Npy.Write(Path.Combine(outDir, $"self_influence-{name}.npy"), self, self.Length);
             var order = Enumerable.Range(0, self.Length).OrderByDescending(i => self[i]).ToArray();

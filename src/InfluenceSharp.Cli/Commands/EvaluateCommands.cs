@@ -114,6 +114,7 @@ public static class EvaluateCommands
             using (profiler.Stage($"Scores ({m})")) scores = method.PairwiseMatrix(queries, run.Data.Train);
             string name = m != "trak" ? MethodFactory.Label(m, settings) : (method is Methods.Trak.Trak tk && Ensemble.FromRuns(settings) ? $"trak-members-{tk.ModelCount}" : $"trak-{settings.Ensemble}")
                 + MethodFactory.LayoutSuffix(m, settings);
+            MethodLifetime.Release(method);
             results[name] = Evaluation.Lds.Score(scores, targets.Masks, t);
             if (seed0 is not null) results[$"{name} (seed-0 targets)"] = Evaluation.Lds.Score(scores, targets.Masks, seed0);
             scores.Dispose();

@@ -145,6 +145,7 @@ public static class ExplainCommand
                 method.Pairwise(queries, run.Data.Train, (off, block) => topk.Add(block, off));
             raw = topk.Result();
         }
+        MethodLifetime.Release(method);
         // Proponents are helpful (score > 0), opponents harmful (< 0): never the other sign under that name.
         var result = raw.WithStrictSigns();
         OutputDirectory.Create(outDir);

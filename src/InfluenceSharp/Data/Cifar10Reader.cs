@@ -8,34 +8,43 @@ public static class Cifar10Reader
     public static readonly string[] ClassNames =
         { "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck" };
 
+    /// <summary>Reads the batches' labels; the pixels stay in the files, read through memory
+    /// mappings (one record's label byte is skipped by the stride).</summary>
     public static ImageDataset ReadBatches(IEnumerable<string> paths, string name)
     {
-        var pixels = new List<byte[]>();
+        var stores = new List<PixelStore>();
         var labels = new List<int>();
         var sources = new List<ExampleSource>();
         foreach (var path in paths)
         {
             if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
-            byte[] b = File.ReadAllBytes(path);
-            if (b.Length == 0)
+            long length = new FileInfo(path).Length;
+            if (length == 0)
                 throw new InfluenceSharpException($"{path}: empty file (a CIFAR-10 binary batch holds records of {RecordSize} bytes: a label byte and 32x32x3 pixels)");
-            if (b.Length % RecordSize != 0)
-                throw new InfluenceSharpException($"{path}: size {b.Length} is not a multiple of the CIFAR-10 record size {RecordSize} (truncated or not a CIFAR-10 binary batch)");
-            int n = b.Length / RecordSize;
-            var px = new byte[n * (RecordSize - 1)];
-            for (int i = 0; i < n; i++)
+            if (length % RecordSize != 0)
+                throw new InfluenceSharpException($"{path}: size {length} is not a multiple of the CIFAR-10 record size {RecordSize} (truncated or not a CIFAR-10 binary batch)");
+            long n = length / RecordSize;
+            using (var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan))
             {
-                int label = b[i * RecordSize];
-                if (label >= 10) throw new InfluenceSharpException($"{path}: record {i} has label {label}, outside [0, 10)");
-                labels.Add(label);
-                sources.Add(ExampleSource.OfArray(Path.GetFullPath(path), i));
-                Buffer.BlockCopy(b, i * RecordSize + 1, px, i * (RecordSize - 1), RecordSize - 1);
+                var block = new byte[RecordSize * 256];
+                for (long i = 0; i < n;)
+                {
+                    int records = (int)Math.Min(256, n - i);
+                    f.ReadExactly(block, 0, records * RecordSize);
+                    for (int r = 0; r < records; r++, i++)
+                    {
+                        int label = block[r * RecordSize];
+                        if (label >= 10) throw new InfluenceSharpException($"{path}: record {i} has label {label}, outside [0, 10)");
+                        labels.Add(label);
+                        sources.Add(ExampleSource.OfArray(Path.GetFullPath(path), (int)i));
+                    }
+                }
             }
-            pixels.Add(px);
+            stores.Add(new MappedPixelStore(path, 1, RecordSize, RecordSize - 1, n));
         }
         if (labels.Count == 0) throw new InfluenceSharpException($"no CIFAR-10 batch files given for {name}");
-        var all = pixels.SelectMany(p => p).ToArray();
-        return (ImageDataset)new ImageDataset(name, all, labels.ToArray(), 3, 32, 32, 10, ClassNames).WithSources(sources);
+        var store = stores.Count == 1 ? stores[0] : new ConcatPixelStore(stores);
+        return (ImageDataset)new ImageDataset(name, store, null, labels.ToArray(), 3, 32, 32, 10, ClassNames).WithSources(sources);
     }
 
     /// <summary>Loads train (data_batch_1..5.bin) and test (test_batch.bin) from a directory or its
