@@ -105,12 +105,13 @@ public static class TrainCommand
             var weights = Pretrained.ForData(train, quiet ? null : new ConsoleProgress());
             spec = spec with { Architecture = ModelSpec.ImageNetResNet18, Preprocessing = weights.Preprocessing };
             options = options with { InitFile = weights.Path };
-            if (!quiet) Console.Error.WriteLine($"pretrained: ImageNet ResNet-18 ({Pretrained.PackageName} {Pretrained.PackageVersion}, all 22 convolutions, the original padding); its inputs: {weights.Preprocessing}");
         }
         if (!quiet) Console.Error.WriteLine($"data: {split.Source} ({train.Count} train, {split.Test.Count} test){(record is null ? "" : $", {record.Indices.Length} labels corrupted")}");
         if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, " + (options.LbfgsTolerance is { } lt
                 ? $"full-batch L-BFGS (L2 {options.WeightDecay}) to gradient max-norm {lt}" : $"{options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})")
             + (options.InitFile is null ? "" : $", from {options.InitFile}") + (options.Freeze is null ? "" : $", frozen {string.Join(",", options.Freeze)}"));
+        if (!quiet && spec.Preprocessing is { } pre)
+            Console.Error.WriteLine($"pretrained: ImageNet ResNet-18 ({Pretrained.PackageName} {Pretrained.PackageVersion}, all 22 convolutions, the original padding); its inputs: {pre}");
         // The trainer locks --out, refuses (or overwrites, or resumes) an earlier run there, and keeps run.json.
         var trainer = new Trainer(options, quiet ? null : new ConsoleProgress());
         var result = trainer.Train(spec, train, split.Test, outDir, record, split.Source, existing);
@@ -119,7 +120,7 @@ public static class TrainCommand
             Console.Error.WriteLine($"L-BFGS: {lb.Iterations} iterations, objective {lb.Objective:G8}, gradient max-norm {lb.MaxGradient:G3}");
         var last = result.History[^1];
         if (!quiet && RunRecord.TryRead(outDir)?.InitSkipped is { Length: > 0 } skipped)
-            Console.Error.WriteLine($"note: {string.Join(", ", skipped)} started fresh (the init file's head is for another number of classes)");
+            Console.Error.WriteLine($"note: {string.Join(", ", skipped)} started fresh " + (imagenet ? "(the ImageNet backbone has no classifier)" : "(the init file's head is for another number of classes)"));
         Console.WriteLine($"final: train accuracy {100 * last.TrainAccuracy:F2}%, test accuracy {100 * last.TestAccuracy:F2}%; checkpoints in {outDir}");
         return 0;
     }

@@ -96,13 +96,14 @@ public static class NuGetPackage
                 if (proc.ExitCode != 0)
                 {
                     string text; lock (output) text = output.ToString();
-                    // NuGet's own errors (NU1101 not found, NU1301 feed unreachable, ...), once each.
-                    var errors = text.Split('\n').Select(l => l.Trim()).Where(l => l.Contains("error", StringComparison.OrdinalIgnoreCase) && l.Length > 0)
-                        .Select(l => System.Text.RegularExpressions.Regex.Replace(l, @"\s*\[[^\]]*restore\.csproj\]$", ""))
+                    // NuGet's own errors (NU1101 not found, NU1301 feed unreachable, ...), once each, without the project path.
+                    var lines = text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).ToList();
+                    var errors = lines.Where(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"\berror\b"))
+                        .Select(l => System.Text.RegularExpressions.Regex.Replace(l, @"\s*\[[^\]]*\]$", ""))
                         .Select(l => l.Contains(": error ", StringComparison.Ordinal) ? l[(l.IndexOf(": error ", StringComparison.Ordinal) + 8)..] : l)
                         .Distinct().Take(3).ToList();
-                    if (errors.Count == 0) errors.AddRange(text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).TakeLast(3));
-                    bool offline = errors.Any(e => e.Contains("NU1301", StringComparison.Ordinal));
+                    if (errors.Count == 0) errors.AddRange(lines.TakeLast(3));
+                    bool offline = lines.Any(l => l.Contains("NU1301", StringComparison.Ordinal) || l.Contains("Unable to load the service index", StringComparison.Ordinal));
                     throw new InfluenceSharpException($"{what}: needs the NuGet package {id} {version}, which is not in {packagesRoot}, and restoring it from " +
                         (nugetConfig is null ? "the configured NuGet feeds" : $"the feeds of {nugetConfig}") + " failed" +
                         (offline ? " (offline, or a feed is unreachable)" : "") + $": {string.Join(" | ", errors)}; {hint}");

@@ -176,7 +176,7 @@ public static class Pretrained
         string meanText = string.Format(CultureInfo.InvariantCulture, "ImageNet mean image of {0} {1} resized bilinearly to {2}x{3} (channel means R {4:F1}, G {5:F1}, B {6:F1})",
             PackageName, PackageVersion, height, width, m[0], m[1], m[2]);
         string from = normalization is { } n
-            ? string.Format(CultureInfo.InvariantCulture, "the data's normalisation undone: pixel = 255·(x·std + mean) with mean {0}, std {1}",
+            ? string.Format(CultureInfo.InvariantCulture, "the data normalisation x = (pixel/255 - mean)/std undone, mean {0}, std {1}",
                 string.Join("/", n.Mean.Select(v => v.ToString("G4", CultureInfo.InvariantCulture))), string.Join("/", n.Std.Select(v => v.ToString("G4", CultureInfo.InvariantCulture))))
             : "float inputs taken as stored (they should be RGB pixel values in 0-255 minus that mean image; nothing is subtracted)";
         return $"RGB in 0-255 minus the {meanText}, no division by a standard deviation ({from}"
