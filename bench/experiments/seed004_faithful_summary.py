@@ -34,9 +34,9 @@ print("| run | method | found @10% | found @20% | ROC AUC | method seconds |\n|-
 for path in sorted(glob.glob(os.path.join(out, "logs", "*-detect-*.out"))):
     run = "fine-tuned" if os.path.basename(path).startswith("ft-") else "from scratch"
     for line in read(path).splitlines():
-        parts = line.split()
-        if len(parts) == 7 and parts[1].endswith("%") and parts[0] != "method":
-            print(f"| {run} | {parts[0]} | {parts[2]} | {parts[3]} | {parts[5]} | {parts[6]} |")
+        m = re.match(r"^(\S+)\s+([\d.]+) %\s+([\d.]+) %\s+([\d.]+) %\s+([\d.]+) %\s+([\d.]+)\s+([\d.]+)$", line.strip())
+        if m:
+            print(f"| {run} | {m.group(1)} | {m.group(3)}% | {m.group(4)}% | {m.group(6)} | {m.group(7)} |")
 print()
 
 # removal: one removal.json per seed
