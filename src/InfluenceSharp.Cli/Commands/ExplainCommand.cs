@@ -65,7 +65,7 @@ public static class ExplainCommand
         var profiler = new Profiler();
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
         if (queryCount is { } qc) queryIdx = Enumerable.Range(0, Math.Min(qc, (set == "train" ? run.Data.Train : run.Data.Test).Count)).ToArray();
-        var (queries, captions) = image is null ? FromIndices(run, set, queryIdx!) : FromImage(run, image, label);
+        var (queries, captions) = image is null ? FromIndices(run, set, queryIdx!) : FromImage(run, image, label, quiet ? null : Console.Error.WriteLine);
         foreach (var method in methods)
             Explain(run, method, settings, queries, captions, k, outDir, profiler, quiet, print: true, probe: probe);
         if (!quiet) Console.Error.Write(profiler.Table());
@@ -87,14 +87,25 @@ public static class ExplainCommand
     }
 
     /// <summary>An image file (PNG, JPEG, BMP, ...) as a one-example query set: it must have the data set's height and width; RGB
-    /// is converted to luminance for gray data sets.</summary>
-    internal static (LabeledDataset Queries, string[] Captions) FromImage(RunContext run, string path, string? label)
+    /// is converted to luminance for gray data sets. It is prepared as the run's training images are (size, channels,
+    /// normalisation, then the model's own input transform), which <paramref name="say"/> is told.</summary>
+    internal static (LabeledDataset Queries, string[] Captions) FromImage(RunContext run, string path, string? label, Action<string>? say = null)
     {
         if (run.Data.Train is not ImageDataset train)
             throw new UsageException($"--query-image {path}: the run's data ({run.Data.Source}) is not an image data set; choose queries with --query");
         var image = ImageFile.Load(path, train.Channels);
+        var (w0, h0) = (image.Width, image.Height);
         // Image folders hold images of any size, resized to the run's size: so is a query image.
         if (DataSpec.Parse(run.Data.Source).Kind == DataKind.ImageFolder) image = image.Resize(train.Height, train.Width);
+        if (say is not null && image.Width == train.Width && image.Height == train.Height)
+        {
+            var (mean, std) = train.Normalization;
+            string F(float[] v) => string.Join("/", v.Select(x => x.ToString("G4", System.Globalization.CultureInfo.InvariantCulture)));
+            say($"--query-image {path}: {w0}x{h0} decoded to {(train.Channels == 1 ? "luminance (0.299 R + 0.587 G + 0.114 B)" : "RGB")}"
+                + (w0 != image.Width || h0 != image.Height ? $", resized bilinearly to {image.Width}x{image.Height}" : "")
+                + $", normalised as the training images ((pixel/255 - mean)/std, mean {F(mean)}, std {F(std)})"
+                + (run.Last.Info.Model.Preprocessing is { } pre ? $"; then the model's own input transform: {pre}" : ""));
+        }
         if (image.Width != train.Width || image.Height != train.Height)
             throw new InfluenceSharpException($"{path}: image is {image.Width}x{image.Height} but the model takes {train.Width}x{train.Height}");
         var pixels = image.Pixels;

@@ -16,7 +16,7 @@ public static class TrainCommand
         var readers = new DataReaderOptions();
         var model = Opt.Model();
         var init = Opt.Str("--init", "start from these weights: a .safetensors file (ours or PyTorch's) or a PyTorch state dict (.pt/.pth/.bin); the classifier head starts fresh when the class count differs", "FILE");
-        var pretrained = Opt.Choice("--pretrained", "start resnet18 from ImageNet weights (converted from the Microsoft.ML.DnnImageFeaturizer.ResNet18 NuGet package; no download)", "none", "none", "imagenet");
+        var pretrained = Opt.Choice("--pretrained", "start resnet18 from ImageNet weights: the network of the Microsoft.ML.DnnImageFeaturizer.ResNet18 NuGet package (restored from your NuGet feeds at first use) exactly as its ONNX graph computes it, with the preprocessing its weights expect applied inside the model (printed, and recorded in the run)", "none", "none", "imagenet");
         var freeze = Opt.Str("--freeze", "keep the parameters with these name prefixes fixed (comma separated, e.g. conv1,bn1,layer1); attribution then tracks only the rest", "PREFIXES");
         var widths = Opt.IntList("--widths", "mlp hidden widths, comma separated; tabular-mlp: its one hidden width [default: 128 for mlp, 64 for tabular-mlp]", null, 1, 65536);
         var trainCount = Opt.OptionalInt("--train-count", "use a class-balanced subset: N / classes examples of each class (N at least the number of classes) [default: all]", 1);
@@ -103,12 +103,20 @@ public static class TrainCommand
             record = rec;
         }
         var spec = ModelSpec.For(arch, train.Channels, train.Height, train.Width, train.NumClasses, widths);
-        // Converted (once, then cached) for the data's channels: RGB, or grey.
-        if (imagenet) options = options with { InitFile = Pretrained.ImageNetResNet18(inChannels: train.Channels) };
+        // The ImageNet network as its weights were trained, with their input transform (converted once
+        // per input shape and normalisation, then cached).
+        if (imagenet)
+        {
+            var weights = Pretrained.ForData(train, quiet ? null : new ConsoleProgress());
+            spec = spec with { Architecture = ModelSpec.ImageNetResNet18, Preprocessing = weights.Preprocessing };
+            options = options with { InitFile = weights.Path };
+        }
         if (!quiet) Console.Error.WriteLine($"data: {split.Source} ({train.Count} train, {split.Test.Count} test){(record is null ? "" : $", {record.Indices.Length} labels corrupted")}");
         if (!quiet) Console.Error.WriteLine($"model: {spec.Describe()}, " + (options.LbfgsTolerance is { } lt
                 ? $"full-batch L-BFGS (L2 {options.WeightDecay}) to gradient max-norm {lt}" : $"{options.Epochs} epochs, batch {options.BatchSize}, lr {options.LearningRate} ({options.Schedule})")
             + (options.InitFile is null ? "" : $", from {options.InitFile}") + (options.Freeze is null ? "" : $", frozen {string.Join(",", options.Freeze)}"));
+        if (!quiet && spec.Preprocessing is { } pre)
+            Console.Error.WriteLine($"pretrained: ImageNet ResNet-18 ({Pretrained.PackageName} {Pretrained.PackageVersion}, all 22 convolutions, the original padding); its inputs: {pre}");
         // The trainer locks --out, refuses (or overwrites, or resumes) an earlier run there, and keeps run.json.
         if (existing == ExistingRun.Overwrite) Checkpoint.RefuseInputsDeletedByOverwrite(outDir, CommandSupport.DataInputs(dataSpec, readerOptions));
         var trainer = new Trainer(options, quiet ? null : new ConsoleProgress());
@@ -118,7 +126,7 @@ public static class TrainCommand
             Console.Error.WriteLine($"L-BFGS: {lb.Iterations} iterations, objective {lb.Objective:G8}, gradient max-norm {lb.MaxGradient:G3}");
         var last = result.History[^1];
         if (!quiet && RunRecord.TryRead(outDir)?.InitSkipped is { Length: > 0 } skipped)
-            Console.Error.WriteLine($"note: {string.Join(", ", skipped)} started fresh (the init file's head is for another number of classes)");
+            Console.Error.WriteLine($"note: {string.Join(", ", skipped)} started fresh " + (imagenet ? "(the ImageNet backbone has no classifier)" : "(the init file's head is for another number of classes)"));
         Console.WriteLine($"final: train accuracy {100 * last.TrainAccuracy:F2}%, test accuracy {100 * last.TestAccuracy:F2}%; checkpoints in {outDir}");
         if (TrainingHealth.Assess(result.History, train.NumClasses, converged: options.LbfgsTolerance is not null) is { } health)
         {

@@ -11,6 +11,15 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
 {
     public static readonly string[] Architectures = { "logreg", "mlp", "smallcnn", "resnet9", "resnet18", "tabular-mlp" };
 
+    /// <summary>The ImageNet ResNet-18 as its weights were trained (<see cref="ResNet18.ImageNet"/>):
+    /// what <c>--model resnet18 --pretrained imagenet</c> builds. Not a <c>--model</c> choice of its own:
+    /// it needs the converted weights and the input transform they carry.</summary>
+    public const string ImageNetResNet18 = "resnet18-imagenet";
+
+    /// <summary>What the model does to its inputs before the first layer, in words, when that is part
+    /// of the model (the ImageNet ResNet-18's input transform); null otherwise.</summary>
+    public string? Preprocessing { get; init; }
+
     /// <summary>tabular-mlp's hidden width unless --widths says otherwise.</summary>
     public const int TabularHiddenWidth = 64;
 
@@ -49,12 +58,13 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         {
             if (!ok) throw new InfluenceSharpException($"{source}: invalid model spec: {what}");
         }
-        Check(Architecture is not null && (Architectures.Contains(Architecture) || CustomModel.IsCustom(Architecture)), $"architecture '{Architecture}' (choose {string.Join(", ", Architectures)}, or path/to/Models.dll:Namespace.Type)");
+        Check(Architecture is not null && (Architectures.Contains(Architecture) || Architecture == ImageNetResNet18 || CustomModel.IsCustom(Architecture)), $"architecture '{Architecture}' (choose {string.Join(", ", Architectures)}, or path/to/Models.dll:Namespace.Type)");
         Check(NumClasses >= 2 && NumClasses <= 1_000_000, $"num_classes {NumClasses} (at least 2)");
         Check(InChannels >= 1 && InChannels <= 4096, $"in_channels {InChannels} (at least 1)");
         Check(Height >= 1 && Height <= 65536, $"height {Height} (at least 1)");
         Check(Width >= 1 && Width <= 65536, $"width {Width} (at least 1)");
         Check((long)InChannels * Height * Width <= int.MaxValue, $"{InChannels}x{Height}x{Width} inputs: too many");
+        if (Architecture == ImageNetResNet18) Check(InChannels is 1 or 3, $"in_channels {InChannels} (the ImageNet ResNet-18 takes 1 or 3)");
         if (Architecture == "tabular-mlp") Check(HiddenWidths is null || HiddenWidths.Length == 1, "tabular-mlp has one hidden width");
         if (Architecture is "mlp" or "tabular-mlp") Check(HiddenWidths is null || HiddenWidths.All(w => w >= 1 && w <= 65536), $"hidden_widths {string.Join(",", HiddenWidths ?? Array.Empty<int>())} (each between 1 and 65536)");
     }
@@ -69,6 +79,7 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         "smallcnn" => new SmallCnn(InChannels, Height, Width, NumClasses),
         "resnet9" => ResNet9.Create(InChannels, NumClasses),
         "resnet18" => new ResNet18(InChannels, NumClasses),
+        ImageNetResNet18 => ResNet18.ImageNet(InChannels, Height, Width, NumClasses),
         _ when CustomModel.IsCustom(Architecture) => CustomModel.Parse(Architecture, "model").Create(NumClasses),
         _ => throw new InfluenceSharpException($"unknown architecture '{Architecture}'"),
     };

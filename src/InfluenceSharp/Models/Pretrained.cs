@@ -1,44 +1,96 @@
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Text;
+using InfluenceSharp.Data;
+using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Storage;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Models;
 
 /// <summary>
-/// Pretrained weights that need no download. <see cref="ImageNetResNet18"/>: the ImageNet ResNet-18
-/// that the NuGet package <c>Microsoft.ML.DnnImageFeaturizer.ResNet18</c> (0.23.1) ships as ONNX
-/// (a CNTK export with generated tensor names), converted once to torchvision's layout and parameter
-/// names and cached as safetensors.
+/// The ImageNet ResNet-18 that the NuGet package <c>Microsoft.ML.DnnImageFeaturizer.ResNet18</c>
+/// (0.23.1) ships as ONNX (a CNTK export with generated tensor names), converted for
+/// <see cref="ResNet18.ImageNet"/>: the network exactly as the ONNX graph computes it, with the
+/// preprocessing its weights expect as the model's fixed first step. The package is restored from
+/// the user's NuGet feeds at first use (<see cref="NuGetPackage"/>); converted weights are cached.
 /// </summary>
 /// <remarks>
-/// The CNTK network is not exactly torchvision's: its last stage has three blocks (layer4.0-2) and it
-/// pads asymmetrically (stem convolution, max-pool and strided 3×3 convolutions). The cached
-/// torchvision-layout weights leave out layer4.2 (a residual block, so the rest still composes; fine-tuning
-/// adapts) and <see cref="ResNet18"/> pads symmetrically; built with <c>cntkVariant</c> it is the CNTK
-/// network, and <see cref="ConvertResNet18Onnx"/>'s weights reproduce the ONNX model's features exactly.
-/// The converted backbone has no classifier (the ONNX model ends at the pooled 512 features): <c>fc</c>
-/// starts fresh. Its first convolution is re-ordered to take RGB (the original takes BGR). The original
-/// expects pixels in 0–255 minus a per-pixel mean image (no division by a standard deviation).
+/// The CNTK network is not torchvision's: its last stage has three blocks (layer4.0-2) and it pads
+/// asymmetrically (stem convolution, max-pool and strided 3×3 convolutions). Its inputs are BGR in
+/// 0–255 minus a per-pixel mean image (ResNetPreprocess.onnx in the same package: channel swap, then
+/// subtraction; no division by a standard deviation). Here conv1 is re-ordered to take RGB, and the
+/// model's <see cref="ResNet18.ImageNetInput"/> maps the data set's normalised inputs back to 0–255
+/// (grey replicated to R, G, B) and subtracts the mean image resized bilinearly to the input size:
+/// resizing is linear, so that is the mean of the images resized the same way. The converted
+/// backbone has no classifier (the ONNX model ends at the pooled 512 features): <c>fc</c> starts fresh.
 /// </remarks>
 public static class Pretrained
 {
     public const string PackageId = "microsoft.ml.dnnimagefeaturizer.resnet18";
+    public const string PackageName = "Microsoft.ML.DnnImageFeaturizer.ResNet18";
     public const string PackageVersion = "0.23.1";
-    /// <summary>Set to an ONNX file to use instead of the one in the NuGet packages folder.</summary>
+    /// <summary>The package's files on disk after restore (.nupkg and extracted), for progress.</summary>
+    public const long PackageBytes = 123_858_050;
+    /// <summary>Set to an ONNX file to use instead of the one in the NuGet packages folder (the
+    /// preprocessing model is then looked for beside it, or in ../ResNetPrepOnnx/ as in the package).</summary>
     public const string OnnxVariable = "INFLUENCESHARP_RESNET18_ONNX";
+    /// <summary>Set to a NuGet.Config file to restore the package with (default: NuGet's own search
+    /// from a temporary folder, i.e. the user's and the machine's configuration).</summary>
+    public const string NuGetConfigVariable = "INFLUENCESHARP_NUGET_CONFIG";
     /// <summary>Set to a directory to cache converted weights in (default: $XDG_CACHE_HOME or ~/.cache, /influencesharp).</summary>
     public const string CacheVariable = "INFLUENCESHARP_CACHE";
+
+    static string OnnxIn(string packageDir) => Path.Combine(packageDir, "tools", "DnnImageModels", "ResNet18Onnx", "ResNet18.onnx");
+    static string PreprocessIn(string packageDir) => Path.Combine(packageDir, "tools", "DnnImageModels", "ResNetPrepOnnx", "ResNetPreprocess.onnx");
+
+    /// <summary>The package's folder in a NuGet global packages folder (default: <see cref="NuGetPackage.GlobalPackagesFolder"/>).</summary>
+    public static string PackageDir(string? packagesRoot = null) => Path.Combine(packagesRoot ?? NuGetPackage.GlobalPackagesFolder(), PackageId, PackageVersion);
 
     /// <summary>The ONNX file in the NuGet global packages folder ($NUGET_PACKAGES or ~/.nuget/packages),
     /// or the file named by INFLUENCESHARP_RESNET18_ONNX; null when neither is there.</summary>
     public static string? FindImageNetResNet18Onnx()
     {
         if (Environment.GetEnvironmentVariable(OnnxVariable) is { Length: > 0 } env) return File.Exists(env) ? env : null;
-        string root = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } np ? np
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
-        string path = Path.Combine(root, PackageId, PackageVersion, "tools", "DnnImageModels", "ResNet18Onnx", "ResNet18.onnx");
+        string path = OnnxIn(PackageDir());
         return File.Exists(path) ? path : null;
+    }
+
+    /// <summary>The preprocessing model (ResNetPreprocess.onnx) that goes with <paramref name="onnxPath"/>:
+    /// in the package layout, or beside it; null when not found.</summary>
+    public static string? FindPreprocessOnnx(string onnxPath)
+    {
+        string dir = Path.GetDirectoryName(Path.GetFullPath(onnxPath))!;
+        foreach (var p in new[] { Path.Combine(dir, "..", "ResNetPrepOnnx", "ResNetPreprocess.onnx"), Path.Combine(dir, "ResNetPreprocess.onnx") })
+            if (File.Exists(p)) return Path.GetFullPath(p);
+        return null;
+    }
+
+    /// <summary>The two ONNX files (network, preprocessing). When the package is not in the packages
+    /// folder it is restored first from the configured NuGet feeds (with progress), as torchvision
+    /// downloads its weights at first use.</summary>
+    /// <param name="progress">Progress of the restore (megabytes written to the packages folder).</param>
+    /// <param name="packagesRoot">The NuGet global packages folder [default: $NUGET_PACKAGES or ~/.nuget/packages].</param>
+    /// <param name="nugetConfig">A NuGet.Config to restore with [default: $INFLUENCESHARP_NUGET_CONFIG, else NuGet's own search].</param>
+    /// <exception cref="InfluenceSharpException">The restore failed (offline, no feed has the package).</exception>
+    public static (string Onnx, string Preprocess) ImageNetFiles(IProgress<ProgressUpdate>? progress = null, string? packagesRoot = null, string? nugetConfig = null)
+    {
+        string? onnx = packagesRoot is null ? FindImageNetResNet18Onnx() : File.Exists(OnnxIn(PackageDir(packagesRoot))) ? OnnxIn(PackageDir(packagesRoot)) : null;
+        if (onnx is null)
+        {
+            if (packagesRoot is null && Environment.GetEnvironmentVariable(OnnxVariable) is { Length: > 0 } env)
+                throw new InfluenceSharpException($"{OnnxVariable}={env}: file not found");
+            packagesRoot ??= NuGetPackage.GlobalPackagesFolder();
+            nugetConfig ??= Environment.GetEnvironmentVariable(NuGetConfigVariable) is { Length: > 0 } c ? c : null;
+            NuGetPackage.Restore(PackageName, PackageVersion, packagesRoot, nugetConfig, PackageBytes, progress,
+                "--pretrained imagenet: the ImageNet ResNet-18");
+            onnx = OnnxIn(PackageDir(packagesRoot));
+            if (!File.Exists(onnx))
+                throw new InfluenceSharpException($"--pretrained imagenet: {PackageName} {PackageVersion} was restored to {PackageDir(packagesRoot)} but has no {Path.GetRelativePath(PackageDir(packagesRoot), onnx)}");
+        }
+        string prep = FindPreprocessOnnx(onnx) ?? throw new InfluenceSharpException(
+            $"{onnx}: the preprocessing model ResNetPreprocess.onnx of the same package is not beside it (expected ../ResNetPrepOnnx/ResNetPreprocess.onnx)");
+        return (onnx, prep);
     }
 
     public static string DefaultCacheDir() =>
@@ -46,35 +98,106 @@ public static class Pretrained
         : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "influencesharp");
 
-    /// <summary>The converted ImageNet ResNet-18 weights (safetensors, torchvision names, no <c>fc</c>),
-    /// converting the ONNX file at first use and caching the result.</summary>
-    /// <exception cref="InfluenceSharpException">The NuGet package is not in the packages folder.</exception>
-    /// <param name="cacheDir">Where converted weights are cached [default: <see cref="DefaultCacheDir"/>].</param>
-    /// <param name="onnxPath">The ONNX file [default: <see cref="FindImageNetResNet18Onnx"/>].</param>
-    /// <param name="inChannels">3, or 1 for grey inputs: conv1's weights summed over RGB, which is exactly
-    /// the RGB network fed the grey image in all three channels.</param>
-    public static string ImageNetResNet18(string? cacheDir = null, string? onnxPath = null, int inChannels = 3)
+    /// <summary>Converted weights for <see cref="ResNet18.ImageNet"/> and what its input transform does, in words.</summary>
+    public sealed record ImageNetWeights(string Path, string Preprocessing);
+
+    /// <summary>The ImageNet weights for a data set: restored and converted at first use, then cached.
+    /// Image data sets (<see cref="ImageDataset"/>) have their normalisation undone in the model;
+    /// other inputs (float tensors) go to the network as stored.</summary>
+    public static ImageNetWeights ForData(LabeledDataset train, IProgress<ProgressUpdate>? progress = null, string? cacheDir = null)
     {
-        if (inChannels != 1 && inChannels != 3)
-            throw new InfluenceSharpException($"--pretrained imagenet: the inputs have {inChannels} channels; the ImageNet weights take 3 (RGB) or 1 (grey)");
-        onnxPath ??= FindImageNetResNet18Onnx() ?? throw new InfluenceSharpException(
-            $"--pretrained imagenet: the ImageNet ResNet-18 comes from the NuGet package Microsoft.ML.DnnImageFeaturizer.ResNet18 {PackageVersion}, " +
-            $"which is not in the NuGet packages folder; restore it once (e.g. `dotnet add package Microsoft.ML.DnnImageFeaturizer.ResNet18 --version {PackageVersion}` in any project), or set {OnnxVariable} to its ResNet18.onnx");
+        if (train.IsFlat) throw new InfluenceSharpException($"--pretrained imagenet: the data ({train.Name}) are flat feature vectors, not images");
+        var (onnx, prep) = ImageNetFiles(progress);
+        (float[] Mean, float[] Std)? norm = train is ImageDataset img ? img.Normalization : null;
+        return ImageNetResNet18(train.Channels, train.Height, train.Width, norm, cacheDir, onnx, prep);
+    }
+
+    /// <summary>The converted ImageNet ResNet-18 weights for <see cref="ResNet18.ImageNet"/> at
+    /// <paramref name="channels"/> x <paramref name="height"/> x <paramref name="width"/> inputs
+    /// (safetensors, torchvision names, all 22 convolutions, no <c>fc</c>, plus the input transform's
+    /// buffers), converted at first use and cached.</summary>
+    /// <param name="channels">Input channels: 3 (RGB) or 1 (grey, replicated to R, G, B).</param>
+    /// <param name="height">Input height.</param>
+    /// <param name="width">Input width.</param>
+    /// <param name="normalization">The data's per-channel normalisation x = (pixel/255 − mean)/std, undone
+    /// in the model; null: the inputs are taken as RGB values in 0–255 already minus nothing (as stored).</param>
+    /// <param name="cacheDir">Where converted weights are cached [default: <see cref="DefaultCacheDir"/>].</param>
+    /// <param name="onnxPath">The network's ONNX file [default: the package's, restored if needed].</param>
+    /// <param name="preprocessPath">ResNetPreprocess.onnx [default: the one beside <paramref name="onnxPath"/>].</param>
+    public static ImageNetWeights ImageNetResNet18(int channels, int height, int width, (float[] Mean, float[] Std)? normalization,
+        string? cacheDir = null, string? onnxPath = null, string? preprocessPath = null)
+    {
+        if (channels != 1 && channels != 3)
+            throw new InfluenceSharpException($"--pretrained imagenet: the inputs have {channels} channels; the ImageNet weights take 3 (RGB) or 1 (grey)");
+        if (height < ModelSpec.ResNet18MinSize || width < ModelSpec.ResNet18MinSize)
+            throw new InfluenceSharpException($"--pretrained imagenet: inputs are {height}x{width}; resnet18 needs at least {ModelSpec.ResNet18MinSize}x{ModelSpec.ResNet18MinSize}");
+        if (onnxPath is null) (onnxPath, preprocessPath) = ImageNetFiles();
+        preprocessPath ??= FindPreprocessOnnx(onnxPath) ?? throw new InfluenceSharpException($"{onnxPath}: ResNetPreprocess.onnx not found beside it");
         cacheDir ??= DefaultCacheDir();
-        string hash = Training.Checkpoint.HashFile(onnxPath)[..16];
-        string target = Path.Combine(cacheDir, $"resnet18-imagenet{(inChannels == 1 ? "-grey" : "")}-{hash}.safetensors");
-        if (File.Exists(target)) return target;
-        Directory.CreateDirectory(cacheDir);
+        string onnxHash = Training.Checkpoint.HashFile(onnxPath)[..16], prepHash = Training.Checkpoint.HashFile(preprocessPath)[..16];
+        string normText = normalization is { } nz
+            ? string.Join(",", nz.Mean.Select(v => v.ToString("R", CultureInfo.InvariantCulture))) + "/" + string.Join(",", nz.Std.Select(v => v.ToString("R", CultureInfo.InvariantCulture)))
+            : "none";
+        string key = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(
+            $"{onnxHash}\n{prepHash}\n{channels}x{height}x{width}\n{normText}\n")))[..16];
+        string target = Path.Combine(cacheDir, $"resnet18-imagenet-{channels}x{height}x{width}-{key}.safetensors");
         using var scope = NewDisposeScope();
-        // torchvision's layout: without the extra last-stage block of the CNTK network.
-        var state = ConvertResNet18Onnx(onnxPath).Where(kv => !kv.Key.StartsWith("layer4.2.", StringComparison.Ordinal))
-            .ToDictionary(kv => kv.Key, kv => kv.Value);
-        if (inChannels == 1) state["conv1.weight"] = state["conv1.weight"].sum(new long[] { 1 }, keepdim: true);
+        var meanRgb = ReadMeanImage(preprocessPath).flip(1);   // the file's mean image is BGR
+        if (meanRgb.shape[2] != height || meanRgb.shape[3] != width)
+            meanRgb = nn.functional.interpolate(meanRgb, new long[] { height, width }, mode: InterpolationMode.Bilinear, align_corners: false);
+        string description = Describe(channels, height, width, normalization, meanRgb);
+        if (File.Exists(target)) return new ImageNetWeights(target, description);
+        Directory.CreateDirectory(cacheDir);
+        var state = ConvertResNet18Onnx(onnxPath);
+        // x_net = pixel − mean image, pixel = 255 (std·x + mean) per data channel (R, G, B from one grey channel).
+        var scale = ones(1, 3, 1, 1); var shift = -meanRgb;
+        if (normalization is { } n)
+        {
+            var std = tensor(Enumerable.Range(0, 3).Select(k => 255f * n.Std[channels == 1 ? 0 : k]).ToArray()).reshape(1, 3, 1, 1);
+            var mean = tensor(Enumerable.Range(0, 3).Select(k => 255f * n.Mean[channels == 1 ? 0 : k]).ToArray()).reshape(1, 3, 1, 1);
+            scale = std; shift = mean - meanRgb;
+        }
+        else shift = zeros_like(meanRgb);
+        state["input.scale"] = scale.contiguous();
+        state["input.shift"] = shift.contiguous();
         SafeTensors.Save(target, state, new Dictionary<string, string>
         {
-            ["format"] = "pt", ["architecture"] = "resnet18", ["source"] = $"{PackageId} {PackageVersion} ResNet18.onnx (sha256 {hash}...), without its extra block layer4.2",
+            ["format"] = "pt", ["architecture"] = ModelSpec.ImageNetResNet18,
+            ["source"] = $"{PackageName} {PackageVersion}: ResNet18.onnx (sha256 {onnxHash}...), ResNetPreprocess.onnx (sha256 {prepHash}...)",
+            ["preprocessing"] = description,
         });
-        return target;
+        return new ImageNetWeights(target, description);
+    }
+
+    /// <summary>The input transform of <see cref="ImageNetResNet18"/>, in words (train prints it; run.json records it).</summary>
+    static string Describe(int channels, int height, int width, (float[] Mean, float[] Std)? normalization, Tensor meanRgb)
+    {
+        var m = meanRgb.mean(new long[] { 0, 2, 3 }).data<float>().ToArray();
+        string meanText = string.Format(CultureInfo.InvariantCulture, "ImageNet mean image of {0} {1} resized bilinearly to {2}x{3} (channel means R {4:F1}, G {5:F1}, B {6:F1})",
+            PackageName, PackageVersion, height, width, m[0], m[1], m[2]);
+        string from = normalization is { } n
+            ? string.Format(CultureInfo.InvariantCulture, "the data normalisation x = (pixel/255 - mean)/std undone, mean {0}, std {1}",
+                string.Join("/", n.Mean.Select(v => v.ToString("G4", CultureInfo.InvariantCulture))), string.Join("/", n.Std.Select(v => v.ToString("G4", CultureInfo.InvariantCulture))))
+            : "float inputs taken as stored (they should be RGB pixel values in 0-255 minus that mean image; nothing is subtracted)";
+        return $"RGB in 0-255 minus the {meanText}, no division by a standard deviation ({from}"
+            + (channels == 1 ? "; grey replicated to R, G, B" : "") + "; the original's BGR conv1 re-ordered to take RGB)";
+    }
+
+    /// <summary>The mean image [1, 3, 224, 224] (BGR) of ResNetPreprocess.onnx, checked to be the graph
+    /// Split → Concat (RGB to BGR) → Sub(mean image).</summary>
+    public static Tensor ReadMeanImage(string preprocessPath)
+    {
+        var graph = OnnxGraph.Read(preprocessPath);
+        var ops = graph.Nodes.Select(n => n.OpType).ToArray();
+        var sub = graph.Nodes.FirstOrDefault(n => n.OpType == "Sub");
+        if (!ops.SequenceEqual(new[] { "Split", "Concat", "Sub" }) || sub is null || sub.Inputs.Length != 2
+            || !graph.Initializers.TryGetValue(sub.Inputs[1], out var mean) || !mean.shape.SequenceEqual(new long[] { 1, 3, 224, 224 }))
+            throw new InfluenceSharpException($"{preprocessPath}: not the expected ResNet preprocessing graph (Split, Concat, Sub of a [1,3,224,224] mean image); found {string.Join(", ", ops)}");
+        // Split outputs R, G, B; Concat takes them as B, G, R.
+        var split = graph.Nodes[0]; var concat = graph.Nodes[1];
+        if (split.Outputs.Length != 3 || !concat.Inputs.SequenceEqual(split.Outputs.Reverse()))
+            throw new InfluenceSharpException($"{preprocessPath}: the preprocessing graph does not swap RGB to BGR as expected");
+        return mean.alias();
     }
 
     /// <summary>Reads the CNTK ONNX ResNet-18 and returns its weights under torchvision's names

@@ -16,6 +16,8 @@ namespace InfluenceSharp.Models;
 /// </summary>
 public sealed class ResNet18 : Module<Tensor, Tensor>
 {
+    // Declared first: its buffers lead the state dict (input.scale, input.shift).
+    private readonly ImageNetInput? input;
     private readonly Conv2d conv1;
     private readonly BatchNorm2d bn1;
     private readonly Sequential layer1, layer2, layer3, layer4;
@@ -33,8 +35,11 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
     /// asymmetrically (stem convolution [top 3, left 3, bottom 2, right 2], max-pool and the strided
     /// 3×3 convolutions [1, 1, 0, 0]) and its layer4 has three blocks (layer4.2 extra). With it, the
     /// converted weights give that model's outputs exactly.</param>
-    public ResNet18(int inChannels, int numClasses, bool cntkVariant) : base("ResNet")
+    public ResNet18(int inChannels, int numClasses, bool cntkVariant) : this(inChannels, numClasses, cntkVariant, null) { }
+
+    ResNet18(int inChannels, int numClasses, bool cntkVariant, ImageNetInput? input) : base("ResNet")
     {
+        this.input = input;
         bool cntkPadding = cntkVariant;
         conv1 = Conv2d(inChannels, 64, 7, stride: 2, padding: cntkPadding ? 0 : 3, bias: false);
         bn1 = BatchNorm2d(64);
@@ -51,6 +56,18 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
                 if (m is Conv2d c) init.kaiming_normal_(c.weight!, mode: init.FanInOut.FanOut, nonlinearity: init.NonlinearityType.ReLU);
     }
 
+    /// <summary>The CNTK ImageNet network (see <see cref="ResNet18(int, int, bool)"/>) behind an
+    /// <see cref="ImageNetInput"/> that turns the data set's normalised inputs of
+    /// <paramref name="inChannels"/> channels (1: grey, replicated to R, G, B; or 3: RGB) and
+    /// <paramref name="height"/> x <paramref name="width"/> into what the ImageNet weights expect.
+    /// The transform starts as the identity; the converted weights file sets it
+    /// (<see cref="Pretrained.ImageNetResNet18"/>).</summary>
+    public static ResNet18 ImageNet(int inChannels, int height, int width, int numClasses)
+    {
+        if (inChannels is not (1 or 3)) throw new InfluenceSharpException($"resnet18 with ImageNet weights: the inputs have {inChannels} channels; the ImageNet weights take 3 (RGB) or 1 (grey, replicated to RGB)");
+        return new ResNet18(3, numClasses, true, new ImageNetInput(inChannels, height, width));
+    }
+
     static Sequential Layer(int cin, int cout, int stride, int blocks, bool cntkPadding) =>
         Sequential(Enumerable.Range(0, blocks).Select(b =>
             (b.ToString(System.Globalization.CultureInfo.InvariantCulture), (Module<Tensor, Tensor>)new BasicBlock(b == 0 ? cin : cout, cout, b == 0 ? stride : 1, cntkPadding))).ToArray());
@@ -58,6 +75,7 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
     /// <summary>The 512 features after global average pooling (the input of <c>fc</c>).</summary>
     public Tensor Features(Tensor x)
     {
+        if (input is not null) x = input.call(x);
         // pad order for functional.pad: (left, right, top, bottom)
         if (stemPad is not null) x = functional.pad(x, stemPad);
         x = functional.relu(bn1.call(conv1.call(x)));
@@ -69,6 +87,32 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
     }
 
     public override Tensor forward(Tensor x) => fc.call(Features(x));
+
+    /// <summary>The fixed first step of the ImageNet network: x ↦ x · scale + shift per channel and
+    /// pixel, after replicating a grey input to three channels. No parameters (nothing to train or to
+    /// attribute); the two buffers travel in the state dict, so every checkpoint carries the
+    /// preprocessing its weights expect.</summary>
+    public sealed class ImageNetInput : Module<Tensor, Tensor>
+    {
+        private readonly int inChannels;
+
+        public ImageNetInput(int inChannels, int height, int width) : base(nameof(ImageNetInput))
+        {
+            this.inChannels = inChannels;
+            register_buffer("scale", ones(1, 3, 1, 1));
+            register_buffer("shift", zeros(1, 3, height, width));
+        }
+
+        public override Tensor forward(Tensor x)
+        {
+            if (x.shape.Length != 4 || x.shape[1] != inChannels)
+                throw new InfluenceSharpException($"resnet18 with ImageNet weights: inputs are [{string.Join(",", x.shape)}], expected [N,{inChannels},H,W]");
+            var scale = get_buffer("scale")!;
+            var shift = get_buffer("shift")!;
+            if (inChannels == 1) x = x.expand(x.shape[0], 3, x.shape[2], x.shape[3]);
+            return x * scale + shift;
+        }
+    }
 
     /// <summary>torchvision's BasicBlock: conv1/bn1/relu/conv2/bn2, plus the identity or a 1×1
     /// strided "downsample" (conv + BatchNorm) when the shape changes, then ReLU.</summary>

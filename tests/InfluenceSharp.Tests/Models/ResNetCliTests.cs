@@ -54,7 +54,8 @@ public class ResNetCliTests
     }
 
     /// <summary>`--pretrained imagenet`: the run starts from the converted ImageNet weights (cached in
-    /// $INFLUENCESHARP_CACHE), fc fresh (10 classes; the backbone has no head), recorded in run.json.</summary>
+    /// $INFLUENCESHARP_CACHE) of the CNTK network with its input transform, fc fresh (10 classes; the
+    /// backbone has no head), the architecture and preprocessing recorded in run.json and printed.</summary>
     [Fact]
     public void TrainResNet18FromImageNetWeights()
     {
@@ -63,20 +64,40 @@ public class ResNetCliTests
         string data = WriteCifar(dir), run = dir.File("run"), cache = dir.File("cache");
         string? old = Environment.GetEnvironmentVariable(InfluenceSharp.Models.Pretrained.CacheVariable);
         Environment.SetEnvironmentVariable(InfluenceSharp.Models.Pretrained.CacheVariable, cache);
+        (int Code, string Out, string Err) r;
         try
         {
-            var r = Run("train", "--data", $"cifar10:{data}", "--model", "resnet18", "--pretrained", "imagenet",
-                "--freeze", "conv1,bn1,layer1,layer2,layer3,layer4", "--epochs", "1", "--batch-size", "20", "--lr", "0.01", "--out", run, "--quiet");
+            r = Run("train", "--data", $"cifar10:{data}", "--model", "resnet18", "--pretrained", "imagenet",
+                "--freeze", "conv1,bn1,layer1,layer2,layer3,layer4", "--epochs", "1", "--batch-size", "20", "--lr", "0.01", "--out", run);
             Assert.True(r.Code == 0, r.Err);
+            Assert.Contains("pretrained: ImageNet ResNet-18", r.Err);
+            Assert.Contains("minus the ImageNet mean image", r.Err);
         }
         finally { Environment.SetEnvironmentVariable(InfluenceSharp.Models.Pretrained.CacheVariable, old); }
         var record = RunRecord.TryRead(run)!;
+        Assert.Equal(InfluenceSharp.Models.ModelSpec.ImageNetResNet18, record.Model.Architecture);
+        Assert.Contains("resized bilinearly to 32x32", record.Model.Preprocessing);
         string cached = Assert.Single(Directory.GetFiles(cache, "resnet18-imagenet-*.safetensors"));
         Assert.Equal(cached, record.Training.InitFile);
         Assert.Equal(new[] { "fc.weight", "fc.bias" }, record.InitSkipped);
         using var pre = InfluenceSharp.Storage.SafeTensors.Load(cached);
         using var trained = InfluenceSharp.Storage.SafeTensors.Load(Path.Combine(run, "epoch-0001.safetensors"));
-        foreach (var name in new[] { "conv1.weight", "layer4.1.bn2.running_var" })     // frozen: exactly the ImageNet values
+        foreach (var name in new[] { "conv1.weight", "layer4.2.bn2.running_var", "input.shift" })     // frozen: exactly the ImageNet values
             Assert.True(pre.Tensors[name].eq(trained.Tensors[name]).all().item<bool>(), name);
+
+        // A query image goes through the run's own preprocessing (said on stderr): the same test image as a
+        // PNG file gets the same proponents as by its index.
+        r = Run("explain", "--run", run, "--query", "0", "--method", "tracin-last", "--top", "4");
+        Assert.True(r.Code == 0, r.Err);
+        string ExplainJson() => File.ReadAllText(Path.Combine(run, "explain", "explain-tracin-last.json"));
+        int[] Proponents() => JsonDocument.Parse(ExplainJson()).RootElement[0].GetProperty("proponents")
+            .EnumerateArray().Select(p => p.GetProperty("index").GetInt32()).ToArray();
+        var fromIndex = Proponents();
+        var test = (ImageDataset)DataSource.Load($"cifar10:{data}").Test;
+        InfluenceSharp.Reporting.PngWriter.Save(dir.File("q.png"), test.Pixels.AsSpan(0, 3 * 32 * 32), 32, 32, 3);
+        r = Run("explain", "--run", run, "--query-image", dir.File("q.png"), "--query-label", test.Labels[0].ToString(), "--method", "tracin-last", "--top", "4");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("then the model's own input transform: RGB in 0-255 minus the ImageNet mean image", r.Err);
+        Assert.Equal(fromIndex, Proponents());
     }
 }
