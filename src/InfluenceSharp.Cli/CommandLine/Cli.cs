@@ -152,7 +152,9 @@ public static class Cli
             // An --out given on the command line is checked (a directory, writable) and created
             // before the work starts; what a failed command created and left empty is removed.
             // (Not for --help, which writes nothing.)
-            if (ReferenceEquals(parse.Action, parse.CommandResult.Command.Action))
+            // `data clean` writes its copy elsewhere and renames it into place: its --out must not exist
+            // beforehand (it may even lie inside the user's data, which is refused, never touched).
+            if (ReferenceEquals(parse.Action, parse.CommandResult.Command.Action) && CommandPath(parse) != "influence data clean")
                 foreach (var o in parse.CommandResult.Command.Options.OfType<Option<string>>())
                     if (o.Name == "--out" && parse.GetResult(o) is { Implicit: false } && parse.GetValue(o) is { } outPath)
                         OutputDirectory.Create("--out", outPath);
