@@ -65,7 +65,7 @@ public static class Cifar10Reader
         for (int i = 0; i < data.Count; i++)
         {
             b[i * RecordSize] = (byte)data.Labels[i];
-            Buffer.BlockCopy(data.Pixels, i * (RecordSize - 1), b, i * RecordSize + 1, RecordSize - 1);
+            data.ReadImage(i, b.AsSpan(i * RecordSize + 1, RecordSize - 1));
         }
         Storage.AtomicFile.WriteAllBytes(path, b);
     }

@@ -80,6 +80,7 @@ public static class TintedData
     {
         int hw = grey.Height * grey.Width;
         var px = new byte[grey.Count * 3 * hw];
+        var greyPixels = grey.Pixels;
         for (int i = 0; i < grey.Count; i++)
         {
             int src = i * hw, dst = i * 3 * hw;
@@ -87,7 +88,7 @@ public static class TintedData
             for (int c = 0; c < 3; c++)
                 for (int p = 0; p < hw; p++)
                 {
-                    byte v = grey.Pixels[src + p];
+                    byte v = greyPixels[src + p];
                     px[dst + c * hw + p] = c == strong ? v : (byte)(v / 4);
                 }
         }
@@ -102,11 +103,12 @@ public static class TintedData
             throw new InfluenceSharpException($"{data.Name}: the tint column needs RGB images (tinted data)");
         int hw = img.Height * img.Width;
         var tints = new int[img.Count];
+        var image = new byte[3 * hw];
         for (int i = 0; i < img.Count; i++)
         {
             long r = 0, g = 0;
-            int b = i * 3 * hw;
-            for (int p = 0; p < hw; p++) { r += img.Pixels[b + p]; g += img.Pixels[b + hw + p]; }
+            img.ReadImage(i, image);
+            for (int p = 0; p < hw; p++) { r += image[p]; g += image[hw + p]; }
             tints[i] = g > r ? 1 : 0;
         }
         return tints;
