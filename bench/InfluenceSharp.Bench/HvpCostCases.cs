@@ -12,7 +12,7 @@ using static TorchSharp.torch;
 namespace InfluenceSharp.Bench;
 
 /// <summary>
-/// Cost of the Hessian-vector-product influence functions (issue 16 item 5): seconds and peak memory per
+/// Cost of the Hessian-vector-product influence functions: seconds and peak memory per
 /// solver, and accuracy as the Spearman correlation of the pairwise scores with if-explicit's, for the
 /// Mlp (784-128-10) and the SmallCnn on the first 5,000 Fashion-MNIST training images and the first 100
 /// test images as queries. Each (model, layer set, method) is its own bench case, so the harness runs it in

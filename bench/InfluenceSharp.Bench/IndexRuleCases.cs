@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 
 namespace InfluenceSharp.Bench;
 
-/// <summary>Which list-ranking rule lets an IVF find TRAK's top-10 (experiment for issue 13's index
+/// <summary>Which list-ranking rule lets an IVF find TRAK's top-10 (experiment for the index's
 /// goal on TRAK features). The TRAK rows φ·q̄ and queries of `index-real-trak` (first 20,000 images,
 /// 1,000 test queries) are computed once and cached (INDEX_RULES_CACHE, default /tmp); k-means is
 /// run here with torch (the same Lloyd iterations as FeatureIndex), and each rule is evaluated

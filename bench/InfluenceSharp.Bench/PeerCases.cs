@@ -14,7 +14,7 @@ using static TorchSharp.torch.nn;
 
 namespace InfluenceSharp.Bench;
 
-/// <summary>The CNN the peers were timed on (issue 13): conv1 Conv2d(1,8,5)-ReLU-maxpool2,
+/// <summary>The CNN the peers were timed on: conv1 Conv2d(1,8,5)-ReLU-maxpool2,
 /// conv2 Conv2d(8,16,5)-ReLU-maxpool2, fc1 Linear(256,64)-ReLU, fc2 Linear(64,10); 20,522
 /// parameters. Not the library's SmallCnn (3×3 convolutions with padding, 16/32 channels, fc1 1568→128).
 /// Public with a (numClasses) constructor so that the trainer can rebuild it as a custom model.</summary>
@@ -42,7 +42,7 @@ public sealed class PeerCnn : Module<Tensor, Tensor>
 }
 
 /// <summary>
-/// Side-by-side cases of issue 13: the exact shapes the peers (Kronfluence 1.0.1, Captum 0.8, TRAK
+/// Side-by-side cases: the exact shapes the peers (Kronfluence 1.0.1, Captum 0.8, TRAK
 /// 0.3.2) were timed on, on this machine kind (2 cores, one run each): the first 5,000 Fashion-MNIST
 /// training images, 100 test queries, batch 500, summed cross-entropy; EK-FAC with the empirical
 /// Fisher and the heuristic damping; TracInCP over 5 checkpoints (all layers, exact); TRAK with one
@@ -54,7 +54,7 @@ public static class PeerCases
 {
     const int NTrain = 5000, NQuery = 100, Batch = 500, K = 2048, Checkpoints = 5;
 
-    /// <summary>Peer seconds from issue 13's table (peer / InfluenceSharp at the time / ratio), measured
+    /// <summary>Peer seconds from bench/README.md's peers table (peer / InfluenceSharp at the time / ratio), measured
     /// side by side on the same weights, data and settings, 2 idle cores, one run.</summary>
     static readonly Dictionary<(string Arch, string Stage), (double Seconds, string Peer)> PeerSeconds = new()
     {
