@@ -9,29 +9,8 @@ namespace InfluenceSharp.Tests.Cli;
 
 /// <summary>A run of 300 embedded examples (Mlp, width 16, 1 epoch, 10% flipped labels) for the
 /// error-message tests.</summary>
-public sealed class TinyRunFixture : IDisposable
-{
-    private readonly TempDir dir = new();
-    public string Run => dir.File("run");
-
-    public TinyRunFixture()
-    {
-        var r = CliRunner.Run("train", "--out", Run, "--model", "mlp", "--widths", "16", "--epochs", "1", "--train-count", "300",
-            "--corrupt", "0.1", "--threads", "1", "--quiet");
-        if (r.Code != 0) throw new InvalidOperationException($"fixture training failed: {r.Err}");
-    }
-
-    /// <summary>A copy of the run's files (no subfolders) to damage.</summary>
-    public string Copy(TempDir into)
-    {
-        string copy = into.File("copy");
-        Directory.CreateDirectory(copy);
-        foreach (var f in Directory.GetFiles(Run)) File.Copy(f, Path.Combine(copy, Path.GetFileName(f)));
-        return copy;
-    }
-
-    public void Dispose() => dir.Dispose();
-}
+public sealed class TinyRunFixture() : TrainedRunFixture("--model", "mlp", "--widths", "16", "--epochs", "1", "--train-count", "300",
+    "--corrupt", "0.1", "--threads", "1");
 
 /// <summary>User mistakes are reported as what the user did wrong (the option, the file and what is
 /// wrong with it), never as .NET's or a library's exception text; a failed command leaves no empty

@@ -12,21 +12,19 @@ using static TorchSharp.torch;
 
 namespace InfluenceSharp.Tests.Cli;
 
-/// <summary>A small run shared by the tests below: an MLP trained for one epoch on 5000 embedded
-/// examples (two feature-store blocks of 4096), seed 0.</summary>
-public sealed class SmallRunFixture : IDisposable
+/// <summary>A run trained once through the CLI and shared by a test class, with copies to damage.</summary>
+public abstract class TrainedRunFixture : IDisposable
 {
     private readonly TempDir dir = new();
     public string Run => dir.File("run");
 
-    public SmallRunFixture()
+    protected TrainedRunFixture(params string[] trainArgs)
     {
-        var r = CliRunner.Run("train", "--out", Run, "--data", "embedded", "--model", "mlp", "--widths", "16", "--epochs", "1",
-            "--train-count", "5000", "--seed", "0", "--corrupt", "0.1", "--quiet");
+        var r = CliRunner.Run(new[] { "train", "--out", Run }.Concat(trainArgs).Append("--quiet").ToArray());
         if (r.Code != 0) throw new InvalidOperationException($"fixture training failed: {r.Err}");
     }
 
-    /// <summary>A copy of the run (checkpoints and records only) to damage.</summary>
+    /// <summary>A copy of the run's files (checkpoints and records, no subfolders) to damage.</summary>
     public string Copy(TempDir into)
     {
         string copy = into.File("copy");
@@ -37,6 +35,11 @@ public sealed class SmallRunFixture : IDisposable
 
     public void Dispose() => dir.Dispose();
 }
+
+/// <summary>A small run shared by the tests below: an MLP trained for one epoch on 5000 embedded
+/// examples (two feature-store blocks of 4096), seed 0.</summary>
+public sealed class SmallRunFixture() : TrainedRunFixture("--data", "embedded", "--model", "mlp", "--widths", "16", "--epochs", "1",
+    "--train-count", "5000", "--seed", "0", "--corrupt", "0.1");
 
 /// <summary>Every option either works or is refused, and user errors are clear one-line errors.</summary>
 [Collection("cli")]   // Console redirection is process-wide
