@@ -212,7 +212,7 @@ public static class InfluenceCommands
         return 0;
     }
 
-    /// <summary>Seed 002's half-precision check: Spearman between bf16 and fp32 scores on (up to)
+    /// <summary>The half-precision check: Spearman between bf16 and fp32 scores on (up to)
     /// the first 2,000 training examples.</summary>
     static void CompareWithFloat32(TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, IAttributionTask task, Factors factors,
         ScoreOptions options, Data.LabeledDataset queries, Data.LabeledDataset train, string outDir, Profiler profiler)
