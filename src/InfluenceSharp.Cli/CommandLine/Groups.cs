@@ -41,38 +41,65 @@ internal sealed class ComputeOptions
     }
 }
 
-/// <summary>Settings every attribution method understands (a method ignores those it does not use).</summary>
+/// <summary>Settings every attribution method understands (a method ignores those it does not use),
+/// and the settings of the methods' own (<see cref="MethodDescriptor.Parameters"/>). Which methods use
+/// an option, what the help says about it and when it is refused all come from the method registry.</summary>
 internal sealed class MethodSettingOptions
 {
+    readonly IReadOnlyList<MethodDescriptor> offered;
+
     public Option<string>? Measure { get; }
     public Option<double?>? Damping { get; }
     public Option<string> Layers { get; } = Opt.Str("--layers", "track only layers whose names contain one of these (comma separated) [default: all Linear/Conv2d]", "NAMES");
     public Option<int> BatchSize { get; } = Opt.Int("--batch-size", "training examples per batch", 256, 1);
     public Option<int> Seed { get; } = Opt.Int("--seed", "seeds sampled labels (true Fisher) and random projections", 0, 0);
-    public Option<int> Ensemble { get; } = Opt.Int("--ensemble", "trak: independently trained models (the run's plus N-1 retrained with other seeds, cached in RUN_DIR/ensemble)", 1, 1, 1000);
-    public Option<string> Members { get; } = Opt.Str("--members", "trak: ensemble members from runs you trained: other runs (RUN_DIR or checkpoint file, comma separated; same training data and architecture) whose models join --run's", "RUN,...");
-    public Option<string> MemberEpochs { get; } = Opt.Str("--member-epochs", "trak: which checkpoints of --run and of each --members run are ensemble members: last, all, or epochs E,F,...", "last|all|E,...", fallback: "last");
-    public Option<int> ProjDim { get; } = Opt.Int("--proj-dim", "trak, tracin-proj: projection dimension", 2048, 1, 1 << 24, "K");
-    public Option<string> ProjLayout { get; } = Opt.Choice("--proj-layout", "trak, tracin-proj: kronecker (per-layer projections, fast on a CPU), dense (the reference TRAK projection) or hadamard (a subsampled randomised Hadamard transform of the whole gradient: O(p log p) per example, no matrix stored)", "kronecker", "kronecker", "dense", "hadamard");
+    public Option<int> Ensemble { get; }
+    public Option<string> Members { get; }
+    public Option<string> MemberEpochs { get; }
+    public Option<int> ProjDim { get; }
+    public Option<string> ProjLayout { get; }
 
-    // Hessian-vector-product influence functions (if-explicit, if-cg, if-lissa, if-arnoldi); null where no IF can be chosen.
+    // Hessian-vector-product influence functions; null where no IF can be chosen.
     public HvpOptionSet? Hvp { get; }
-    // The factored influence functions (ekfac, kfac, diagonal, identity); null where no IF can be chosen.
+    // The factored influence functions; null where no IF can be chosen.
     public Option<string>? IfEpochs { get; }
     public Option<string>? Fisher { get; }
-    public static readonly string[] FactoredMethods = { "ekfac", "ekfac-last", "kfac", "diagonal", "identity" };
+    /// <summary>--NAME for each method parameter of the offered methods.</summary>
+    public IReadOnlyList<(MethodParameter Parameter, Option<string> Option)> Parameters { get; }
+
+    /// <summary>"ekfac, kfac": the registered methods that use a setting.</summary>
+    public static string Users(MethodOption option) => string.Join(", ", AttributionMethods.All.Where(d => d.Uses.HasFlag(option)).Select(d => d.Name));
 
     /// <param name="measure">false where the command fixes the measurement itself (evaluate lds: --target).</param>
     /// <param name="damping">false where no influence function can be chosen (build-store).</param>
-    public MethodSettingOptions(bool measure = true, bool damping = true)
+    /// <param name="offered">the methods the command offers [default: all].</param>
+    public MethodSettingOptions(bool measure = true, bool damping = true, IReadOnlyList<MethodDescriptor>? offered = null)
     {
+        this.offered = offered ?? AttributionMethods.All;
         if (measure) Measure = Opt.Choice("--measure", "query measurement: loss or margin", "loss", "loss", "margin");
+        Ensemble = Opt.Int("--ensemble", $"{Users(MethodOption.Ensemble)}: independently trained models (the run's plus N-1 retrained with other seeds, cached in RUN_DIR/ensemble)", 1, 1, 1000);
+        Members = Opt.Str("--members", $"{Users(MethodOption.Members)}: ensemble members from runs you trained: other runs (RUN_DIR or checkpoint file, comma separated; same training data and architecture) whose models join --run's", "RUN,...");
+        MemberEpochs = Opt.Str("--member-epochs", $"{Users(MethodOption.MemberEpochs)}: which checkpoints of --run and of each --members run are ensemble members: last, all, or epochs E,F,...", "last|all|E,...", fallback: "last");
+        ProjDim = Opt.Int("--proj-dim", $"{Users(MethodOption.ProjectionDim)}: projection dimension", 2048, 1, 1 << 24, "K");
+        ProjLayout = Opt.Choice("--proj-layout", $"{Users(MethodOption.ProjectionLayout)}: kronecker (per-layer projections, fast on a CPU), dense (the reference TRAK projection) or hadamard (a subsampled randomised Hadamard transform of the whole gradient: O(p log p) per example, no matrix stored)", "kronecker", "kronecker", "dense", "hadamard");
         if (damping)
         {
-            Damping = Opt.Damping(); Hvp = new HvpOptionSet();
-            IfEpochs = Opt.Str("--if-epochs", "ekfac, kfac, diagonal, identity: checkpoints of --run whose influence-function scores are summed, each with its own curvature and weighted by its step size (TracIn's trajectory sum): last, all, or epochs E,F,...", "last|all|E,...", fallback: "last");
-            Fisher = Opt.Choice("--fisher", "ekfac, kfac, diagonal: the curvature's output gradients use labels sampled from the model (true Fisher) or the training labels (empirical Fisher)", "true", "true", "empirical");
+            var heuristics = AttributionMethods.All.Where(d => d.DampingHeuristic is not null).GroupBy(d => d.DampingHeuristic!)
+                .Select(g => $"{string.Join(", ", g.Select(d => d.Name))}: {g.Key}");
+            Damping = Opt.Damping("absolute damping (a non-negative finite number) or 'heuristic', the method's default: " + string.Join("; ", heuristics) + " [default: heuristic]");
+            Hvp = new HvpOptionSet();
+            IfEpochs = Opt.Str("--if-epochs", $"{Users(MethodOption.IfEpochs)}: checkpoints of --run whose influence-function scores are summed, each with its own curvature and weighted by its step size (TracIn's trajectory sum): last, all, or epochs E,F,...", "last|all|E,...", fallback: "last");
+            Fisher = Opt.Choice("--fisher", $"{Users(MethodOption.Fisher)}: the curvature's output gradients use labels sampled from the model (true Fisher) or the training labels (empirical Fisher)", "true", "true", "empirical");
         }
+        var parameters = new List<(MethodParameter, Option<string>)>();
+        foreach (var p in this.offered.SelectMany(d => d.Parameters).GroupBy(p => p.Name).Select(g => g.First()))
+        {
+            var users = string.Join(", ", this.offered.Where(d => d.Parameters.Any(q => q.Name == p.Name)).Select(d => d.Name));
+            var o = Opt.Str("--" + p.Name, $"{users}: {p.Description} [default: {p.Default}]", p.Kind == MethodParameterKind.Text ? "TEXT" : "X");
+            o.Validators.Add(r => { if (r.Tokens.Count > 0 && p.Validate(r.Tokens[^1].Value) is { } why) r.AddError(why); });
+            parameters.Add((p, o));
+        }
+        Parameters = parameters;
     }
 
     public void AddTo(Command c)
@@ -85,15 +112,16 @@ internal sealed class MethodSettingOptions
             c.Add(IfEpochs); c.Add(Fisher);
             IfEpochs.Validators.Add(r =>
             {
-                try { Commands.Ensemble.ParseEpochs(r.GetValueOrDefault<string>(), "--if-epochs"); }
-                catch (UsageException e) { r.AddError(e.Message); }
+                try { Runs.Ensemble.ParseEpochs(r.GetValueOrDefault<string>(), "--if-epochs"); }
+                catch (InfluenceSharpException e) { r.AddError(e.Message); }
             });
         }
         Hvp?.AddTo(c);
+        foreach (var (_, o) in Parameters) c.Add(o);
         MemberEpochs.Validators.Add(r =>
         {
-            try { Commands.Ensemble.ParseEpochs(r.GetValueOrDefault<string>()); }
-            catch (UsageException e) { r.AddError(e.Message); }
+            try { Runs.Ensemble.ParseEpochs(r.GetValueOrDefault<string>()); }
+            catch (InfluenceSharpException e) { r.AddError(e.Message); }
         });
         c.Validators.Add(r =>
         {
@@ -108,74 +136,136 @@ internal sealed class MethodSettingOptions
         });
     }
 
-    public static readonly string[] DampedMethods = { "ekfac", "ekfac-last", "kfac", "diagonal", "identity", "trak", "if-explicit", "if-cg", "if-lissa", "if-arnoldi" };
+    /// <summary>The options refused when no chosen method uses them (the others are shared settings a
+    /// method may simply ignore).</summary>
+    IEnumerable<(Option? Option, MethodOption Setting)> Refusable()
+    {
+        yield return (Damping, MethodOption.Damping);
+        yield return (IfEpochs, MethodOption.IfEpochs);
+        yield return (Fisher, MethodOption.Fisher);
+        yield return (Members, MethodOption.Members);
+        yield return (MemberEpochs, MethodOption.MemberEpochs);
+        if (Hvp is not null) foreach (var x in Hvp.Settings) yield return x;
+    }
 
-    /// <summary>Refuses settings that none of the chosen methods would use (they would be silently ignored).
-    /// </summary>
+    IEnumerable<(Option Option, MethodOption Setting)> All()
+    {
+        foreach (var (o, m) in Refusable()) if (o is not null) yield return (o, m);
+        yield return (Layers, MethodOption.Layers);
+        yield return (BatchSize, MethodOption.BatchSize);
+        yield return (Seed, MethodOption.Seed);
+        yield return (Ensemble, MethodOption.Ensemble);
+        yield return (ProjDim, MethodOption.ProjectionDim);
+        yield return (ProjLayout, MethodOption.ProjectionLayout);
+        if (Measure is not null) yield return (Measure, MethodOption.Measure);
+    }
+
+    /// <summary>Refuses settings that none of the chosen methods would use (they would be silently
+    /// ignored), settings a chosen method refuses, and settings a chosen method cannot work with.</summary>
     public void RefuseUnused(Command c, Option<string[]> methods)
     {
         c.Validators.Add(r =>
         {
             if (r.GetResult(methods) is null) return;
-            var chosen = Opt.ValueIfValid(r, methods) ?? Array.Empty<string>();   // a bad --methods has its own error
-            if (chosen.Length == 0) return;
-            if (r.GetResult(Layers) is { Implicit: false } && chosen.Contains("tracin-last"))
-                r.AddError("--layers: tracin-last always uses the model's last Linear layer; to choose layers use --methods tracin (or tracin-proj)");
-            if (r.GetResult(Layers) is { Implicit: false } && chosen.Contains("ekfac-last"))
-                r.AddError("--layers: ekfac-last always uses the model's last Linear layer; to choose layers use --methods ekfac");
-            foreach (var o in new Option[] { Members, MemberEpochs })
-                if (r.GetResult(o) is { Implicit: false } && !chosen.Contains("trak"))
-                    r.AddError($"{o.Name}: only trak uses it (chosen: {string.Join(",", chosen)})");
-            if (Damping is not null && r.GetResult(Damping) is { Implicit: false } && !chosen.Any(DampedMethods.Contains))
-                r.AddError($"--damping: none of the methods {string.Join(",", chosen)} uses it (only {string.Join(", ", DampedMethods)})");
-            if (IfEpochs is not null && r.GetResult(IfEpochs) is { Implicit: false } && !chosen.Any(FactoredMethods.Contains))
-                r.AddError($"--if-epochs: only {string.Join(", ", FactoredMethods)} use it (chosen: {string.Join(",", chosen)})");
-            if (Fisher is not null && r.GetResult(Fisher) is { Implicit: false } && !chosen.Any(m => m is "ekfac" or "ekfac-last" or "kfac" or "diagonal"))
-                r.AddError($"--fisher: only ekfac, kfac, diagonal use it (chosen: {string.Join(",", chosen)})");
-            Hvp?.RefuseUnused(r, chosen, Damping is null ? null : Opt.ValueIfValid(r, Damping));
+            var names = Opt.ValueIfValid(r, methods) ?? Array.Empty<string>();   // a bad --methods has its own error
+            var chosen = names.Select(AttributionMethods.Find).OfType<MethodDescriptor>().ToList();
+            if (chosen.Count == 0 || chosen.Count != names.Length) return;
+            string list = string.Join(",", names);
+            bool Given(Option o) => r.GetResult(o) is { Implicit: false };
+            bool refused = false;
+            void Refuse(string message) { r.AddError(message); refused = true; }
+            foreach (var (o, setting) in All())
+                if (Given(o))
+                    foreach (var d in chosen)
+                        if (d.Refuses(setting) is { } why) Refuse($"{o.Name}: {why}");
+            foreach (var (o, setting) in Refusable())
+                if (o is not null && Given(o) && !chosen.Any(d => d.Uses.HasFlag(setting)))
+                    Refuse($"{o.Name}: none of the methods {list} uses it (only {Users(setting)})");
+            foreach (var (p, o) in Parameters)
+                if (Given(o) && !chosen.Any(d => d.Parameters.Any(q => q.Name == p.Name)))
+                    Refuse($"{o.Name}: none of the methods {list} uses it (only {string.Join(", ", AttributionMethods.All.Where(d => d.Parameters.Any(q => q.Name == p.Name)).Select(d => d.Name))})");
+            if (refused) return;
+            var settings = Read(new ResultValues(r));
+            foreach (var d in chosen)
+                if (d.Check(settings) is { } why) r.AddError(why);
         });
     }
 
-    public MethodSettings Read(ParseResult p) => new()
+    public MethodSettings Read(ParseResult p) => Read(new ParseValues(p));
+
+    MethodSettings Read(IValues v)
     {
-        Measure = Measure is not null && p.GetValue(Measure) == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss,
-        Damping = Damping is null ? null : p.GetValue(Damping),
-        Layers = p.GetValue(Layers),
-        BatchSize = p.GetValue(BatchSize),
-        Seed = p.GetValue(Seed),
-        Ensemble = p.GetValue(Ensemble),
-        Members = p.GetValue(Members) is { } ms ? ms.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : Array.Empty<string>(),
-        MemberEpochs = p.GetValue(MemberEpochs)!.Replace(" ", "", StringComparison.Ordinal),
-        ProjectionDim = p.GetValue(ProjDim),
-        Layout = p.GetValue(ProjLayout) switch { "dense" => ProjectionLayout.Dense, "hadamard" => ProjectionLayout.Hadamard, _ => ProjectionLayout.Kronecker },
-        Hvp = Hvp?.Read(p),
-        IfEpochs = IfEpochs is null ? "last" : p.GetValue(IfEpochs)!.Replace(" ", "", StringComparison.Ordinal),
-        Fisher = Fisher is not null && p.GetValue(Fisher) == "empirical" ? FisherType.Empirical : FisherType.True,
-    };
+        var s = new MethodSettings
+        {
+            Measure = Measure is not null && v.Get(Measure) == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss,
+            Damping = Damping is null ? null : v.Get(Damping),
+            Layers = v.Get(Layers),
+            BatchSize = v.Get(BatchSize),
+            Seed = v.Get(Seed),
+            Ensemble = v.Get(Ensemble),
+            Members = v.Get(Members) is { } ms ? ms.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : Array.Empty<string>(),
+            MemberEpochs = (v.Get(MemberEpochs) ?? "last").Replace(" ", "", StringComparison.Ordinal),
+            ProjectionDim = v.Get(ProjDim),
+            Layout = v.Get(ProjLayout) switch { "dense" => ProjectionLayout.Dense, "hadamard" => ProjectionLayout.Hadamard, _ => ProjectionLayout.Kronecker },
+            Hvp = Hvp?.Read(v),
+            IfEpochs = IfEpochs is null ? "last" : (v.Get(IfEpochs) ?? "last").Replace(" ", "", StringComparison.Ordinal),
+            Fisher = Fisher is not null && v.Get(Fisher) == "empirical" ? FisherType.Empirical : FisherType.True,
+        };
+        foreach (var (p, o) in Parameters)
+            if (v.Given(o) && v.Get(o) is { } text) s = s.WithParameter(p.Name, text);
+        return s;
+    }
 }
 
-/// <summary>Settings of the Hessian-vector-product influence functions (if-explicit, if-cg, if-lissa, if-arnoldi).</summary>
+/// <summary>Option values from a parse result, or (in a validator) from a command result where an
+/// option that failed to parse reads as its default.</summary>
+internal interface IValues
+{
+    T? Get<T>(Option<T> o);
+    bool Given(Option o);
+}
+
+sealed class ParseValues(ParseResult p) : IValues
+{
+    public T? Get<T>(Option<T> o) => p.GetValue(o);
+    public bool Given(Option o) => p.GetResult(o) is { Implicit: false };
+}
+
+sealed class ResultValues(System.CommandLine.Parsing.CommandResult r) : IValues
+{
+    public T? Get<T>(Option<T> o) => Opt.ValueIfValid(r, o);
+    public bool Given(Option o) => r.GetResult(o) is { Implicit: false };
+}
+
+/// <summary>Settings of the Hessian-vector-product influence functions; which methods use each comes
+/// from the registry.</summary>
 internal sealed class HvpOptionSet
 {
     static readonly HvpSolverOptions D = new();
-    public static readonly string[] Methods = { "if-explicit", "if-cg", "if-lissa", "if-arnoldi" };
+    static string U(MethodOption o) => MethodSettingOptions.Users(o);
 
-    public Option<string> Hessian { get; } = Opt.Choice("--hessian", "if-*: curvature to invert: true (the Hessian, by double backward) or gauss-newton (J^T H_out J, positive semi-definite)", "true", "true", "gauss-newton");
-    public Option<double> L2 { get; } = Opt.Double("--l2", "if-*: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with; a run trained with --lbfgs-tol uses its weight decay unless --l2 is given)", D.L2, 0);
-    public Option<double> CgTol { get; } = Opt.Double("--cg-tol", "if-cg: relative residual at which a right-hand side has converged", D.CgTolerance, 0, minOpen: true);
-    public Option<int> CgIters { get; } = Opt.Int("--cg-iters", "if-cg: iteration cap", D.CgMaxIterations, 1);
-    public Option<int> LissaDepth { get; } = Opt.Int("--lissa-depth", "if-lissa: recursion depth", D.LissaDepth, 1);
-    public Option<double> LissaScale { get; } = Opt.Double("--lissa-scale", "if-lissa: scale s (must exceed the largest eigenvalue of H + damping)", D.LissaScale, 0, minOpen: true);
-    public Option<int> LissaReps { get; } = Opt.Int("--lissa-reps", "if-lissa: repetitions averaged", D.LissaRepetitions, 1);
-    public Option<int> LissaBatch { get; } = Opt.Int("--lissa-batch", "if-lissa: training examples per stochastic HVP", D.LissaBatchSize ?? 256, 1);
-    public Option<int> ArnoldiIters { get; } = Opt.Int("--arnoldi-iters", "if-arnoldi: Arnoldi iterations (HVPs)", D.ArnoldiIterations, 1);
-    public Option<int> ArnoldiTopK { get; } = Opt.Int("--arnoldi-topk", "if-arnoldi: eigenpairs kept (at most --arnoldi-iters)", D.ArnoldiTopK, 1, helpName: "K");
+    public Option<string> Hessian { get; } = Opt.Choice("--hessian", $"{U(MethodOption.Hessian)}: curvature to invert: true (the Hessian, by double backward) or gauss-newton (J^T H_out J, positive semi-definite)", "true", "true", "gauss-newton");
+    public Option<double> L2 { get; } = Opt.Double("--l2", $"{U(MethodOption.L2)}: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with; a run trained with --lbfgs-tol uses its weight decay unless --l2 is given)", D.L2, 0);
+    public Option<double> CgTol { get; } = Opt.Double("--cg-tol", $"{U(MethodOption.CgTolerance)}: relative residual at which a right-hand side has converged", D.CgTolerance, 0, minOpen: true);
+    public Option<int> CgIters { get; } = Opt.Int("--cg-iters", $"{U(MethodOption.CgIterations)}: iteration cap", D.CgMaxIterations, 1);
+    public Option<int> LissaDepth { get; } = Opt.Int("--lissa-depth", $"{U(MethodOption.LissaDepth)}: recursion depth", D.LissaDepth, 1);
+    public Option<double> LissaScale { get; } = Opt.Double("--lissa-scale", $"{U(MethodOption.LissaScale)}: scale s (must exceed the largest eigenvalue of H + damping)", D.LissaScale, 0, minOpen: true);
+    public Option<int> LissaReps { get; } = Opt.Int("--lissa-reps", $"{U(MethodOption.LissaRepetitions)}: repetitions averaged", D.LissaRepetitions, 1);
+    public Option<int> LissaBatch { get; } = Opt.Int("--lissa-batch", $"{U(MethodOption.LissaBatchSize)}: training examples per stochastic HVP", D.LissaBatchSize ?? 256, 1);
+    public Option<int> ArnoldiIters { get; } = Opt.Int("--arnoldi-iters", $"{U(MethodOption.ArnoldiIterations)}: Arnoldi iterations (HVPs)", D.ArnoldiIterations, 1);
+    public Option<int> ArnoldiTopK { get; } = Opt.Int("--arnoldi-topk", $"{U(MethodOption.ArnoldiTopK)}: eigenpairs kept (at most --arnoldi-iters)", D.ArnoldiTopK, 1, helpName: "K");
 
-    Option[] All => new Option[] { Hessian, L2, CgTol, CgIters, LissaDepth, LissaScale, LissaReps, LissaBatch, ArnoldiIters, ArnoldiTopK };
+    /// <summary>Each option with the setting it sets.</summary>
+    public IEnumerable<(Option? Option, MethodOption Setting)> Settings => new (Option?, MethodOption)[]
+    {
+        (Hessian, MethodOption.Hessian), (L2, MethodOption.L2), (CgTol, MethodOption.CgTolerance), (CgIters, MethodOption.CgIterations),
+        (LissaDepth, MethodOption.LissaDepth), (LissaScale, MethodOption.LissaScale), (LissaReps, MethodOption.LissaRepetitions), (LissaBatch, MethodOption.LissaBatchSize),
+        (ArnoldiIters, MethodOption.ArnoldiIterations), (ArnoldiTopK, MethodOption.ArnoldiTopK),
+    };
 
     public void AddTo(Command c)
     {
-        foreach (var o in All) c.Add(o);
+        foreach (var (o, _) in Settings) c.Add(o!);
         c.Validators.Add(r =>
         {
             if (Opt.ValueIfValid(r, ArnoldiTopK) is var k && Opt.ValueIfValid(r, ArnoldiIters) is var it && k > it && it > 0)
@@ -183,27 +273,10 @@ internal sealed class HvpOptionSet
         });
     }
 
-    /// <summary>Refuses if-* settings none of the chosen methods uses, and if-cg with the true Hessian
-    /// and damping 0 (the Hessian may be indefinite).</summary>
-    public void RefuseUnused(System.CommandLine.Parsing.CommandResult r, string[] chosen, double? damping)
-    {
-        (Option O, string[] Users)[] users =
-        {
-            (Hessian, Methods), (L2, Methods), (CgTol, new[] { "if-cg" }), (CgIters, new[] { "if-cg" }),
-            (LissaDepth, new[] { "if-lissa" }), (LissaScale, new[] { "if-lissa" }), (LissaReps, new[] { "if-lissa" }), (LissaBatch, new[] { "if-lissa" }),
-            (ArnoldiIters, new[] { "if-arnoldi" }), (ArnoldiTopK, new[] { "if-arnoldi" }),
-        };
-        foreach (var (o, u) in users)
-            if (r.GetResult(o) is { Implicit: false } && !chosen.Any(u.Contains))
-                r.AddError($"{o.Name}: none of the methods {string.Join(",", chosen)} uses it (only {string.Join(", ", u)})");
-        if (chosen.Contains("if-cg") && damping == 0 && Opt.ValueIfValid(r, Hessian) != "gauss-newton")
-            r.AddError("--damping 0: if-cg with the true Hessian needs damping > 0 (the Hessian may be indefinite); give --damping X > 0 or --hessian gauss-newton");
-    }
-
-    public HvpSettings Read(ParseResult p) => new(
-        p.GetValue(Hessian) == "gauss-newton" ? HessianKind.GaussNewton : HessianKind.True, p.GetValue(L2),
-        p.GetValue(CgTol), p.GetValue(CgIters), p.GetValue(LissaDepth), p.GetValue(LissaScale), p.GetValue(LissaReps), p.GetValue(LissaBatch),
-        p.GetValue(ArnoldiIters), p.GetValue(ArnoldiTopK)) { L2Given = p.GetResult(L2) is { Implicit: false } };
+    internal HvpSettings Read(IValues v) => new(
+        v.Get(Hessian) == "gauss-newton" ? HessianKind.GaussNewton : HessianKind.True, v.Get(L2),
+        v.Get(CgTol), v.Get(CgIters), v.Get(LissaDepth), v.Get(LissaScale), v.Get(LissaReps), v.Get(LissaBatch),
+        v.Get(ArnoldiIters), v.Get(ArnoldiTopK)) { L2Given = v.Given(L2) };
 }
 
 /// <summary>Queries, the same everywhere: --queries test|train, --query I,J,... or --query-count N.</summary>
@@ -236,11 +309,14 @@ internal sealed class QueryOptions
 /// spec, which the run records, so later commands rebuild the same data without them.</summary>
 internal sealed class DataReaderOptions
 {
-    public Option<string> ImageSize { get; } = Opt.Str("--image-size", "imagefolder: resize every image to H x W (bilinear) [default: the images' size, when they all share one]", "H[xW]");
-    public Option<string> Channels { get; } = Opt.Str("--channels", "imagefolder: 1 (grey: luminance) or 3 (RGB) [default: 1 when every image is grey, else 3]", "1|3");
-    public Option<double?> TestFraction { get; } = Opt.OptionalDouble("--test-fraction", "imagefolder, tensors, csv without a test part: fraction of each class held out as the test set (seeded) [default: 0.2]", 0, minOpen: true);
-    public Option<string> TestData { get; } = Opt.Str("--test-data", "tensors, csv: the test set (FILE, or tensors:FILE / csv:FILE like --data) [default: X_test/y_test in a tensors file, else a seeded split]", "SPEC");
-    public Option<string> LabelColumn { get; } = Opt.Str("--label-column", "csv: the label column [default: label]", "NAME");
+    /// <summary>"imagefolder, csv": the registered data readers whose specs take an option.</summary>
+    static string Readers(string key) => string.Join(", ", Data.DataReaders.All.Where(r => r.Keys.Contains(key)).Select(r => r.Prefix));
+
+    public Option<string> ImageSize { get; } = Opt.Str("--image-size", $"{Readers("size")}: resize every image to H x W (bilinear) [default: the images' size, when they all share one]", "H[xW]");
+    public Option<string> Channels { get; } = Opt.Str("--channels", $"{Readers("channels")}: 1 (grey: luminance) or 3 (RGB) [default: 1 when every image is grey, else 3]", "1|3");
+    public Option<double?> TestFraction { get; } = Opt.OptionalDouble("--test-fraction", $"{Readers("test-fraction")} without a test part: fraction of each class held out as the test set (seeded) [default: 0.2]", 0, minOpen: true);
+    public Option<string> TestData { get; } = Opt.Str("--test-data", $"{Readers("test")}: the test set (FILE, or tensors:FILE / csv:FILE like --data) [default: X_test/y_test in a tensors file, else a seeded split]", "SPEC");
+    public Option<string> LabelColumn { get; } = Opt.Str("--label-column", $"{Readers("label")}: the label column [default: label]", "NAME");
 
     public DataReaderOptions()
     {

@@ -211,12 +211,10 @@ internal static class Opt
         return o;
     }
 
-    /// <summary>--damping X|heuristic: null = heuristic (0.1 × mean eigenvalue per layer).</summary>
-    public static Option<double?> Damping()
+    /// <summary>--damping X|heuristic: null = heuristic (each method's default rule).</summary>
+    public static Option<double?> Damping(string description)
     {
-        var o = Described(new Option<double?>("--damping"),
-            "influence functions: absolute damping (a non-negative finite number) or 'heuristic' = 0.1 x mean eigenvalue per layer; trak: lambda in (Phi^T Phi + lambda I)^-1, heuristic = 0 [default: heuristic]",
-            "X|heuristic");
+        var o = Described(new Option<double?>("--damping"), description, "X|heuristic");
         o.CustomParser = r =>
         {
             var s = Token(r);
@@ -264,7 +262,8 @@ internal static class Opt
     public static Option<string> RunData() =>
         Str("--data", "where the run's training data is, if not where the run recorded it: " + DataSpecs + " [default: the run's]", "SPEC");
 
-    public const string DataSpecs = "embedded | auto | fashion-mnist | cifar10:DIR | imagefolder:DIR | tensors:FILE | csv:FILE | tinted[:BASE] | DIR";
+    /// <summary>"embedded | auto | fashion-mnist | cifar10:DIR | ... | DIR": the keywords and every registered data reader.</summary>
+    public static string DataSpecs => "embedded | auto | fashion-mnist | " + string.Join(" | ", Data.DataReaders.All.Select(r => r.Usage)) + " | DIR";
 
     /// <summary>--data for commands that load a data set afresh: `embedded` unless given.</summary>
     public static Option<string> FreshData() =>

@@ -57,7 +57,7 @@ public static class CleanCommand
         // Refuse what cannot be cleaned before loading the run.
         var rc = RunContext.Load(runDir, dataSpec);
         var spec = DataSpec.Parse(rc.Data.Source);
-        if (spec.Kind is not (DataKind.ImageFolder or DataKind.Csv)) throw new InfluenceSharpException(DataCleaner.CannotClean(spec));
+        if (spec.Kind != DataKind.ImageFolder && spec.Kind != DataKind.Csv) throw new InfluenceSharpException(DataCleaner.CannotClean(spec));
         var train = rc.Data.Train;
         List<CleanItem> items;
         string? usedMethod = null;

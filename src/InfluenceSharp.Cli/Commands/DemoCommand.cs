@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.CommandLine;
 using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
+using InfluenceSharp.Methods;
 using InfluenceSharp.Models;
 using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
@@ -15,7 +16,7 @@ namespace InfluenceSharp.Cli.Commands;
 /// report. A finished training run in the same directory with the same settings is reused.</summary>
 public static class DemoCommand
 {
-    public static string DefaultMethods => string.Join(",", MethodFactory.DemoMethods);
+    public static string DefaultMethods => MethodFactory.Defaults(MethodRole.Demo);
 
     public static Command Command()
     {

@@ -5,8 +5,10 @@ using System.Text.Json.Nodes;
 using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
 using InfluenceSharp.Evaluation;
+using InfluenceSharp.Methods;
 using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
+using InfluenceSharp.Runs;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Storage;
 
@@ -21,7 +23,7 @@ public static class DetectCommand
     public static Command Command()
     {
         var run = Opt.Run();
-        var methods = Opt.Methods("ekfac-last", MethodFactory.Names, single: false);
+        var methods = Opt.Methods(MethodFactory.Defaults(MethodRole.Detection), MethodFactory.Names, single: false);
         var outDir = Opt.Out("self_influence-M.npy, detection.json, detection-curve.png, self-influence-M.png, suspicious-M.png/.csv [default: RUN_DIR/detect]");
         var top = Opt.Int("--top", "suspicious examples to list and show", 24, 1);
         var ms = new MethodSettingOptions();
@@ -56,7 +58,7 @@ public static class DetectCommand
         return 0;
     }
 
-    internal static List<MethodDetection> Detect(RunContext run, IReadOnlyList<string> methods, MethodSettings settings, string outDir,
+    internal static List<MethodDetection> Detect(Run run, IReadOnlyList<string> methods, MethodSettings settings, string outDir,
         int top, Profiler profiler, bool quiet = false, bool? print = null)
     {
         OutputDirectory.Create(outDir);
@@ -147,7 +149,7 @@ public static class DetectCommand
         return new List<JsonNode>();
     }
 
-    internal static void PrintTable(List<MethodDetection> results, RunContext run)
+    internal static void PrintTable(List<MethodDetection> results, Run run)
     {
         if (run.Data.Corruption is null) return;
         Console.WriteLine($"mislabel detection: {run.Data.Corruption.Indices.Length} of {run.Data.Train.Count} labels corrupted; fraction found when inspecting the top ...");

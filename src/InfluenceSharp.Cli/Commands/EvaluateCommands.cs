@@ -5,6 +5,7 @@ using InfluenceSharp.Evaluation;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
+using InfluenceSharp.Runs;
 using InfluenceSharp.Storage;
 using InfluenceSharp.Training;
 using static TorchSharp.torch;
@@ -25,7 +26,7 @@ public static class EvaluateCommands
     static Command LdsCommand()
     {
         var run = Opt.Run();
-        var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false);
+        var methods = Opt.Methods(MethodFactory.Defaults(MethodRole.Attribution), MethodFactory.Names, single: false);
         var subsets = Opt.Int("--subsets", "random training subsets at alpha", 100, 2, 1000000);
         var alpha = Opt.Double("--alpha", "fraction of the training set in each subset", 0.5, 0, minOpen: true, max: 1, maxOpen: true, helpName: "A");
         var seedsPerSubset = Opt.Int("--seeds-per-subset", "models per subset; targets are their mean", 1, 1, 1000, helpName: "S");
@@ -65,7 +66,7 @@ public static class EvaluateCommands
         return cmd;
     }
 
-    internal static Dictionary<string, LdsResult>? RunLds(RunContext run, IReadOnlyList<string> methods, MethodSettings settings, LdsOptions options,
+    internal static Dictionary<string, LdsResult>? RunLds(Run run, IReadOnlyList<string> methods, MethodSettings settings, LdsOptions options,
         int nq, string target, int? epochs, string cache, Shard shard, Profiler profiler, bool quiet = false)
     {
         // Earlier results are read first: a corrupt lds-results.json fails now, not after the retraining.
@@ -112,8 +113,7 @@ public static class EvaluateCommands
             var method = MethodFactory.Create(m, run, settings, profiler, quiet);
             Tensor scores;
             using (profiler.Stage($"Scores ({m})")) scores = method.PairwiseMatrix(queries, run.Data.Train);
-            string name = m != "trak" ? MethodFactory.Label(m, settings) : (method is Methods.Trak.Trak tk && Ensemble.FromRuns(settings) ? $"trak-members-{tk.ModelCount}" : $"trak-{settings.Ensemble}")
-                + MethodFactory.LayoutSuffix(m, settings);
+            string name = MethodFactory.ResultLabel(m, settings, method);
             MethodLifetime.Release(method);
             results[name] = Evaluation.Lds.Score(scores, targets.Masks, t);
             if (seed0 is not null) results[$"{name} (seed-0 targets)"] = Evaluation.Lds.Score(scores, targets.Masks, seed0);
@@ -137,7 +137,7 @@ public static class EvaluateCommands
     static Command RemoveCommand()
     {
         var run = Opt.Run();
-        var methods = Opt.Methods("ekfac", MethodFactory.Names, single: true, "the method whose scores choose what to remove");
+        var methods = Opt.Methods(MethodFactory.Defaults(MethodRole.Attribution).Split(',')[0], MethodFactory.Names, single: true, "the method whose scores choose what to remove");
         var counts = Opt.IntList("--remove-counts", "how many training examples to remove (each size is one setting)", new[] { 50, 100, 200 }, 1, aliases: "--k");
         var seeds = Opt.IntList("--seeds", "retraining seeds", new[] { 0, 1, 2 }, 0, distinct: true);
         var budget = RetrainBudgetOption.Create("epochs");
@@ -181,7 +181,7 @@ public static class EvaluateCommands
                 throw new UsageException($"--remove-counts {string.Join(",", ks)}: {k} must be less than the run's {trainCount} training examples");
     }
 
-    internal static RemovalResult RunRemoval(RunContext run, string methodName, MethodSettings settings, int[] ks, int[] seeds, int nq,
+    internal static RemovalResult RunRemoval(Run run, string methodName, MethodSettings settings, int[] ks, int[] seeds, int nq,
         int? epochs, string outDir, Profiler profiler, bool quiet = false, RetrainBudget budget = RetrainBudget.Epochs)
     {
         var training = run.Last.Info.Training ?? new TrainOptions();

@@ -4,6 +4,7 @@ using InfluenceSharp.Data;
 using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Reporting;
+using InfluenceSharp.Runs;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Storage;
 
@@ -20,9 +21,10 @@ public static class ExplainCommand
         var queries = new QueryOptions(null);
         var image = Opt.Str("--query-image", "instead of --query: an image (PNG of any bit depth, colour type or interlace, JPEG, BMP, GIF, TGA, PSD) of the data set's height and width as the query; colour is converted to the model's channels", "FILE");
         var label = Opt.Str("--query-label", "the --query-image's label: class index or name [default: the model's prediction]", "L");
-        var methods = Opt.Methods("ekfac", MethodFactory.Names, single: false);
+        var methods = Opt.Methods(MethodFactory.Defaults(MethodRole.Attribution), MethodFactory.Names, single: false);
         var top = Opt.Int("--top", "proponents (score > 0) and opponents (score < 0) per query, at most (the image grid draws the first 32 of each)", 8, 1, helpName: "K");
-        var useIndex = Opt.Flag("--index", "approximate top-k from the index of the method's store (built by `influence index build` with the same method settings; trak, tracin, tracin-last, tracin-proj, graddot) instead of the exact scan");
+        var useIndex = Opt.Flag("--index", "approximate top-k from the index of the method's store (built by `influence index build` with the same method settings) instead of the exact scan" +
+            $" ({string.Join(", ", MethodFactory.IndexMethods)})");
         var probe = Opt.Int("--probe", "with --index: lists searched per query; 0 = the index's lists / 20 (at least 1)", 0, 0);
         var outDir = Opt.Out("explain-M.json (indices, scores, labels) and explain-M-<query>.png grids [default: RUN_DIR/explain]");
         var ms = new MethodSettingOptions();
@@ -45,8 +47,8 @@ public static class ExplainCommand
             if (n != 1) r.AddError("--query I,J,..., --query-count N or --query-image FILE: give one of them");
             if (Given(label) && !Given(image)) r.AddError("--query-label: only with --query-image");
             if (Given(probe) && !r.GetValue(useIndex)) r.AddError("--probe: only with --index");
-            if (r.GetValue(useIndex) && Opt.ValueIfValid(r, methods) is { } chosen && chosen.FirstOrDefault(m => !IndexCommands.IndexMethodNames.Contains(m)) is { } bad)
-                r.AddError($"--index: method {bad} has no index (scores that are inner products of stored rows: {string.Join(", ", IndexCommands.IndexMethodNames)})");
+            if (r.GetValue(useIndex) && Opt.ValueIfValid(r, methods) is { } chosen && chosen.FirstOrDefault(m => !MethodFactory.IndexMethods.Contains(m)) is { } bad)
+                r.AddError($"--index: method {bad} has no index (scores that are inner products of stored rows: {string.Join(", ", MethodFactory.IndexMethods)})");
         });
         cmd.SetAction(p =>
         {
@@ -74,7 +76,7 @@ public static class ExplainCommand
         return 0;
     }
 
-    internal static (LabeledDataset Queries, string[] Captions) FromIndices(RunContext run, string set, int[] queryIdx)
+    internal static (LabeledDataset Queries, string[] Captions) FromIndices(Run run, string set, int[] queryIdx)
     {
         var source = set switch
         {
@@ -89,7 +91,7 @@ public static class ExplainCommand
     /// <summary>An image file (PNG, JPEG, BMP, ...) as a one-example query set: it must have the data set's height and width; RGB
     /// is converted to luminance for gray data sets. It is prepared as the run's training images are (size, channels,
     /// normalisation, then the model's own input transform), which <paramref name="say"/> is told.</summary>
-    internal static (LabeledDataset Queries, string[] Captions) FromImage(RunContext run, string path, string? label, Action<string>? say = null)
+    internal static (LabeledDataset Queries, string[] Captions) FromImage(Run run, string path, string? label, Action<string>? say = null)
     {
         if (run.Data.Train is not ImageDataset train)
             throw new UsageException($"--query-image {path}: the run's data ({run.Data.Source}) is not an image data set; choose queries with --query");
@@ -130,7 +132,7 @@ public static class ExplainCommand
     /// <summary>Most proponents (and opponents) drawn in one query's image grid.</summary>
     public const int GridMax = 32;
 
-    internal static TopKResult Explain(RunContext run, string methodName, MethodSettings settings, LabeledDataset queries, string[] captions, int k,
+    internal static TopKResult Explain(Run run, string methodName, MethodSettings settings, LabeledDataset queries, string[] captions, int k,
         string outDir, Profiler profiler, bool quiet = false, bool? print = null, int? probe = null)
     {
         var method = MethodFactory.Create(methodName, run, settings, profiler, quiet);
@@ -139,9 +141,9 @@ public static class ExplainCommand
         {
             // Approximate: the index of the method's store (exact when every list is probed).
             var fm = method as FeatureMethod is { HasInnerProductForm: true } f ? f
-                : throw new UsageException($"--index: method {methodName} has no index ({string.Join(", ", IndexCommands.IndexMethodNames)} have)");
+                : throw new UsageException($"--index: method {methodName} has no index ({string.Join(", ", MethodFactory.IndexMethods)} have)");
             using var index = fm.OpenIndex(run.Data.Train);
-            if (!quiet && methodName == "trak") Console.Error.WriteLine(IndexCommands.TrakIndexNote);
+            if (!quiet && MethodFactory.IndexNote(methodName) is { } note) Console.Error.WriteLine(note);
             int lists = pr == 0 ? Math.Max(1, index.Lists / 20) : pr;
             if (lists > index.Lists) throw new UsageException($"--probe {pr}: the index has only {index.Lists} lists");
             long scored;

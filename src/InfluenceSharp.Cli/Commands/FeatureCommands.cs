@@ -13,13 +13,13 @@ namespace InfluenceSharp.Cli.Commands;
 /// the training set computed once into RUN_DIR/store and reused for every later query set.</summary>
 public static class FeatureCommands
 {
-    public static readonly string[] FeatureMethodNames = { "tracin", "tracin-last", "tracin-proj", "graddot", "gradcos", "trak" };
+    public static string[] FeatureMethodNames => MethodFactory.FeatureMethods;
 
     public static Command BuildStoreCommand()
     {
         var run = Opt.Run();
         var methods = Opt.Methods(null, FeatureMethodNames, single: true, required: true);
-        var ms = new MethodSettingOptions(damping: false);
+        var ms = new MethodSettingOptions(damping: false, offered: AttributionMethods.All.Where(d => d.IsFeatureMethod).ToList());
         var shard = Opt.Shard("compute only blocks b with b % n == i (run again without --shard to finish)");
         var data = Opt.RunData();
         var compute = new ComputeOptions();
@@ -53,6 +53,15 @@ public static class FeatureCommands
         return 0;
     }
 
+    /// <summary>A scores manifest's settings of a method: the common settings' text, and each method
+    /// parameter given.</summary>
+    internal static Dictionary<string, string> SettingsEntries(MethodSettings settings)
+    {
+        var d = new Dictionary<string, string> { ["settings"] = settings.ToString() };
+        foreach (var (k, v) in settings.GivenParameters()) d["parameter." + k] = v;
+        return d;
+    }
+
     internal static int Scores(string kind, string runDir, string name, string outDir, MethodSettings settings, int partition, Shard shard, string? dataSpec,
         string querySet, int[]? queryIndices, int? queryCount, bool quiet)
     {
@@ -79,7 +88,7 @@ public static class FeatureCommands
         }
         var manifest = new ScoresManifest
         {
-            Kind = kind, Method = method.Name, Settings = new Dictionary<string, string> { ["settings"] = settings.ToString() },
+            Kind = kind, Method = name, Settings = SettingsEntries(settings),
             ModelFingerprint = string.Join(",", run.Checkpoints.Select(c => c.Hash)), TrainFingerprint = run.Data.Train.Fingerprint(),
             TrainCount = run.Data.Train.Count, PartitionSize = partition,
             QueryFingerprint = kind == "pairwise" ? queries.Queries.Fingerprint() : null, QueryCount = kind == "pairwise" ? queries.Queries.Count : 0,

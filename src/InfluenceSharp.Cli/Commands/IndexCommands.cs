@@ -12,7 +12,7 @@ namespace InfluenceSharp.Cli.Commands;
 public static class IndexCommands
 {
     /// <summary>Feature methods whose scores are inner products of stored rows (FeatureMethod.HasInnerProductForm).</summary>
-    public static readonly string[] IndexMethodNames = { "trak", "tracin", "tracin-last", "tracin-proj", "graddot" };
+    public static string[] IndexMethodNames => MethodFactory.IndexMethods;
 
     public static Command Command()
     {
@@ -25,7 +25,7 @@ public static class IndexCommands
     {
         var run = Opt.Run();
         var methods = Opt.Methods(null, IndexMethodNames, single: true, required: true);
-        var ms = new MethodSettingOptions(damping: false);
+        var ms = new MethodSettingOptions(damping: false, offered: AttributionMethods.All.Where(d => d.IsIndexable).ToList());
         var lists = Opt.Int("--lists", "inverted lists (k-means centroids); 0 = about 4 sqrt(n), at most the number of training examples", 0, 0);
         var seed = Opt.Int("--index-seed", "seeds the k-means sample and initial centroids (the same seed gives the same index)", 0, 0, helpName: "S");
         var data = Opt.RunData();
@@ -47,10 +47,6 @@ public static class IndexCommands
         return cmd;
     }
 
-    /// <summary>Printed when a TRAK store is indexed or searched: IVF recall is poor on TRAK features.</summary>
-    internal const string TrakIndexNote = "note: an IVF index recalls TRAK's top-10 poorly (0.83 with 9% of the rows scored on Fashion-MNIST; " +
-        "bench/README.md, \"Why the index falls short on TRAK features\"): for TRAK the exact scan (explain without --index) is recommended";
-
     static int Build(string runDir, string name, MethodSettings settings, int lists, int seed, string? dataSpec, bool quiet)
     {
         var profiler = new Profiler();
@@ -62,7 +58,7 @@ public static class IndexCommands
         using var index = method.BuildIndex(run.Data.Train, new IndexOptions { Lists = lists, Seed = seed, Progress = quiet ? null : new ConsoleProgress() });
         var sizes = Enumerable.Range(0, index.Lists).Select(index.ListSize).ToArray();
         if (!quiet) Console.Error.Write(profiler.Table());
-        if (!quiet && name == "trak") Console.Error.WriteLine(TrakIndexNote);
+        if (!quiet && MethodFactory.IndexNote(name) is { } note) Console.Error.WriteLine(note);
         Console.WriteLine($"{name}: index of {index.Count} rows x {index.Manifest.Dim} in {index.Lists} lists (sizes {sizes.Min()}..{sizes.Max()}, mean {sizes.Average():F0}) " +
             $"in {index.Directory} ({sw.Elapsed.TotalSeconds:F1} s)");
         return 0;

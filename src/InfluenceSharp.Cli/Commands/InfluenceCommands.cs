@@ -18,7 +18,7 @@ public static class InfluenceCommands
         var run = Opt.Run();
         var checkpoint = CheckpointOption();
         var outDir = Opt.Out("factors directory (manifest.json, partials/ while incomplete)", required: true);
-        var strategy = Opt.Choice("--strategy", "Hessian approximation", "ekfac", "identity", "diagonal", "kfac", "ekfac");
+        var strategy = Opt.Choice("--strategy", "Hessian approximation", StrategyName(FactorStrategy.Ekfac), Enum.GetValues<FactorStrategy>().Select(StrategyName).ToArray());
         var fisher = Opt.Choice("--fisher", "true (labels sampled from the model) or empirical (the true labels)", "true", "true", "empirical");
         var layers = Opt.Str("--layers", "track only layers whose names contain one of these (comma separated) [default: all Linear/Conv2d]", "NAMES");
         var batchSize = Opt.Int("--batch-size", "training examples per batch", 256, 1);
@@ -27,7 +27,7 @@ public static class InfluenceCommands
         var shard = Opt.Shard();
         var data = Opt.RunData();
         var compute = new ComputeOptions();
-        var cmd = new Command("fit-factors", "fit influence-function factors (identity, diagonal, kfac, ekfac) of one checkpoint. An interrupted fit resumes " +
+        var cmd = new Command("fit-factors", $"fit influence-function factors ({string.Join(", ", Enum.GetValues<FactorStrategy>().Select(StrategyName))}) of one checkpoint. An interrupted fit resumes " +
             "from its saved partitions; later commands refuse factors fit on another checkpoint, architecture or data.")
         {
             run, checkpoint, outDir, strategy, fisher, layers, batchSize, partition, seed, shard, data,
@@ -71,12 +71,12 @@ public static class InfluenceCommands
         return 0;
     }
 
-    public static FactorStrategy ParseStrategy(string s) => s switch
-    {
-        "identity" => FactorStrategy.Identity, "diagonal" => FactorStrategy.Diagonal,
-        "kfac" => FactorStrategy.Kfac, "ekfac" => FactorStrategy.Ekfac,
-        _ => throw new ArgumentException($"unknown strategy '{s}'", nameof(s)),
-    };
+    /// <summary>A strategy as --strategy names it (the factored method of that name).</summary>
+    static string StrategyName(FactorStrategy s) => s.ToString().ToLowerInvariant();
+
+    public static FactorStrategy ParseStrategy(string s) =>
+        Enum.GetValues<FactorStrategy>().FirstOrDefault(x => StrategyName(x) == s) is var f && StrategyName(f) == s
+            ? f : throw new ArgumentException($"unknown strategy '{s}'", nameof(s));
 
     public static Command ScoresCommand()
     {
@@ -138,11 +138,12 @@ public static class InfluenceCommands
             if (p.GetResult(methods) is { Implicit: false })
                 return FeatureCommands.Scores(kind, p.GetValue(run)!, p.GetValue(methods)![0], p.GetValue(outDir)!, settings, p.GetValue(partition),
                     p.GetValue(shard), p.GetValue(data), set, idx, count, quiet);
+            var ckpt = ResolveCheckpoint(p.GetValue(run)!, p.GetValue(checkpoint));
             var options = new ScoreOptions
             {
-                Damping = settings.Damping, QueryRank = p.GetValue(queryRank), BFloat16 = p.GetValue(bf16), TrainBatchSize = settings.BatchSize, Progress = quiet ? null : new ConsoleProgress(),
+                // The same default as every factored method built by name (a converged run: its L2).
+                Damping = DampingDefaults.Factored(settings.Damping, ckpt), QueryRank = p.GetValue(queryRank), BFloat16 = p.GetValue(bf16), TrainBatchSize = settings.BatchSize, Progress = quiet ? null : new ConsoleProgress(),
             };
-            var ckpt = ResolveCheckpoint(p.GetValue(run)!, p.GetValue(checkpoint));
             return Scores(kind, ckpt, p.GetValue(factors)!, p.GetValue(outDir)!, options, settings.Measure, p.GetValue(perLayer), p.GetValue(partition),
                 p.GetValue(shard), p.GetValue(data), set, idx, count, quiet);
         });

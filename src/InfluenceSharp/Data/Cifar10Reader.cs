@@ -70,3 +70,19 @@ public static class Cifar10Reader
         Storage.AtomicFile.WriteAllBytes(path, b);
     }
 }
+
+/// <summary>cifar10:DIR — CIFAR-10 binary batches (see <see cref="Cifar10Reader"/>).</summary>
+public sealed class Cifar10DataReader : DataReader
+{
+    public override string Prefix => "cifar10";
+    public override string Usage => "cifar10:DIR";
+    public override int Order => 10;
+
+    public override DataSplit Load(DataSpec spec, IProgress<Diagnostics.ProgressUpdate>? progress)
+    {
+        // Recorded with an absolute path, so commands run from another directory find the data.
+        string dir = Path.GetFullPath(spec.Path!);
+        var (tr, te) = Cifar10Reader.Load(dir);
+        return new DataSplit(tr, te, "cifar10:" + dir);
+    }
+}

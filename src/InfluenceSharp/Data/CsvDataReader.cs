@@ -221,3 +221,13 @@ public static class CsvDataReader
         }
     }
 }
+
+/// <summary>csv:FILE — a table with a label column (see <see cref="CsvDataReader"/>).</summary>
+public sealed class CsvTableDataReader : DataReader
+{
+    public override string Prefix => "csv";
+    public override string Usage => "csv:FILE";
+    public override int Order => 40;
+    public override IReadOnlyList<string> Keys => new[] { "label", "test", "test-fraction", "split-seed" };
+    public override DataSplit Load(DataSpec spec, IProgress<Diagnostics.ProgressUpdate>? progress) => CsvDataReader.Load(spec);
+}

@@ -57,7 +57,7 @@ public static class DataCleaner
     public static CleanResult Clean(string dataSpec, LabeledDataset train, IReadOnlyList<CleanItem> items, CleanOptions options)
     {
         var spec = DataSpec.Parse(dataSpec);
-        if (spec.Kind is not (DataKind.ImageFolder or DataKind.Csv)) throw new InfluenceSharpException(CannotClean(spec));
+        if (spec.Kind != DataKind.ImageFolder && spec.Kind != DataKind.Csv) throw new InfluenceSharpException(CannotClean(spec));
         if (train.Sources is null) throw new InfluenceSharpException($"{dataSpec}: the training data carry no sources (files or rows), so there is nothing to clean");
         var seen = new HashSet<int>();
         foreach (var it in items)
@@ -136,11 +136,11 @@ public static class DataCleaner
     }
 
     /// <summary>Why a data set cannot be cleaned, and what to do instead.</summary>
-    public static string CannotClean(DataSpec spec) => spec.Kind switch
+    public static string CannotClean(DataSpec spec) => spec.Kind.Name switch
     {
-        DataKind.Tensors => $"--data {spec}: data clean writes image folders and CSV tables, not tensor files; drop the flagged rows in Python " +
+        "tensors" => $"--data {spec}: data clean writes image folders and CSV tables, not tensor files; drop the flagged rows in Python " +
             "(the index in the source column, e.g. 'X[12]' is X[12]: np.delete(X, rows, axis=0), the same for y) and train on the new file",
-        DataKind.Tinted => $"--data {spec}: tinted data are generated from Fashion-MNIST, there are no files to clean; use the index column of the results",
+        "tinted" => $"--data {spec}: tinted data are generated from Fashion-MNIST, there are no files to clean; use the index column of the results",
         _ => $"--data {spec}: built-in or IDX/CIFAR-10 data hold every example in one array file, which data clean does not rewrite; " +
             "export the data as an image folder (one file per example, a folder per class) or a CSV table, train on that, and clean it; " +
             "or drop the flagged indices (the source column: file and index) when you prepare the data",

@@ -42,28 +42,17 @@ public static class DataSource
     public static DataSplit Load(string spec, DataOptions? options = null, IProgress<Diagnostics.ProgressUpdate>? progress = null)
     {
         var s = DataSpec.Parse(spec).With(options);
-        switch (s.Kind)
+        if (s.Kind == DataKind.Embedded) return LoadEmbedded();
+        if (s.Kind == DataKind.Auto) return Directory.Exists(DebianFashionMnistDir) ? LoadIdxDirectory(DebianFashionMnistDir) : LoadEmbedded();
+        if (s.Kind == DataKind.FashionMnist)
         {
-            case DataKind.Embedded: return LoadEmbedded();
-            case DataKind.Auto: return Directory.Exists(DebianFashionMnistDir) ? LoadIdxDirectory(DebianFashionMnistDir) : LoadEmbedded();
-            case DataKind.FashionMnist:
-                if (!Directory.Exists(DebianFashionMnistDir))
-                    throw new InfluenceSharpException($"--data fashion-mnist: {DebianFashionMnistDir} not found (apt-get install dataset-fashion-mnist, or pass --data DIR)");
-                return LoadIdxDirectory(DebianFashionMnistDir);
-            case DataKind.Cifar10:
-            {
-                // Recorded with an absolute path, so commands run from another directory find the data.
-                string dir = Path.GetFullPath(s.Path!);
-                var (tr, te) = Cifar10Reader.Load(dir);
-                return new DataSplit(tr, te, "cifar10:" + dir);
-            }
-            case DataKind.ImageFolder: return ImageFolderReader.Load(s, progress);
-            case DataKind.Tensors: return TensorFileReader.Load(s);
-            case DataKind.Csv: return CsvDataReader.Load(s);
-            case DataKind.Tinted: return TintedData.Load(s);
+            if (!Directory.Exists(DebianFashionMnistDir))
+                throw new InfluenceSharpException($"--data fashion-mnist: {DebianFashionMnistDir} not found (apt-get install dataset-fashion-mnist, or pass --data DIR)");
+            return LoadIdxDirectory(DebianFashionMnistDir);
         }
+        if (s.Reader is { } reader) return reader.Load(s, progress);
         if (!Directory.Exists(spec))
-            throw new InfluenceSharpException($"--data {spec}: not 'embedded', 'auto', 'fashion-mnist', 'cifar10:DIR', 'imagefolder:DIR', 'tensors:FILE', 'csv:FILE', 'tinted[:BASE]' or an existing directory");
+            throw new InfluenceSharpException($"--data {spec}: not 'embedded', 'auto', 'fashion-mnist', {string.Join(", ", DataReaders.All.Select(r => $"'{r.Usage}'"))} or an existing directory");
         if (File.Exists(Path.Combine(spec, "data_batch_1.bin")) || Directory.Exists(Path.Combine(spec, "cifar-10-batches-bin")))
         {
             var (tr, te) = Cifar10Reader.Load(spec);

@@ -3,9 +3,6 @@ using System.Text;
 
 namespace InfluenceSharp.Data;
 
-/// <summary>The kinds of --data spec.</summary>
-public enum DataKind { Embedded, Auto, FashionMnist, Cifar10, Directory, ImageFolder, Tensors, Csv, Tinted }
-
 /// <summary>Options for the readers of user data, from the command line (--image-size, --channels,
 /// --test-fraction, --test-data, --label-column). Each one is folded into the spec's query string
 /// (<c>KIND:PATH?key=value&amp;...</c>), which the run records, so later commands rebuild the same data.
@@ -33,16 +30,11 @@ public sealed record DataOptions
 /// query escape '%', '&amp;' and '=' as %25, %26 and %3D.</summary>
 public sealed record DataSpec(DataKind Kind, string? Path, IReadOnlyDictionary<string, string> Query)
 {
-    static readonly Dictionary<DataKind, string[]> Keys = new()
-    {
-        [DataKind.ImageFolder] = new[] { "size", "channels", "test-fraction", "split-seed" },
-        [DataKind.Tensors] = new[] { "x", "y", "test", "test-fraction", "split-seed" },
-        [DataKind.Csv] = new[] { "label", "test", "test-fraction", "split-seed" },
-        [DataKind.Tinted] = new[] { "agree", "seed" },
-    };
+    /// <summary>The options a kind's spec takes after '?' (its reader's keys; none for keywords and directories).</summary>
+    static IReadOnlyList<string> KeysOf(DataKind kind) => DataReaders.Find(kind.Name)?.Keys ?? Array.Empty<string>();
 
-    static readonly (string Prefix, DataKind Kind)[] Prefixes =
-        { ("cifar10:", DataKind.Cifar10), ("imagefolder:", DataKind.ImageFolder), ("tensors:", DataKind.Tensors), ("csv:", DataKind.Csv), ("tinted:", DataKind.Tinted) };
+    /// <summary>The reader of this spec's kind (null for keywords and directories).</summary>
+    public DataReader? Reader => DataReaders.Find(Kind.Name);
 
     public string? this[string key] => Query.TryGetValue(key, out var v) ? v : null;
 
@@ -56,21 +48,23 @@ public sealed record DataSpec(DataKind Kind, string? Path, IReadOnlyDictionary<s
             case "fashion-mnist": return new(DataKind.FashionMnist, null, empty);
             case "tinted": return Parse("tinted:embedded");
         }
-        foreach (var (prefix, kind) in Prefixes)
+        foreach (var reader in DataReaders.All)
         {
+            string prefix = reader.Prefix + ":";
             if (!spec.StartsWith(prefix, StringComparison.Ordinal)) continue;
+            var kind = reader.Kind;
             string rest = spec[prefix.Length..];
             var query = new Dictionary<string, string>(StringComparer.Ordinal);
             int q = rest.IndexOf('?');
-            if (q >= 0 && kind != DataKind.Cifar10)
+            if (q >= 0 && reader.Keys.Count > 0)
             {
                 foreach (var part in rest[(q + 1)..].Split('&', StringSplitOptions.RemoveEmptyEntries))
                 {
                     int eq = part.IndexOf('=');
                     if (eq <= 0) throw new InfluenceSharpException($"--data {spec}: '{part}' is not key=value");
                     string key = part[..eq], value = Unescape(part[(eq + 1)..]);
-                    if (!Keys[kind].Contains(key))
-                        throw new InfluenceSharpException($"--data {spec}: unknown option '{key}' for {prefix[..^1]} data (known: {string.Join(", ", Keys[kind])})");
+                    if (!reader.Keys.Contains(key))
+                        throw new InfluenceSharpException($"--data {spec}: unknown option '{key}' for {prefix[..^1]} data (known: {string.Join(", ", reader.Keys)})");
                     if (!query.TryAdd(key, value)) throw new InfluenceSharpException($"--data {spec}: option '{key}' given twice");
                 }
                 rest = rest[..q];
@@ -93,7 +87,7 @@ public sealed record DataSpec(DataKind Kind, string? Path, IReadOnlyDictionary<s
                 throw new InfluenceSharpException($"--data {spec}: test-fraction={f}: a number between 0 and 1 (exclusive)");
         if (this["split-seed"] is { } sd && (!int.TryParse(sd, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
             throw new InfluenceSharpException($"--data {spec}: split-seed={sd}: a non-negative integer");
-        if (Kind == DataKind.Tinted) TintedData.Validate(this, spec);
+        Reader?.Validate(this, spec);
         foreach (var k in new[] { "x", "y", "label" })
             if (this[k] is "") throw new InfluenceSharpException($"--data {spec}: {k}= needs a name");
     }
@@ -119,8 +113,8 @@ public sealed record DataSpec(DataKind Kind, string? Path, IReadOnlyDictionary<s
         void Set(string option, string key, string? value)
         {
             if (value is null) return;
-            if (!Keys.TryGetValue(Kind, out var keys) || !keys.Contains(key))
-                throw new InfluenceSharpException($"{option}: does not apply to --data {this} (only to {string.Join(", ", Keys.Where(kv => kv.Value.Contains(key)).Select(kv => KindPrefix(kv.Key) + "..."))})");
+            if (!KeysOf(Kind).Contains(key))
+                throw new InfluenceSharpException($"{option}: does not apply to --data {this} (only to {string.Join(", ", DataReaders.All.Where(r => r.Keys.Contains(key)).Select(r => r.Prefix + ":..."))})");
             if (q.TryGetValue(key, out var old) && old != value)
                 throw new InfluenceSharpException($"{option} {value}: --data {this} says {key}={old}");
             q[key] = value;
@@ -133,7 +127,7 @@ public sealed record DataSpec(DataKind Kind, string? Path, IReadOnlyDictionary<s
         {
             string prefix = KindPrefix(Kind);
             if (t.StartsWith(prefix, StringComparison.Ordinal)) t = t[prefix.Length..];
-            else if (Prefixes.Any(p => t.StartsWith(p.Prefix, StringComparison.Ordinal)))
+            else if (DataReaders.All.Any(r => t.StartsWith(r.Prefix + ":", StringComparison.Ordinal)))
                 throw new InfluenceSharpException($"--test-data {t}: must be {prefix}... like --data {this}");
             Set("--test-data", "test", t);
         }
@@ -155,30 +149,20 @@ public sealed record DataSpec(DataKind Kind, string? Path, IReadOnlyDictionary<s
         return new DataSpec(Kind, Path, q);
     }
 
-    public static string KindPrefix(DataKind kind) => kind switch
-    {
-        DataKind.Cifar10 => "cifar10:", DataKind.ImageFolder => "imagefolder:", DataKind.Tensors => "tensors:", DataKind.Csv => "csv:", DataKind.Tinted => "tinted:", _ => "",
-    };
+    /// <summary>"imagefolder:" for a reader's kind; empty for keywords and directories.</summary>
+    public static string KindPrefix(DataKind kind) => DataReaders.Find(kind.Name) is { } r ? r.Prefix + ":" : "";
 
     /// <summary>The canonical text: KIND:PATH?key=value&amp;... with keys in a fixed order.</summary>
     public override string ToString()
     {
-        switch (Kind)
-        {
-            case DataKind.Embedded: return "embedded";
-            case DataKind.Auto: return "auto";
-            case DataKind.FashionMnist: return "fashion-mnist";
-            case DataKind.Directory: return Path!;
-        }
+        if (Kind == DataKind.Directory) return Path!;
+        if (Reader is null) return Kind.Name;   // embedded, auto, fashion-mnist
         var sb = new StringBuilder(KindPrefix(Kind)).Append(Path);
-        if (Keys.TryGetValue(Kind, out var keys))
+        char sep = '?';
+        foreach (var k in KeysOf(Kind).Where(Query.ContainsKey))
         {
-            char sep = '?';
-            foreach (var k in keys.Where(Query.ContainsKey))
-            {
-                sb.Append(sep).Append(k).Append('=').Append(Escape(Query[k]));
-                sep = '&';
-            }
+            sb.Append(sep).Append(k).Append('=').Append(Escape(Query[k]));
+            sep = '&';
         }
         return sb.ToString();
     }

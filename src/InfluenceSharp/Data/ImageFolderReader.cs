@@ -367,3 +367,13 @@ public static class ImageFolderReader
         bar?.Complete();
     }
 }
+
+/// <summary>imagefolder:DIR — a folder per class (see <see cref="ImageFolderReader"/>).</summary>
+public sealed class ImageFolderDataReader : DataReader
+{
+    public override string Prefix => "imagefolder";
+    public override string Usage => "imagefolder:DIR";
+    public override int Order => 20;
+    public override IReadOnlyList<string> Keys => new[] { "size", "channels", "test-fraction", "split-seed" };
+    public override DataSplit Load(DataSpec spec, IProgress<ProgressUpdate>? progress) => ImageFolderReader.Load(spec, progress);
+}

@@ -215,3 +215,13 @@ public static class TensorFileReader
         return y;
     }
 }
+
+/// <summary>tensors:FILE — .safetensors, .npz or X.npy,y.npy (see <see cref="TensorFileReader"/>).</summary>
+public sealed class TensorsDataReader : DataReader
+{
+    public override string Prefix => "tensors";
+    public override string Usage => "tensors:FILE";
+    public override int Order => 30;
+    public override IReadOnlyList<string> Keys => new[] { "x", "y", "test", "test-fraction", "split-seed" };
+    public override DataSplit Load(DataSpec spec, IProgress<Diagnostics.ProgressUpdate>? progress) => TensorFileReader.Load(spec);
+}

@@ -114,3 +114,14 @@ public static class TintedData
         return tints;
     }
 }
+
+/// <summary>tinted[:BASE] — Fashion-MNIST with a spurious tint (see <see cref="TintedData"/>).</summary>
+public sealed class TintedDataReader : DataReader
+{
+    public override string Prefix => "tinted";
+    public override string Usage => "tinted[:BASE]";
+    public override int Order => 50;
+    public override IReadOnlyList<string> Keys => new[] { "agree", "seed" };
+    public override void Validate(DataSpec spec, string text) => TintedData.Validate(spec, text);
+    public override DataSplit Load(DataSpec spec, IProgress<Diagnostics.ProgressUpdate>? progress) => TintedData.Load(spec);
+}

@@ -9,7 +9,7 @@ namespace InfluenceSharp.Features;
 /// gradients, TRAK features...). The training side is computed once into a <see cref="FeatureStore"/>.</summary>
 public interface IFeaturizer
 {
-    /// <summary>Identifies what the features are ("tracin-fast", "trak", ...), for manifests.</summary>
+    /// <summary>Identifies what the features are ("tracin-last", "trak", ...), for manifests.</summary>
     string Method { get; }
     /// <summary>Every setting that changes the features (snake_case keys), for manifests.</summary>
     IReadOnlyDictionary<string, string> Settings { get; }
@@ -56,7 +56,8 @@ public sealed record FeatureStoreManifest
                 throw new InfluenceSharpException($"{path}: features were computed with {field} = {found}, but this run has {field} = {want}{why}");
         }
         Check("format", Format, expected.Format);
-        Check("method", Method, expected.Method);
+        // Older versions named some methods otherwise (tracin-fast for tracin-last): the same features.
+        Check("method", MethodNames.Canonical(Method), MethodNames.Canonical(expected.Method));
         Check("models (count)", Models.Length, expected.Models.Length, " (another set of checkpoints)");
         for (int i = 0; i < Models.Length; i++)
             Check($"models[{i}]", Models[i], expected.Models[i], " (features from another checkpoint)");
@@ -265,7 +266,7 @@ public sealed class FeatureStore : IDisposable
                         ? $"block has a tensor of {(extra.dim() == 0 ? 0 : extra.shape[0])} rows, expected {count}"
                         : file.Metadata.TryGetValue("block", out var mb) && mb != block.ToString(System.Globalization.CultureInfo.InvariantCulture)
                         ? $"file holds block {mb}, not {block}"
-                        : file.Metadata.TryGetValue("method", out var mm) && mm != Manifest.Method
+                        : file.Metadata.TryGetValue("method", out var mm) && !MethodNames.Same(mm, Manifest.Method)
                         ? $"file holds {mm} features, not {Manifest.Method}"
                         : null;
                     if (bad is not null)

@@ -170,7 +170,7 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
     public string IndexDirectory(IDataset train)
     {
         if (!HasInnerProductForm)
-            throw new InfluenceSharpException($"{Name}: scores are not inner products of stored rows, so there is no index (index-capable: trak, tracin, tracin-last, tracin-proj, graddot)");
+            throw new InfluenceSharpException($"{Name}: scores are not inner products of stored rows, so there is no index (index-capable: {string.Join(", ", AttributionMethods.All.Where(d => d.IsIndexable).Select(d => d.Name))})");
         var store = OpenStore(train);
         if (store.Mode != StoreMode.Directory) throw new InfluenceSharpException($"{Name}: an index needs a feature store on disk (StoreDirectory)");
         return Path.Combine(store.Directory!, "index");

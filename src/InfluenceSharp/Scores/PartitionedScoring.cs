@@ -34,7 +34,8 @@ public sealed record ScoresManifest
                 throw new InfluenceSharpException($"{path}: existing scores were made with {field} = {found}, this run has {field} = {want}; use another --out or delete it");
         }
         Check("kind", Kind, expected.Kind);
-        Check("method", Method, expected.Method);
+        // Older versions named some methods otherwise (if-ekfac for ekfac): the same method.
+        Check("method", MethodNames.Canonical(Method), MethodNames.Canonical(expected.Method));
         Check("settings", string.Join(",", Settings.OrderBy(k => k.Key).Select(k => $"{k.Key}={k.Value}")),
               string.Join(",", expected.Settings.OrderBy(k => k.Key).Select(k => $"{k.Key}={k.Value}")));
         Check("model_fingerprint", ModelFingerprint, expected.ModelFingerprint);

@@ -46,12 +46,7 @@ public sealed class CurvatureOperator
     private ScalarType Dtype => model.parameters().First().dtype;
 
     /// <summary>The parameters of a tracked layer: weight, then bias when it has one.</summary>
-    internal static Tensor[] ParametersOf(TrackedLayer l) => l.Module switch
-    {
-        Linear lin => lin.bias is null ? new[] { (Tensor)lin.weight! } : new Tensor[] { lin.weight!, lin.bias },
-        Conv2d c => c.bias is null ? new[] { (Tensor)c.weight! } : new Tensor[] { c.weight!, c.bias },
-        _ => throw new InfluenceSharpException($"layer {l.Name}: not a Linear or Conv2d"),
-    };
+    internal static Tensor[] ParametersOf(TrackedLayer l) => l.Parameters();
 
     /// <summary>(curvature) · V for V [m, P] (rows are vectors), averaged over the whole training set,
     /// or over <paramref name="indices"/> only (a minibatch estimate, as LiSSA uses).</summary>

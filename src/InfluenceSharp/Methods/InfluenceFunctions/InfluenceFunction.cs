@@ -35,7 +35,7 @@ public sealed class InfluenceFunction : IAttributionMethod
         if (o.QueryRank < 0) throw new InfluenceSharpException($"--query-rank {o.QueryRank}: must be >= 0");
     }
 
-    public string Name => "if-" + factors.Strategy.ToString().ToLowerInvariant();
+    public string Name => factors.Strategy.ToString().ToLowerInvariant();
     public IReadOnlyList<TrackedLayer> Layers => layers;
 
     private Device Device => model.parameters().First().device;
@@ -110,7 +110,7 @@ public sealed class InfluenceFunction : IAttributionMethod
     /// Conv layers (T positions) keep the rotation back.</summary>
     private bool InBasis(TrackedLayer layer, Preconditioner p, long nQuery, long nTrain)
     {
-        if (p.QA is null || layer.IsConv) return false;
+        if (p.QA is null || layer.SeveralPositions) return false;
         if (EigenbasisScoring is { } forced) return forced;
         double o = layer.Out, i = layer.In;
         return nTrain * 2 * (o * o + i * i) < nQuery * 2 * (o * o * i + o * i * i);
@@ -138,7 +138,7 @@ public sealed class InfluenceFunction : IAttributionMethod
         }
         var full = perLayer.Select(l => { var t = torch.cat(l, 0); foreach (var x in l) x.Dispose(); return t; }).ToList();
         var bases = pre.Select((p, i) => inBasis[i] ? (p.QA!, p.QS!) : ((Tensor, Tensor)?)null).ToArray();
-        return new PreconditionedQueries(full, layers.Select(l => !l.IsConv).ToArray(), o.QueryRank, o.BFloat16, queries.Count, bases);
+        return new PreconditionedQueries(full, layers.Select(l => !l.SeveralPositions).ToArray(), o.QueryRank, o.BFloat16, queries.Count, bases);
     }
 
     /// <summary>Preconditioned query gradients per layer, either exact [n_q, Out·In] or as rank-r

@@ -39,7 +39,7 @@ public sealed class TracInCP : FeatureMethod
     private readonly string name;
 
     public TracInCP(IReadOnlyList<TracInCheckpoint> checkpoints, IAttributionTask? task = null, TracInOptions? options = null, Profiler? profiler = null)
-        : this(checkpoints, task, options, profiler, "tracin-cp") { }
+        : this(checkpoints, task, options, profiler, "tracin") { }
 
     internal TracInCP(IReadOnlyList<TracInCheckpoint> checkpoints, IAttributionTask? task, TracInOptions? options, Profiler? profiler, string name)
         : base(options ?? new TracInOptions(), profiler)

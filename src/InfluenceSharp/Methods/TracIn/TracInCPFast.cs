@@ -42,7 +42,7 @@ public sealed class TracInCPFast : FeatureMethod
         layout = featurizer.Layout;
     }
 
-    public override string Name => "tracin-fast";
+    public override string Name => "tracin-last";
     public TracInFastOptions Options { get; }
     public override IFeaturizer Featurizer => featurizer;
     /// <summary>The final layer's name.</summary>
@@ -145,12 +145,12 @@ internal sealed class LastLayerFeaturizer : IFeaturizer, IDisposable
 
     private static TrackedLayer FinalLinear(nn.Module<Tensor, Tensor> model, string? name)
     {
-        var linears = TrackedLayer.Find(model, name).Where(l => !l.IsConv).ToList();
+        var linears = TrackedLayer.Find(model, name).Where(l => l.Type is LinearLayerType).ToList();
         if (name is not null && linears.FirstOrDefault(l => l.Name == name) is { } exact) return exact;
         return linears.Count > 0 ? linears[^1] : throw new InfluenceSharpException(name is null ? "the model has no Linear layer" : $"layer {name}: not a Linear layer");
     }
 
-    public string Method => stacked ? "tracin-fast-stacked" : "tracin-fast";
+    public string Method => stacked ? "tracin-last-stacked" : "tracin-last";
     public IReadOnlyDictionary<string, string> Settings => settings;
     public IReadOnlyList<string> ModelFingerprints { get; }
     public TrackedLayer Layer { get; }

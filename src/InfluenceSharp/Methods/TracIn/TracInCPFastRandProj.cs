@@ -29,10 +29,10 @@ public sealed class TracInCPFastRandProj : FeatureMethod
         : base(options ?? new TracInRandProjOptions(), profiler)
     {
         Options = options ?? new TracInRandProjOptions();
-        featurizer = new TracInGradientFeaturizer("tracin-randproj", checkpoints, task ?? new ClassificationTask(), Options.Layers, Options.Projection);
+        featurizer = new TracInGradientFeaturizer("tracin-proj", checkpoints, task ?? new ClassificationTask(), Options.Layers, Options.Projection);
     }
 
-    public override string Name => "tracin-randproj";
+    public override string Name => "tracin-proj";
     public TracInRandProjOptions Options { get; }
     public override IFeaturizer Featurizer => featurizer;
     public IReadOnlyList<Gradients.TrackedLayer> Layers => featurizer.Layers;

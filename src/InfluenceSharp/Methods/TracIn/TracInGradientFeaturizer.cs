@@ -67,7 +67,7 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
             layout = new TracInLayout(segments, checkpoints.Select(_ => 1.0).ToArray(), normalize: false);
             foreach (var kv in projection.Describe()) settings[kv.Key] = kv.Value;
         }
-        else if (convForm == TracInConvForm.Explicit || !Layers.Any(l => l.IsConv))
+        else if (convForm == TracInConvForm.Explicit || !Layers.Any(l => l.SeveralPositions))
             MakeLayout(Layers.Select(_ => 1L).ToArray());
     }
 
@@ -111,7 +111,7 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
         {
             int li = i;
             t[i] = 1;
-            if (!Layers[i].IsConv) continue;
+            if (!Layers[i].SeveralPositions) continue;
             var h = layersPerCheckpoint[0][i].Module.register_forward_hook((m, input, output) => { t[li] = output.shape[2] * output.shape[3]; return output.alias(); });
             hooks.Add(h.remove);
         }
@@ -125,7 +125,7 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
     private void MakeLayout(long[] t)
     {
         positions = t;
-        factored = Layers.Select((l, i) => l.IsConv && convForm switch
+        factored = Layers.Select((l, i) => l.SeveralPositions && convForm switch
         {
             TracInConvForm.Explicit => false,
             TracInConvForm.Factored => true,
@@ -137,7 +137,7 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
             for (int i = 0; i < Layers.Count; i++)
             {
                 var l = Layers[i];
-                var s = !l.IsConv ? new Segment(c, offset, l.Out, l.In)
+                var s = !l.SeveralPositions ? new Segment(c, offset, l.Out, l.In)
                     : factored[i] ? new Segment(c, offset, l.Out, l.In, t[i]) : new Segment(c, offset, l.NumParams, 0);
                 segments.Add(s); offset += s.Width;
             }
@@ -168,7 +168,7 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
             for (int i = 0; i < lbs.Length; i++)
             {
                 var lb = lbs[i];
-                if (lb.Layer.IsConv)
+                if (lb.Layer.SeveralPositions)
                 {
                     if (!factored![i]) { parts.Add(lb.PerExample().reshape(lb.BatchSize, -1)); continue; }
                     if (lb.A.shape[1] != positions![i])
@@ -210,7 +210,7 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
             Tensor? sq = null;
             foreach (var lb in lbs)
             {
-                if (!lb.Layer.IsConv) RequireRankOne(lb);
+                if (!lb.Layer.SeveralPositions) RequireRankOne(lb);
                 var s = lb.SquaredNorms(memoryBytes, gram).to(ScalarType.Float64);
                 sq = sq is null ? s : sq.add_(s);
             }

@@ -1,24 +1,28 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using InfluenceSharp.Storage;
+using InfluenceSharp.Methods;
 using InfluenceSharp.Training;
 using static TorchSharp.torch;
 
-namespace InfluenceSharp.Cli.Commands;
+namespace InfluenceSharp.Runs;
 
 /// <summary>TRAK's ensemble members. Either independently trained models made here (--ensemble N: the
 /// run's own final model plus models retrained with the run's settings and seeds 1..N−1, cached under
 /// RUN_DIR/ensemble/seed-K), or models the user already has (--members RUN,... and/or
 /// --member-epochs last|all|E,...: checkpoints of --run and of other runs trained on the same data
 /// with the same architecture).</summary>
-internal static class Ensemble
+public static class Ensemble
 {
     /// <summary>True when the settings choose members from existing runs/checkpoints rather than --ensemble.</summary>
     public static bool FromRuns(MethodSettings s) => s.Members.Count > 0 || s.MemberEpochs != "last";
 
-    public static List<nn.Module<Tensor, Tensor>> Models(RunContext run, int count, bool quiet)
+    /// <summary>The run's final model plus count−1 models retrained with other seeds (cached).</summary>
+    /// <param name="run">the run whose settings and data the members are trained with.</param>
+    /// <param name="count">the ensemble's size, at least 1.</param>
+    /// <param name="log">told when a member is trained (null: silent).</param>
+    public static List<nn.Module<Tensor, Tensor>> Models(Run run, int count, Action<string>? log = null)
     {
-        if (count < 1) throw new UsageException($"--ensemble {count}: must be at least 1");
+        if (count < 1) throw new InfluenceSharpException($"--ensemble {count}: must be at least 1");
         var models = new List<nn.Module<Tensor, Tensor>> { run.Last.LoadModel() };
         var baseOptions = run.Last.Info.Training ?? new TrainOptions();
         for (int k = 1; k < count; k++)
@@ -27,7 +31,7 @@ internal static class Ensemble
             string final = Path.Combine(dir, $"epoch-{baseOptions.Epochs:D4}.safetensors");
             if (!File.Exists(final) || !File.Exists(Checkpoint.SidecarPath(final)))
             {
-                if (!quiet) Console.Error.WriteLine($"training ensemble model {k + 1}/{count} (seed {baseOptions.Seed + k}) into {dir}");
+                log?.Invoke($"training ensemble model {k + 1}/{count} (seed {baseOptions.Seed + k}) into {dir}");
                 new Trainer(baseOptions with { Seed = baseOptions.Seed + k }).Train(run.Last.Info.Model, run.Data.Train, null, dir,
                     run.Data.Corruption, run.Data.Source);
             }
@@ -48,13 +52,13 @@ internal static class Ensemble
         var epochs = new int[parts.Length];
         for (int i = 0; i < parts.Length; i++)
             if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out epochs[i]) || epochs[i] < 1)
-                throw new UsageException($"{option} {spec}: give last, all, or epoch numbers E,F,... (each at least 1)");
-        if (epochs.Distinct().Count() != epochs.Length) throw new UsageException($"{option} {spec}: an epoch is listed twice");
+                throw new InfluenceSharpException($"{option} {spec}: give last, all, or epoch numbers E,F,... (each at least 1)");
+        if (epochs.Distinct().Count() != epochs.Length) throw new InfluenceSharpException($"{option} {spec}: an epoch is listed twice");
         return epochs;
     }
 
     /// <summary>The checkpoints of --run that a last|all|E,... spec selects (epoch order).</summary>
-    public static List<Checkpoint> RunCheckpoints(RunContext run, string spec, string option)
+    public static List<Checkpoint> RunCheckpoints(Run run, string spec, string option)
     {
         var epochs = ParseEpochs(spec, option);
         if (epochs is null) return new List<Checkpoint> { run.Last };
@@ -66,7 +70,7 @@ internal static class Ensemble
     /// <summary>The checkpoints that are TRAK's ensemble members: the chosen epochs of --run, then of
     /// each --members run (a run directory or one checkpoint file), in order. Refuses, naming the
     /// member, one trained on other data or with another architecture.</summary>
-    public static List<Checkpoint> MemberCheckpoints(RunContext run, MethodSettings s)
+    public static List<Checkpoint> MemberCheckpoints(Run run, MethodSettings s)
     {
         var epochs = ParseEpochs(s.MemberEpochs);
         string dataFp = run.Data.Train.Fingerprint();
@@ -75,7 +79,7 @@ internal static class Ensemble
         foreach (var m in s.Members)
         {
             List<Checkpoint> list;
-            if (Directory.Exists(m) || File.Exists(m)) ReadLocks.Run(m);
+            if (Directory.Exists(m) || File.Exists(m)) run.BeforeReading?.Invoke(m);
             if (Directory.Exists(m)) list = Checkpoint.List(m);
             else if (File.Exists(m)) list = new List<Checkpoint> { Checkpoint.Open(m) };
             else throw new InfluenceSharpException($"--members {m}: no such run directory or checkpoint file");
