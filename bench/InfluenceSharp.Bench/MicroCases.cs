@@ -117,8 +117,8 @@ public static class ChecksumCases
         const int mb = 256;
         var bytes = new byte[mb << 20];
         new Random(1).NextBytes(bytes);
-        for (int i = 0; i < 2; i++) InfluenceSharp.Storage.Checksum.Of(bytes);
-        double mem = Enumerable.Range(0, 5).Min(_ => Measure.Seconds(() => InfluenceSharp.Storage.Checksum.Of(bytes)));
+        for (int i = 0; i < 2; i++) InfluenceSharp.Formats.Checksum.Of(bytes);
+        double mem = Enumerable.Range(0, 5).Min(_ => Measure.Seconds(() => InfluenceSharp.Formats.Checksum.Of(bytes)));
         yield return new BenchResult("checksum", "xxh3-64 of a buffer", 0, mem, 0, Measure.PeakRssMiB(), $"{mb / mem:F0} MB/s; best of 5");
         string path = Path.Combine(Path.GetTempPath(), $"checksum-bench-{Guid.NewGuid():N}.safetensors");
         try
@@ -126,12 +126,12 @@ public static class ChecksumCases
             using (var t = torch.randn(mb << 18))   // 256 MB of float32
             {
                 string? sum = null;
-                InfluenceSharp.Storage.SafeTensors.Save(path, new Dictionary<string, Tensor> { ["x"] = t }, null, s => sum = s);
-                for (int i = 0; i < 2; i++) InfluenceSharp.Storage.Checksum.OfFile(path);
-                double file = Enumerable.Range(0, 5).Min(_ => Measure.Seconds(() => InfluenceSharp.Storage.Checksum.OfFile(path)));
+                InfluenceSharp.Formats.SafeTensors.Save(path, new Dictionary<string, Tensor> { ["x"] = t }, null, s => sum = s);
+                for (int i = 0; i < 2; i++) InfluenceSharp.Formats.Checksum.OfFile(path);
+                double file = Enumerable.Range(0, 5).Min(_ => Measure.Seconds(() => InfluenceSharp.Formats.Checksum.OfFile(path)));
                 yield return new BenchResult("checksum", "xxh3-64 of a file (page cache)", 0, file, 0, Measure.PeakRssMiB(), $"{mb / file:F0} MB/s; best of 5");
-                double plain = Enumerable.Range(0, 5).Min(_ => Measure.Seconds(() => InfluenceSharp.Storage.SafeTensors.Load(path).Dispose()));
-                double check = Enumerable.Range(0, 5).Min(_ => Measure.Seconds(() => InfluenceSharp.Storage.SafeTensors.Load(path, sum, "bench").Dispose()));
+                double plain = Enumerable.Range(0, 5).Min(_ => Measure.Seconds(() => InfluenceSharp.Formats.SafeTensors.Load(path).Dispose()));
+                double check = Enumerable.Range(0, 5).Min(_ => Measure.Seconds(() => InfluenceSharp.Formats.SafeTensors.Load(path, sum, "bench").Dispose()));
                 yield return new BenchResult("checksum", "safetensors load, unchecked", 0, plain, 0, Measure.PeakRssMiB(), $"{mb / plain:F0} MB/s; best of 5");
                 yield return new BenchResult("checksum", "safetensors load, checked", 0, check, 0, Measure.PeakRssMiB(), $"{mb / check:F0} MB/s; +{100 * (check - plain) / plain:F0}% over unchecked; best of 5");
             }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Peak RSS of exact TracIn and EK-FAC over ResNet-18's layer3+layer4 (issue 13's conv item / issue 10):
+# Peak RSS of exact TracIn and EK-FAC over ResNet-18's layer3+layer4 (bench/README.md, "Memory-bounded per-example conv gradients"):
 # the ImageNet ResNet-18 fine-tuned 2 epochs on an exported Fashion-MNIST image folder at 32x32 RGB,
 # attribution by `detect-mislabeled` (self-influence) and `scores pairwise`, each under GNU time.
 # Figures: bench/README.md, "Memory-bounded per-example conv gradients".

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Data curation by attribution (issue 11, seed 004, D3M). Needs Debian's dataset-fashion-mnist.
+# Data curation by attribution (D3M; bench/README.md, "Data curation"). Needs Debian's dataset-fashion-mnist.
 # Usage: bench/experiments/curate.sh [OUT_DIR] [mislabel|tinted|budget|all] (default runs/curate, all)
 # Each case runs in its own hold of the lock file $INFLUENCE_CPU_LOCK (default /tmp/influence-cpu.lock);
 # the wall time inside the lock is printed. On an otherwise idle 2-core machine a retraining takes

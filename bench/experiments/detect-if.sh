@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 14, item 2: can an influence-function method reach seed 002's detection bar (>= 80% of the
-# flipped labels in the top 10%, >= 97% in the top 20%)? Seed 002's recipe on Fashion-MNIST: SmallCnn,
+# Can an influence-function method reach the detection bar of bench/README.md's quality section (>= 80% of the
+# flipped labels in the top 10%, >= 97% in the top 20%)? That section's recipe on Fashion-MNIST: SmallCnn,
 # all 60,000 training images, 10% of labels flipped, one-cycle schedule, 10 epochs. Each variant is a
 # detect-mislabeled run of its own (OUT/RUN/detect-VARIANT/detection.json); a summary table at the end.
 # Usage: bench/experiments/detect-if.sh [OUT_DIR] [VARIANT...]   (needs Debian's dataset-fashion-mnist)
@@ -37,7 +37,7 @@ for v in $VARIANTS; do case $v in
   fc2-empirical) detect fc2-all-empirical --methods ekfac --layers fc2 --if-epochs all --fisher empirical ;;
   identity-all) detect identity-all --methods identity --if-epochs all ;;            # gradient norms summed over checkpoints (TracIn on all layers)
   tracin-last)  detect tracin-last --methods tracin-last ;;
-  trak-layouts) detect trak-kronecker --methods trak                                  # issue 13: the three layouts at equal k (Kronecker: 4 layers x 16 x 64 = 4,096)
+  trak-layouts) detect trak-kronecker --methods trak                                  # the three layouts at equal k (Kronecker: 4 layers x 16 x 64 = 4,096)
                 for l in dense hadamard; do detect trak-$l --methods trak --proj-layout $l --proj-dim 4096; done ;;
 esac; done
 

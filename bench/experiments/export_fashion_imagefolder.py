@@ -10,7 +10,7 @@ resized bilinearly (half-pixel centres) to SIZE x SIZE and replicated into R, G 
 Class folders are named "0-T-shirt_top", "1-Trouser", ... so their ordinal order is the class index.
 `--flip F` moves a seeded F fraction of the training images into a wrong class folder (uniform
 over the other classes) and records them in OUT_DIR/flipped.json (file, true and given class); the
-default 0 exports clean labels (the seed-004 script flips with `influence train --corrupt`, whose
+default 0 exports clean labels (bench/experiments/seed004.sh flips with `influence train --corrupt`, whose
 record the detection commands read). OUT_DIR/export.json records every setting and the source
 indices. Only numpy and the standard library; the same arguments give byte-identical files.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14 measurements: the converged LDS protocol from the CLI, seed averaging and the noise
+# Measurements of the converged LDS protocol from the CLI, seed averaging and the noise
 # ceiling, TRAK ensembles from existing checkpoints/runs. Fashion-MNIST (Debian's dataset-fashion-mnist),
 # 5,000 class-balanced training images, the first 500 test images as queries, margin target.
 # Usage: bench/experiments/lds-protocol.sh [OUT_DIR] [STAGE...]   (stages: lr mlp members layouts; default all)
@@ -62,7 +62,7 @@ members)
   held $I evaluate lds --run "$OUT/mlp" --methods trak --members "$M" --member-epochs all $L $T     # TRAK-50: 5 runs x 10 epochs
   ;;
 layouts)
-  # 4. Issue 13: TRAK-1 with the three projection layouts at equal k on the same targets (the Mlp's two
+  # 4. TRAK-1 with the three projection layouts at equal k on the same targets (the Mlp's two
   #    layers each project to 16 x 64 = 1,024 with the Kronecker layout: 2,048 in all, as dense and hadamard here).
   L="--seeds-per-subset 3 --subsets ${MLP_SUBSETS:-50} --query-count 500 --target margin --out $OUT/mlp/lds-3seeds"
   held $I evaluate lds --run "$OUT/mlp" --methods trak --proj-layout dense --proj-dim 2048 $L $T

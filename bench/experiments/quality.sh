@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quality experiments of issue 5 (mislabel detection on the full Fashion-MNIST, LDS on the
+# Quality experiments (mislabel detection on the full Fashion-MNIST, LDS on the
 # 5,000-train / 500-query setting, counterfactual removal). Needs Debian's dataset-fashion-mnist.
 # Usage: bench/experiments/quality.sh [OUT_DIR]   (default runs/quality; must be new); about 20-40 minutes on 2 cores.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed 004's workflow (issue 10 item 4): a pretrained ResNet-18 fine-tuned on a 10-class image
+# Fine-tuning workflow: a pretrained ResNet-18 fine-tuned on a 10-class image
 # folder with 10% of its training labels flipped, then TRAK / EK-FAC / TracIn mislabel detection,
 # proponent/opponent grids and removal of the most helpful / most harmful examples with retraining
 # against random removal; the same architecture trained from scratch for comparison.
@@ -10,7 +10,7 @@
 #
 # Usage: bench/experiments/seed004.sh [all|export|finetune|scratch|summary] [OUT_DIR]
 #   (default all, runs/seed004). Measured: about 16 minutes for both parts on 2 cores (figures in
-#   bench/README.md, seed 004).
+#   bench/README.md, "Seed 004: a pretrained ResNet-18 ...").
 #   Every stage's wall time and peak RSS (GNU time) go to OUT/<part>/stages.tsv, its stderr (progress,
 #   profiler tables) to OUT/<part>/logs/<stage>.log; `summary` prints the tables of bench/README.md.
 set -euo pipefail
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PART=${1:-all}
 OUT=$(realpath -m "${2:-runs/seed004}")
-# Sizes (chosen to fit ~30 minutes on 2 shared cores; see bench/README.md, seed 004).
+# Sizes (chosen to fit ~30 minutes on 2 shared cores; see bench/README.md, "Seed 004: a pretrained ResNet-18 ...").
 SIZE=${SIZE:-32}            # 32x32: 64x64 fine-tunes at the same ~40 ex/s here but costs 4x in attribution and retraining
 TRAIN=${TRAIN:-500}         # training images (class-balanced, 50 per class)
 TEST=${TEST:-400}           # test images
@@ -26,7 +26,7 @@ FT_EPOCHS=${FT_EPOCHS:-3}   # fine-tuning epochs
 SC_EPOCHS=${SC_EPOCHS:-3}   # from-scratch epochs
 RM_EPOCHS=${RM_EPOCHS:-3}   # epochs of each removal retraining (the full-data baseline is retrained the same way): as the run
 FREEZE=conv1,bn1,layer1,layer2
-METHODS=${METHODS:-trak,ekfac,tracin-last}   # exact `tracin` (layer3+layer4) now fits too: 0.9 GiB peak for 300 images at 32x32 (bench/README, issue 13 conv section); it was ~24 GB
+METHODS=${METHODS:-trak,ekfac,tracin-last}   # exact `tracin` (layer3+layer4) now fits too: 0.9 GiB peak for 300 images at 32x32 (bench/README.md, "Memory-bounded per-example conv gradients"); it was ~24 GB
 REMOVE_K=${REMOVE_K:-50}    # 10% of the training set
 REMOVE_SEEDS=${REMOVE_SEEDS:-0,1,2}
 QUERIES=${QUERIES:-$TEST}   # removal query set: the first N test images (the test folder is read class by class, so all of it)

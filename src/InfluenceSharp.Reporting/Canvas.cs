@@ -186,13 +186,6 @@ public sealed class Canvas
             }
     }
 
-    /// <summary>Copies another canvas with its top-left at (x, y).</summary>
-    public void DrawCanvas(int x, int y, Canvas src)
-    {
-        for (int r = 0; r < src.Height; r++)
-            for (int col = 0; col < src.Width; col++) SetPixel(x + col, y + r, src[col, r]);
-    }
-
     public byte[] ToPng() => PngWriter.Encode(data, Width, Height, 3);
 
     public void SavePng(string path) => PngWriter.Save(path, data, Width, Height, 3);

@@ -1,5 +1,6 @@
 using InfluenceSharp.Data;
 using InfluenceSharp.Evaluation;
+using InfluenceSharp.Methods;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Training;
 

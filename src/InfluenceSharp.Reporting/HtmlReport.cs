@@ -15,7 +15,6 @@ public sealed class HtmlReport
     public HtmlReport(string title) { Title = title; }
 
     public string Title { get; }
-    public IReadOnlyList<HtmlSection> Sections => sections;
 
     /// <summary>Appends a new section; fill it through the returned object.</summary>
     public HtmlSection Section(string heading)

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Diagnostics;
@@ -44,6 +46,24 @@ internal static class CommandSupport
         foreach (var p in new[] { parsed.Path, parsed["x"], parsed["y"], parsed["test"], options?.TestData })
             if (p is not null && (File.Exists(p) || Directory.Exists(p))) found.Add(("--data", p));
         return found;
+    }
+
+    /// <summary>The ending shared by the commands that attribute a run with methods (curate,
+    /// detect-mislabeled, evaluate lds and remove): the method settings (refused when no chosen method
+    /// uses one), the run's --data and the compute options; the action applies the compute options
+    /// and receives --run and whether --quiet was given.</summary>
+    public static void AddRunMethodAction(Command cmd, Option<string> run, Option<string[]> methods, MethodSettingOptions ms, Option<string> data,
+        ComputeOptions compute, Func<ParseResult, string, bool, int> action)
+    {
+        ms.AddTo(cmd);
+        ms.RefuseUnused(cmd, methods);
+        cmd.Add(data);
+        compute.AddTo(cmd);
+        cmd.SetAction(p =>
+        {
+            bool quiet = compute.Apply(p);
+            return action(p, p.GetValue(run)!, quiet);
+        });
     }
 
     public static void PrintProfile(Profiler p, bool quiet = false)

@@ -19,7 +19,7 @@ namespace InfluenceSharp.Cli.Commands;
 /// helpful, and group balancing.</summary>
 public static class CurateCommand
 {
-    public const string ResultFile = "curation.json";
+    public const string ResultFile = RunReport.CurationResultFile;
 
     public static Command Command()
     {
@@ -42,14 +42,8 @@ public static class CurateCommand
         {
             run, validation, groups, objective, methods, remove, seeds, budget, epochs, outDir, shard,
         };
-        ms.AddTo(cmd);
-        ms.RefuseUnused(cmd, methods);
-        cmd.Add(data);
-        compute.AddTo(cmd);
-        cmd.SetAction(p =>
+        CommandSupport.AddRunMethodAction(cmd, run, methods, ms, data, compute, (p, runDir, quiet) =>
         {
-            bool quiet = compute.Apply(p);
-            string runDir = p.GetValue(run)!;
             var (obj, group) = ParseObjective(p.GetValue(objective)!);
             var profiler = new Profiler();
             var rc = profiler.Time("Load Data", () => RunContext.Load(runDir, p.GetValue(data)));
@@ -169,28 +163,8 @@ public static class CurateCommand
         using (profiler.Stage($"Self-Influence ({o.Methods[0]})"))
             self = MethodFactory.Create(o.Methods[0], rc, settings, profiler, quiet).SelfInfluence(train);
 
-        // 2. The settings: none, per k the detrimental/helpful sets of every method, random, self-influence; balance.
-        var list = new List<CurationSetting> { new("none", "none", null, 0, Array.Empty<int>()) };
-        foreach (int k in ks)
-        {
-            foreach (var m in o.Methods)
-            {
-                list.Add(new($"detrimental-{m}-k{k}", "detrimental", m, k, ValidationAttribution.MostDetrimental(scores[m]).Take(k).ToArray()));
-                list.Add(new($"helpful-{m}-k{k}", "helpful", m, k, ValidationAttribution.MostHelpful(scores[m]).Take(k).ToArray()));
-            }
-            list.Add(new($"random-k{k}", "random", null, k, Removal.Set(RemovalKind.Random, new double[train.Count], k, 0)));
-            list.Add(new($"self-influence-{o.Methods[0]}-k{k}", "self-influence", o.Methods[0], k, ValidationAttribution.MostHelpful(self).Take(k).ToArray()));
-        }
-        // With a label-corruption record: the oracle that removes exactly the flipped labels (a ceiling for the mislabel case).
-        if (rc.Data.Corruption is { Indices.Length: > 0 } corruption && corruption.Indices.Length < train.Count)
-            list.Add(new("flipped-labels", "flipped-labels", null, corruption.Indices.Length, corruption.Indices.Order().ToArray()));
-        if (g?.Train is { } trainGroups)
-        {
-            var removed = CurationRun.BalanceRemoved(trainGroups, numGroups, 0);
-            if (removed.Length > 0 && removed.Length < train.Count) list.Add(new("balance", "balance", null, removed.Length, removed));
-            var added = CurationRun.UpsampleAdded(trainGroups, numGroups, 0);
-            if (added.Length > 0) list.Add(new("balance-upsample", "balance-upsample", null, 0, Array.Empty<int>(), added));
-        }
+        // 2. The settings: none, per k the detrimental/helpful sets of every method, and the baselines.
+        var list = CurationSettings.With(ks, o.Methods, scores, self, train.Count, rc.Data.Corruption, g?.Train, numGroups);
 
         // 3. Retraining (cached per setting and seed).
         var cr = new CurationRun(Path.Combine(o.OutDir, "retrain"), rc.Last.Info.Model, training, train, test, list, o.Seeds, o.Budget);

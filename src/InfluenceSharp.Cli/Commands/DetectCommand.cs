@@ -33,14 +33,8 @@ public static class DetectCommand
         {
             run, methods, outDir, top,
         };
-        ms.AddTo(cmd);
-        ms.RefuseUnused(cmd, methods);
-        cmd.Add(data);
-        compute.AddTo(cmd);
-        cmd.SetAction(p =>
+        CommandSupport.AddRunMethodAction(cmd, run, methods, ms, data, compute, (p, runDir, quiet) =>
         {
-            bool quiet = compute.Apply(p);
-            string runDir = p.GetValue(run)!;
             return Run(runDir, p.GetValue(methods)!, p.GetValue(outDir) ?? Path.Combine(runDir, "detect"), p.GetValue(top), ms.Read(p), p.GetValue(data), quiet);
         });
         return cmd;

@@ -43,14 +43,8 @@ public static class EvaluateCommands
         {
             run, methods, subsets, alpha, seedsPerSubset, ldsSeed, queryCount, target, epochs, outDir, shard,
         };
-        ms.AddTo(cmd);
-        ms.RefuseUnused(cmd, methods);
-        cmd.Add(data);
-        compute.AddTo(cmd);
-        cmd.SetAction(p =>
+        CommandSupport.AddRunMethodAction(cmd, run, methods, ms, data, compute, (p, runDir, quiet) =>
         {
-            bool quiet = compute.Apply(p);
-            string runDir = p.GetValue(run)!;
             var options = new LdsOptions { Subsets = p.GetValue(subsets), Alpha = p.GetValue(alpha), SeedsPerSubset = p.GetValue(seedsPerSubset), Seed = p.GetValue(ldsSeed) };
             string t = p.GetValue(target)!;
             var settings = ms.Read(p) with { Measure = t == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss };
@@ -88,26 +82,7 @@ public static class EvaluateCommands
             Console.WriteLine($"shard {shard} done; {lds.Pending().Length} subsets still to train by other shards");
             return null;
         }
-        var targets = lds.LoadTargets();
-        double[,] Pick(LdsTargets x) => target == "margin" ? x.Margins : x.NegativeLosses();
-        var t = Pick(targets);
-        var results = new Dictionary<string, LdsResult>();
-        // With several seeds per subset: each method is also scored against the first seed's models
-        // alone (the one-seed protocol, from the same retrainings), and the noise ceiling is the LDS of
-        // one seed's retrained models predicting the other seed's on the same subsets.
-        double[,]? seed0 = options.SeedsPerSubset > 1 ? Pick(lds.LoadTargets(0)) : null;
-        if (seed0 is not null)
-        {
-            results[$"ceiling (seed 0 vs 1)"] = Evaluation.Lds.Agreement(seed0, Pick(lds.LoadTargets(1)));
-            if (options.SeedsPerSubset > 2)
-            {
-                // One seed predicting the mean of the other seeds (closer to what the averaged targets allow).
-                int r = options.SeedsPerSubset, m = options.Subsets, q = queries.Count;
-                var others = new double[m, q];
-                for (int k = 1; k < r; k++) { var tk = Pick(lds.LoadTargets(k)); for (int j = 0; j < m; j++) for (int i = 0; i < q; i++) others[j, i] += tk[j, i] / (r - 1); }
-                results[$"ceiling (seed 0 vs mean of {r - 1})"] = Evaluation.Lds.Agreement(seed0, others);
-            }
-        }
+        var evaluation = new LdsEvaluation(lds, target == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss);
         foreach (var m in methods)
         {
             var method = MethodFactory.Create(m, run, settings, profiler, quiet);
@@ -115,10 +90,10 @@ public static class EvaluateCommands
             using (profiler.Stage($"Scores ({m})")) scores = method.PairwiseMatrix(queries, run.Data.Train);
             string name = MethodFactory.ResultLabel(m, settings, method);
             MethodLifetime.Release(method);
-            results[name] = Evaluation.Lds.Score(scores, targets.Masks, t);
-            if (seed0 is not null) results[$"{name} (seed-0 targets)"] = Evaluation.Lds.Score(scores, targets.Masks, seed0);
+            evaluation.Add(name, scores);
             scores.Dispose();
         }
+        var results = evaluation.Results;
         Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {target}, {run.Data.Train.Count} training examples):");
         foreach (var (m, r) in results)
             Console.WriteLine($"  {m,-26} {r.Mean,7:F4} ± {r.StandardError:F4}" +
@@ -152,14 +127,8 @@ public static class EvaluateCommands
         {
             run, methods, counts, seeds, budget, queryCount, epochs, outDir,
         };
-        ms.AddTo(cmd);
-        ms.RefuseUnused(cmd, methods);
-        cmd.Add(data);
-        compute.AddTo(cmd);
-        cmd.SetAction(p =>
+        CommandSupport.AddRunMethodAction(cmd, run, methods, ms, data, compute, (p, runDir, quiet) =>
         {
-            bool quiet = compute.Apply(p);
-            string runDir = p.GetValue(run)!;
             string dir = p.GetValue(outDir) ?? Path.Combine(runDir, "remove");
             var profiler = new Profiler();
             var rc = profiler.Time("Load Data", () => RunContext.Load(runDir, p.GetValue(data)));

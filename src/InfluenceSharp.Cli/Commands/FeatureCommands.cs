@@ -86,14 +86,8 @@ public static class FeatureCommands
                 return 0;
             }
         }
-        var manifest = new ScoresManifest
-        {
-            Kind = kind, Method = name, Settings = SettingsEntries(settings),
-            ModelFingerprint = string.Join(",", run.Checkpoints.Select(c => c.Hash)), TrainFingerprint = run.Data.Train.Fingerprint(),
-            TrainCount = run.Data.Train.Count, PartitionSize = partition,
-            QueryFingerprint = kind == "pairwise" ? queries.Queries.Fingerprint() : null, QueryCount = kind == "pairwise" ? queries.Queries.Count : 0,
-            QueryIndices = kind == "pairwise" ? queries.Indices : null, QuerySet = kind == "pairwise" ? queries.Set : null,
-        };
+        var manifest = ScoresManifest.For(kind, name, SettingsEntries(settings),
+            string.Join(",", run.Checkpoints.Select(c => c.Hash)), run.Data.Train, partition, kind == "pairwise" ? queries : null);
         bool done;
         if (kind == "self")
             done = PartitionedScoring.Self(method, run.Data.Train, outDir, manifest, shard, profiler) is not null;

@@ -170,14 +170,7 @@ public static class InfluenceCommands
             ["strategy"] = factors.Strategy.ToString(), ["damping"] = dampingText, ["measure"] = task.Query.ToString(),
             ["query_rank"] = options.QueryRank.ToString(), ["bf16"] = options.BFloat16.ToString(), ["factors_model"] = factors.Manifest.ModelFingerprint,
         };
-        var manifest = new ScoresManifest
-        {
-            Kind = kind, Method = method.Name, Settings = settings, ModelFingerprint = ModelFingerprint.Of(model),
-            TrainFingerprint = data.Train.Fingerprint(), TrainCount = data.Train.Count, PartitionSize = partition,
-            QueryFingerprint = kind == "pairwise" ? queries.Queries.Fingerprint() : null,
-            QueryCount = kind == "pairwise" ? queries.Queries.Count : 0,
-            QueryIndices = kind == "pairwise" ? queries.Indices : null, QuerySet = kind == "pairwise" ? queries.Set : null,
-        };
+        var manifest = ScoresManifest.For(kind, method.Name, settings, ModelFingerprint.Of(model), data.Train, partition, kind == "pairwise" ? queries : null);
         if (!quiet) Console.Error.WriteLine($"{method.Name} {kind} scores; damping per layer: {string.Join(", ", method.Layers.Zip(method.Dampings()).Select(x => $"{x.First.Name} {x.Second:G3}"))}");
         bool done;
         if (kind == "self")
@@ -205,7 +198,7 @@ public static class InfluenceCommands
                 });
             }
             done = PartitionedScoring.Pairwise(produce, names.ToArray(), queries.Queries.Count, data.Train, outDir, manifest, shard, profiler);
-            Storage.Json.WriteFile(Path.Combine(outDir, "query_indices.json"), new { set = queries.Set, indices = queries.Indices });
+            Json.WriteFile(Path.Combine(outDir, "query_indices.json"), new { set = queries.Set, indices = queries.Indices });
             if (done && options.BFloat16) CompareWithFloat32(model, task, factors, options, queries.Queries, data.Train, outDir, profiler);
         }
         PrintProfile(profiler, quiet);
@@ -218,13 +211,9 @@ public static class InfluenceCommands
     static void CompareWithFloat32(TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, IAttributionTask task, Factors factors,
         ScoreOptions options, Data.LabeledDataset queries, Data.LabeledDataset train, string outDir, Profiler profiler)
     {
-        int n = Math.Min(2000, train.Count);
-        var part = Data.SubsetDataset.Range(train, 0, n);
-        var fp32 = new InfluenceFunction(model, task, factors, options with { BFloat16 = false, Progress = null }, profiler).PairwiseMatrix(queries, part);
         using var bf = Npy.Read(Path.Combine(outDir, PartitionedScoring.PairwiseFile));
-        var bf16 = bf.narrow(1, 0, n);
-        double rho = Evaluation.Ranking.Spearman(fp32.to(TorchSharp.torch.ScalarType.Float64).flatten().data<double>().ToArray(),
-            bf16.to(TorchSharp.torch.ScalarType.Float64).flatten().data<double>().ToArray());
+        var (rho, n) = Evaluation.HalfPrecisionCheck.Compare(
+            new InfluenceFunction(model, task, factors, options with { BFloat16 = false, Progress = null }, profiler), bf, queries, train);
         Console.WriteLine($"bfloat16 vs float32 scores on the first {n} training examples: Spearman {rho:F4}");
     }
 }

@@ -67,7 +67,7 @@ public static class Cifar10Reader
             b[i * RecordSize] = (byte)data.Labels[i];
             data.ReadImage(i, b.AsSpan(i * RecordSize + 1, RecordSize - 1));
         }
-        Storage.AtomicFile.WriteAllBytes(path, b);
+        AtomicFile.WriteAllBytes(path, b);
     }
 }
 

@@ -107,7 +107,7 @@ public static class IdxReader
             {
                 Directory.CreateDirectory(d);
                 string target = Path.Combine(d, name);
-                Storage.AtomicFile.Write(target, s =>
+                AtomicFile.Write(target, s =>
                 {
                     try
                     {
@@ -189,7 +189,7 @@ public static class IdxReader
             header[6 + 4 * i] = (byte)(dims[i] >> 8); header[7 + 4 * i] = (byte)dims[i];
         }
         byte[] payload = data.ToArray();
-        Storage.AtomicFile.Write(path, s =>
+        AtomicFile.Write(path, s =>
         {
             if (path.EndsWith(".gz", StringComparison.Ordinal))
             {

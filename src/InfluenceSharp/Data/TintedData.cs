@@ -43,14 +43,14 @@ public static class TintedData
             throw new InfluenceSharpException($"--data {spec}: tinting needs grey images (IDX data); {baseSplit.Source} is not");
         // Derived streams: Random(seed) itself is what --train-count's balanced subset draws its order
         // from, and the same stream would pick exactly the majority-tint images.
-        var rng = new Random(Evaluation.Seeds.Derive(seed, 0x7117));
+        var rng = new Random(Seeds.Derive(seed, 0x7117));
         var trainTint = new int[tr.Count];
         for (int i = 0; i < tr.Count; i++)
         {
             int major = tr.Labels[i] % TintCount;
             trainTint[i] = rng.NextDouble() < agree ? major : 1 - major;
         }
-        var testTint = BalancedTints(te.Labels, te.NumClasses, new Random(Evaluation.Seeds.Derive(seed, 0x7118)));
+        var testTint = BalancedTints(te.Labels, te.NumClasses, new Random(Seeds.Derive(seed, 0x7118)));
         string canonicalBase = basePath is "embedded" or "fashion-mnist" or "auto" ? basePath : Path.GetFullPath(basePath);
         var canonical = new DataSpec(DataKind.Tinted, canonicalBase, new Dictionary<string, string>
         {

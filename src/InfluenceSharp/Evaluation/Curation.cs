@@ -62,10 +62,7 @@ public sealed record MeanSe(double Mean, double StandardError)
 {
     public static MeanSe Of(IReadOnlyList<double> v)
     {
-        var valid = v.Where(double.IsFinite).ToArray();
-        if (valid.Length == 0) return new MeanSe(double.NaN, double.NaN);
-        double m = valid.Average();
-        double se = valid.Length > 1 ? Math.Sqrt(valid.Sum(x => (x - m) * (x - m)) / (valid.Length - 1) / valid.Length) : 0;
+        var (m, se) = Statistics.MeanStandardError(v.Where(double.IsFinite).ToArray());
         return new MeanSe(m, se);
     }
 
@@ -251,7 +248,7 @@ public sealed class CurationRun
         var members = Enumerable.Range(0, numGroups).Select(g => new List<int>()).ToArray();
         for (int i = 0; i < trainGroups.Length; i++) members[trainGroups[i]].Add(i);
         int size = members.Where(m => m.Count > 0).Min(m => m.Count);
-        var rng = new Random(InfluenceSharp.Evaluation.Seeds.Derive(seed, -1));
+        var rng = new Random(InfluenceSharp.Seeds.Derive(seed, -1));
         var removed = new List<int>();
         foreach (var m in members)
         {
@@ -276,7 +273,7 @@ public sealed class CurationRun
         var members = Enumerable.Range(0, numGroups).Select(g => new List<int>()).ToArray();
         for (int i = 0; i < trainGroups.Length; i++) members[trainGroups[i]].Add(i);
         int size = members.Max(m => m.Count);
-        var rng = new Random(InfluenceSharp.Evaluation.Seeds.Derive(seed, -2));
+        var rng = new Random(InfluenceSharp.Seeds.Derive(seed, -2));
         var added = new List<int>();
         foreach (var m in members)
         {

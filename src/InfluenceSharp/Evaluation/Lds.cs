@@ -51,15 +51,7 @@ public static class Lds
             for (int j = 0; j < m; j++) { p[j] = pred[j * nq + q]; t[j] = targets[j, q]; }
             perQuery[q] = Ranking.Spearman(p, t);
         }
-        // Undefined correlations count as 0 (no predictive power), never dropped: dropping them would
-        // average over only the queries where the method happened to be defined.
-        int undefined = perQuery.Count(double.IsNaN);
-        var values = perQuery.Select(v => double.IsNaN(v) ? 0 : v).ToArray();
-        double mean = values.Length > 0 ? values.Average() : double.NaN;
-        double se = values.Length > 1
-            ? Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1) / values.Length)
-            : double.NaN;
-        return new LdsResult(mean, se, perQuery, m, undefined);
+        return Summarise(perQuery, m);
     }
 
     /// <summary>The LDS noise ceiling: per query, the Spearman correlation over subsets of what one
@@ -80,9 +72,14 @@ public static class Lds
             for (int j = 0; j < m; j++) { p[j] = predicted[j, q]; t[j] = targets[j, q]; }
             perQuery[q] = Ranking.Spearman(p, t);
         }
-        var values = perQuery.Select(v => double.IsNaN(v) ? 0 : v).ToArray();
-        double mean = values.Average();
-        double se = values.Length > 1 ? Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1) / values.Length) : double.NaN;
-        return new LdsResult(mean, se, perQuery, m, perQuery.Count(double.IsNaN));
+        return Summarise(perQuery, m);
+    }
+
+    /// <summary>Undefined correlations count as 0 (no predictive power), never dropped: dropping them
+    /// would average over only the queries where the method happened to be defined.</summary>
+    static LdsResult Summarise(double[] perQuery, int subsets)
+    {
+        var (mean, se) = Statistics.MeanStandardError(perQuery.Select(v => double.IsNaN(v) ? 0 : v).ToArray(), single: double.NaN);
+        return new LdsResult(mean, se, perQuery, subsets, perQuery.Count(double.IsNaN));
     }
 }

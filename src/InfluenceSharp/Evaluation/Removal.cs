@@ -31,8 +31,7 @@ public sealed record MeanStd(double Mean, double Std)
 {
     public static MeanStd Of(IReadOnlyList<double> v)
     {
-        double mean = v.Average();
-        double std = v.Count > 1 ? Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / (v.Count - 1)) : 0;
+        var (mean, std) = Statistics.MeanStd(v);
         return new MeanStd(mean, std);
     }
 

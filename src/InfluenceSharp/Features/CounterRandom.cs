@@ -16,13 +16,7 @@ namespace InfluenceSharp.Features;
 public static class CounterRandom
 {
     /// <summary>SplitMix64's step and finaliser: a bijection on 64-bit integers with good avalanche.</summary>
-    public static ulong Mix(ulong x)
-    {
-        x += 0x9E3779B97F4A7C15UL;
-        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
-        x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
-        return x ^ (x >> 31);
-    }
+    public static ulong Mix(ulong x) => Seeds.Mix(x);
 
     /// <summary>The key of one matrix: a seed and a stream id (e.g. model index, layer-name hash).</summary>
     public static ulong Key(long seed, ulong stream) => Mix(Mix((ulong)seed) ^ Mix(stream ^ 0x5851F42D4C957F2DUL));

@@ -2,7 +2,6 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using InfluenceSharp.Diagnostics;
-using InfluenceSharp.Scores;
 using InfluenceSharp.Storage;
 using static TorchSharp.torch;
 
@@ -389,7 +388,7 @@ public sealed class FeatureIndex : IDisposable
     /// <summary>The top <paramref name="k"/> rows of each query (rows of <paramref name="queries"/>
     /// [n_query, Dim]) by inner product, from the <paramref name="probe"/> lists each query ranks
     /// first; <paramref name="largest"/> = false finds the smallest inner products (the search of −q).
-    /// Ties are broken by the lower row index, as <see cref="StreamingTopK"/> does.</summary>
+    /// Ties are broken by the lower row index, as the exact streaming top-k of the scores does.</summary>
     public IndexHits Search(Tensor queries, int k, int probe, bool largest = true)
     {
         if (k < 1) throw new InfluenceSharpException($"--top {k}: must be at least 1");

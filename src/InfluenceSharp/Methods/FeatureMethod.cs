@@ -2,7 +2,6 @@ using InfluenceSharp.Data;
 using InfluenceSharp.Features;
 using InfluenceSharp.Methods.InfluenceFunctions;
 using InfluenceSharp.Diagnostics;
-using InfluenceSharp.Scores;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Methods;

@@ -134,7 +134,7 @@ public static class Pretrained
         if (onnxPath is null) (onnxPath, preprocessPath) = ImageNetFiles();
         preprocessPath ??= FindPreprocessOnnx(onnxPath) ?? throw new InfluenceSharpException($"{onnxPath}: ResNetPreprocess.onnx not found beside it");
         cacheDir ??= DefaultCacheDir();
-        string onnxHash = Training.Checkpoint.HashFile(onnxPath)[..16], prepHash = Training.Checkpoint.HashFile(preprocessPath)[..16];
+        string onnxHash = Formats.Checksum.Sha256OfFile(onnxPath)[..16], prepHash = Formats.Checksum.Sha256OfFile(preprocessPath)[..16];
         string normText = normalization is { } nz
             ? string.Join(",", nz.Mean.Select(v => v.ToString("R", CultureInfo.InvariantCulture))) + "/" + string.Join(",", nz.Std.Select(v => v.ToString("R", CultureInfo.InvariantCulture)))
             : "none";

@@ -1,6 +1,6 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using InfluenceSharp.Methods;
+using InfluenceSharp.Methods.Trak;
 using InfluenceSharp.Training;
 using static TorchSharp.torch;
 
@@ -23,24 +23,7 @@ public static class Ensemble
     public static List<nn.Module<Tensor, Tensor>> Models(Run run, int count, Action<string>? log = null)
     {
         if (count < 1) throw new InfluenceSharpException($"--ensemble {count}: must be at least 1");
-        var models = new List<nn.Module<Tensor, Tensor>> { run.Last.LoadModel() };
-        var baseOptions = run.Last.Info.Training ?? new TrainOptions();
-        for (int k = 1; k < count; k++)
-        {
-            string dir = Path.Combine(run.Dir, "ensemble", $"seed-{baseOptions.Seed + k}");
-            string final = Path.Combine(dir, $"epoch-{baseOptions.Epochs:D4}.safetensors");
-            if (!File.Exists(final) || !File.Exists(Checkpoint.SidecarPath(final)))
-            {
-                log?.Invoke($"training ensemble model {k + 1}/{count} (seed {baseOptions.Seed + k}) into {dir}");
-                new Trainer(baseOptions with { Seed = baseOptions.Seed + k }).Train(run.Last.Info.Model, run.Data.Train, null, dir,
-                    run.Data.Corruption, run.Data.Source);
-            }
-            var c = Checkpoint.Open(final);
-            if (c.Info.DataFingerprint != run.Data.Train.Fingerprint())
-                throw new InfluenceSharpException($"{final}: ensemble model was trained on other data; delete {Path.Combine(run.Dir, "ensemble")}");
-            models.Add(c.LoadModel());
-        }
-        return models;
+        return TrakEnsemble.TrainedModels(run.Dir, run.Last, run.Data, count, log);
     }
 
     /// <summary>Parses --member-epochs: null for "last", an empty array for "all", else the epochs.</summary>
@@ -61,10 +44,7 @@ public static class Ensemble
     public static List<Checkpoint> RunCheckpoints(Run run, string spec, string option)
     {
         var epochs = ParseEpochs(spec, option);
-        if (epochs is null) return new List<Checkpoint> { run.Last };
-        if (epochs.Length == 0) return run.Checkpoints.ToList();
-        return epochs.Order().Select(e => run.Checkpoints.FirstOrDefault(c => c.Info.Epoch == e) ?? throw new InfluenceSharpException(
-            $"{option} {spec}: --run {run.Dir} has no checkpoint of epoch {e} (it has epochs {string.Join(",", run.Checkpoints.Select(c => c.Info.Epoch))})")).ToList();
+        return TrakEnsemble.Select(run.Checkpoints, epochs?.Order().ToArray(), $"{option} {spec}", $"--run {run.Dir}");
     }
 
     /// <summary>The checkpoints that are TRAK's ensemble members: the chosen epochs of --run, then of
@@ -73,8 +53,6 @@ public static class Ensemble
     public static List<Checkpoint> MemberCheckpoints(Run run, MethodSettings s)
     {
         var epochs = ParseEpochs(s.MemberEpochs);
-        string dataFp = run.Data.Train.Fingerprint();
-        var spec = run.Last.Info.Model;
         var sources = new List<(string Name, List<Checkpoint> Checkpoints)> { ($"--run {run.Dir}", run.Checkpoints) };
         foreach (var m in s.Members)
         {
@@ -85,37 +63,9 @@ public static class Ensemble
             else throw new InfluenceSharpException($"--members {m}: no such run directory or checkpoint file");
             sources.Add(($"--members {m}", list));
         }
-        var chosen = new List<Checkpoint>();
-        foreach (var (name, list) in sources)
-        {
-            List<Checkpoint> picked;
-            if (epochs is null) picked = new List<Checkpoint> { list[^1] };
-            else if (epochs.Length == 0) picked = list;
-            else
-            {
-                picked = new List<Checkpoint>();
-                foreach (int e in epochs)
-                    picked.Add(list.FirstOrDefault(c => c.Info.Epoch == e) ?? throw new InfluenceSharpException(
-                        $"--member-epochs {s.MemberEpochs}: {name} has no checkpoint of epoch {e} (it has epochs {string.Join(",", list.Select(c => c.Info.Epoch))})"));
-            }
-            foreach (var c in picked)
-            {
-                if (c.Info.DataFingerprint != dataFp)
-                    throw new InfluenceSharpException($"{name}: {c.WeightsPath} was trained on other data (data fingerprint {c.Info.DataFingerprint}, " +
-                        $"--run's training data is {dataFp}); TRAK's ensemble members must be trained on the run's training set");
-                if (c.Info.Model with { HiddenWidths = null } != spec with { HiddenWidths = null }
-                    || !(c.Info.Model.HiddenWidths ?? Array.Empty<int>()).SequenceEqual(spec.HiddenWidths ?? Array.Empty<int>()))
-                    throw new InfluenceSharpException($"{name}: {c.WeightsPath} is a {c.Info.Model.Describe()}, but --run's model is a {spec.Describe()}; " +
-                        "TRAK's ensemble members must share the architecture");
-            }
-            chosen.AddRange(picked);
-        }
-        var dup = chosen.GroupBy(c => Path.GetFullPath(c.WeightsPath)).FirstOrDefault(g => g.Count() > 1);
-        if (dup is not null) throw new InfluenceSharpException($"--members: {dup.Key} is listed twice (it would count double in the ensemble)");
-        return chosen;
+        return TrakEnsemble.Members(sources, epochs, $"--member-epochs {s.MemberEpochs}", run.Data.Train.Fingerprint(), run.Last.Info.Model);
     }
 
     /// <summary>Identifies a member list in store names: a hash of the members' weight-file hashes, in order.</summary>
-    public static string Key(IEnumerable<Checkpoint> members) =>
-        Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join(",", members.Select(c => c.Hash)))))[..12];
+    public static string Key(IEnumerable<Checkpoint> members) => TrakEnsemble.Key(members);
 }

@@ -26,6 +26,17 @@ public sealed record ScoresManifest
     /// written before checksums were recorded (its files are then read unverified).</summary>
     public Dictionary<string, string>? Checksums { get; init; }
 
+    /// <summary>The manifest of a scores job: <paramref name="kind"/> "pairwise" (with its queries:
+    /// the set, its indices in the set and the name of the set) or "self".</summary>
+    public static ScoresManifest For(string kind, string method, Dictionary<string, string> settings, string modelFingerprint, LabeledDataset train,
+        int partitionSize, (LabeledDataset Queries, int[] Indices, string Set)? queries = null) => new()
+    {
+        Kind = kind, Method = method, Settings = settings, ModelFingerprint = modelFingerprint,
+        TrainFingerprint = train.Fingerprint(), TrainCount = train.Count, PartitionSize = partitionSize,
+        QueryFingerprint = queries?.Queries.Fingerprint(), QueryCount = queries?.Queries.Count ?? 0,
+        QueryIndices = queries?.Indices, QuerySet = queries?.Set,
+    };
+
     public void Require(ScoresManifest expected, string path)
     {
         void Check(string field, object? found, object? want)

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using InfluenceSharp.Data;
 using InfluenceSharp.Models;
 using InfluenceSharp.Storage;
@@ -34,7 +33,7 @@ public sealed record CheckpointInfo
     public string? ImportedFrom { get; init; }
     public string? ImportedHash { get; init; }
     public string LibraryVersion { get; init; } = LibraryInfo.Version;
-    /// <summary>Checksum of the weights file (see <see cref="Storage.Checksum"/>), checked whenever
+    /// <summary>Checksum of the weights file (see <see cref="Checksum"/>), checked whenever
     /// the weights are loaded; null in a sidecar written before checksums were recorded (unverified).</summary>
     public string? Checksum { get; init; }
 }
@@ -47,11 +46,7 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
     /// <summary>Hash of the weights file: identifies the checkpoint in manifests.</summary>
     public string Hash => HashFile(WeightsPath);
 
-    public static string HashFile(string path)
-    {
-        using var s = File.OpenRead(path);
-        return Convert.ToHexStringLower(SHA256.HashData(s))[..32];
-    }
+    public static string HashFile(string path) => Checksum.Sha256OfFile(path);
 
     /// <summary>Writes the model's state (parameters and buffers) and the sidecar, each atomically;
     /// the sidecar goes last so a checkpoint with a sidecar is always complete.</summary>

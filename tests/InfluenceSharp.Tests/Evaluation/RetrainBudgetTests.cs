@@ -106,8 +106,8 @@ public class RetrainBudgetTests
         Assert.Empty(epochs.Pending());                          // the epochs results are still there
 
         // A cache from before budgets (no budget field) counts as the epochs budget.
-        var old = InfluenceSharp.Storage.Json.ReadFile<CurationOutcome>(epochs.ResultPath(0, 0)) with { Budget = null, Steps = null };
-        InfluenceSharp.Storage.Json.WriteFile(epochs.ResultPath(0, 0), old);
+        var old = InfluenceSharp.Formats.Json.ReadFile<CurationOutcome>(epochs.ResultPath(0, 0)) with { Budget = null, Steps = null };
+        InfluenceSharp.Formats.Json.WriteFile(epochs.ResultPath(0, 0), old);
         Assert.NotNull(epochs.TryLoad(0, 0));
         Assert.Equal("steps", steps.TryLoad(0, 0)!.Budget);
     }

@@ -80,8 +80,8 @@ public class ResNetCliTests
         string cached = Assert.Single(Directory.GetFiles(cache, "resnet18-imagenet-*.safetensors"));
         Assert.Equal(cached, record.Training.InitFile);
         Assert.Equal(new[] { "fc.weight", "fc.bias" }, record.InitSkipped);
-        using var pre = InfluenceSharp.Storage.SafeTensors.Load(cached);
-        using var trained = InfluenceSharp.Storage.SafeTensors.Load(Path.Combine(run, "epoch-0001.safetensors"));
+        using var pre = InfluenceSharp.Formats.SafeTensors.Load(cached);
+        using var trained = InfluenceSharp.Formats.SafeTensors.Load(Path.Combine(run, "epoch-0001.safetensors"));
         foreach (var name in new[] { "conv1.weight", "layer4.2.bn2.running_var", "input.shift" })     // frozen: exactly the ImageNet values
             Assert.True(pre.Tensors[name].eq(trained.Tensors[name]).all().item<bool>(), name);
 

@@ -115,7 +115,7 @@ public class MergeValidationTests
         Directory.CreateDirectory(partials);
         // Partials as a writer leaves them: each recorded in the manifest (checksum).
         string mpath = Path.Combine(dir.Path, "manifest.json");
-        InfluenceSharp.Storage.Json.WriteFile(mpath, Manifest("self", 500, 250) with { Checksums = new() });
+        InfluenceSharp.Formats.Json.WriteFile(mpath, Manifest("self", 500, 250) with { Checksums = new() });
         Npy.Write(Path.Combine(partials, "self-00000.npy"), Random(250, seed), new long[] { 250 }, sum => InfluenceSharp.Storage.ManifestChecksums.Record(mpath, "partials/self-00000.npy", sum));
         Npy.Write(Path.Combine(partials, "self-00001.npy"), Random(250, seed + 1), new long[] { 250 }, sum => InfluenceSharp.Storage.ManifestChecksums.Record(mpath, "partials/self-00001.npy", sum));
         string leftPartial = Path.Combine(partials, $".self-00001.npy.tmp-{dead}-{Guid.NewGuid():N}");

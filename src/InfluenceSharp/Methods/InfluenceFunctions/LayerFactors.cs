@@ -24,7 +24,6 @@ public sealed class LayerFactors : IDisposable
     public Tensor? EigS { get; }
     /// <summary>Diagonal: E[G⊙G]; EK-FAC: refit eigenvalues. Null for identity and K-FAC.</summary>
     public Tensor? Lambda { get; }
-    public bool HasBasis => QA is not null;
 
     /// <summary>The eigenvalues Λ [Out, In] in the layer's basis (a new tensor the caller disposes; null for identity).</summary>
     public Tensor? Eigenvalues() => Strategy switch

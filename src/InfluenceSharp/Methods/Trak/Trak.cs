@@ -4,7 +4,6 @@ using InfluenceSharp.Features;
 using InfluenceSharp.Gradients;
 using InfluenceSharp.Models;
 using InfluenceSharp.Diagnostics;
-using InfluenceSharp.Training;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Methods.Trak;
@@ -54,10 +53,6 @@ public sealed class Trak : FeatureMethod
         if (Options.Damping < 0 || double.IsNaN(Options.Damping)) throw new InfluenceSharpException($"--damping {Options.Damping}: must be >= 0");
         featurizer = new TrakFeaturizer(models, Options, output ?? new ClassificationTrakOutput());
     }
-
-    /// <summary>The final checkpoint of each run directory (independently trained models).</summary>
-    public static List<nn.Module<Tensor, Tensor>> LoadFinalModels(IEnumerable<string> runDirs) =>
-        runDirs.Select(d => Checkpoint.List(d)[^1].LoadModel()).ToList();
 
     public override string Name => "trak";
     public TrakOptions Options { get; }

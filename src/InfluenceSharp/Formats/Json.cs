@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace InfluenceSharp.Storage;
+namespace InfluenceSharp.Formats;
 
 /// <summary>One JSON convention for every manifest and sidecar: snake_case, indented, enums as strings.</summary>
 public static class Json

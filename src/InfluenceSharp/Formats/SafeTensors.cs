@@ -4,7 +4,7 @@ using System.Text.Json;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace InfluenceSharp.Storage;
+namespace InfluenceSharp.Formats;
 
 /// <summary>Reader and writer for the safetensors format (8-byte little-endian header length, JSON
 /// header with dtype/shape/data_offsets per tensor and an optional "__metadata__" string map, then the

@@ -1,4 +1,4 @@
-namespace InfluenceSharp.Storage;
+namespace InfluenceSharp.Formats;
 
 /// <summary>Writes files so that a reader never sees a half-written one: write a temp file in the
 /// same directory, flush it to disk, then rename it over the target.</summary>

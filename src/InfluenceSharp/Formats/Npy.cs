@@ -3,10 +3,9 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
-using InfluenceSharp.Storage;
 using static TorchSharp.torch;
 
-namespace InfluenceSharp.Scores;
+namespace InfluenceSharp.Formats;
 
 public enum NpyDtype { Float32, Float64 }
 
@@ -25,7 +24,7 @@ public sealed record NpyHeader(NpyDtype Dtype, long[] Shape, long DataOffset)
 /// </summary>
 public static partial class Npy
 {
-    private static readonly byte[] Magic = { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y' };
+    internal static readonly byte[] Magic = { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y' };
 
     public static void Write(string path, ReadOnlySpan<float> data, params long[] shape) => WriteCore(path, MemoryMarshal.AsBytes(data), data.Length, NpyDtype.Float32, shape);
 
@@ -91,9 +90,50 @@ public static partial class Npy
 
     private static NpyHeader ReadHeader(FileStream fs, string path)
     {
+        var raw = ReadRawHeader(fs, path);
+        var dtype = raw.Descr switch
+        {
+            "<f4" => NpyDtype.Float32,
+            "<f8" => NpyDtype.Float64,
+            var d => throw new InfluenceSharpException($"{path}: .npy dtype '{d}' is not supported (only '<f4' and '<f8')"),
+        };
+        raw.RequireCOrder(path);
+        var shape = raw.ParseShape(path);
+        var header = new NpyHeader(dtype, shape, raw.DataOffset);
+        if (fs.Length < header.DataOffset + header.DataBytes)
+            throw new InfluenceSharpException($"{path}: truncated .npy file: shape ({string.Join(", ", shape)}) needs {header.DataBytes} data bytes, the file has {fs.Length - header.DataOffset}");
+        return header;
+    }
+
+    /// <summary>An .npy header as written, before its dtype is interpreted: the 'descr' text, the
+    /// fortran_order flag, the shape text and where the data starts.</summary>
+    internal readonly record struct RawHeader(string Descr, bool FortranOrder, string ShapeText, long DataOffset)
+    {
+        public void RequireCOrder(string name)
+        {
+            if (FortranOrder) throw new InfluenceSharpException($"{name}: Fortran-order .npy arrays are not supported (save with C order: np.ascontiguousarray)");
+        }
+
+        public long[] ParseShape(string name)
+        {
+            try
+            {
+                return ShapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    .Select(s => long.Parse(s, NumberStyles.None, CultureInfo.InvariantCulture)).ToArray();
+            }
+            catch (Exception e) when (e is FormatException or OverflowException) { throw new InfluenceSharpException($"{name}: malformed .npy shape ({ShapeText})"); }
+        }
+    }
+
+    /// <summary>The one .npy header parser: magic, version 1.0/2.0/3.0, header length and the dict's
+    /// descr, fortran_order and shape entries. <paramref name="name"/> (a file, or npz:entry) starts
+    /// error messages; the stream is left at the start of the data.</summary>
+    internal static RawHeader ReadRawHeader(Stream fs, string name)
+    {
         var pre = new byte[12];
+        fs.Position = 0;
         if (fs.ReadAtLeast(pre, 10, throwOnEndOfStream: false) < 10 || !pre.AsSpan(0, 6).SequenceEqual(Magic))
-            throw new InfluenceSharpException($"{path}: not an .npy file (no \\x93NUMPY magic)");
+            throw new InfluenceSharpException($"{name}: not an .npy file (no \\x93NUMPY magic)");
         int major = pre[6];
         long hlen; int preLen;
         if (major == 1) { hlen = BinaryPrimitives.ReadUInt16LittleEndian(pre.AsSpan(8)); preLen = 10; }
@@ -101,12 +141,13 @@ public static partial class Npy
         {
             fs.Position = 8;
             if (fs.ReadAtLeast(pre.AsSpan(8, 4), 4, throwOnEndOfStream: false) < 4)
-                throw new InfluenceSharpException($"{path}: truncated .npy header");
+                throw new InfluenceSharpException($"{name}: truncated .npy header");
             hlen = BinaryPrimitives.ReadUInt32LittleEndian(pre.AsSpan(8)); preLen = 12;
         }
-        else throw new InfluenceSharpException($"{path}: unsupported .npy format version {major}.{pre[7]}");
+        else throw new InfluenceSharpException($"{name}: unsupported .npy format version {major}.{pre[7]}");
         fs.Position = preLen;
-        if (hlen > 1 << 20 || fs.Length < preLen + hlen) throw new InfluenceSharpException($"{path}: truncated .npy header (announces {hlen} bytes)");
+        if (hlen > 1 << 20 || fs.Length < preLen + hlen)
+            throw new InfluenceSharpException($"{name}: truncated .npy header (announces {hlen} bytes, the file has {fs.Length - preLen})");
         var hb = new byte[hlen];
         fs.ReadExactly(hb);
         string dict = Encoding.Latin1.GetString(hb);
@@ -114,26 +155,8 @@ public static partial class Npy
         var fortran = FortranRe().Match(dict);
         var shapeM = ShapeRe().Match(dict);
         if (!descr.Success || !fortran.Success || !shapeM.Success)
-            throw new InfluenceSharpException($"{path}: malformed .npy header: {dict.Trim()}");
-        var dtype = descr.Groups[1].Value switch
-        {
-            "<f4" => NpyDtype.Float32,
-            "<f8" => NpyDtype.Float64,
-            var d => throw new InfluenceSharpException($"{path}: .npy dtype '{d}' is not supported (only '<f4' and '<f8')"),
-        };
-        if (fortran.Groups[1].Value == "True")
-            throw new InfluenceSharpException($"{path}: Fortran-order .npy arrays are not supported (save with C order)");
-        long[] shape;
-        try
-        {
-            shape = shapeM.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-        }
-        catch (FormatException) { throw new InfluenceSharpException($"{path}: malformed .npy shape ({shapeM.Groups[1].Value})"); }
-        var header = new NpyHeader(dtype, shape, preLen + hlen);
-        if (fs.Length < header.DataOffset + header.DataBytes)
-            throw new InfluenceSharpException($"{path}: truncated .npy file: shape ({string.Join(", ", shape)}) needs {header.DataBytes} data bytes, the file has {fs.Length - header.DataOffset}");
-        return header;
+            throw new InfluenceSharpException($"{name}: malformed .npy header: {dict.Trim()}");
+        return new RawHeader(descr.Groups[1].Value, fortran.Groups[1].Value == "True", shapeM.Groups[1].Value, preLen + hlen);
     }
 
     /// <summary>Reads a whole .npy file into a CPU tensor of its dtype and shape.</summary>

@@ -1,8 +1,7 @@
 using System.Runtime.InteropServices;
-using InfluenceSharp.Storage;
 using static TorchSharp.torch;
 
-namespace InfluenceSharp.Scores;
+namespace InfluenceSharp.Formats;
 
 /// <summary>
 /// Writes a [rows, cols] .npy matrix one column block (all rows, a range of train examples) at a

@@ -1,0 +1,50 @@
+using InfluenceSharp.Methods;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Evaluation;
+
+/// <summary>
+/// The LDS of several methods against one finished <see cref="LdsRun"/>, with the noise ceiling.
+/// Results are kept in order: with several seeds per subset, first the ceilings (one seed's retrained
+/// models predicting another seed's on the same subsets, and, with three or more seeds, one seed
+/// predicting the mean of the others: closer to what the averaged targets allow), then per method its
+/// LDS against the targets (the mean over each subset's seeds) and, with several seeds, against the
+/// first seed's models alone (the one-seed protocol, from the same retrainings).
+/// </summary>
+public sealed class LdsEvaluation
+{
+    readonly bool[][] masks;
+    readonly double[,] targets;
+    readonly double[,]? firstSeed;
+
+    /// <summary>Reads the run's targets (it must be complete) for <paramref name="target"/>: the
+    /// queries' margins, or their negative losses.</summary>
+    public LdsEvaluation(LdsRun run, QueryMeasurement target)
+    {
+        double[,] Pick(LdsTargets x) => target == QueryMeasurement.Margin ? x.Margins : x.NegativeLosses();
+        var all = run.LoadTargets();
+        masks = all.Masks;
+        targets = Pick(all);
+        int r = run.Options.SeedsPerSubset;
+        if (r < 2) return;
+        firstSeed = Pick(run.LoadTargets(0));
+        Results["ceiling (seed 0 vs 1)"] = Lds.Agreement(firstSeed, Pick(run.LoadTargets(1)));
+        if (r > 2)
+        {
+            int m = targets.GetLength(0), q = targets.GetLength(1);
+            var others = new double[m, q];
+            for (int k = 1; k < r; k++) { var tk = Pick(run.LoadTargets(k)); for (int j = 0; j < m; j++) for (int i = 0; i < q; i++) others[j, i] += tk[j, i] / (r - 1); }
+            Results[$"ceiling (seed 0 vs mean of {r - 1})"] = Lds.Agreement(firstSeed, others);
+        }
+    }
+
+    /// <summary>Every result so far, ceilings first, by row name.</summary>
+    public Dictionary<string, LdsResult> Results { get; } = new();
+
+    /// <summary>Scores one method's [n_query, n_train] score matrix under <paramref name="name"/>.</summary>
+    public void Add(string name, Tensor scores)
+    {
+        Results[name] = Lds.Score(scores, masks, targets);
+        if (firstSeed is not null) Results[$"{name} (seed-0 targets)"] = Lds.Score(scores, masks, firstSeed);
+    }
+}
