@@ -112,7 +112,7 @@ internal sealed class MethodSettingOptions
             c.Add(IfEpochs); c.Add(Fisher);
             IfEpochs.Validators.Add(r =>
             {
-                try { Runs.Ensemble.ParseEpochs(r.GetValueOrDefault<string>(), "--if-epochs"); }
+                try { Methods.Trak.Ensemble.ParseEpochs(r.GetValueOrDefault<string>(), "--if-epochs"); }
                 catch (InfluenceSharpException e) { r.AddError(e.Message); }
             });
         }
@@ -120,7 +120,7 @@ internal sealed class MethodSettingOptions
         foreach (var (_, o) in Parameters) c.Add(o);
         MemberEpochs.Validators.Add(r =>
         {
-            try { Runs.Ensemble.ParseEpochs(r.GetValueOrDefault<string>()); }
+            try { Methods.Trak.Ensemble.ParseEpochs(r.GetValueOrDefault<string>()); }
             catch (InfluenceSharpException e) { r.AddError(e.Message); }
         });
         c.Validators.Add(r =>

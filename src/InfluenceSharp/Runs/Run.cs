@@ -52,10 +52,6 @@ public sealed class Run
         }
     }
 
-    /// <summary>The L2 coefficient of a run trained to convergence by full-batch L-BFGS (its weight
-    /// decay); null for SGD runs. See <see cref="Methods.DampingDefaults"/>.</summary>
-    public double? ConvergedL2 => Methods.DampingDefaults.ConvergedL2(Last);
-
     /// <summary>The last checkpoint's predicted class for every training example.</summary>
     public int[] PredictedTrainLabels()
     {

@@ -11,7 +11,7 @@ public class RoomOrderTests
     /// <summary>Bottom first. The root namespace (exception, shard, seeds) is below every room.</summary>
     public static readonly string[] Order =
     {
-        "Formats", "Storage", "Native", "Diagnostics", "Data", "Models", "Training", "Gradients", "Features", "Methods", "Scores",
+        "Formats", "Storage", "Native", "Diagnostics", "Data", "Models", "Training", "Runs", "Gradients", "Features", "Methods", "Scores",
         "Evaluation",
     };
 

@@ -1,4 +1,5 @@
 using InfluenceSharp.Runs;
+using InfluenceSharp.Methods.Trak;
 
 namespace InfluenceSharp.Methods.InfluenceFunctions;
 

@@ -1,10 +1,10 @@
 using System.Globalization;
 using InfluenceSharp.Methods;
-using InfluenceSharp.Methods.Trak;
+using InfluenceSharp.Runs;
 using InfluenceSharp.Training;
 using static TorchSharp.torch;
 
-namespace InfluenceSharp.Runs;
+namespace InfluenceSharp.Methods.Trak;
 
 /// <summary>TRAK's ensemble members. Either independently trained models made here (--ensemble N: the
 /// run's own final model plus models retrained with the run's settings and seeds 1..N−1, cached under
