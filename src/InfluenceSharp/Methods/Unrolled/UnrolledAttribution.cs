@@ -34,7 +34,7 @@ public sealed record UnrolledOptions
 /// Cost per reverse pass: two forward replays of the run (checkpoints, then segments) and, per step,
 /// one forward and backward with a graph plus one double-backward per query.
 /// </summary>
-public sealed class UnrolledAttribution : IAttributionMethod
+public sealed class UnrolledAttribution : IAttributionMethod, IDisposable
 {
     private readonly Func<nn.Module<Tensor, Tensor>> initialModel;
     private readonly LabeledDataset train;
@@ -127,37 +127,60 @@ public sealed class UnrolledAttribution : IAttributionMethod
 
     public void Pairwise(IDataset queries, IDataset train, Action<int, Tensor> sink)
     {
-        RequireRunData(train);
-        using var scores = Derivatives(queries).neg_().to_type(ScalarType.Float32);
+        var columns = RunIndices(train);
+        // Callers that score the training set in partitions call once per partition: one reverse pass serves them all.
+        string key = queries.Fingerprint();
+        if (cached is null || cachedKey != key)
+        {
+            cached?.Dispose();
+            using var d = Derivatives(queries);
+            cached = d.neg().to_type(ScalarType.Float32).DetachFromDisposeScope();
+            cachedKey = key;
+        }
         const int block = 4096;
-        for (int b = 0; b < train.Count; b += block)
+        for (int b = 0; b < columns.Length; b += block)
         {
             using var scope = NewDisposeScope();
-            sink(b, scores.narrow(1, b, Math.Min(block, train.Count - b)).contiguous());
+            var idx = torch.tensor(columns.AsSpan(b, Math.Min(block, columns.Length - b)).ToArray().Select(i => (long)i).ToArray());
+            sink(b, cached.index_select(1, idx));
         }
     }
 
+    private Tensor? cached;
+    private string? cachedKey;
+
+    /// <summary>Frees the cached scores of the last query set.</summary>
+    public void Dispose()
+    {
+        cached?.Dispose();
+        cached = null;
+    }
+
     /// <summary>−∂ℓ_i(θ_T)/∂w_i: how much up-weighting example i lowers its own final loss (one reverse
-    /// pass per <see cref="UnrolledOptions.QueryBatch"/> examples).</summary>
+    /// pass per <see cref="UnrolledOptions.QueryBatch"/> examples). <paramref name="train"/> is the run's
+    /// training set or a view of some of its rows.</summary>
     public double[] SelfInfluence(IDataset train)
     {
-        RequireRunData(train);
-        var result = new double[train.Count];
+        var rows = RunIndices(train);
+        var result = new double[rows.Length];
         var own = new ClassificationTask();
-        for (int i0 = 0; i0 < train.Count; i0 += Options.QueryBatch)
+        for (int i0 = 0; i0 < rows.Length; i0 += Options.QueryBatch)
         {
-            var idx = Enumerable.Range(i0, Math.Min(Options.QueryBatch, train.Count - i0)).ToArray();
-            using var d = Reverse(model => Measure(model, train, idx, own), idx.Length, $"unrolled self-influence {i0 + 1}-{i0 + idx.Length}/{train.Count}");
+            var idx = rows.AsSpan(i0, Math.Min(Options.QueryBatch, rows.Length - i0)).ToArray();
+            using var d = Reverse(model => Measure(model, this.train, idx, own), idx.Length, $"unrolled self-influence {i0 + 1}-{i0 + idx.Length}/{rows.Length}");
             var flat = d.data<double>().ToArray();
-            for (int q = 0; q < idx.Length; q++) result[idx[q]] = -flat[q * train.Count + idx[q]];
+            for (int q = 0; q < idx.Length; q++) result[i0 + q] = -flat[(long)q * this.train.Count + idx[q]];
         }
         return result;
     }
 
-    private void RequireRunData(IDataset data)
+    /// <summary>The run's training-set indices of <paramref name="data"/>: the training set itself, or a
+    /// view of some of its rows (a partition).</summary>
+    private int[] RunIndices(IDataset data)
     {
-        if (data.Count != train.Count || data.Fingerprint() != train.Fingerprint())
-            throw new InfluenceSharpException($"unrolled: attributes to the run's own training set ({train.Count} examples); got another data set ({data.Count} examples)");
+        if (data.Count == train.Count && data.Fingerprint() == train.Fingerprint()) return Enumerable.Range(0, train.Count).ToArray();
+        if (data is SubsetDataset s && s.Inner.Count == train.Count && s.Inner.Fingerprint() == train.Fingerprint()) return s.Indices.ToArray();
+        throw new InfluenceSharpException($"unrolled: attributes to the run's own training set ({train.Count} examples); got another data set ({data.Count} examples)");
     }
 
     /// <summary>Per-query measurements [Q] of the model in eval mode.</summary>
