@@ -3,6 +3,7 @@ using InfluenceSharp.Features;
 using InfluenceSharp.Methods.InfluenceFunctions;
 using InfluenceSharp.Methods.TracIn;
 using InfluenceSharp.Methods.Trak;
+using InfluenceSharp.Methods.Unrolled;
 using InfluenceSharp.Diagnostics;
 
 namespace InfluenceSharp.Cli.Commands;
@@ -55,7 +56,7 @@ internal sealed record HvpSettings(HessianKind Hessian, double L2, double CgTole
 /// the evaluations and the demo treat every method alike.</summary>
 internal static class MethodFactory
 {
-    public static readonly string[] Names = { "ekfac", "ekfac-last", "kfac", "diagonal", "identity", "if-explicit", "if-cg", "if-lissa", "if-arnoldi", "tracin", "tracin-last", "tracin-proj", "graddot", "gradcos", "trak" };
+    public static readonly string[] Names = { "ekfac", "ekfac-last", "kfac", "diagonal", "identity", "if-explicit", "if-cg", "if-lissa", "if-arnoldi", "tracin", "tracin-last", "tracin-proj", "graddot", "gradcos", "trak", "unrolled" };
     public static readonly string[] DemoMethods = { "ekfac", "tracin-last", "trak" };
 
     public static IAttributionMethod Create(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet = false)
@@ -178,6 +179,9 @@ internal static class MethodFactory
                     Projection = new ProjectionOptions { Layout = s.Layout, Dim = s.ProjectionDim, Seed = s.Seed },
                 }, profiler: profiler);
             }
+            case "unrolled":
+                // Exact derivatives through the run's SGD steps, replayed from its recorded initial weights.
+                return UnrolledAttribution.FromRun(run.Dir, run.Data.Train, task, new UnrolledOptions(), progress);
             default:
                 throw new ArgumentException($"unknown method {name} (choose {string.Join(", ", Names)})", nameof(name));
         }
