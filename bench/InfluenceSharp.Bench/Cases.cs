@@ -14,9 +14,13 @@ public static class Cases
     public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "index-synthetic", "index-real", "index-real-trak", "index-rules", "peers-cnn-conv", "resnet18-224-stages", "imagefolder-hash" };
 
     /// <summary>Names that stand for several cases, each run in its own process in this order.</summary>
-    public static readonly Dictionary<string, List<string>> Groups = new() { ["hvp-solvers"] = HvpCostCases.Group() };
+    public static readonly Dictionary<string, List<string>> Groups = new() { ["hvp-solvers"] = HvpCostCases.Group(), ["unrolled-cost"] = UnrolledCases.Group() };
 
-    static Cases() => HvpCostCases.Register(All, NotInAll);
+    static Cases()
+    {
+        HvpCostCases.Register(All, NotInAll);
+        UnrolledCases.Register(All, NotInAll);
+    }
 
     public static readonly Dictionary<string, Func<BenchContext, IEnumerable<BenchResult>>> All = new()
     {

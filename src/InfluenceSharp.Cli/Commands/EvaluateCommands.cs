@@ -36,19 +36,25 @@ public static class EvaluateCommands
         var epochs = Opt.OptionalInt("--epochs", "epochs of each retraining [default: the run's]", 1, 100000);
         var outDir = Opt.Str("--out", "retrained-model cache and lds-results.json, reused across methods [default: RUN_DIR/lds]", "DIR", aliases: "--cache");
         var shard = Opt.Shard("retrain only subsets j with j % n == i, then stop");
+        var retrain = Opt.Choice("--retrain", "how a subset is retrained: seeds (on the subset alone, a seed per subset and replicate) or same-order (the run replayed with its own seed, initial weights and batches, the removed examples weighted 0; one model per subset) [default out: RUN_DIR/lds or RUN_DIR/lds-same-order]", "seeds", "seeds", "same-order");
         var ms = new MethodSettingOptions(measure: false);
         var data = Opt.RunData();
         var compute = new ComputeOptions();
         var cmd = new Command("lds", "linear datamodeling score: retrain on random alpha-subsets (cached, resumable, shardable), Spearman per query, mean ± standard error")
         {
-            run, methods, subsets, alpha, seedsPerSubset, ldsSeed, queryCount, target, epochs, outDir, shard,
+            run, methods, subsets, alpha, seedsPerSubset, ldsSeed, queryCount, target, epochs, outDir, shard, retrain,
         };
         CommandSupport.AddRunMethodAction(cmd, run, methods, ms, data, compute, (p, runDir, quiet) =>
         {
-            var options = new LdsOptions { Subsets = p.GetValue(subsets), Alpha = p.GetValue(alpha), SeedsPerSubset = p.GetValue(seedsPerSubset), Seed = p.GetValue(ldsSeed) };
+            bool sameOrder = p.GetValue(retrain) == "same-order";
+            var options = new LdsOptions
+            {
+                Subsets = p.GetValue(subsets), Alpha = p.GetValue(alpha), SeedsPerSubset = p.GetValue(seedsPerSubset), Seed = p.GetValue(ldsSeed),
+                Retrain = sameOrder ? LdsRetrain.SameOrder : LdsRetrain.Seeds,
+            };
             string t = p.GetValue(target)!;
             var settings = ms.Read(p) with { Measure = t == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss };
-            string cache = p.GetValue(outDir) ?? Path.Combine(runDir, "lds");
+            string cache = p.GetValue(outDir) ?? Path.Combine(runDir, sameOrder ? "lds-same-order" : "lds");
             var profiler = new Profiler();
             var rc = profiler.Time("Load Data", () => RunContext.Load(runDir, p.GetValue(data)));
             OutputDirectory.Create(cache);
@@ -94,20 +100,25 @@ public static class EvaluateCommands
             scores.Dispose();
         }
         var results = evaluation.Results;
-        Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {target}, {run.Data.Train.Count} training examples):");
+        Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {target}, {run.Data.Train.Count} training examples" +
+            (options.Retrain == LdsRetrain.SameOrder ? ", same-order retraining" : "") + "):");
         foreach (var (m, r) in results)
             Console.WriteLine($"  {m,-26} {r.Mean,7:F4} ± {r.StandardError:F4}" +
                 (r.UndefinedQueries > 0 ? $"  ({r.UndefinedQueries} of {queries.Count} queries have an undefined correlation, counted as 0)" : ""));
         // Results accumulate across invocations (one row per method and target).
         rows.RemoveAll(r => results.ContainsKey(r.Method) && r.Target == target);
         rows.AddRange(results.Select(kv => new LdsRow(kv.Key, kv.Value.Mean, kv.Value.StandardError, kv.Value.Subsets, queries.Count, target,
-            options.Alpha, run.Data.Train.Count, kv.Value.UndefinedQueries)));
+            options.Alpha, run.Data.Train.Count, kv.Value.UndefinedQueries) { Retrain = options.Retrain == LdsRetrain.SameOrder ? "same-order" : "seeds" }));
         Json.WriteFile(resultsPath, rows);
         return results;
     }
 
     public sealed record LdsRow(string Method, double Lds, double StandardError, int Subsets, int Queries, string Target, double Alpha,
-        int TrainCount, int UndefinedQueries);
+        int TrainCount, int UndefinedQueries)
+    {
+        /// <summary>The retraining protocol: seeds or same-order (null in results written before it was recorded).</summary>
+        public string? Retrain { get; init; }
+    }
 
     static Command RemoveCommand()
     {

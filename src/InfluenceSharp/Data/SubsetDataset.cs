@@ -19,6 +19,8 @@ public sealed class SubsetDataset : IDataset
 
     public int Count => indices.Length;
     public IReadOnlyList<int> Indices => indices;
+    /// <summary>The data set this is a view of.</summary>
+    public IDataset Inner => inner;
 
     public Tensor Inputs(ReadOnlySpan<int> idx, Device? device = null) => inner.Inputs(Map(idx), device);
     public Tensor Targets(ReadOnlySpan<int> idx, Device? device = null) => inner.Targets(Map(idx), device);

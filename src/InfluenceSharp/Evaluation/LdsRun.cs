@@ -21,6 +21,20 @@ public sealed record LdsOptions
     public int Seed { get; init; }
     /// <summary>Models trained per subset (different training seeds); targets are their mean.</summary>
     public int SeedsPerSubset { get; init; } = 1;
+    /// <summary>How a subset is retrained.</summary>
+    public LdsRetrain Retrain { get; init; } = LdsRetrain.Seeds;
+}
+
+/// <summary>How LDS retrains a model on a subset.</summary>
+public enum LdsRetrain
+{
+    /// <summary>On the subset alone with a seed derived from the subset and replicate (its own
+    /// initialisation and data order): the averaged-over-training-randomness protocol.</summary>
+    Seeds,
+    /// <summary>The run itself replayed with the removed examples' weights set to 0: the run's seed,
+    /// initial weights and batches, each batch without the removed examples (the single-model setting
+    /// in which unrolled derivatives are exact). One model per subset.</summary>
+    SameOrder,
 }
 
 /// <summary>What an LDS cache directory was made with; a run with other settings is refused.</summary>
@@ -37,6 +51,8 @@ public sealed record LdsManifest
     public int Seed { get; init; }
     public int Subsets { get; init; }
     public int SeedsPerSubset { get; init; }
+    /// <summary>"same-order" for <see cref="LdsRetrain.SameOrder"/>; absent for the seeded protocol.</summary>
+    public string? Retrain { get; init; }
     public string LibraryVersion { get; init; } = LibraryInfo.Version;
 }
 
@@ -72,6 +88,11 @@ public sealed class LdsRun
     {
         Options = options ?? new LdsOptions();
         if (Options.SeedsPerSubset < 1) throw new InfluenceSharpException($"--seeds-per-subset {Options.SeedsPerSubset}: must be at least 1");
+        if (Options.Retrain == LdsRetrain.SameOrder)
+        {
+            if (Options.SeedsPerSubset != 1) throw new InfluenceSharpException($"--retrain same-order: replays the run itself, one model per subset; --seeds-per-subset {Options.SeedsPerSubset} does not apply");
+            if (training.LbfgsTolerance is not null) throw new InfluenceSharpException("--retrain same-order: needs a minibatch SGD run (this one was fitted by full-batch L-BFGS)");
+        }
         CacheDir = cacheDir; this.model = model; this.training = training; this.train = train; this.queries = queries;
         Masks = LdsSubsets.Masks(train.Count, Options.Subsets, Options.Alpha, Options.Seed);
         Manifest = new LdsManifest
@@ -79,6 +100,7 @@ public sealed class LdsRun
             Model = model, Training = training, DataFingerprint = train.Fingerprint(), TrainCount = train.Count,
             QueryFingerprint = queries.Fingerprint(), QueryCount = queries.Count,
             Alpha = Options.Alpha, Seed = Options.Seed, Subsets = Options.Subsets, SeedsPerSubset = Options.SeedsPerSubset,
+            Retrain = Options.Retrain == LdsRetrain.SameOrder ? "same-order" : null,
         };
         string path = Path.Combine(cacheDir, ManifestFile);
         Directory.CreateDirectory(cacheDir);
@@ -127,8 +149,9 @@ public sealed class LdsRun
             for (int k = 0; k < r; k++)
             {
                 cancel.ThrowIfCancellationRequested();
-                var o = training with { Seed = Seeds.Derive(training.Seed, j, k) };
-                var result = new Trainer(o).Train(model, subset, null, null);
+                var result = Options.Retrain == LdsRetrain.SameOrder
+                    ? new Trainer(training).Train(model, train, null, null, exampleWeights: Masks[j].Select(b => b ? 1.0 : 0.0).ToArray())
+                    : new Trainer(training with { Seed = Seeds.Derive(training.Seed, j, k) }).Train(model, subset, null, null);
                 using var m = result.Model;
                 var meas = Measurements.Of(m, queries);
                 meas.Margin.CopyTo(margins, k * nq);

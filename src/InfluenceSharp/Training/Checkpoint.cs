@@ -126,7 +126,7 @@ public sealed record Checkpoint(string WeightsPath, CheckpointInfo Info)
         if (!Directory.Exists(runDir)) return Array.Empty<string>();
         var old = Directory.GetFiles(runDir, "epoch-*.*").Concat(Directory.GetFiles(runDir, "optimizer-*.safetensors")).ToList();
         if (old.Count == 0 && !File.Exists(RunRecord.PathIn(runDir))) return Array.Empty<string>();
-        old.AddRange(new[] { "run.json", "corruption.json", Data.FeatureScaling.FileName }.Select(n => Path.Combine(runDir, n)).Where(File.Exists));
+        old.AddRange(new[] { "run.json", "corruption.json", Data.FeatureScaling.FileName, ReplayRecord.FileName, ReplayRecord.InitFileName }.Select(n => Path.Combine(runDir, n)).Where(File.Exists));
         old.AddRange(new[] { "store", "detect", "explain", "lds", "remove", "ensemble" }.Select(n => Path.Combine(runDir, n)).Where(Directory.Exists));
         return old;
     }

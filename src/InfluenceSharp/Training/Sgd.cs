@@ -63,6 +63,13 @@ internal sealed class Sgd : IDisposable
         buffers[i] = value.detach().to_type(parameters[i].dtype).to(parameters[i].device).clone().DetachFromDisposeScope();
     }
 
+    /// <summary>Forgets buffer <paramref name="i"/> (as before the parameter's first step).</summary>
+    public void ClearBuffer(int i)
+    {
+        buffers[i]?.Dispose();
+        buffers[i] = null;
+    }
+
     public void Dispose()
     {
         foreach (var b in buffers) b?.Dispose();

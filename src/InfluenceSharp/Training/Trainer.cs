@@ -114,15 +114,49 @@ public sealed class Trainer
     /// <param name="corruption">The label corruption applied to <paramref name="train"/>, saved as corruption.json.</param>
     /// <param name="dataSource">The data spec recorded in the sidecars, so later commands can rebuild the data.</param>
     /// <param name="existing">What to do when <paramref name="runDir"/> already holds a run.</param>
+    /// <param name="exampleWeights">Per-example weights w of the training loss (see <see cref="SgdReplay"/>):
+    /// null or all 1 trains the run itself; w_i = 0 drops example i from its batches without changing
+    /// the order of the others. Minibatch SGD without a run directory only.</param>
     /// <remarks>With a run directory, the run is locked for the whole training (a second trainer
     /// gets an <see cref="OutputLockedException"/> naming this one), and its record (run.json) is
     /// written at the start as incomplete and updated after every epoch. Each epoch also saves the
     /// optimizer's momentum buffers (optimizer-NNNN.safetensors, the latest only; removed when the
-    /// run completes), so that <see cref="ExistingRun.Resume"/> continues bit-identically.</remarks>
+    /// run completes), so that <see cref="ExistingRun.Resume"/> continues bit-identically. The
+    /// directory also gets what a replay needs: the initial weights (replay-init.safetensors) and the
+    /// per-step schedule (replay.json).</remarks>
     public TrainResult Train(ModelSpec spec, LabeledDataset train, LabeledDataset? test, string? runDir,
-        CorruptionRecord? corruption = null, string? dataSource = null, ExistingRun existing = ExistingRun.Refuse)
+        CorruptionRecord? corruption = null, string? dataSource = null, ExistingRun existing = ExistingRun.Refuse,
+        double[]? exampleWeights = null)
     {
-        var o = Options;
+        var o = Validated(Options);
+        if (exampleWeights is not null && (runDir is not null || o.LbfgsTolerance is not null))
+            throw new InfluenceSharpException("example weights: only for minibatch SGD without a run directory (a replay)");
+        var (model, initSkipped) = CreateModel(spec, ref o);
+        using var runLock = runDir is null ? null : DirectoryLock.Acquire(runDir, "training run");
+        var plan = o.LbfgsTolerance is null ? ReplayPlan.For(o, train.Count) : null;
+        using var replay = plan is null ? null : new SgdReplay(model, train, plan, exampleWeights);
+        var run = new RunProgress(spec, o, train.Fingerprint(), plan?.Epochs ?? 1, initSkipped, corruption, dataSource);
+        if (runDir is not null) OpenRunDirectory(runDir, run, model, train, replay, existing);
+        for (int epoch = run.FirstEpoch; epoch <= run.Epochs; epoch++)
+        {
+            var sw = Stopwatch.StartNew();
+            using var bar = ProgressReporter.Start(Progress, $"epoch {epoch}/{run.Epochs}", plan?.UsedPerEpoch ?? train.Count, "ex");
+            var (lossSum, lrSum, correct, seen) = replay is null ? LbfgsEpoch(model, train, o, bar, run) : SgdEpoch(replay, epoch, bar);
+            run.Step = replay?.Step ?? run.Step;
+            var (testLoss, testAcc) = test is null ? (double.NaN, double.NaN) : Evaluate(model, test);
+            var m = new EpochMetrics(lossSum / seen, (double)correct / seen, testLoss, testAcc, sw.Elapsed.TotalSeconds);
+            run.History.Add(m);
+            bar?.Complete($"train loss {m.TrainLoss:F4} acc {100 * m.TrainAccuracy:F2}%"
+                + (test is null ? "" : $", test loss {testLoss:F4} acc {100 * testAcc:F2}%"));
+            if (runDir is not null) SaveEpoch(runDir, run, model, replay, epoch, lrSum / o.StepsPerEpoch(train.Count), m);
+        }
+        model.eval();
+        return new TrainResult(model, run.Checkpoints, run.History) { Steps = run.Step };
+    }
+
+    /// <summary>The options after checking them (an L-BFGS fit is one epoch without a step budget).</summary>
+    static TrainOptions Validated(TrainOptions o)
+    {
         if (o.Epochs < 1) throw new InfluenceSharpException($"--epochs {o.Epochs}: must be at least 1");
         if (o.BatchSize < 1) throw new InfluenceSharpException($"--batch-size {o.BatchSize}: must be at least 1");
         if (!(o.LearningRate > 0)) throw new InfluenceSharpException($"--lr {o.LearningRate}: must be positive");
@@ -134,6 +168,13 @@ public sealed class Trainer
             o = o with { Epochs = 1, TotalSteps = null };
         }
         if (o.TotalSteps is { } tsCheck && tsCheck < 1) throw new InfluenceSharpException($"total steps {tsCheck}: must be at least 1");
+        return o;
+    }
+
+    /// <summary>The seeded initial model (from the init file when given, frozen layers marked); records
+    /// the init file's full path and hash in <paramref name="o"/>.</summary>
+    static (nn.Module<Tensor, Tensor> Model, string[] InitSkipped) CreateModel(ModelSpec spec, ref TrainOptions o)
+    {
         torch.manual_seed(o.Seed);
         var model = spec.Create();
         string[] initSkipped = Array.Empty<string>();
@@ -146,142 +187,132 @@ public sealed class Trainer
         InitWeights.Freeze(model, o.Freeze);
         if (o.LbfgsTolerance is not null && model.modules().Any(m => m is TorchSharp.Modules.BatchNorm1d or TorchSharp.Modules.BatchNorm2d or TorchSharp.Modules.Dropout))
             throw new InfluenceSharpException($"--lbfgs-tol: {spec.Describe()} has BatchNorm or dropout; full-batch L-BFGS is for models without them (logreg, mlp, tabular-mlp)");
-        var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
-        if (trainable.Count == 0) throw new InfluenceSharpException($"--freeze {string.Join(",", o.Freeze ?? Array.Empty<string>())}: freezes every parameter; nothing to train");
-        var trainableNames = trainable.Select(p => p.name).ToList();
-        using var opt = new Sgd(trainable.Select(p => p.parameter), o.Momentum, o.WeightDecay);
-        string fingerprint = train.Fingerprint();
-        string? corruptionFile = null;
-        using var runLock = runDir is null ? null : DirectoryLock.Acquire(runDir, "training run");
-        if (o.DropLast && train.Count < o.BatchSize)
-            throw new InfluenceSharpException($"--drop-last: {train.Count} training examples make no complete batch of {o.BatchSize}");
-        int usedPerEpoch = o.DropLast ? train.Count - train.Count % o.BatchSize : train.Count;
-        long stepsPerEpoch = o.StepsPerEpoch(train.Count);
-        // Epochs started: the option's, or as many as the step budget needs (the last one may be partial).
-        int epochs = o.TotalSteps is { } budget ? (int)((budget + stepsPerEpoch - 1) / stepsPerEpoch) : o.Epochs;
-        var history = new List<EpochMetrics>();
-        var checkpoints = new List<Checkpoint>();
-        long step = 0;
-        var augRng = new Random(unchecked(o.Seed * 7919 + 17));
-        int firstEpoch = 1;
-        RunRecord? record = null;
-        if (runDir is not null)
+        if (!model.parameters().Any(p => p.requires_grad))
+            throw new InfluenceSharpException($"--freeze {string.Join(",", o.Freeze ?? Array.Empty<string>())}: freezes every parameter; nothing to train");
+        return (model, initSkipped);
+    }
+
+    /// <summary>The state of a run being trained: what its record and sidecars say.</summary>
+    sealed class RunProgress(ModelSpec spec, TrainOptions options, string fingerprint, int epochs, string[] initSkipped,
+        CorruptionRecord? corruption, string? dataSource)
+    {
+        public ModelSpec Spec { get; } = spec;
+        public TrainOptions Options { get; } = options;
+        public string Fingerprint { get; } = fingerprint;
+        public int Epochs { get; } = epochs;
+        public string[] InitSkipped { get; } = initSkipped;
+        public CorruptionRecord? Corruption { get; } = corruption;
+        public string? DataSource { get; } = dataSource;
+        public string? CorruptionFile => Corruption is null ? null : "corruption.json";
+        public List<EpochMetrics> History { get; } = new();
+        public List<Checkpoint> Checkpoints { get; } = new();
+        public long Step { get; set; }
+        public int FirstEpoch { get; set; } = 1;
+        public RunRecord? Record { get; set; }
+    }
+
+    /// <summary>Starts a run directory afresh, or picks up an interrupted run in it (weights, momentum,
+    /// step, history), and writes its record.</summary>
+    void OpenRunDirectory(string runDir, RunProgress run, nn.Module<Tensor, Tensor> model, LabeledDataset train, SgdReplay? replay, ExistingRun existing)
+    {
+        var o = run.Options;
+        OutputLock.CleanStaleTemps(runDir);
+        if (existing == ExistingRun.Resume && RunRecord.TryRead(runDir) is { } old)
         {
-            OutputLock.CleanStaleTemps(runDir);
-            if (corruption is not null) corruptionFile = "corruption.json";
-            if (existing == ExistingRun.Resume && RunRecord.TryRead(runDir) is { } old)
+            RequireSameRun(runDir, old, run.Spec, o, run.Fingerprint, train.Count);
+            // Continue after the last listed epoch whose files are all there.
+            var present = old.Checkpoints.TakeWhile(c => !old.MissingIn(runDir).Contains(c)).ToList();
+            if (present.Count > 0)
             {
-                RequireSameRun(runDir, old, spec, o, fingerprint, train.Count);
-                // Continue after the last listed epoch whose files are all there.
-                var present = old.Checkpoints.TakeWhile(c => !old.MissingIn(runDir).Contains(c)).ToList();
-                if (present.Count > 0)
-                {
-                    var last = Checkpoint.Open(Path.Combine(runDir, present[^1]));
-                    int k = last.Info.Epoch;
-                    if (k != present.Count)
-                        throw new InfluenceSharpException($"{runDir}: cannot resume: run.json lists {present.Count} checkpoints but the last is epoch {k}");
-                    checkpoints.AddRange(present.Select(c => Checkpoint.Open(Path.Combine(runDir, c))));
-                    history.AddRange(old.History.Take(k));
-                    if (history.Count != k) throw new InfluenceSharpException($"{runDir}: cannot resume: run.json has metrics for {old.History.Count} epochs, not {k}");
-                    Checkpoint.LoadWeights(model, last.WeightsPath, last.Info.Checksum);
-                    if (k < epochs) LoadOptimizerState(opt, trainableNames, runDir, k);
-                    step = last.Info.Step;
-                    // The augmentation stream runs across epochs: replay the draws of the epochs done.
-                    if (o.Augment) for (long i = 0; i < (long)k * train.Count; i++) { augRng.Next(9); augRng.Next(9); augRng.Next(2); }
-                    firstEpoch = k + 1;
-                }
-            }
-            else
-            {
-                // The init file was read already, but a --resume of this run reads it again: keep it.
-                if (existing == ExistingRun.Overwrite && o.InitFile is not null)
-                    Checkpoint.RefuseInputsDeletedByOverwrite(runDir, new[] { ("--init", o.InitFile) });
-                Checkpoint.PrepareRunDirectory(runDir, existing == ExistingRun.Overwrite);
-            }
-            if (corruption is not null) Json.WriteFile(Path.Combine(runDir, corruptionFile!), corruption);
-            record = new RunRecord
-            {
-                Model = spec, Training = o, DataSource = dataSource, DataFingerprint = fingerprint, TrainCount = train.Count,
-                Checkpoints = checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), History = history.ToList(),
-                Complete = firstEpoch > epochs, InitSkipped = initSkipped.Length > 0 ? initSkipped : null,
-            };
-            record.Write(runDir);
-        }
-        for (int epoch = firstEpoch; epoch <= epochs; epoch++)
-        {
-            var sw = Stopwatch.StartNew();
-            model.train();
-            InitWeights.FrozenBatchNormToEval(model);
-            var rng = new Random(unchecked(o.Seed * 1_000_003 + epoch));
-            var order = Enumerable.Range(0, train.Count).ToArray();
-            rng.Shuffle(order);
-            double lossSum = 0, lrSum = 0; long correct = 0, seen = 0;
-            using var bar = ProgressReporter.Start(Progress, $"epoch {epoch}/{epochs}", o.LbfgsTolerance is null ? usedPerEpoch : train.Count, "ex");
-            if (o.LbfgsTolerance is { } tolerance)
-            {
-                var fit = Lbfgs.Fit(model, train, o.WeightDecay, tolerance, o.BatchSize, bar);
-                if (fit.MaxGradient > tolerance)
-                    throw new InfluenceSharpException($"--lbfgs-tol {tolerance}: L-BFGS stopped after {fit.Iterations} iterations with gradient max-norm {fit.MaxGradient:G3} (not converged)");
-                LastLbfgs = fit;
-                var (l0, a0) = Evaluate(model, train);
-                lossSum = l0 * train.Count; correct = (long)Math.Round(a0 * train.Count); seen = train.Count;
-                lrSum = o.LearningRate * stepsPerEpoch; step += fit.Iterations;
-            }
-            else
-            for (int b = 0; b < usedPerEpoch; b += o.BatchSize)
-            {
-                if (o.TotalSteps is { } cap && step >= cap) break;
-                using var scope = NewDisposeScope();
-                int len = Math.Min(o.BatchSize, usedPerEpoch - b);
-                var idx = order.AsSpan(b, len);
-                var x = train.Inputs(idx);
-                if (o.Augment) x = Augmentation.CropFlip(x, 4, augRng);
-                var y = train.Targets(idx);
-                double lr = o.LrAt(step, stepsPerEpoch);
-                lrSum += lr;
-                opt.ZeroGrad();
-                var logits = model.forward(x);
-                var loss = nn.functional.cross_entropy(logits, y);
-                loss.backward();
-                opt.Step(lr);
-                step++;
-                double l = loss.item<float>();
-                if (double.IsNaN(l) || double.IsInfinity(l))
-                    throw new InfluenceSharpException($"training diverged: loss is {l} at epoch {epoch}, step {step} (lower --lr?)");
-                lossSum += l * len;
-                correct += logits.argmax(1).eq(y).sum().item<long>();
-                seen += len;
-                bar?.Update(seen, $"loss {lossSum / seen:F4} acc {100.0 * correct / seen:F1}%");
-            }
-            var (testLoss, testAcc) = test is null ? (double.NaN, double.NaN) : Evaluate(model, test);
-            var m = new EpochMetrics(lossSum / seen, (double)correct / seen, testLoss, testAcc, sw.Elapsed.TotalSeconds);
-            history.Add(m);
-            bar?.Complete($"train loss {m.TrainLoss:F4} acc {100 * m.TrainAccuracy:F2}%"
-                + (test is null ? "" : $", test loss {testLoss:F4} acc {100 * testAcc:F2}%"));
-            if (runDir is not null)
-            {
-                var info = new CheckpointInfo
-                {
-                    Epoch = epoch, Step = step, LearningRate = lrSum / stepsPerEpoch, Model = spec,
-                    DataFingerprint = fingerprint, DataSource = dataSource, TrainCount = train.Count,
-                    CorruptionFile = corruptionFile, CorruptedCount = corruption?.Indices.Length ?? 0,
-                    Training = o, Metrics = m, InitSkipped = initSkipped.Length > 0 ? initSkipped : null,
-                };
-                checkpoints.Add(Checkpoint.Save(model, Path.Combine(runDir, $"epoch-{epoch:D4}.safetensors"), info));
-                bool last = epoch == epochs;
-                if (!last) SaveOptimizerState(opt, trainableNames, runDir, epoch);
-                // The record goes after the files it lists: it never names a checkpoint that is not there.
-                record = record! with
-                {
-                    Checkpoints = checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), History = history.ToList(), Complete = last,
-                };
-                record.Write(runDir);
-                foreach (var f in Directory.GetFiles(runDir, "optimizer-*.safetensors"))
-                    if (last || f != Checkpoint.OptimizerStatePath(runDir, epoch)) File.Delete(f);
+                var last = Checkpoint.Open(Path.Combine(runDir, present[^1]));
+                int k = last.Info.Epoch;
+                if (k != present.Count)
+                    throw new InfluenceSharpException($"{runDir}: cannot resume: run.json lists {present.Count} checkpoints but the last is epoch {k}");
+                run.Checkpoints.AddRange(present.Select(c => Checkpoint.Open(Path.Combine(runDir, c))));
+                run.History.AddRange(old.History.Take(k));
+                if (run.History.Count != k) throw new InfluenceSharpException($"{runDir}: cannot resume: run.json has metrics for {old.History.Count} epochs, not {k}");
+                Checkpoint.LoadWeights(model, last.WeightsPath, last.Info.Checksum);
+                if (k < run.Epochs && replay is not null) LoadOptimizerState(replay.Optimizer, replay.Trainable.Select(p => p.name).ToList(), runDir, k);
+                run.Step = last.Info.Step;
+                replay?.ContinueAt(run.Step);
+                run.FirstEpoch = k + 1;
             }
         }
-        model.eval();
-        return new TrainResult(model, checkpoints, history) { Steps = step };
+        else
+        {
+            // The init file was read already, but a --resume of this run reads it again: keep it.
+            if (existing == ExistingRun.Overwrite && o.InitFile is not null)
+                Checkpoint.RefuseInputsDeletedByOverwrite(runDir, new[] { ("--init", o.InitFile) });
+            Checkpoint.PrepareRunDirectory(runDir, existing == ExistingRun.Overwrite);
+        }
+        if (run.FirstEpoch == 1 && replay is not null)
+        {
+            SafeTensors.Save(Path.Combine(runDir, ReplayRecord.InitFileName), model.state_dict());
+            replay.Plan.Record().Write(runDir);
+        }
+        if (run.Corruption is not null) Json.WriteFile(Path.Combine(runDir, run.CorruptionFile!), run.Corruption);
+        run.Record = new RunRecord
+        {
+            Model = run.Spec, Training = o, DataSource = run.DataSource, DataFingerprint = run.Fingerprint, TrainCount = train.Count,
+            Checkpoints = run.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), History = run.History.ToList(),
+            Complete = run.FirstEpoch > run.Epochs, InitSkipped = run.InitSkipped.Length > 0 ? run.InitSkipped : null,
+        };
+        run.Record.Write(runDir);
+    }
+
+    /// <summary>One epoch of minibatch SGD; returns the sums its metrics are made of.</summary>
+    static (double LossSum, double LrSum, long Correct, long Seen) SgdEpoch(SgdReplay replay, int epoch, ProgressReporter? bar)
+    {
+        var plan = replay.Plan;
+        double lossSum = 0, lrSum = 0; long correct = 0, seen = 0;
+        long end = plan.FirstStep(epoch + 1);
+        for (long t = plan.FirstStep(epoch); t < end; t++)
+        {
+            lrSum += plan.LearningRate(t);
+            var s = replay.Next();
+            lossSum += s.Loss * s.Count;
+            correct += s.Correct;
+            seen += s.Count;
+            bar?.Update(seen, $"loss {lossSum / seen:F4} acc {100.0 * correct / seen:F1}%");
+        }
+        return (lossSum, lrSum, correct, seen);
+    }
+
+    /// <summary>The full-batch L-BFGS fit (the run's one epoch).</summary>
+    (double LossSum, double LrSum, long Correct, long Seen) LbfgsEpoch(nn.Module<Tensor, Tensor> model, LabeledDataset train, TrainOptions o, ProgressReporter? bar, RunProgress run)
+    {
+        model.train();
+        double tolerance = o.LbfgsTolerance!.Value;
+        var fit = Lbfgs.Fit(model, train, o.WeightDecay, tolerance, o.BatchSize, bar);
+        if (fit.MaxGradient > tolerance)
+            throw new InfluenceSharpException($"--lbfgs-tol {tolerance}: L-BFGS stopped after {fit.Iterations} iterations with gradient max-norm {fit.MaxGradient:G3} (not converged)");
+        LastLbfgs = fit;
+        var (l0, a0) = Evaluate(model, train);
+        run.Step += fit.Iterations;
+        return (l0 * train.Count, o.LearningRate * o.StepsPerEpoch(train.Count), (long)Math.Round(a0 * train.Count), train.Count);
+    }
+
+    /// <summary>Saves epoch <paramref name="epoch"/>'s checkpoint and momentum, then the record that lists them.</summary>
+    static void SaveEpoch(string runDir, RunProgress run, nn.Module<Tensor, Tensor> model, SgdReplay? replay, int epoch, double meanLr, EpochMetrics m)
+    {
+        var info = new CheckpointInfo
+        {
+            Epoch = epoch, Step = run.Step, LearningRate = meanLr, Model = run.Spec,
+            DataFingerprint = run.Fingerprint, DataSource = run.DataSource, TrainCount = run.Record!.TrainCount,
+            CorruptionFile = run.CorruptionFile, CorruptedCount = run.Corruption?.Indices.Length ?? 0,
+            Training = run.Options, Metrics = m, InitSkipped = run.InitSkipped.Length > 0 ? run.InitSkipped : null,
+        };
+        run.Checkpoints.Add(Checkpoint.Save(model, Path.Combine(runDir, $"epoch-{epoch:D4}.safetensors"), info));
+        bool last = epoch == run.Epochs;
+        if (!last && replay is not null) SaveOptimizerState(replay.Optimizer, replay.Trainable.Select(p => p.name).ToList(), runDir, epoch);
+        // The record goes after the files it lists: it never names a checkpoint that is not there.
+        run.Record = run.Record with
+        {
+            Checkpoints = run.Checkpoints.Select(c => Path.GetFileName(c.WeightsPath)).ToArray(), History = run.History.ToList(), Complete = last,
+        };
+        run.Record.Write(runDir);
+        foreach (var f in Directory.GetFiles(runDir, "optimizer-*.safetensors"))
+            if (last || f != Checkpoint.OptimizerStatePath(runDir, epoch)) File.Delete(f);
     }
 
     static void RequireSameRun(string runDir, RunRecord old, ModelSpec spec, TrainOptions o, string fingerprint, int count)
@@ -343,16 +374,22 @@ public sealed class Trainer
 /// <summary>Standard CIFAR augmentation: random crop after zero padding, and horizontal flip.</summary>
 public static class Augmentation
 {
-    public static Tensor CropFlip(Tensor x, int pad, Random rng)
+    /// <summary>Zero padding around each image before the crop.</summary>
+    public const int Padding = 4;
+
+    /// <summary>Crops and flips each image of <paramref name="x"/> as <paramref name="draws"/> say:
+    /// three per image (crop row and column offsets in [0, 2·<see cref="Padding"/>], flip 0 or 1).</summary>
+    public static Tensor CropFlip(Tensor x, byte[] draws)
     {
         long n = x.shape[0], h = x.shape[2], w = x.shape[3];
-        var padded = nn.functional.pad(x, new long[] { pad, pad, pad, pad });
+        if (draws.Length != 3 * n) throw new ArgumentException($"{draws.Length} augmentation draws for {n} images");
+        var padded = nn.functional.pad(x, new long[] { Padding, Padding, Padding, Padding });
         var outs = new Tensor[n];
         for (int i = 0; i < n; i++)
         {
-            int dy = rng.Next(2 * pad + 1), dx = rng.Next(2 * pad + 1);
+            int dy = draws[3 * i], dx = draws[3 * i + 1];
             var crop = padded[i].narrow(1, dy, h).narrow(2, dx, w);
-            outs[i] = rng.Next(2) == 1 ? crop.flip(2) : crop;
+            outs[i] = draws[3 * i + 2] == 1 ? crop.flip(2) : crop;
         }
         return torch.stack(outs);
     }

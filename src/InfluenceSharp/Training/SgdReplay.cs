@@ -1,0 +1,164 @@
+using InfluenceSharp.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Training;
+
+/// <summary>What one optimiser step reports: its batch's mean loss, correct predictions and size.</summary>
+public readonly record struct StepOutcome(double Loss, long Correct, int Count);
+
+/// <summary>
+/// Takes the optimiser steps of a <see cref="ReplayPlan"/> on a model, with per-example weights w
+/// (default 1): step t's loss is (1/b) Σ_{i∈B_t} w_i ℓ_i over its batch B_t of b examples (b stays
+/// the batch's size, so w_i = 0 drops example i without moving any other example), and BatchNorm
+/// layers in training mode use w-weighted batch statistics. A batch whose weights are all 1 takes
+/// exactly the step of unweighted training, so a replay with w = 1 reproduces the run bit for bit.
+/// The model may be in any floating dtype (inputs are converted to it).
+/// </summary>
+public sealed class SgdReplay : IDisposable
+{
+    private readonly nn.Module<Tensor, Tensor> model;
+    private readonly LabeledDataset data;
+    private readonly double[]? weights;
+    private readonly Sgd optimizer;
+    private readonly WeightedBatchNorm? batchNorm;
+
+    /// <param name="model">The model at the plan's step 0 (or at the step <see cref="Load"/> sets).</param>
+    /// <param name="data">The training set the plan indexes.</param>
+    /// <param name="plan">The steps to take.</param>
+    /// <param name="exampleWeights">w per training example (null: all 1).</param>
+    public SgdReplay(nn.Module<Tensor, Tensor> model, LabeledDataset data, ReplayPlan plan, double[]? exampleWeights = null)
+    {
+        if (data.Count != plan.TrainCount) throw new InfluenceSharpException($"replay: the plan is for {plan.TrainCount} training examples, the data has {data.Count}");
+        if (exampleWeights is not null && exampleWeights.Length != data.Count)
+            throw new InfluenceSharpException($"example weights: {exampleWeights.Length} weights for {data.Count} training examples");
+        if (exampleWeights?.Any(w => !double.IsFinite(w)) == true) throw new InfluenceSharpException("example weights: not all finite");
+        this.model = model; this.data = data; Plan = plan; weights = exampleWeights;
+        Trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        if (Trainable.Count == 0) throw new InfluenceSharpException("replay: the model has no trainable parameter");
+        Dtype = Trainable[0].parameter.dtype;
+        optimizer = new Sgd(Trainable.Select(p => p.parameter), plan.Momentum, plan.WeightDecay);
+        batchNorm = exampleWeights is null ? null : WeightedBatchNorm.Attach(model);
+    }
+
+    public ReplayPlan Plan { get; }
+
+    /// <summary>The next step to take (0 before the first).</summary>
+    public long Step { get; private set; }
+
+    /// <summary>The parameters the optimiser updates, by name.</summary>
+    public IReadOnlyList<(string name, TorchSharp.Modules.Parameter parameter)> Trainable { get; }
+
+    public ScalarType Dtype { get; }
+
+    internal Sgd Optimizer => optimizer;
+
+    /// <summary>Takes step <see cref="Step"/>.</summary>
+    public StepOutcome Next()
+    {
+        long t = Step;
+        if (t >= Plan.Steps) throw new InvalidOperationException($"replay: all {Plan.Steps} steps taken");
+        using var scope = NewDisposeScope();
+        model.train();
+        InitWeights.FrozenBatchNormToEval(model);
+        var idx = Plan.Batch(t);
+        var x = Plan.Inputs(data, t, Dtype);
+        var y = data.Targets(idx);
+        optimizer.ZeroGrad();
+        Tensor logits, loss;
+        var w = BatchWeights(idx);
+        if (w is null)
+        {
+            logits = model.forward(x);
+            loss = nn.functional.cross_entropy(logits, y);
+        }
+        else
+        {
+            var wt = torch.tensor(w).to_type(Dtype);
+            if (batchNorm is not null) batchNorm.Weights = wt;
+            try { logits = model.forward(x); }
+            finally { if (batchNorm is not null) batchNorm.Weights = null; }
+            using var inv = (1.0 / idx.Length).ToScalar();
+            loss = nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.None).mul(wt).sum().mul(inv);
+        }
+        loss.backward();
+        optimizer.Step(Plan.LearningRate(t));
+        Step = t + 1;
+        double l = loss.to_type(ScalarType.Float64).item<double>();
+        if (double.IsNaN(l) || double.IsInfinity(l))
+            throw new InfluenceSharpException($"training diverged: loss is {l} at epoch {Plan.EpochOf(t)}, step {t + 1} (lower --lr?)");
+        long correct = logits.argmax(1).eq(y).sum().item<long>();
+        return new StepOutcome(l, correct, idx.Length);
+    }
+
+    /// <summary>Marks steps before <paramref name="step"/> as taken (the caller has set the model's
+    /// weights and the momentum buffers to those after them: a resumed run).</summary>
+    internal void ContinueAt(long step) => Step = step;
+
+    /// <summary>Takes the steps up to (not including) <paramref name="step"/>.</summary>
+    public void RunTo(long step)
+    {
+        while (Step < step) Next();
+    }
+
+    /// <summary>The batch's weights, or null when they are all 1 (then the step is unweighted training's).</summary>
+    private double[]? BatchWeights(ReadOnlySpan<int> idx)
+    {
+        if (weights is null) return null;
+        var w = new double[idx.Length];
+        bool ones = true;
+        for (int i = 0; i < w.Length; i++) { w[i] = weights[idx[i]]; ones &= w[i] == 1; }
+        return ones ? null : w;
+    }
+
+    /// <summary>A copy of the whole training state: parameters, buffers (BatchNorm statistics),
+    /// momentum buffers and the step.</summary>
+    public ReplayState Save()
+    {
+        using var noGrad = no_grad();
+        var sd = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone().DetachFromDisposeScope());
+        var buffers = optimizer.Buffers.Select(b => b?.clone().DetachFromDisposeScope()).ToArray();
+        return new ReplayState(Step, sd, buffers);
+    }
+
+    /// <summary>Sets the training state to a saved one.</summary>
+    public void Load(ReplayState state)
+    {
+        using var noGrad = no_grad();
+        var sd = model.state_dict();
+        foreach (var (k, v) in state.Tensors) sd[k].copy_(v);
+        for (int i = 0; i < state.Momentum.Length; i++)
+        {
+            if (state.Momentum[i] is { } m) optimizer.SetBuffer(i, m);
+            else optimizer.ClearBuffer(i);
+        }
+        Step = state.Step;
+    }
+
+    public void Dispose()
+    {
+        optimizer.Dispose();
+        batchNorm?.Dispose();
+    }
+}
+
+/// <summary>A saved training state of a <see cref="SgdReplay"/> (see <see cref="SgdReplay.Save"/>).</summary>
+public sealed class ReplayState : IDisposable
+{
+    internal ReplayState(long step, Dictionary<string, Tensor> tensors, Tensor?[] momentum)
+    {
+        Step = step; Tensors = tensors; Momentum = momentum;
+    }
+
+    public long Step { get; }
+    /// <summary>The model's state dict (parameters and buffers).</summary>
+    public IReadOnlyDictionary<string, Tensor> Tensors { get; }
+    /// <summary>Momentum buffers in trainable-parameter order (null before a parameter's first step).</summary>
+    public Tensor?[] Momentum { get; }
+
+    public void Dispose()
+    {
+        foreach (var t in Tensors.Values) t.Dispose();
+        foreach (var t in Momentum) t?.Dispose();
+    }
+}
