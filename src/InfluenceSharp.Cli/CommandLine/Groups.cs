@@ -108,7 +108,7 @@ internal sealed class MethodSettingOptions
         });
     }
 
-    public static readonly string[] DampedMethods = { "ekfac", "ekfac-last", "kfac", "diagonal", "identity", "trak", "if-explicit", "if-cg", "if-lissa", "if-arnoldi" };
+    public static readonly string[] DampedMethods = { "ekfac", "ekfac-last", "kfac", "diagonal", "identity", "trak", "if-explicit", "if-cg", "if-lissa", "if-arnoldi", "ekfac-astra", "relatif", "datainf" };
 
     /// <summary>Refuses settings that none of the chosen methods would use (they would be silently ignored).
     /// </summary>
@@ -130,8 +130,8 @@ internal sealed class MethodSettingOptions
                 r.AddError($"--damping: none of the methods {string.Join(",", chosen)} uses it (only {string.Join(", ", DampedMethods)})");
             if (IfEpochs is not null && r.GetResult(IfEpochs) is { Implicit: false } && !chosen.Any(FactoredMethods.Contains))
                 r.AddError($"--if-epochs: only {string.Join(", ", FactoredMethods)} use it (chosen: {string.Join(",", chosen)})");
-            if (Fisher is not null && r.GetResult(Fisher) is { Implicit: false } && !chosen.Any(m => m is "ekfac" or "ekfac-last" or "kfac" or "diagonal"))
-                r.AddError($"--fisher: only ekfac, kfac, diagonal use it (chosen: {string.Join(",", chosen)})");
+            if (Fisher is not null && r.GetResult(Fisher) is { Implicit: false } && !chosen.Any(m => m is "ekfac" or "ekfac-last" or "kfac" or "diagonal" or "ekfac-astra" or "relatif"))
+                r.AddError($"--fisher: only ekfac, kfac, diagonal, ekfac-astra, relatif use it (chosen: {string.Join(",", chosen)})");
             Hvp?.RefuseUnused(r, chosen, Damping is null ? null : Opt.ValueIfValid(r, Damping));
         });
     }
@@ -158,7 +158,7 @@ internal sealed class MethodSettingOptions
 internal sealed class HvpOptionSet
 {
     static readonly HvpSolverOptions D = new();
-    public static readonly string[] Methods = { "if-explicit", "if-cg", "if-lissa", "if-arnoldi" };
+    public static readonly string[] Methods = { "if-explicit", "if-cg", "if-lissa", "if-arnoldi", "ekfac-astra" };
 
     public Option<string> Hessian { get; } = Opt.Choice("--hessian", "if-*: curvature to invert: true (the Hessian, by double backward) or gauss-newton (J^T H_out J, positive semi-definite)", "true", "true", "gauss-newton");
     public Option<double> L2 { get; } = Opt.Double("--l2", "if-*: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with; a run trained with --lbfgs-tol uses its weight decay unless --l2 is given)", D.L2, 0);
@@ -171,7 +171,9 @@ internal sealed class HvpOptionSet
     public Option<int> ArnoldiIters { get; } = Opt.Int("--arnoldi-iters", "if-arnoldi: Arnoldi iterations (HVPs)", D.ArnoldiIterations, 1);
     public Option<int> ArnoldiTopK { get; } = Opt.Int("--arnoldi-topk", "if-arnoldi: eigenpairs kept (at most --arnoldi-iters)", D.ArnoldiTopK, 1, helpName: "K");
 
-    Option[] All => new Option[] { Hessian, L2, CgTol, CgIters, LissaDepth, LissaScale, LissaReps, LissaBatch, ArnoldiIters, ArnoldiTopK };
+    public Option<int> AstraSteps { get; } = Opt.Int("--astra-steps", "ekfac-astra: preconditioned CG steps on the true system after the EK-FAC solution (0 = EK-FAC alone)", new Methods.Astra.AstraOptions().Steps, 0);
+
+    Option[] All => new Option[] { Hessian, L2, CgTol, CgIters, LissaDepth, LissaScale, LissaReps, LissaBatch, ArnoldiIters, ArnoldiTopK, AstraSteps };
 
     public void AddTo(Command c)
     {
@@ -191,7 +193,7 @@ internal sealed class HvpOptionSet
         {
             (Hessian, Methods), (L2, Methods), (CgTol, new[] { "if-cg" }), (CgIters, new[] { "if-cg" }),
             (LissaDepth, new[] { "if-lissa" }), (LissaScale, new[] { "if-lissa" }), (LissaReps, new[] { "if-lissa" }), (LissaBatch, new[] { "if-lissa" }),
-            (ArnoldiIters, new[] { "if-arnoldi" }), (ArnoldiTopK, new[] { "if-arnoldi" }),
+            (ArnoldiIters, new[] { "if-arnoldi" }), (ArnoldiTopK, new[] { "if-arnoldi" }), (AstraSteps, new[] { "ekfac-astra" }),
         };
         foreach (var (o, u) in users)
             if (r.GetResult(o) is { Implicit: false } && !chosen.Any(u.Contains))
@@ -203,7 +205,10 @@ internal sealed class HvpOptionSet
     public HvpSettings Read(ParseResult p) => new(
         p.GetValue(Hessian) == "gauss-newton" ? HessianKind.GaussNewton : HessianKind.True, p.GetValue(L2),
         p.GetValue(CgTol), p.GetValue(CgIters), p.GetValue(LissaDepth), p.GetValue(LissaScale), p.GetValue(LissaReps), p.GetValue(LissaBatch),
-        p.GetValue(ArnoldiIters), p.GetValue(ArnoldiTopK)) { L2Given = p.GetResult(L2) is { Implicit: false } };
+        p.GetValue(ArnoldiIters), p.GetValue(ArnoldiTopK))
+    {
+        L2Given = p.GetResult(L2) is { Implicit: false }, HessianGiven = p.GetResult(Hessian) is { Implicit: false }, AstraSteps = p.GetValue(AstraSteps),
+    };
 }
 
 /// <summary>Queries, the same everywhere: --queries test|train, --query I,J,... or --query-count N.</summary>

@@ -49,13 +49,17 @@ internal sealed record HvpSettings(HessianKind Hessian, double L2, double CgTole
         D.LissaRepetitions, D.LissaBatchSize ?? 256, D.ArnoldiIterations, D.ArnoldiTopK);
     /// <summary>--l2 was given (else a run trained by L-BFGS supplies its weight decay).</summary>
     public bool L2Given { get; init; }
+    /// <summary>--hessian was given (else ekfac-astra uses the Gauss-Newton matrix, which EK-FAC approximates).</summary>
+    public bool HessianGiven { get; init; }
+    /// <summary>ekfac-astra: preconditioned steps after the EK-FAC solution.</summary>
+    public int AstraSteps { get; init; } = new Methods.Astra.AstraOptions().Steps;
 }
 
 /// <summary>Builds any attribution method by name for a training run, so that detection, explain,
 /// the evaluations and the demo treat every method alike.</summary>
 internal static class MethodFactory
 {
-    public static readonly string[] Names = { "ekfac", "ekfac-last", "kfac", "diagonal", "identity", "if-explicit", "if-cg", "if-lissa", "if-arnoldi", "tracin", "tracin-last", "tracin-proj", "graddot", "gradcos", "trak" };
+    public static readonly string[] Names = { "ekfac", "ekfac-last", "kfac", "diagonal", "identity", "if-explicit", "if-cg", "if-lissa", "if-arnoldi", "ekfac-astra", "relatif", "datainf", "rps", "knn-shapley", "tracin", "tracin-last", "tracin-proj", "graddot", "gradcos", "trak" };
     public static readonly string[] DemoMethods = { "ekfac", "tracin-last", "trak" };
 
     public static IAttributionMethod Create(string name, RunContext run, MethodSettings s, Profiler profiler, bool quiet = false)
@@ -137,6 +141,38 @@ internal static class MethodFactory
                 var solver = name switch { "if-explicit" => HvpSolver.Explicit, "if-cg" => HvpSolver.Cg, "if-lissa" => HvpSolver.Lissa, _ => HvpSolver.Arnoldi };
                 return new HvpInfluence(run.Last.LoadModel(), task, run.Data.Train, solver, o, profiler);
             }
+            case "ekfac-astra":
+            {
+                // EK-FAC on the tracked layers, refined by preconditioned CG on the true system
+                // (Gauss-Newton unless --hessian is given; damping and L2 as the if-* solvers).
+                var h = s.Hvp ?? HvpSettings.Default;
+                var model = run.Last.LoadModel();
+                var fo = new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = s.Fisher, Layers = s.Layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress };
+                var factors = new FactorFitter(model, task, fo, profiler).Fit(run.Data.Train)!;
+                var system = new HvpSolverOptions
+                {
+                    Damping = s.Damping ?? (convergedL2 is null ? new HvpSolverOptions().Damping : 1e-6),
+                    L2 = h.L2Given || convergedL2 is null ? h.L2 : convergedL2.Value,
+                    Hessian = h.HessianGiven ? h.Hessian : HessianKind.GaussNewton, Layers = s.Layers,
+                    BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress,
+                };
+                return new Methods.Astra.EkfacAstra(model, task, run.Data.Train, factors, new Methods.Astra.AstraOptions { System = system, Steps = h.AstraSteps }, profiler);
+            }
+            case "relatif":
+            {
+                // ℓ-relative influence over EK-FAC (damping as ekfac's).
+                var model = run.Last.LoadModel();
+                var fo = new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = s.Fisher, Layers = s.Layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = progress };
+                var factors = new FactorFitter(model, task, fo, profiler).Fit(run.Data.Train)!;
+                var so = new ScoreOptions { Damping = s.Damping ?? convergedL2, TrainBatchSize = s.BatchSize, Progress = progress };
+                return new Methods.RelatIF.RelatIF(new InfluenceFunction(model, task, factors, so, profiler));
+            }
+            case "datainf":
+                return new Methods.DataInf.DataInf(run.Last.LoadModel(), task, new Methods.DataInf.DataInfOptions { Damping = s.Damping, Layers = s.Layers, BatchSize = s.BatchSize, Progress = progress });
+            case "rps":
+                return new Methods.Representer.RepresenterPoints(run.Last.LoadModel(), new Methods.Representer.RepresenterOptions { BatchSize = s.BatchSize, Progress = progress });
+            case "knn-shapley":
+                return new Methods.KnnShapley.KnnShapley(run.Last.LoadModel(), new Methods.KnnShapley.KnnShapleyOptions { BatchSize = s.BatchSize, Progress = progress });
             case "tracin" or "tracin-last" or "tracin-proj":
             {
                 var ckpts = TracInCheckpoint.From(run.Checkpoints);
