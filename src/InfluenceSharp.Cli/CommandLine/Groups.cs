@@ -164,10 +164,10 @@ internal sealed class HvpOptionSet
     public Option<double> L2 { get; } = Opt.Double("--l2", "if-*: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with; a run trained with --lbfgs-tol uses its weight decay unless --l2 is given)", D.L2, 0);
     public Option<double> CgTol { get; } = Opt.Double("--cg-tol", "if-cg: relative residual at which a right-hand side has converged", D.CgTolerance, 0, minOpen: true);
     public Option<int> CgIters { get; } = Opt.Int("--cg-iters", "if-cg: iteration cap", D.CgMaxIterations, 1);
-    public Option<int> LissaDepth { get; } = Opt.Int("--lissa-depth", "if-lissa: recursion depth", D.LissaDepth, 1);
-    public Option<double> LissaScale { get; } = Opt.Double("--lissa-scale", "if-lissa: scale s (must exceed the largest eigenvalue of H + damping)", D.LissaScale, 0, minOpen: true);
+    public Option<int?> LissaDepth { get; } = Opt.OptionalInt("--lissa-depth", "if-lissa: recursion depth [default: tuned: enough for 1% error in the slowest direction, at most 5000]", 1);
+    public Option<double?> LissaScale { get; } = Opt.OptionalDouble("--lissa-scale", "if-lissa: scale s (must exceed the largest eigenvalue of H + damping) [default: tuned: 1.5 x (largest eigenvalue estimate + damping)]", 0, minOpen: true);
     public Option<int> LissaReps { get; } = Opt.Int("--lissa-reps", "if-lissa: repetitions averaged", D.LissaRepetitions, 1);
-    public Option<int> LissaBatch { get; } = Opt.Int("--lissa-batch", "if-lissa: training examples per stochastic HVP", D.LissaBatchSize ?? 256, 1);
+    public Option<int?> LissaBatch { get; } = Opt.OptionalInt("--lissa-batch", "if-lissa: training examples per stochastic HVP [default: tuned: 4 x trace / largest eigenvalue of the curvature]", 1);
     public Option<int> ArnoldiIters { get; } = Opt.Int("--arnoldi-iters", "if-arnoldi: Arnoldi iterations (HVPs)", D.ArnoldiIterations, 1);
     public Option<int> ArnoldiTopK { get; } = Opt.Int("--arnoldi-topk", "if-arnoldi: eigenpairs kept (at most --arnoldi-iters)", D.ArnoldiTopK, 1, helpName: "K");
 
