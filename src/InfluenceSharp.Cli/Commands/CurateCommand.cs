@@ -54,7 +54,8 @@ public static class CurateCommand
             var rc = profiler.Time("Load Data", () => RunContext.Load(runDir, p.GetValue(data)));
             string dir = p.GetValue(outDir) ?? Path.Combine(runDir, "curate");
             var settings = ms.Read(p) with { Measure = QueryMeasurement.Loss };
-            var o = new CurateRequest(p.GetValue(validation)!, p.GetValue(groups), obj, group, p.GetValue(objective)!, p.GetValue(methods)!,
+            var chosen = GroupObjectiveMethods(obj, p.GetValue(objective)!, p.GetValue(methods)!, p.GetResult(methods) is { Implicit: false }, quiet);
+            var o = new CurateRequest(p.GetValue(validation)!, p.GetValue(groups), obj, group, p.GetValue(objective)!, chosen,
                 p.GetValue(remove)!, RequireDistinct(p.GetValue(seeds)!), p.GetValue(epochs), dir, p.GetValue(shard))
             {
                 Budget = RetrainBudgets.Parse(p.GetValue(budget)!),
@@ -64,6 +65,26 @@ public static class CurateCommand
             return rcode;
         });
         return cmd;
+    }
+
+    /// <summary>Methods known to rank group objectives (d3m, worst-group, group:G) the wrong way: on the
+    /// tinted benchmark (bench/README.md, "D3M with EK-FAC") removing EK-FAC's most detrimental examples
+    /// for d3m lowered worst-group accuracy far below random removal.</summary>
+    internal static readonly string[] WrongWayOnGroupObjectives = { "ekfac", "ekfac-last", "kfac" };
+
+    /// <summary>The methods a group objective ranks with: without --methods, trak instead of the default
+    /// ekfac; with a method known to rank such objectives the wrong way, a warning.</summary>
+    internal static string[] GroupObjectiveMethods(CurationObjective obj, string objectiveText, string[] methods, bool given, bool quiet)
+    {
+        if (obj == CurationObjective.Mean) return methods;
+        if (!given)
+        {
+            if (!quiet) Console.Error.WriteLine($"curate: --objective {objectiveText} ranks with trak (ekfac, the default for the mean objective, ranks group objectives the wrong way on the tinted benchmark); give --methods to choose");
+            return new[] { "trak" };
+        }
+        foreach (var m in methods.Where(WrongWayOnGroupObjectives.Contains))
+            Console.Error.WriteLine($"curate: warning: {m} is known to rank group objectives such as {objectiveText} the wrong way (on the tinted benchmark its removals lowered worst-group accuracy below random removal); compare with trak");
+        return methods;
     }
 
     internal sealed record CurateRequest(string Validation, string? Groups, CurationObjective Objective, int Group, string ObjectiveText,
