@@ -11,7 +11,7 @@ namespace InfluenceSharp.Bench;
 public static class Cases
 {
     /// <summary>Experiments that retrain many models (minutes to hours): run by name, never by `all`.</summary>
-    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "index-synthetic", "index-real", "index-real-trak", "index-rules", "peers-cnn-conv", "resnet18-224-stages", "imagefolder-hash" };
+    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "d3m-lr", "index-synthetic", "index-real", "index-real-trak", "index-rules", "peers-cnn-conv", "resnet18-224-stages", "imagefolder-hash" };
 
     /// <summary>Names that stand for several cases, each run in its own process in this order.</summary>
     public static readonly Dictionary<string, List<string>> Groups = new() { ["hvp-solvers"] = HvpCostCases.Group(), ["unrolled-cost"] = UnrolledCases.Group() };
@@ -34,6 +34,7 @@ public static class Cases
         ["tracin-last"] = FeatureCases.TracInLast,
         ["trak-features"] = FeatureCases.TrakFeatures,
         ["lds-solvers"] = HvpCases.LdsSolvers,
+        ["d3m-lr"] = D3mCases.LogReg,
         ["index-synthetic"] = IndexCases.Synthetic,
         ["index-real"] = IndexCases.Real,
         ["index-real-trak"] = c => IndexCases.Real(c, tracInLast: false),

@@ -248,10 +248,10 @@ internal sealed class HvpOptionSet
     public Option<double> L2 { get; } = Opt.Double("--l2", $"{U(MethodOption.L2)}: L2 coefficient of the training objective, adds L2 x I to the curvature (use the weight decay the model was trained with; a run trained with --lbfgs-tol uses its weight decay unless --l2 is given)", D.L2, 0);
     public Option<double> CgTol { get; } = Opt.Double("--cg-tol", $"{U(MethodOption.CgTolerance)}: relative residual at which a right-hand side has converged", D.CgTolerance, 0, minOpen: true);
     public Option<int> CgIters { get; } = Opt.Int("--cg-iters", $"{U(MethodOption.CgIterations)}: iteration cap", D.CgMaxIterations, 1);
-    public Option<int> LissaDepth { get; } = Opt.Int("--lissa-depth", $"{U(MethodOption.LissaDepth)}: recursion depth", D.LissaDepth, 1);
-    public Option<double> LissaScale { get; } = Opt.Double("--lissa-scale", $"{U(MethodOption.LissaScale)}: scale s (must exceed the largest eigenvalue of H + damping)", D.LissaScale, 0, minOpen: true);
+    public Option<int?> LissaDepth { get; } = Opt.OptionalInt("--lissa-depth", $"{U(MethodOption.LissaDepth)}: recursion depth [default: tuned: enough for 1% error in the slowest direction, at most 5000]", 1);
+    public Option<double?> LissaScale { get; } = Opt.OptionalDouble("--lissa-scale", $"{U(MethodOption.LissaScale)}: scale s (must exceed the largest eigenvalue of H + damping) [default: tuned: 1.5 x (largest eigenvalue estimate + damping)]", 0, minOpen: true);
     public Option<int> LissaReps { get; } = Opt.Int("--lissa-reps", $"{U(MethodOption.LissaRepetitions)}: repetitions averaged", D.LissaRepetitions, 1);
-    public Option<int> LissaBatch { get; } = Opt.Int("--lissa-batch", $"{U(MethodOption.LissaBatchSize)}: training examples per stochastic HVP", D.LissaBatchSize ?? 256, 1);
+    public Option<int?> LissaBatch { get; } = Opt.OptionalInt("--lissa-batch", $"{U(MethodOption.LissaBatchSize)}: training examples per stochastic HVP [default: tuned: 4 x trace / largest eigenvalue of the curvature]", 1);
     public Option<int> ArnoldiIters { get; } = Opt.Int("--arnoldi-iters", $"{U(MethodOption.ArnoldiIterations)}: Arnoldi iterations (HVPs)", D.ArnoldiIterations, 1);
     public Option<int> ArnoldiTopK { get; } = Opt.Int("--arnoldi-topk", $"{U(MethodOption.ArnoldiTopK)}: eigenpairs kept (at most --arnoldi-iters)", D.ArnoldiTopK, 1, helpName: "K");
 
@@ -276,7 +276,7 @@ internal sealed class HvpOptionSet
     internal HvpSettings Read(IValues v) => new(
         v.Get(Hessian) == "gauss-newton" ? HessianKind.GaussNewton : HessianKind.True, v.Get(L2),
         v.Get(CgTol), v.Get(CgIters), v.Get(LissaDepth), v.Get(LissaScale), v.Get(LissaReps), v.Get(LissaBatch),
-        v.Get(ArnoldiIters), v.Get(ArnoldiTopK)) { L2Given = v.Given(L2) };
+        v.Get(ArnoldiIters), v.Get(ArnoldiTopK)) { L2Given = v.Given(L2), HessianGiven = v.Given(Hessian) };
 }
 
 /// <summary>Queries, the same everywhere: --queries test|train, --query I,J,... or --query-count N.</summary>

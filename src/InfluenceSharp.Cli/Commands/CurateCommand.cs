@@ -49,7 +49,8 @@ public static class CurateCommand
             var rc = profiler.Time("Load Data", () => RunContext.Load(runDir, p.GetValue(data)));
             string dir = p.GetValue(outDir) ?? Path.Combine(runDir, "curate");
             var settings = ms.Read(p) with { Measure = QueryMeasurement.Loss };
-            var o = new CurateRequest(p.GetValue(validation)!, p.GetValue(groups), obj, group, p.GetValue(objective)!, p.GetValue(methods)!,
+            var chosen = GroupObjectiveMethods(obj, p.GetValue(objective)!, p.GetValue(methods)!, p.GetResult(methods) is { Implicit: false }, quiet);
+            var o = new CurateRequest(p.GetValue(validation)!, p.GetValue(groups), obj, group, p.GetValue(objective)!, chosen,
                 p.GetValue(remove)!, RequireDistinct(p.GetValue(seeds)!), p.GetValue(epochs), dir, p.GetValue(shard))
             {
                 Budget = RetrainBudgets.Parse(p.GetValue(budget)!),
@@ -59,6 +60,24 @@ public static class CurateCommand
             return rcode;
         });
         return cmd;
+    }
+
+    /// <summary>The methods a group objective ranks with: without --methods, the registry's default for
+    /// group curation instead of the mean objective's; a warning for a method known to rank such
+    /// objectives the wrong way.</summary>
+    internal static string[] GroupObjectiveMethods(CurationObjective obj, string objectiveText, string[] methods, bool given, bool quiet)
+    {
+        if (obj == CurationObjective.Mean) return methods;
+        if (!given)
+        {
+            var chosen = MethodFactory.Defaults(MethodRole.GroupCuration).Split(',');
+            if (!quiet) Console.Error.WriteLine($"curate: --objective {objectiveText} ranks with {string.Join(",", chosen)} (the mean objective's default, {string.Join(",", methods)}, ranks group objectives the wrong way on the tinted benchmark); give --methods to choose");
+            return chosen;
+        }
+        foreach (var m in methods)
+            if (AttributionMethods.Find(m)?.GroupObjectiveWarning is { } why)
+                Console.Error.WriteLine($"curate: warning: {m} is known to rank group objectives such as {objectiveText} the wrong way ({why})");
+        return methods;
     }
 
     internal sealed record CurateRequest(string Validation, string? Groups, CurationObjective Objective, int Group, string ObjectiveText,

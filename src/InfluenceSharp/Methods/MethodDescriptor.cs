@@ -28,6 +28,8 @@ public enum MethodRole
     Detection = 2,
     /// <summary>The methods the demo runs.</summary>
     Demo = 4,
+    /// <summary>Ranking for curation by a group objective (d3m, worst-group, one group).</summary>
+    GroupCuration = 8,
 }
 
 public enum MethodParameterKind { Double, Int, Text }
@@ -105,6 +107,10 @@ public abstract class MethodDescriptor
 
     /// <summary>Where this method is the default choice.</summary>
     public virtual MethodRole DefaultFor => MethodRole.None;
+
+    /// <summary>Why this method is known to rank curation's group objectives (d3m, worst-group, one
+    /// group) the wrong way, shown as a warning when it is chosen for one; null: not known to.</summary>
+    public virtual string? GroupObjectiveWarning => null;
 
     /// <summary>What damping 'heuristic' (not given) means for this method (help text); null when the
     /// method is not damped.</summary>

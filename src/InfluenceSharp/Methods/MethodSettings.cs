@@ -72,12 +72,15 @@ public sealed record MethodSettings
 }
 
 /// <summary>Settings of the Hessian-vector-product influence functions (see <see cref="HvpSolverOptions"/>).</summary>
-public sealed record HvpSettings(HessianKind Hessian, double L2, double CgTolerance, int CgIterations, int LissaDepth, double LissaScale,
-    int LissaRepetitions, int LissaBatchSize, int ArnoldiIterations, int ArnoldiTopK)
+/// <remarks>LiSSA's depth, scale and batch size: null = tuned from the curvature's top eigenvalue and trace.</remarks>
+public sealed record HvpSettings(HessianKind Hessian, double L2, double CgTolerance, int CgIterations, int? LissaDepth, double? LissaScale,
+    int LissaRepetitions, int? LissaBatchSize, int ArnoldiIterations, int ArnoldiTopK)
 {
     static readonly HvpSolverOptions D = new();
     public static readonly HvpSettings Default = new(D.Hessian, D.L2, D.CgTolerance, D.CgMaxIterations, D.LissaDepth, D.LissaScale,
-        D.LissaRepetitions, D.LissaBatchSize ?? 256, D.ArnoldiIterations, D.ArnoldiTopK);
+        D.LissaRepetitions, D.LissaBatchSize, D.ArnoldiIterations, D.ArnoldiTopK);
     /// <summary>L2 was given (else a run trained to convergence by L-BFGS supplies its weight decay).</summary>
     public bool L2Given { get; init; }
+    /// <summary>The curvature kind was given (else ekfac-astra uses the Gauss-Newton matrix, which EK-FAC approximates).</summary>
+    public bool HessianGiven { get; init; }
 }

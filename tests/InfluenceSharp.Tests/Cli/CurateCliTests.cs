@@ -42,6 +42,22 @@ public class CurateCliTests : IClassFixture<TintedRunFixture>
     string[] Bad(string outDir, string option, string value) => With(outDir, new Dictionary<string, string> { [option] = value });
 
     [Fact]
+    public void GroupObjectivesRankWithTrakUnlessMethodsAreGiven()
+    {
+        // ekfac, the default for the mean objective, is known to rank d3m the wrong way.
+        using var tmp = new TempDir();
+        string a = tmp.File("a");
+        var r = CliRunner.Run("curate", "--run", fx.Run, "--validation", "test:400", "--groups", "class*tint", "--objective", "d3m",
+            "--remove", "10", "--seeds", "0", "--epochs", "1", "--out", a, "--quiet");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.True(File.Exists(Path.Combine(a, "ranking-trak.csv")));
+        Assert.False(File.Exists(Path.Combine(a, "ranking-ekfac.csv")));
+        var b = CliRunner.Run(With(tmp.File("b"), new Dictionary<string, string> { ["--methods"] = "ekfac", ["--remove"] = "10", ["--seeds"] = "0" }));
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("ekfac is known to rank group objectives", b.Err);
+    }
+
+    [Fact]
     public void ResumeAfterALostOrCorruptRetrainingAndShardsGiveIdenticalResults()
     {
         using var tmp = new TempDir();

@@ -198,7 +198,7 @@ public class HvpInfluenceTests
         double top = torch.linalg.eigvalsh(c).max().item<double>(), damping = Math.Max(0.2, top);
         var (scores, _) = OracleScores(model, task, train, queries, c, damping);
         // Full-batch HVPs: the recursion contracts by 1 − (λ_min + λ)/s ≤ 0.6 per step.
-        var o = new HvpSolverOptions { Damping = damping, Hessian = HessianKind.GaussNewton, LissaScale = 1.2 * (top + damping), LissaDepth = 60, LissaBatchSize = null };
+        var o = new HvpSolverOptions { Damping = damping, Hessian = HessianKind.GaussNewton, LissaScale = 1.2 * (top + damping), LissaDepth = 60, LissaBatchSize = HvpSolverOptions.FullBatch };
         var err = RelErr(Method(model, task, train, HvpSolver.Lissa, o).PairwiseMatrix(queries, train), scores);
         Assert.True(err < 1e-6, $"LiSSA vs explicit inverse: relative error {err:G3}");
         // Stochastic minibatches (4 of 12 examples per step), averaged over repetitions: close, not exact.
@@ -213,7 +213,7 @@ public class HvpInfluenceTests
         var task = new ClassificationTask();
         var c = ExplicitGaussNewton(model, train);
         double top = torch.linalg.eigvalsh(c).max().item<double>();
-        var m = Method(model, task, train, HvpSolver.Lissa, new HvpSolverOptions { Damping = 0.1, Hessian = HessianKind.GaussNewton, LissaScale = (top + 0.1) / 3, LissaDepth = 200, LissaBatchSize = null });
+        var m = Method(model, task, train, HvpSolver.Lissa, new HvpSolverOptions { Damping = 0.1, Hessian = HessianKind.GaussNewton, LissaScale = (top + 0.1) / 3, LissaDepth = 200, LissaBatchSize = HvpSolverOptions.FullBatch });
         var e = Assert.Throws<InfluenceSharpException>(() => m.PairwiseMatrix(queries, train));
         Assert.Contains("--lissa-scale", e.Message);
     }
@@ -259,5 +259,73 @@ public class HvpInfluenceTests
         Assert.Throws<InfluenceSharpException>(() => new HvpInfluence(model, task, train, HvpSolver.Lissa, new HvpSolverOptions { LissaScale = 0 }));
         Assert.Throws<InfluenceSharpException>(() => new HvpInfluence(model, task, train, HvpSolver.Arnoldi, new HvpSolverOptions { ArnoldiIterations = 5, ArnoldiTopK = 6 }));
         Assert.Throws<InfluenceSharpException>(() => new HvpInfluence(model, task, train, HvpSolver.Explicit, new HvpSolverOptions { Damping = -1 }));
+    }
+}
+
+/// <summary>if-lissa's tuning from the curvature's spectrum and if-arnoldi's report of the spectrum it keeps.</summary>
+public class HvpTuningTests
+{
+    sealed class Collect : IProgress<InfluenceSharp.Diagnostics.ProgressUpdate>
+    {
+        public List<InfluenceSharp.Diagnostics.ProgressUpdate> Updates { get; } = new();
+        public void Report(InfluenceSharp.Diagnostics.ProgressUpdate value) => Updates.Add(value);
+    }
+
+    static (nn.Module<Tensor, Tensor> Model, TensorPairDataset Train, TensorPairDataset Queries) Problem(int seed)
+    {
+        torch.manual_seed(seed);
+        var model = new TwoLayerMlp(4, 5, 3).to(ScalarType.Float64);
+        var train = new TensorPairDataset(torch.randn(12, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 12 }));
+        var queries = new TensorPairDataset(torch.randn(4, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 4 }));
+        return (model, train, queries);
+    }
+
+    [Fact]
+    public void LissaWithoutSettingsTunesItselfFromTheSpectrumAndConverges()
+    {
+        var (model, train, queries) = Problem(TestSeed.For());
+        var task = new ClassificationTask(QueryMeasurement.Margin);
+        const double damping = 0.3, l2 = 0.05;
+        var o = new HvpSolverOptions { Damping = damping, L2 = l2, Hessian = HessianKind.GaussNewton, BatchSize = 6, QueryBatchSize = 3 };
+        var exact = new HvpInfluence(model, task, train, HvpSolver.Explicit, o);
+        var c = exact.CurvatureMatrix();                                   // L2 included
+        double top = torch.linalg.eigvalsh(c).max().item<double>(), trace = torch.trace(c).item<double>();
+        var progress = new Collect();
+        var lissa = new HvpInfluence(model, task, train, HvpSolver.Lissa, o with { Progress = progress });
+        var t = lissa.TuneLissa();
+        Assert.True(Math.Abs(t.LambdaMax - top) < 1e-6 * top, $"λ_max {t.LambdaMax} vs {top}");
+        Assert.True(Math.Abs(t.Trace - trace) < 0.3 * trace, $"trace {t.Trace} vs {trace}");
+        Assert.Equal(1.5 * (t.LambdaMax + damping), t.Scale, 12);
+        Assert.Equal((int)Math.Ceiling(t.Scale / (damping + l2) * Math.Log(100)), t.Depth);
+        Assert.Contains(progress.Updates, u => u.Final && u.Label == "if-lissa tuning" && u.Suffix!.Contains("scale") && u.Suffix.Contains("tuned"));
+        var expected = exact.PairwiseMatrix(queries, train).to(ScalarType.Float64);
+        var err = (lissa.PairwiseMatrix(queries, train).to(ScalarType.Float64) - expected).abs().max().item<double>() / expected.abs().max().item<double>();
+        Assert.True(err < 0.02, $"tuned LiSSA vs explicit: relative error {err:G3}");
+        // Settings given are kept.
+        var given = new HvpInfluence(model, task, train, HvpSolver.Lissa, o with { LissaScale = 7, LissaDepth = 9, LissaBatchSize = 5 }).TuneLissa();
+        Assert.Equal((7.0, 9, 5), (given.Scale, given.Depth, given.BatchSize));
+        Assert.True(double.IsNaN(given.LambdaMax));
+    }
+
+    [Fact]
+    public void ArnoldiReportsTheFractionOfTheInverseSpectrumItKeeps()
+    {
+        var (model, train, _) = Problem(TestSeed.For());
+        var task = new ClassificationTask();
+        const double damping = 1e-4;
+        var o = new HvpSolverOptions { Damping = damping, Hessian = HessianKind.GaussNewton, BatchSize = 6 };
+        var c = new HvpInfluence(model, task, train, HvpSolver.Explicit, o).CurvatureMatrix();
+        var eig = Oracles.Flat(torch.linalg.eigvalsh(c).flip(0)).Select(v => Math.Max(v, 0)).ToArray();
+        double Exact(int k) => eig.Take(k).Sum(v => 1 / (v + damping)) / eig.Sum(v => 1 / (v + damping));
+        var progress = new Collect();
+        var m = new HvpInfluence(model, task, train, HvpSolver.Arnoldi, o with { ArnoldiIterations = 10, ArnoldiTopK = 3, Progress = progress });
+        m.ArnoldiEigenvalues();
+        Assert.True(m.ArnoldiKeptFraction < 0.5, $"kept fraction {m.ArnoldiKeptFraction}");
+        Assert.True(m.ArnoldiKeptFraction >= 0.5 * Exact(3), $"bound {m.ArnoldiKeptFraction} vs exact {Exact(3)}");
+        Assert.Contains(progress.Updates, u => u.Final && u.Label == "if-arnoldi spectrum" && u.Suffix!.Contains("WARNING"));
+        int p = (int)c.shape[0];
+        var full = new HvpInfluence(model, task, train, HvpSolver.Arnoldi, o with { ArnoldiIterations = p, ArnoldiTopK = p });
+        int kept = full.ArnoldiEigenvalues().Length;            // fewer than P when the Krylov space closes early
+        Assert.True(full.ArnoldiKeptFraction >= 0.99 * Exact(kept) && full.ArnoldiKeptFraction <= 1, $"full: {full.ArnoldiKeptFraction} vs {Exact(kept)}");
     }
 }

@@ -20,6 +20,11 @@ public abstract class FactoredMethodDescriptor : MethodDescriptor
 
     public override string? DampingHeuristic => DampingDefaults.FactoredHeuristic;
 
+    // Measured on the tinted benchmark (bench/README.md, "D3M with EK-FAC"): removing the examples
+    // EK-FAC and K-FAC rank most detrimental for d3m lowered worst-group accuracy below random removal.
+    public override string? GroupObjectiveWarning => Strategy is FactorStrategy.Ekfac or FactorStrategy.Kfac
+        ? "on the tinted benchmark its removals lowered worst-group accuracy below random removal; compare with trak" : null;
+
     public override string? Refuses(MethodOption option) =>
         LastLinearOnly && option == MethodOption.Layers
             ? $"{Name} always uses the model's last Linear layer; to choose layers use --methods {Strategy.ToString().ToLowerInvariant()}" : null;

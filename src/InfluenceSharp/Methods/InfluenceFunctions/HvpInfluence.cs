@@ -84,7 +84,8 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
             default:
             {
                 int n = Curvature.TrainCount;
-                int? bs = Options.LissaBatchSize is { } s && s < n ? s : null;
+                var tuning = TuneLissa();
+                int? bs = tuning.BatchSize < n ? tuning.BatchSize : null;
                 var rng = new Random(Options.Seed);
                 var perm = Enumerable.Range(0, n).ToArray();
                 Tensor OnBatch(Tensor v, int rep, int step)
@@ -93,11 +94,62 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
                     for (int i = 0; i < size; i++) { int j = rng.Next(i, n); (perm[i], perm[j]) = (perm[j], perm[i]); }
                     return Curvature.Apply(v, perm[..size]);
                 }
-                using var bar = ProgressReporter.Start(Options.Progress, $"if-lissa {label}", (long)Options.LissaDepth * Options.LissaRepetitions, "step");
-                return HvpSolvers.Lissa(OnBatch, b, Options.Damping, Options.LissaScale, Options.LissaDepth, Options.LissaRepetitions, bar);
+                using var bar = ProgressReporter.Start(Options.Progress, $"if-lissa {label}", (long)tuning.Depth * Options.LissaRepetitions, "step");
+                return HvpSolvers.Lissa(OnBatch, b, Options.Damping, tuning.Scale, tuning.Depth, Options.LissaRepetitions, bar);
             }
         }
     }
+
+    private LissaTuning? lissaTuning;
+
+    /// <summary>if-lissa's scale, depth and batch: the options given, the others tuned (Klochkov and Liu
+    /// 2024) from a Lanczos estimate of the curvature's largest eigenvalue λ_max (20 Arnoldi
+    /// iterations) and a Hutchinson estimate of its trace (8 Rademacher vectors), with μ = λ + L2 the
+    /// smallest eigenvalue of H + λI for a positive semi-definite loss curvature:
+    /// scale s = 1.5 (λ_max + λ) (above every minibatch's largest eigenvalue in practice),
+    /// batch B = 4 tr(H_loss)/λ_max(H_loss) (the effective rank, clamped to [32, n]),
+    /// depth J = ⌈(s/μ) ln 100⌉ (the slowest direction's error down to 1%), at most
+    /// <see cref="HvpSolverOptions.LissaMaxAutoDepth"/>. Estimated once per instance, stated in the progress line.</summary>
+    public LissaTuning TuneLissa()
+    {
+        if (lissaTuning is not null) return lissaTuning;
+        var o = Options;
+        int n = Curvature.TrainCount;
+        double lmax = double.NaN, trace = double.NaN;
+        using var bar = ProgressReporter.Start(o.Progress, "if-lissa tuning", 1, "step");
+        if (o.LissaScale is null || o.LissaDepth is null || o.LissaBatchSize is null)
+        {
+            using var scope = NewDisposeScope();
+            var (vals, _) = HvpSolvers.Arnoldi(v => Curvature.Apply(v), Curvature.NumParams, 20, 1, o.Seed, Device);
+            lmax = vals.cpu().data<double>()[0];
+            trace = HutchinsonTrace(8, o.Seed + 1);
+        }
+        double scale = o.LissaScale ?? 1.5 * (lmax + o.Damping);
+        double mu = o.Damping + o.L2;
+        int needed = mu > 0 ? (int)Math.Min(int.MaxValue, Math.Ceiling(scale / mu * Math.Log(100))) : int.MaxValue;
+        int depth = o.LissaDepth ?? Math.Min(needed, o.LissaMaxAutoDepth);
+        double lossMax = lmax - o.L2, lossTrace = trace - o.L2 * Curvature.NumParams;
+        int batch = o.LissaBatchSize ?? (int)Math.Clamp(Math.Ceiling(4 * Math.Max(lossTrace, 0) / Math.Max(lossMax, 1e-300)), Math.Min(32, n), n);
+        lissaTuning = new LissaTuning(lmax, trace, scale, depth, batch, needed);
+        if (!(scale > 0) || !double.IsFinite(scale))
+            throw new InfluenceSharpException($"if-lissa: the tuned scale is {scale:G3} (largest eigenvalue estimate {lmax:G3}); give --lissa-scale");
+        bar?.Complete(lissaTuning.Describe(o));
+        return lissaTuning;
+    }
+
+    /// <summary>Hutchinson's estimate of tr(curvature) from <paramref name="probes"/> Rademacher vectors (one batched product).</summary>
+    public double HutchinsonTrace(int probes, int seed)
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator((ulong)seed);
+        var z = torch.randint(0, 2, new long[] { probes, Curvature.NumParams }, generator: gen).to(ScalarType.Float64).mul_(2).sub_(1).to(Device);
+        return (Curvature.Apply(z) * z).sum().item<double>() / probes;
+    }
+
+    /// <summary>if-arnoldi: an upper bound on the fraction of tr((H + λI)⁻¹) that the kept eigenpairs
+    /// carry: Σ_kept 1/(λ_i + λ) over that plus the least the dropped P − k eigenvalues can carry given
+    /// their sum (tr(H) by Hutchinson minus the kept ones; by convexity of 1/x). Null before the eigenpairs exist.</summary>
+    public double? ArnoldiKeptFraction { get; private set; }
 
     /// <summary>if-explicit: the curvature matrix itself [P, P] float64 (symmetrised), without damping.</summary>
     public Tensor CurvatureMatrix()
@@ -150,6 +202,20 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
             if (!(min > 0))
                 throw new InfluenceSharpException($"if-arnoldi: a kept eigenvalue of H + λI is {min:G3} (not positive); raise --damping or use --hessian gauss-newton");
             eigen = (vals.DetachFromDisposeScope(), vecs.DetachFromDisposeScope());
+            var kept = vals.cpu().data<double>().ToArray();
+            long dropped = Curvature.NumParams - kept.Length;
+            double keptInv = kept.Sum(v => 1 / (v + Options.Damping));
+            double droppedMin = 0;
+            if (dropped > 0)
+            {
+                double meanDropped = Math.Max(0, (HutchinsonTrace(8, Options.Seed + 1) - kept.Sum()) / dropped);
+                droppedMin = dropped / (meanDropped + Options.Damping);
+            }
+            ArnoldiKeptFraction = keptInv / (keptInv + droppedMin);
+            string note = $"kept {kept.Length} of {Curvature.NumParams} eigenpairs: at most {100 * ArnoldiKeptFraction:G3}% of tr((H+λI)⁻¹)";
+            if (ArnoldiKeptFraction < 0.5)
+                note += $"; WARNING: with damping {Options.Damping:G3} the dropped directions carry most of H⁻¹ (raise --damping or --arnoldi-topk, or use if-cg)";
+            using (var spectrum = ProgressReporter.Start(Options.Progress, "if-arnoldi spectrum", 1, "step")) spectrum?.Complete(note);
             return eigen.Value;
         }
     }
@@ -233,5 +299,20 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
         inverse?.Dispose();
         if (eigen is { } e) { e.Values.Dispose(); e.Vectors.Dispose(); }
         cachedQueries?.Solved.Dispose();
+    }
+}
+
+/// <summary>if-lissa's settings as used, with the estimates behind the tuned ones (NaN when every
+/// setting was given): λ_max and trace of the curvature (L2 included), and the depth the slowest
+/// direction needs for 1% error.</summary>
+public sealed record LissaTuning(double LambdaMax, double Trace, double Scale, int Depth, int BatchSize, int NeededDepth)
+{
+    public string Describe(HvpSolverOptions o)
+    {
+        string Tag(bool given) => given ? "given" : "tuned";
+        var s = $"scale {Scale:G3} ({Tag(o.LissaScale is not null)}), batch {BatchSize} ({Tag(o.LissaBatchSize is not null)}), depth {Depth} ({Tag(o.LissaDepth is not null)})";
+        if (double.IsFinite(LambdaMax)) s += $" from λ_max ≈ {LambdaMax:G3}, tr ≈ {Trace:G3}";
+        if (o.LissaDepth is null && Depth < NeededDepth) s += $"; 1% accuracy would need depth {(NeededDepth == int.MaxValue ? "∞ (no damping)" : NeededDepth.ToString())}";
+        return s;
     }
 }

@@ -55,15 +55,21 @@ public sealed record HvpSolverOptions
     /// <summary>if-cg: iteration cap (the solve stops there; the residuals reached are reported).</summary>
     public int CgMaxIterations { get; init; } = 100;
 
-    /// <summary>if-lissa: recursion depth J.</summary>
-    public int LissaDepth { get; init; } = 1000;
-    /// <summary>if-lissa: the scale s (must exceed the largest eigenvalue of H + λI for convergence).</summary>
-    public double LissaScale { get; init; } = 10;
+    /// <summary>if-lissa: recursion depth J; null = tuned (see <see cref="HvpInfluence.TuneLissa"/>).</summary>
+    public int? LissaDepth { get; init; }
+    /// <summary>if-lissa: the scale s (must exceed the largest eigenvalue of H + λI for convergence);
+    /// null = tuned from an estimate of the largest eigenvalue.</summary>
+    public double? LissaScale { get; init; }
     /// <summary>if-lissa: independent repetitions averaged.</summary>
     public int LissaRepetitions { get; init; } = 1;
     /// <summary>if-lissa: training examples per stochastic HVP (sampled without replacement per step);
-    /// null or ≥ n = the full training set every step (deterministic).</summary>
-    public int? LissaBatchSize { get; init; } = 256;
+    /// ≥ n (e.g. <see cref="FullBatch"/>) = the full training set every step (deterministic); null =
+    /// tuned from the curvature's trace and largest eigenvalue.</summary>
+    public int? LissaBatchSize { get; init; }
+    /// <summary>A <see cref="LissaBatchSize"/> that means the full training set every step.</summary>
+    public const int FullBatch = int.MaxValue;
+    /// <summary>if-lissa: the largest depth the tuning picks (it reports the depth 1% accuracy would need).</summary>
+    public int LissaMaxAutoDepth { get; init; } = 5000;
 
     /// <summary>if-arnoldi: Krylov iterations (HVPs).</summary>
     public int ArnoldiIterations { get; init; } = 200;
@@ -97,8 +103,9 @@ public sealed record HvpSolverOptions
                 Check(CgMaxIterations >= 1, $"CG iterations {CgMaxIterations}: must be at least 1");
                 break;
             case HvpSolver.Lissa:
-                Check(double.IsFinite(LissaScale) && LissaScale > 0, $"LiSSA scale {LissaScale}: must be positive");
-                Check(LissaDepth >= 1, $"LiSSA depth {LissaDepth}: must be at least 1");
+                Check(LissaScale is null || (double.IsFinite(LissaScale.Value) && LissaScale > 0), $"LiSSA scale {LissaScale}: must be positive");
+                Check(LissaDepth is null or >= 1, $"LiSSA depth {LissaDepth}: must be at least 1");
+                Check(LissaMaxAutoDepth >= 1, $"LiSSA largest tuned depth {LissaMaxAutoDepth}: must be at least 1");
                 Check(LissaRepetitions >= 1, $"LiSSA repetitions {LissaRepetitions}: must be at least 1");
                 Check(LissaBatchSize is null or >= 1, $"LiSSA batch size {LissaBatchSize}: must be at least 1");
                 break;

@@ -15,7 +15,7 @@ public sealed class TrakMethod : MethodDescriptor
         | MethodOption.Members | MethodOption.MemberEpochs | MethodOption.ProjectionDim | MethodOption.ProjectionLayout;
     public override bool IsFeatureMethod => true;
     public override bool IsIndexable => true;
-    public override MethodRole DefaultFor => MethodRole.Demo;
+    public override MethodRole DefaultFor => MethodRole.Demo | MethodRole.GroupCuration;
     public override string? DampingHeuristic => "lambda in (Phi^T Phi + lambda I)^-1 = 0 (TRAK's reference)";
 
     public override string? IndexNote => "note: an IVF index recalls TRAK's top-10 poorly (0.83 with 9% of the rows scored on Fashion-MNIST; " +

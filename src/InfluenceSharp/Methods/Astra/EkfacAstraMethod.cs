@@ -1,0 +1,38 @@
+using System.Globalization;
+using InfluenceSharp.Methods.InfluenceFunctions;
+using InfluenceSharp.Runs;
+
+namespace InfluenceSharp.Methods.Astra;
+
+/// <summary>ekfac-astra: EK-FAC as the preconditioner of a few iterations on the true damped system
+/// (Gauss-Newton unless a curvature kind is given); step 0 is the EK-FAC solution.</summary>
+public sealed class EkfacAstraMethod : MethodDescriptor
+{
+    public static readonly MethodParameter Steps = new("astra-steps",
+        "ekfac-astra: preconditioned CG steps on the true system after the EK-FAC solution (0 = EK-FAC alone)",
+        new AstraOptions().Steps.ToString(CultureInfo.InvariantCulture), MethodParameterKind.Int, Min: 0);
+
+    public override string Name => "ekfac-astra";
+    public override int Order => 95;
+    public override MethodOption Uses =>
+        MethodOption.Measure | MethodOption.Damping | MethodOption.Layers | MethodOption.BatchSize | MethodOption.Seed
+        | MethodOption.Fisher | MethodOption.Hessian | MethodOption.L2;
+    public override IReadOnlyList<MethodParameter> Parameters => new[] { Steps };
+    public override string? DampingHeuristic => DampingDefaults.HvpHeuristic;
+
+    public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context)
+    {
+        var task = new ClassificationTask(s.Measure);
+        var h = s.Hvp ?? HvpSettings.Default;
+        var model = run.Last.LoadModel();
+        var fo = new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = s.Fisher, Layers = s.Layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = context.Progress };
+        var factors = new FactorFitter(model, task, fo, context.Profiler).Fit(run.Data.Train)!;
+        var (damping, l2) = DampingDefaults.Hvp(s.Damping, h, run.Last);
+        var system = new HvpSolverOptions
+        {
+            Damping = damping, L2 = l2, Hessian = h.HessianGiven ? h.Hessian : HessianKind.GaussNewton, Layers = s.Layers,
+            BatchSize = s.BatchSize, Seed = s.Seed, Progress = context.Progress,
+        };
+        return new EkfacAstra(model, task, run.Data.Train, factors, new AstraOptions { System = system, Steps = s.ParameterInt(Steps) }, context.Profiler);
+    }
+}

@@ -1,0 +1,14 @@
+using InfluenceSharp.Runs;
+
+namespace InfluenceSharp.Methods.KnnShapley;
+
+/// <summary>knn-shapley: exact KNN-Shapley values on the input features of the model's last Linear layer.</summary>
+public sealed class KnnShapleyMethod : MethodDescriptor
+{
+    public override string Name => "knn-shapley";
+    public override int Order => 99;
+    public override MethodOption Uses => MethodOption.BatchSize;
+
+    public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context) =>
+        new KnnShapley(run.Last.LoadModel(), new KnnShapleyOptions { BatchSize = s.BatchSize, Progress = context.Progress });
+}

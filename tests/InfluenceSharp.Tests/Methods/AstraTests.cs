@@ -1,0 +1,128 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Gradients;
+using InfluenceSharp.Methods;
+using InfluenceSharp.Methods.Astra;
+using InfluenceSharp.Methods.InfluenceFunctions;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Tests.Methods;
+
+/// <summary>ekfac-astra against if-explicit's float64 inverse and the EK-FAC influence function.</summary>
+public class AstraTests
+{
+    static (nn.Module<Tensor, Tensor> Model, TensorPairDataset Train, TensorPairDataset Queries) Problem(int seed, int n = 12)
+    {
+        torch.manual_seed(seed);
+        var model = new TwoLayerMlp(4, 5, 3).to(ScalarType.Float64);
+        var train = new TensorPairDataset(torch.randn(n, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
+        var queries = new TensorPairDataset(torch.randn(4, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 4 }));
+        return (model, train, queries);
+    }
+
+    static Factors Ekfac(nn.Module<Tensor, Tensor> model, IAttributionTask task, IDataset train) =>
+        new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 6 }).Fit(train)!;
+
+    static HvpSolverOptions System(double damping, HessianKind kind) =>
+        new() { Damping = damping, Hessian = kind, BatchSize = 6, QueryBatchSize = 3 };
+
+    static double RelErr(Tensor actual, Tensor expected)
+    {
+        var e = expected.to(ScalarType.Float64);
+        return (actual.to(ScalarType.Float64) - e).abs().max().item<double>() / e.abs().max().item<double>();
+    }
+
+    [Theory]
+    [InlineData(HessianKind.True)]
+    [InlineData(HessianKind.GaussNewton)]
+    public void ConvergesToIfExplicit(HessianKind kind)
+    {
+        var (model, train, queries) = Problem(TestSeed.For() + (int)kind);
+        var task = new ClassificationTask(QueryMeasurement.Margin);
+        var probe = new HvpInfluence(model, task, train, HvpSolver.Explicit, System(1, kind));
+        double damping = Math.Max(0.05, -torch.linalg.eigvalsh(probe.CurvatureMatrix()).min().item<double>() + 0.05);
+        var exact = new HvpInfluence(model, task, train, HvpSolver.Explicit, System(damping, kind));
+        var expected = exact.PairwiseMatrix(queries, train);
+        using var factors = Ekfac(model, task, train);
+        var ekfac = new EkfacAstra(model, task, train, factors, new AstraOptions { System = System(damping, kind), Steps = 0 });
+        Assert.True(RelErr(ekfac.PairwiseMatrix(queries, train), expected) > 1e-3, "EK-FAC alone should differ from the exact inverse here");
+        var astra = new EkfacAstra(model, task, train, factors, new AstraOptions { System = System(damping, kind), Steps = 60 });
+        double err = RelErr(astra.PairwiseMatrix(queries, train), expected);
+        Assert.True(err < 1e-5, $"ekfac-astra vs if-explicit: relative error {err:G3}");
+        Assert.True(astra.LastReport!.MaxResidual < 1e-9, $"residual {astra.LastReport.MaxResidual:G3}");
+        Assert.True(astra.LastReport.Steps < 45, $"PCG took {astra.LastReport.Steps} steps for 43 parameters");
+        var selfErr = RelErr(torch.tensor(astra.SelfInfluence(train)), torch.tensor(exact.SelfInfluence(train)));
+        Assert.True(selfErr < 1e-7, $"self-influence: relative error {selfErr:G3}");
+    }
+
+    [Fact]
+    public void StepZeroIsTheEkfacInfluenceFunction()
+    {
+        var (model, train, queries) = Problem(TestSeed.For());
+        var task = new ClassificationTask();
+        using var factors = Ekfac(model, task, train);
+        const double damping = 0.07;
+        var expected = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = damping, TrainBatchSize = 5 }).PairwiseMatrix(queries, train);
+        var astra = new EkfacAstra(model, task, train, factors, new AstraOptions { System = System(damping, HessianKind.GaussNewton), Steps = 0 });
+        double err = RelErr(astra.PairwiseMatrix(queries, train), expected);
+        Assert.True(err < 1e-6, $"step 0 vs ekfac: relative error {err:G3}");
+        Assert.Equal(0, astra.Curvature.ExampleVectorProducts);
+    }
+
+    /// <summary>‖x_k − x*‖²_A per right-hand side, A = C + λI.</summary>
+    static double[] ErrorNorms(Tensor x, Tensor exact, Tensor a)
+    {
+        var e = x - exact;
+        return Oracles.Flat((e.matmul(a) * e).sum(1));
+    }
+
+    [Theory]
+    [InlineData(AstraIteration.Pcg)]
+    [InlineData(AstraIteration.Neumann)]
+    public void MoreStepsNeverMoveAwayFromTheExactSolution(AstraIteration iteration)
+    {
+        var (model, train, queries) = Problem(TestSeed.For() + (int)iteration);
+        var task = new ClassificationTask(QueryMeasurement.Margin);
+        const double damping = 0.02;
+        var exactMethod = new HvpInfluence(model, task, train, HvpSolver.Explicit, System(damping, HessianKind.GaussNewton));
+        var c = exactMethod.CurvatureMatrix();
+        var a = c + damping * torch.eye(c.shape[0], dtype: ScalarType.Float64);
+        var b = new PerExampleGradients(model, task, TrackedLayer.Find(model)).All(queries, 3, query: true);
+        var exact = torch.linalg.solve(a, b.mT).mT;
+        using var factors = Ekfac(model, task, train);
+        var pc = new EkfacAstra(model, task, train, factors, new AstraOptions { System = System(damping, HessianKind.GaussNewton), Steps = 0 });
+        // Neumann: η = 1/μ_max(M⁻¹A) keeps every preconditioned eigenvalue's factor |1 − ημ| below 1.
+        var minv = pc.Precondition(torch.eye(c.shape[0], dtype: ScalarType.Float64));
+        double muMax = torch.linalg.eigvals(minv.matmul(a)).real.max().item<double>();
+        double[]? previous = null, first = null;
+        for (int k = 0; k <= 12; k++)
+        {
+            var m = new EkfacAstra(model, task, train, factors, new AstraOptions
+            {
+                System = System(damping, HessianKind.GaussNewton), Steps = k, Iteration = iteration, NeumannStep = 1 / muMax, Tolerance = 0,
+            });
+            var err = ErrorNorms(m.InverseHvp(b), exact, a);
+            first ??= err;
+            if (previous is not null)
+                for (int i = 0; i < err.Length; i++)
+                    Assert.True(err[i] <= previous[i] * (1 + 1e-9) + 1e-24, $"{iteration} step {k}, query {i}: A-norm error grew from {previous[i]:G6} to {err[i]:G6}");
+            previous = err;
+        }
+        for (int i = 0; i < first!.Length; i++)
+            Assert.True(previous![i] < 0.5 * first[i], $"{iteration}: 12 steps reduced the error of query {i} only from {first[i]:G3} to {previous[i]:G3}");
+    }
+
+    [Fact]
+    public void BadSettingsAreRefused()
+    {
+        var (model, train, _) = Problem(TestSeed.For());
+        var task = new ClassificationTask();
+        using var factors = Ekfac(model, task, train);
+        Assert.Throws<InfluenceSharpException>(() => new EkfacAstra(model, task, train, factors, new AstraOptions { Steps = -1 }));
+        var e = Assert.Throws<InfluenceSharpException>(() => new EkfacAstra(model, task, train, factors, new AstraOptions { System = new HvpSolverOptions { Damping = 0 } }));
+        Assert.Contains("gauss-newton", e.Message);
+        using var fc1Only = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, Layers = "fc1" }).Fit(train)!;
+        e = Assert.Throws<InfluenceSharpException>(() => new EkfacAstra(model, task, train, fc1Only, new AstraOptions()));
+        Assert.Contains("'fc2'", e.Message, StringComparison.Ordinal);
+    }
+}
