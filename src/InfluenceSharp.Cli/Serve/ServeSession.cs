@@ -6,6 +6,7 @@ using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Scores;
+using InfluenceSharp.Storage;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Cli.Serve;
@@ -22,6 +23,7 @@ internal sealed class ServeSession : IDisposable
     readonly Profiler profiler = new();
     readonly Dictionary<int, int> trueLabels = new();
     int uploadCount;
+    DirectoryLock? readLock;
 
     public const int MaxUploadsKept = 32;
 
@@ -50,17 +52,25 @@ internal sealed class ServeSession : IDisposable
     /// predicts every example and prepares the rankings.</summary>
     public static ServeSession Open(ServeOptions o, Action<string>? say)
     {
-        var run = RunContext.Load(o.RunDir, o.DataSpec);
-        var s = new ServeSession(run, o, new MethodSettings { UseStore = false });
-        var sw = Stopwatch.StartNew();
-        s.Predicted = run.PredictedTrainLabels();
-        s.TestPredicted = Predict(run, run.Data.Test);
-        say?.Invoke($"serve: {run.Data.Train.Count} training and {run.Data.Test.Count} test examples predicted in {sw.Elapsed.TotalSeconds:F1} s");
-        s.LoadRankings(say);
-        foreach (var set in new[] { run.Data.Train, run.Data.Test })
-            if (set.Sources is { } src)
-                foreach (var e in src)
-                    if (e.Kind == ExampleSourceKind.File && e.FullPath is { } full) s.DataFiles[e.Name!] = full;
+        // The explorer's own read lock, held while it serves: no writer replaces the run meanwhile.
+        var readLock = Directory.Exists(o.RunDir) ? DirectoryLock.AcquireShared(Path.GetFullPath(o.RunDir), "serve: browsing the run") : null;
+        RunContext run;
+        try { run = RunContext.Load(o.RunDir, o.DataSpec); }
+        catch { readLock?.Dispose(); throw; }
+        var s = new ServeSession(run, o, new MethodSettings { UseStore = false }) { readLock = readLock };
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            s.Predicted = run.PredictedTrainLabels();
+            s.TestPredicted = Predict(run, run.Data.Test);
+            say?.Invoke($"serve: {run.Data.Train.Count} training and {run.Data.Test.Count} test examples predicted in {sw.Elapsed.TotalSeconds:F1} s");
+            s.LoadRankings(say);
+            foreach (var set in new[] { run.Data.Train, run.Data.Test })
+                if (set.Sources is { } src)
+                    foreach (var e in src)
+                        if (e.Kind == ExampleSourceKind.File && e.FullPath is { } full) s.DataFiles[e.Name!] = full;
+        }
+        catch { s.Dispose(); throw; }
         return s;
     }
 
@@ -192,5 +202,6 @@ internal sealed class ServeSession : IDisposable
     {
         foreach (var m in Run.Methods.Values) MethodLifetime.Release(m);
         compute.Dispose();
+        readLock?.Dispose();
     }
 }
