@@ -96,6 +96,7 @@ async function select(set, index, ex) {
   }
   q.appendChild(text);
   $("decide").hidden = set !== "train";
+  if (ex && ex.predicted && ex.predicted !== ex.given) $("relabel-to").value = ex.predicted;
   $("decision-state").textContent = ex && ex.decision ? "saved: " + describe(ex.decision) : "";
   status("computing proponents and opponents ...");
   const t0 = performance.now();
@@ -128,7 +129,7 @@ async function decide(verdict) {
 }
 
 async function upload(file) {
-  if (file.size > state.info.maxUpload) { status(file.name + ": " + file.size + " bytes, over the limit of " + state.info.maxUpload, true); }
+  // The server enforces the size limit (--max-upload) and says so.
   status("uploading " + file.name + " ...");
   try {
     const r = await api("api/upload", { method: "POST", headers: { "X-Influence": "1", "X-File-Name": file.name, "Content-Type": "application/octet-stream" }, body: file });
