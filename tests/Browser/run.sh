@@ -42,7 +42,8 @@ step "trained mlp on $count examples of $data"
 influence detect-mislabeled --run "$run" --methods tracin-last --threads 2 --quiet >"$out/detect.txt" || fail "influence detect-mislabeled"
 step "detect-mislabeled"
 
-influence serve --run "$run" --port 0 --max-upload "$max_upload_kib" --threads 2 >"$work/serve.out" 2>"$out/serve.err" &
+# (dotnet itself in the background, not the shell function, so that $! is the server's own PID)
+dotnet "$work/cli/influence.dll" serve --run "$run" --port 0 --max-upload "$max_upload_kib" --threads 2 >"$work/serve.out" 2>"$out/serve.err" &
 server=$!
 url=""
 for _ in $(seq 1 600); do
