@@ -3,8 +3,7 @@
 # tool (0.3.259, installed into a temporary tool path) on the .NET Interactive C# kernel, against
 # InfluenceSharp, InfluenceSharp.Reporting and InfluenceSharp.Notebooks packed from this clone into a
 # local feed (a unique version, so the NuGet cache never serves a stale build). Fails on any cell
-# error, and when a notebook shows none of the rich output it is there for (an HTML table or an
-# inline image from InfluenceSharp.Notebooks). The executed notebooks (with outputs) are written to
+# error, and when a notebook shows no inline image (InfluenceSharp.Notebooks' displays). The executed notebooks (with outputs) are written to
 # $NOTEBOOKS_OUT (default ./out/notebooks), never over the committed ones.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -62,8 +61,6 @@ for i, c in enumerate(code, 1):
         html += "".join(o.get("data", {}).get("text/html", []))
 if bad == 0 and "data:image/png;base64" not in html:
     bad += 1; print("no inline image in the outputs")
-if bad == 0 and "<table" not in html:
-    bad += 1; print("no HTML table in the outputs")
 print(f"{len(code)} code cells, {bad} problems")
 sys.exit(1 if bad else 0)
 PY
