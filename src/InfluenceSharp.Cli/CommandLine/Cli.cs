@@ -27,6 +27,7 @@ public static class Cli
             EvaluateCommands.Command(),
             CurateCommand.Command(),
             ReportCommand.Command(),
+            Serve.ServeCommand.Command(),
         };
         root.Add(HelpCommand(root));
         // --version prints the library's version, not the assembly's informational version.

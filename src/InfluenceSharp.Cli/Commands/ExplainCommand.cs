@@ -95,7 +95,19 @@ public static class ExplainCommand
     {
         if (run.Data.Train is not ImageDataset train)
             throw new UsageException($"--query-image {path}: the run's data ({run.Data.Source}) is not an image data set; choose queries with --query");
-        var image = ImageFile.Load(path, train.Channels);
+        return FromImageFile(run, ImageFile.Load(path, train.Channels), path, label, say);
+    }
+
+    /// <summary>An encoded image (bytes of a PNG, JPEG, ...) decoded to the run's channels, as
+    /// <see cref="FromImage"/> reads a file; <paramref name="name"/> starts error messages.</summary>
+    internal static ImageFile DecodeQueryImage(RunContext run, byte[] encoded, string name) =>
+        run.Data.Train is ImageDataset train ? ImageFile.Decode(encoded, train.Channels, name)
+            : throw new InfluenceSharpException($"{name}: the run's data ({run.Data.Source}) is not an image data set");
+
+    /// <summary><see cref="FromImage"/> for an image already decoded to the run's channels.</summary>
+    internal static (LabeledDataset Queries, string[] Captions) FromImageFile(RunContext run, ImageFile image, string path, string? label, Action<string>? say = null)
+    {
+        var train = (ImageDataset)run.Data.Train;
         var (w0, h0) = (image.Width, image.Height);
         // Image folders hold images of any size, resized to the run's size: so is a query image.
         if (DataSpec.Parse(run.Data.Source).Kind == DataKind.ImageFolder) image = image.Resize(train.Height, train.Width);
