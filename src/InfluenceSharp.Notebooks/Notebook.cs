@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using InfluenceSharp.Data;
 using InfluenceSharp.Evaluation;
 using InfluenceSharp.Reporting;
+using InfluenceSharp.Methods;
 using InfluenceSharp.Scores;
 using Microsoft.DotNet.Interactive.Formatting;
 

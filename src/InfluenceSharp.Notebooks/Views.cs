@@ -4,6 +4,7 @@ using System.Text;
 using InfluenceSharp.Data;
 using InfluenceSharp.Evaluation;
 using InfluenceSharp.Reporting;
+using InfluenceSharp.Methods;
 using InfluenceSharp.Scores;
 using Microsoft.DotNet.Interactive.Formatting;
 

@@ -100,12 +100,12 @@ public static class ExplainCommand
 
     /// <summary>An encoded image (bytes of a PNG, JPEG, ...) decoded to the run's channels, as
     /// <see cref="FromImage"/> reads a file; <paramref name="name"/> starts error messages.</summary>
-    internal static ImageFile DecodeQueryImage(RunContext run, byte[] encoded, string name) =>
+    internal static ImageFile DecodeQueryImage(Run run, byte[] encoded, string name) =>
         run.Data.Train is ImageDataset train ? ImageFile.Decode(encoded, train.Channels, name)
             : throw new InfluenceSharpException($"{name}: the run's data ({run.Data.Source}) is not an image data set");
 
     /// <summary><see cref="FromImage"/> for an image already decoded to the run's channels.</summary>
-    internal static (LabeledDataset Queries, string[] Captions) FromImageFile(RunContext run, ImageFile image, string path, string? label, Action<string>? say = null)
+    internal static (LabeledDataset Queries, string[] Captions) FromImageFile(Run run, ImageFile image, string path, string? label, Action<string>? say = null)
     {
         var train = (ImageDataset)run.Data.Train;
         var (w0, h0) = (image.Width, image.Height);

@@ -34,6 +34,10 @@ internal static class MethodFactory
         return cache[key] = AttributionMethods.Create(name, run, s, context);
     }
 
+    /// <summary>The methods built so far for a run (to release them when it closes).</summary>
+    public static IReadOnlyList<IAttributionMethod> Built(Run run) =>
+        built.TryGetValue(run, out var cache) ? cache.Values.ToList() : new List<IAttributionMethod>();
+
     /// <summary>The method's name with the settings that make it another method (summed checkpoints,
     /// empirical Fisher, another projection layout), for tables and file names: e.g. ekfac-epochs-all-empirical.</summary>
     public static string Label(string name, MethodSettings s) => AttributionMethods.Get(name).Label(s);

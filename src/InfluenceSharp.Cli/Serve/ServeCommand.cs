@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Cli.Commands;
+using InfluenceSharp.Methods;
 
 namespace InfluenceSharp.Cli.Serve;
 
@@ -14,8 +15,8 @@ public static class ServeCommand
     {
         var run = Opt.Run();
         var methods = Opt.Str("--methods", "self-influence rankings to browse, comma separated: detect-mislabeled results in RUN_DIR/detect (self_influence-M.npy) or methods to compute in memory " +
-            $"({string.Join(", ", MethodFactory.Names)}) [default: every result in RUN_DIR/detect, else ekfac-last]", "M,...", aliases: "--method");
-        var explain = Opt.Str("--explain-method", "the method for proponents and opponents when the chosen ranking is not itself a method", "M", fallback: "tracin-last");
+            $"({string.Join(", ", MethodFactory.Names)}) [default: every result in RUN_DIR/detect, else {MethodFactory.Defaults(MethodRole.Detection)}]", "M,...", aliases: "--method");
+        var explain = Opt.Str("--explain-method", "the method for proponents and opponents when the chosen ranking is not itself a method", "M", fallback: MethodFactory.Defaults(MethodRole.Explorer));
         var host = Opt.Str("--host", "address to listen on; anything but loopback (e.g. 0.0.0.0) needs --token", "ADDRESS", fallback: "127.0.0.1");
         var port = Opt.Int("--port", "port to listen on (0: a free one)", 8770, 0, 65535);
         var token = Opt.Str("--token", "a secret every request must carry (open the printed address with ?token=...); required with a non-loopback --host", "SECRET");

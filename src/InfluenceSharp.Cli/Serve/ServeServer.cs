@@ -3,7 +3,9 @@ using System.Net;
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
+using InfluenceSharp.Cli.Commands;
 using InfluenceSharp.Data;
+using InfluenceSharp.Methods;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -21,10 +23,10 @@ public sealed record ServeOptions
 {
     public required string RunDir { get; init; }
     public string? DataSpec { get; init; }
-    /// <summary>Ranking methods (null: every detect-mislabeled result of the run, else ekfac-last).</summary>
+    /// <summary>Ranking methods (null: every detect-mislabeled result of the run, else the registry's detection default).</summary>
     public IReadOnlyList<string>? Methods { get; init; }
     /// <summary>The method for proponents when no ranking method is one.</summary>
-    public string ExplainMethod { get; init; } = "tracin-last";
+    public string ExplainMethod { get; init; } = MethodFactory.Defaults(MethodRole.Explorer);
     public string Host { get; init; } = "127.0.0.1";
     /// <summary>0: a free port.</summary>
     public int Port { get; init; } = 8770;

@@ -1,3 +1,4 @@
+using InfluenceSharp.Runs;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using InfluenceSharp.Cli.Commands;
@@ -27,14 +28,14 @@ internal sealed class ServeSession : IDisposable
 
     public const int MaxUploadsKept = 32;
 
-    ServeSession(RunContext run, ServeOptions options, MethodSettings settings)
+    ServeSession(Run run, ServeOptions options, MethodSettings settings)
     {
         Run = run; Options = options; this.settings = settings;
         Decisions = new DecisionsFile(run.Dir, run.Data.Train);
         if (run.Data.Corruption is { } rec) for (int t = 0; t < rec.Indices.Length; t++) trueLabels[rec.Indices[t]] = rec.TrueLabels[t];
     }
 
-    public RunContext Run { get; }
+    public Run Run { get; }
     public ServeOptions Options { get; }
     public DecisionsFile Decisions { get; }
     public LabeledDataset Train => Run.Data.Train;
@@ -54,7 +55,7 @@ internal sealed class ServeSession : IDisposable
     {
         // The explorer's own read lock, held while it serves: no writer replaces the run meanwhile.
         var readLock = Directory.Exists(o.RunDir) ? DirectoryLock.AcquireShared(Path.GetFullPath(o.RunDir), "serve: browsing the run") : null;
-        RunContext run;
+        Run run;
         try { run = RunContext.Load(o.RunDir, o.DataSpec); }
         catch { readLock?.Dispose(); throw; }
         var s = new ServeSession(run, o, new MethodSettings { UseStore = false }) { readLock = readLock };
@@ -74,7 +75,7 @@ internal sealed class ServeSession : IDisposable
         return s;
     }
 
-    static int[] Predict(RunContext run, LabeledDataset data)
+    static int[] Predict(Run run, LabeledDataset data)
     {
         var model = run.Last.LoadModel();
         var pred = new int[data.Count];
@@ -96,7 +97,7 @@ internal sealed class ServeSession : IDisposable
         var found = Directory.Exists(detect)
             ? Directory.GetFiles(detect, "self_influence-*.npy").Select(f => Path.GetFileName(f)["self_influence-".Length..^".npy".Length]).OrderBy(m => m, StringComparer.Ordinal).ToList()
             : new List<string>();
-        var wanted = Options.Methods is { Count: > 0 } m ? m.ToList() : found.Count > 0 ? found : new List<string> { "ekfac-last" };
+        var wanted = Options.Methods is { Count: > 0 } m ? m.ToList() : found.Count > 0 ? found : MethodFactory.Defaults(MethodRole.Detection).Split(',').ToList();
         foreach (var name in wanted)
         {
             string file = Path.Combine(detect, $"self_influence-{name}.npy");
@@ -200,7 +201,7 @@ internal sealed class ServeSession : IDisposable
 
     public void Dispose()
     {
-        foreach (var m in Run.Methods.Values) MethodLifetime.Release(m);
+        foreach (var m in MethodFactory.Built(Run)) MethodLifetime.Release(m);
         compute.Dispose();
         readLock?.Dispose();
     }

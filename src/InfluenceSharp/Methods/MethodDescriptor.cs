@@ -30,6 +30,8 @@ public enum MethodRole
     Demo = 4,
     /// <summary>Ranking for curation by a group objective (d3m, worst-group, one group).</summary>
     GroupCuration = 8,
+    /// <summary>Proponents and opponents on demand in the explorer (fast for one query at a time).</summary>
+    Explorer = 16,
 }
 
 public enum MethodParameterKind { Double, Int, Text }

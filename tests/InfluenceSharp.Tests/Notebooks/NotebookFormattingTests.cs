@@ -1,3 +1,4 @@
+using InfluenceSharp.Methods;
 using System.Text.RegularExpressions;
 using InfluenceSharp.Data;
 using InfluenceSharp.Evaluation;

@@ -29,7 +29,7 @@ public sealed class TracInLastMethod : TracInFamilyDescriptor
     public override string Name => "tracin-last";
     public override int Order => 110;
     public override MethodOption Uses => base.Uses & ~MethodOption.Layers;
-    public override MethodRole DefaultFor => MethodRole.Demo;
+    public override MethodRole DefaultFor => MethodRole.Demo | MethodRole.Explorer;
 
     public override string? Refuses(MethodOption option) => option == MethodOption.Layers
         ? "tracin-last always uses the model's last Linear layer; to choose layers use --methods tracin (or tracin-proj)" : null;
