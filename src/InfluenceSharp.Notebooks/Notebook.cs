@@ -93,17 +93,6 @@ public static class Notebook
     /// <summary>Example <paramref name="i"/> as a PNG (null for tabular data).</summary>
     public static byte[]? Png(LabeledDataset data, int i)
     {
-        if (data.IsFlat) return null;
-        var px = data.DisplayPixels(i);
-        int c = data.DisplayChannels, h = data.Height, w = data.Width;
-        if (c == 3)
-        {
-            var inter = new byte[px.Length];
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++)
-                    for (int ch = 0; ch < 3; ch++) inter[(y * w + x) * 3 + ch] = px[(ch * h + y) * w + x];
-            px = inter;
-        }
-        return PngWriter.Encode(px, w, h, c);
+        return PngWriter.EncodeExample(data, i);
     }
 }

@@ -57,9 +57,7 @@ public static class FeatureCommands
     /// parameter given.</summary>
     internal static Dictionary<string, string> SettingsEntries(MethodSettings settings)
     {
-        var d = new Dictionary<string, string> { ["settings"] = settings.ToString() };
-        foreach (var (k, v) in settings.GivenParameters()) d["parameter." + k] = v;
-        return d;
+        return new Dictionary<string, string> { ["settings"] = settings.Key() };
     }
 
     internal static int Scores(string kind, string runDir, string name, string outDir, MethodSettings settings, int partition, Shard shard, string? dataSpec,

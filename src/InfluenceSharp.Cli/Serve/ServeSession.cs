@@ -185,18 +185,7 @@ internal sealed class ServeSession : IDisposable
     /// <summary>Example <paramref name="index"/> of a set as a PNG (null for data that are not images).</summary>
     public byte[]? Png(LabeledDataset data, int index)
     {
-        if (data.IsFlat) return null;
-        var px = data.DisplayPixels(index);
-        int c = data.DisplayChannels, h = data.Height, w = data.Width;
-        if (c == 3)
-        {
-            var inter = new byte[px.Length];
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++)
-                    for (int ch = 0; ch < 3; ch++) inter[(y * w + x) * 3 + ch] = px[(ch * h + y) * w + x];
-            px = inter;
-        }
-        return PngWriter.Encode(px, w, h, c);
+        return PngWriter.EncodeExample(data, index);
     }
 
     public void Dispose()

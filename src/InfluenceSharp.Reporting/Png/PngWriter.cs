@@ -10,6 +10,24 @@ public static class PngWriter
 {
     private static ReadOnlySpan<byte> Signature => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
+    /// <summary>Example <paramref name="index"/> of a data set as it is shown (display pixels,
+    /// channels interleaved for colour), as a PNG; null for tabular data.</summary>
+    public static byte[]? EncodeExample(Data.LabeledDataset data, int index)
+    {
+        if (data.IsFlat) return null;
+        var px = data.DisplayPixels(index);
+        int c = data.DisplayChannels, h = data.Height, w = data.Width;
+        if (c == 3)
+        {
+            var inter = new byte[px.Length];
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                    for (int ch = 0; ch < 3; ch++) inter[(y * w + x) * 3 + ch] = px[(ch * h + y) * w + x];
+            px = inter;
+        }
+        return Encode(px, w, h, c);
+    }
+
     public static byte[] Encode(ReadOnlySpan<byte> pixels, int width, int height, int channels)
     {
         if (width <= 0 || height <= 0) throw new ArgumentException($"PNG size must be positive, got {width}x{height}");

@@ -41,8 +41,7 @@ public sealed record MethodSettings
     /// <summary>Keep method features in RUN_DIR/store so later calls reuse them.</summary>
     public bool UseStore { get; init; } = true;
 
-    // Method-specific parameters by name (kept out of the generated ToString, which identifies the
-    // common settings; see Key).
+    // Method-specific parameters by name (see Key).
     ImmutableSortedDictionary<string, string> parameters = ImmutableSortedDictionary<string, string>.Empty.WithComparers(StringComparer.Ordinal);
 
     /// <summary>The given method-specific parameters (name → invariant text), in name order (a method,
@@ -66,9 +65,23 @@ public sealed record MethodSettings
     /// <summary>A method-specific parameter as an integer (given, else the descriptor's default).</summary>
     public int ParameterInt(MethodParameter p) => int.Parse(Parameter(p.Name, p.Default)!, NumberStyles.Integer, CultureInfo.InvariantCulture);
 
-    /// <summary>Identifies these settings completely (common settings, members and parameters), e.g.
-    /// to cache a built method.</summary>
-    public string Key() => $"{this}|{string.Join(",", Members)}|{string.Join(",", parameters.Select(p => $"{p.Key}={p.Value}"))}";
+    /// <summary>Identifies these settings completely (common settings, members and parameters): the
+    /// text stored in manifests and used to cache a built method. Written out field by field and
+    /// culture-invariant, so that it does not change with the record's shape or the machine's culture.</summary>
+    public string Key()
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var parts = new List<string>
+        {
+            $"measure={Measure}", $"damping={(Damping is { } d ? d.ToString("R", inv) : "default")}", $"layers={Layers ?? "all"}",
+            $"batch-size={BatchSize.ToString(inv)}", $"seed={Seed.ToString(inv)}", $"ensemble={Ensemble.ToString(inv)}",
+            $"members={string.Join(",", Members)}", $"member-epochs={MemberEpochs}", $"proj-dim={ProjectionDim.ToString(inv)}",
+            $"proj-layout={Layout}", $"if-epochs={IfEpochs}", $"fisher={Fisher}", $"store={UseStore}",
+        };
+        if (Hvp is { } h) parts.Add(h.Key());
+        parts.AddRange(parameters.Select(p => $"{p.Key}={p.Value}"));
+        return string.Join(";", parts);
+    }
 }
 
 /// <summary>Settings of the Hessian-vector-product influence functions (see <see cref="HvpSolverOptions"/>).</summary>
@@ -83,4 +96,15 @@ public sealed record HvpSettings(HessianKind Hessian, double L2, double CgTolera
     public bool L2Given { get; init; }
     /// <summary>The curvature kind was given (else ekfac-astra uses the Gauss-Newton matrix, which EK-FAC approximates).</summary>
     public bool HessianGiven { get; init; }
+
+    /// <summary>Every field, culture-invariant (part of <see cref="MethodSettings.Key"/>).</summary>
+    public string Key()
+    {
+        var inv = CultureInfo.InvariantCulture;
+        string N(double? v) => v is { } x ? x.ToString("R", inv) : "tuned";
+        string I(int? v) => v is { } x ? x.ToString(inv) : "tuned";
+        return $"hessian={Hessian}{(HessianGiven ? "" : "(default)")};l2={L2.ToString("R", inv)}{(L2Given ? "" : "(default)")};cg-tol={CgTolerance.ToString("R", inv)};" +
+            $"cg-iters={CgIterations.ToString(inv)};lissa-depth={I(LissaDepth)};lissa-scale={N(LissaScale)};lissa-reps={LissaRepetitions.ToString(inv)};" +
+            $"lissa-batch={I(LissaBatchSize)};arnoldi-iters={ArnoldiIterations.ToString(inv)};arnoldi-topk={ArnoldiTopK.ToString(inv)}";
+    }
 }

@@ -78,7 +78,7 @@ public class MethodRegistryTests : IClassFixture<ConvergedRunFixture>
                     Assert.Equal(run.Data.Test.Labels[q] == run.Data.Train.Labels[z] ? 2.5 : -2.5, s[q * run.Data.Train.Count + z], 6);
             var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.File("s"), "manifest.json")))!;
             Assert.Equal("throwaway", manifest["method"]!.GetValue<string>());
-            Assert.Equal("2.5", manifest["settings"]!["parameter.throwaway-scale"]!.GetValue<string>());
+            Assert.Contains(";throwaway-scale=2.5", manifest["settings"]!["settings"]!.GetValue<string>());
 
             // Its option is refused where no chosen method uses it, and checked like any other.
             r = CliRunner.Run("scores", "pairwise", "--run", fx.Run, "--methods", "ekfac", "--throwaway-scale", "2", "--out", dir.File("x"));

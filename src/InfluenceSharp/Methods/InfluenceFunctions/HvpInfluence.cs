@@ -273,26 +273,8 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
             EachBatch(train, Options.BatchSize, false, (off, g) => { body(off, g); bar?.Update(off + g.shape[0]); });
     }
 
-    private void EachBatch(IDataset data, int batchSize, bool query, Action<int, Tensor> body)
-    {
-        bool wasTraining = model.training;
-        model.eval();
-        try
-        {
-            using var capture = new GradientCapture(model, layers);
-            var all = Enumerable.Range(0, data.Count).ToArray();
-            for (int b = 0; b < data.Count; b += batchSize)
-            {
-                using var scope = NewDisposeScope();
-                var span = all.AsSpan(b, Math.Min(batchSize, data.Count - b));
-                var y = data.Targets(span, Device);
-                var (_, lbs) = capture.Run(model, data.Inputs(span, Device), logits => query ? task.QueryMeasure(logits, y) : task.TrainLoss(logits, y));
-                var g = torch.cat(lbs.Select(lb => lb.PerExample().reshape(lb.BatchSize, -1)).ToArray(), 1).to(ScalarType.Float64);
-                body(b, g);
-            }
-        }
-        finally { model.train(wasTraining); }
-    }
+    private void EachBatch(IDataset data, int batchSize, bool query, Action<int, Tensor> body) =>
+        new PerExampleGradients(model, task, layers).ForEachBatch(data, batchSize, query, body);
 
     public void Dispose()
     {
