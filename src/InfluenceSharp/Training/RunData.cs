@@ -33,7 +33,8 @@ public sealed record RunData(LabeledDataset Train, LabeledDataset Test, Corrupti
             {
                 int i = record.Indices[t];
                 if (i < 0 || i >= labels.Length || labels[i] != record.TrueLabels[t])
-                    throw new InfluenceSharpException($"{path}: corruption record does not fit the training data from '{spec}' (index {i})");
+                    throw new InfluenceSharpException($"{path}: corruption record does not fit the training data from '{spec}' (index {i})" +
+                        (info.DataSource is null ? "; the run records no data source (trained from data built in code?): open it with the data it was trained on (Run.Open's dataOverride, the command line's --data)" : ""));
                 labels[i] = record.CorruptedLabels[t];
             }
             train = train.WithLabels(labels);
