@@ -6,8 +6,11 @@ namespace InfluenceSharp.Methods;
 /// positive score always means the training example helps.</summary>
 public enum QueryMeasurement { Loss, Margin }
 
-/// <summary>How a model's outputs turn into the losses attribution needs. Every method returns SUMS
-/// over the batch so that per-layer output gradients are per-example gradients.</summary>
+/// <summary>How a model's outputs turn into the losses attribution needs: the one task type of the
+/// library (Kronfluence's Task; TRAK's model output is part of it). Every method returns SUMS over the
+/// batch so that per-layer output gradients are per-example gradients. <see cref="ModelOutput"/> and
+/// <see cref="OutToLoss"/> have defaults (the classification margin and 1 − p_y), so a task that
+/// only defines its losses still runs TRAK the way a classifier does.</summary>
 public interface IAttributionTask
 {
     /// <summary>Σ_b L(z_b): the training loss whose gradients are attributed.</summary>
@@ -18,6 +21,15 @@ public interface IAttributionTask
 
     /// <summary>Σ_b L(z_b, ŷ_b) with ŷ sampled from the model's predictive distribution (true Fisher).</summary>
     Tensor SampledLoss(Tensor logits, Generator generator);
+
+    /// <summary>Σ_b f(z_b): the model output whose parameter gradients TRAK projects, for training
+    /// examples and queries alike. Default: the margin (<see cref="ClassificationTask.Margins"/>).</summary>
+    Tensor ModelOutput(Tensor logits, Tensor targets) => ClassificationTask.Margins(logits, targets).sum();
+
+    /// <summary>Q(z_b) per example [B]: ∂L/∂f, TRAK's reweighting of training examples. Default: 1 − p_y,
+    /// which goes with the margin under softmax cross-entropy.</summary>
+    Tensor OutToLoss(Tensor logits, Tensor targets) =>
+        1 - nn.functional.softmax(logits, 1).gather(1, targets.unsqueeze(1)).squeeze(1);
 }
 
 /// <summary>Classification with softmax cross-entropy (the default task).</summary>

@@ -211,4 +211,60 @@ public class TrakTests
         var e = Assert.Throws<InfluenceSharpException>(() => trak.SelfInfluence(data));
         Assert.Contains("positive definite", e.Message);
     }
+
+    /// <summary>f = the target's logit (∂f/∂logits = onehot_y), Q = 1 + y: easy to write out and far
+    /// from the margin's gradient and 1 − p_y.</summary>
+    sealed class TargetLogitTask : IAttributionTask
+    {
+        readonly ClassificationTask inner = new();
+        public Tensor TrainLoss(Tensor logits, Tensor targets) => inner.TrainLoss(logits, targets);
+        public Tensor QueryMeasure(Tensor logits, Tensor targets) => inner.QueryMeasure(logits, targets);
+        public Tensor SampledLoss(Tensor logits, Generator generator) => inner.SampledLoss(logits, generator);
+        public Tensor ModelOutput(Tensor logits, Tensor targets) => logits.gather(1, targets.unsqueeze(1)).sum();
+        public Tensor OutToLoss(Tensor logits, Tensor targets) => targets.to(logits.dtype) + 1;
+    }
+
+    /// <summary>Only the losses: TRAK's output is the task's default.</summary>
+    sealed class LossesOnlyTask : IAttributionTask
+    {
+        public Tensor TrainLoss(Tensor logits, Tensor targets) => logits.square().sum();
+        public Tensor QueryMeasure(Tensor logits, Tensor targets) => logits.square().sum();
+        public Tensor SampledLoss(Tensor logits, Generator generator) => logits.sum();
+    }
+
+    /// <summary>TRAK takes its output function and out-to-loss weight from the same task object the
+    /// other methods take their losses from.</summary>
+    [Fact]
+    public void TrakUsesTheTasksModelOutputAndOutToLoss()
+    {
+        torch.manual_seed(TestSeed.For());
+        var model = LogReg();
+        var data = Data(20);
+        using var trak = new Trak(new[] { model }, Identity, new TargetLogitTask());
+        var f = trak.TrainFeatures(data);
+        var a = torch.cat(new[] { data.X, torch.ones(20, 1, dtype: ScalarType.Float64) }, 1);
+        var onehot = nn.functional.one_hot(data.Y, K).to(ScalarType.Float64);
+        var phi = (onehot.unsqueeze(2) * a.unsqueeze(1)).reshape(20, -1) / Math.Sqrt(K * (D + 1));
+        Assert.True(f["features"].allclose(phi, rtol: 1e-10, atol: 1e-14));
+        Assert.True(f["q"].squeeze(1).allclose(data.Y.to(ScalarType.Float64) + 1, rtol: 1e-12, atol: 0));
+        // The stored settings name the task's own output, so a store written for the margin is not reused.
+        Assert.Equal(nameof(TargetLogitTask), trak.Featurizer.Settings["output"]);
+    }
+
+    [Fact]
+    public void ATaskThatDefinesOnlyItsLossesGivesTrakTheMargin()
+    {
+        torch.manual_seed(TestSeed.For());
+        var model = LogReg();
+        var data = Data(12);
+        using var byDefault = new Trak(new[] { model }, Identity);
+        using var lossesOnly = new Trak(new[] { model }, Identity, new LossesOnlyTask());
+        var (phi, q) = ByHand(model, data);
+        var f = lossesOnly.TrainFeatures(data);
+        Assert.True(f["features"].allclose(phi, rtol: 1e-10, atol: 1e-14));
+        Assert.True(f["q"].squeeze(1).allclose(q, rtol: 1e-10, atol: 1e-14));
+        // Stores written before the task carried TRAK's output keep their settings key.
+        Assert.Equal("ClassificationTrakOutput", byDefault.Featurizer.Settings["output"]);
+        Assert.Equal("ClassificationTrakOutput", lossesOnly.Featurizer.Settings["output"]);
+    }
 }

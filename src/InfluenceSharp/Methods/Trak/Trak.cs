@@ -8,33 +8,16 @@ using static TorchSharp.torch;
 
 namespace InfluenceSharp.Methods.Trak;
 
-/// <summary>The model output TRAK attributes and its out-to-loss term (the reference library's
-/// AbstractModelOutput).</summary>
-public interface ITrakOutput
-{
-    /// <summary>Σ_b f(z_b): the output whose parameter gradients become the features.</summary>
-    Tensor Output(Tensor logits, Tensor targets);
-    /// <summary>Q(z_b) per example [B]: ∂L/∂f, the reweighting of training examples.</summary>
-    Tensor OutToLoss(Tensor logits, Tensor targets);
-}
-
-/// <summary>Classification: f = margin = logit_y − logsumexp of the other logits, Q = 1 − p_y.</summary>
-public sealed record ClassificationTrakOutput : ITrakOutput
-{
-    public Tensor Output(Tensor logits, Tensor targets) => ClassificationTask.Margins(logits, targets).sum();
-    public Tensor OutToLoss(Tensor logits, Tensor targets) =>
-        1 - nn.functional.softmax(logits, 1).gather(1, targets.unsqueeze(1)).squeeze(1);
-}
-
 /// <summary>What the kernel solve did for one model. MaxEigenvalue: from the eigendecomposition (Eigh);
 /// a power-iteration estimate, at most the true value, when λ = 0 took the Cholesky shortcut; NaN for
 /// a Cholesky solve at λ &gt; 0.</summary>
 public sealed record KernelDiagnostics(int Model, KernelSolver Solver, long Rank, long Dim, double MaxEigenvalue, double Scale);
 
 /// <summary>
-/// TRAK (Park et al. 2023). Per model m: φ_m(z) = P_mᵀ ∇θ f(z) / √p with f the margin, P_m a seeded
+/// TRAK (Park et al. 2023). Per model m: φ_m(z) = P_mᵀ ∇θ f(z) / √p with f the task's model output
+/// (<see cref="IAttributionTask.ModelOutput"/>, the margin by default), P_m a seeded
 /// projection (k = 2048 by default) and p the number of projected parameters; Φ_m = training features;
-/// Q_m(z) = 1 − p_y(z). score(q, z) = mean_m[φ_m(q)ᵀ (Φ_mᵀΦ_m + λI)⁻¹ φ_m(z)] · mean_m Q_m(z)
+/// Q_m(z) = the task's out-to-loss weight (1 − p_y(z) by default). score(q, z) = mean_m[φ_m(q)ᵀ (Φ_mᵀΦ_m + λI)⁻¹ φ_m(z)] · mean_m Q_m(z)
 /// (positive = helpful); self-influence is the same with q = z. Training features and Q are stored
 /// (<see cref="FeatureStore"/>, one row [φ_1 | … | φ_M] per example); kernels Φ_mᵀΦ_m are summed over
 /// the blocks in float64 and saved beside them; queries are multiplied by the inverses once, so each
@@ -46,12 +29,12 @@ public sealed class Trak : FeatureMethod
     private Tensor[]? inverses;            // (Φ_mᵀΦ_m + λI)⁻¹ per model, float64, on the device
     private (FeatureStore Store, int Version)? preparedFor;
 
-    public Trak(IReadOnlyList<nn.Module<Tensor, Tensor>> models, TrakOptions? options = null, ITrakOutput? output = null, Profiler? profiler = null)
+    public Trak(IReadOnlyList<nn.Module<Tensor, Tensor>> models, TrakOptions? options = null, IAttributionTask? task = null, Profiler? profiler = null)
         : base(options ?? new TrakOptions(), profiler)
     {
         Options = options ?? new TrakOptions();
         if (Options.Damping < 0 || double.IsNaN(Options.Damping)) throw new InfluenceSharpException($"--damping {Options.Damping}: must be >= 0");
-        featurizer = new TrakFeaturizer(models, Options, output ?? new ClassificationTrakOutput());
+        featurizer = new TrakFeaturizer(models, Options, task ?? new ClassificationTask());
     }
 
     public override string Name => "trak";
@@ -330,20 +313,20 @@ public sealed class Trak : FeatureMethod
     }
 }
 
-/// <summary>TRAK features: per model, the projected margin gradient / √p, and Q = 1 − p_y.</summary>
+/// <summary>TRAK features: per model, the projected gradient of the task's model output / √p, and Q.</summary>
 internal sealed class TrakFeaturizer : IFeaturizer, IDisposable
 {
     private readonly IReadOnlyList<nn.Module<Tensor, Tensor>> models;
-    private readonly ITrakOutput output;
+    private readonly IAttributionTask task;
     private readonly List<List<TrackedLayer>> layersPerModel = new();
     private readonly List<GradientProjector> projectors = new();
     private readonly double norm;
     private readonly Dictionary<string, string> settings;
 
-    public TrakFeaturizer(IReadOnlyList<nn.Module<Tensor, Tensor>> models, TrakOptions o, ITrakOutput output)
+    public TrakFeaturizer(IReadOnlyList<nn.Module<Tensor, Tensor>> models, TrakOptions o, IAttributionTask task)
     {
         if (models.Count == 0) throw new InfluenceSharpException("TRAK needs at least one model");
-        this.models = models; this.output = output;
+        this.models = models; this.task = task;
         Layers = TrackedLayer.Find(models[0], o.Layers);
         string Shapes(IEnumerable<TrackedLayer> ls) => string.Join(";", ls.Select(l => $"{l.Name}:{l.Out}x{l.In}"));
         var p0 = models[0].parameters().First();
@@ -363,11 +346,22 @@ internal sealed class TrakFeaturizer : IFeaturizer, IDisposable
         ModelFingerprints = models.Select(ModelFingerprint.Of).ToArray();
         settings = new Dictionary<string, string>
         {
-            ["output"] = output.GetType().Name,
+            ["output"] = OutputKey(task),
             ["layers"] = Shapes(Layers),
             ["normalization_count"] = p.ToString(CultureInfo.InvariantCulture),
         };
         foreach (var kv in o.Projection.Describe()) settings[kv.Key] = kv.Value;
+    }
+
+    /// <summary>The store's name for the task's output function: a task that keeps the default margin
+    /// is "ClassificationTrakOutput" (the name stores were written with), one that defines its own
+    /// output is named by its type.</summary>
+    internal static string OutputKey(IAttributionTask task)
+    {
+        var map = task.GetType().GetInterfaceMap(typeof(IAttributionTask));
+        bool own = map.InterfaceMethods.Zip(map.TargetMethods)
+            .Any(p => p.First.Name is nameof(IAttributionTask.ModelOutput) or nameof(IAttributionTask.OutToLoss) && p.Second.DeclaringType != typeof(IAttributionTask));
+        return own ? task.GetType().Name : "ClassificationTrakOutput";
     }
 
     public string Method => "trak";
@@ -390,9 +384,9 @@ internal sealed class TrakFeaturizer : IFeaturizer, IDisposable
         {
             models[m].eval();
             using var capture = new GradientCapture(models[m], layersPerModel[m]);   // hooks for this pass only
-            var (logits, lbs) = capture.Run(models[m], x, l => output.Output(l, y));
+            var (logits, lbs) = capture.Run(models[m], x, l => task.ModelOutput(l, y));
             phis[m] = projectors[m].Project(lbs) * norm;
-            using (torch.no_grad()) qs[m] = output.OutToLoss(logits, y);
+            using (torch.no_grad()) qs[m] = task.OutToLoss(logits, y);
         }
         return new Dictionary<string, Tensor> { ["features"] = torch.cat(phis, 1), ["q"] = torch.stack(qs, 1) };
     }
