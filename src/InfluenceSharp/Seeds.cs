@@ -6,6 +6,10 @@ namespace InfluenceSharp;
 /// seed * C + j would. Pure arithmetic: the same in every process.</summary>
 internal static class Seeds
 {
+    /// <summary>Stream tags: the first item after the base seed, so that two uses of one seed draw
+    /// independent streams.</summary>
+    public const int Shuffle = 0x5F1E, Augmentation = 0xA06, FisherSamples = 0xF15;
+
     public static int Derive(int seed, params int[] items)
     {
         ulong h = Mix((ulong)(uint)seed ^ 0x5DEECE66DUL);

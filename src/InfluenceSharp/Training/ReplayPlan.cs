@@ -27,7 +27,7 @@ public sealed class ReplayPlan
         orders = new int[Epochs][];
         for (int e = 1; e <= Epochs; e++)
         {
-            var rng = new Random(unchecked(o.Seed * 1_000_003 + e));
+            var rng = new Random(Seeds.Derive(o.Seed, Seeds.Shuffle, e));
             var order = Enumerable.Range(0, trainCount).ToArray();
             rng.Shuffle(order);
             orders[e - 1] = order;
@@ -37,7 +37,7 @@ public sealed class ReplayPlan
         if (o.Augment)
         {
             // One stream over the whole run, three draws per example in step order (crop row, crop column, flip).
-            var augRng = new Random(unchecked(o.Seed * 7919 + 17));
+            var augRng = new Random(Seeds.Derive(o.Seed, Seeds.Augmentation));
             draws = new byte[Steps][];
             for (long t = 0; t < Steps; t++)
             {
@@ -129,9 +129,11 @@ public sealed record ReplayRecord
 
     public string Format { get; init; } = "influencesharp-replay/1";
     /// <summary>How each epoch's order is drawn: a Fisher–Yates shuffle (System.Random.Shuffle) of
-    /// 0..n−1 seeded with seed × 1000003 + epoch; augmentation draws come from one stream seeded with
-    /// seed × 7919 + 17, three per example in step order.</summary>
-    public string Order { get; init; } = "shuffle(seed*1000003+epoch); augmentation stream seed*7919+17";
+    /// 0..n−1 seeded with Seeds.Derive(seed, 0x5F1E, epoch); augmentation draws come from one stream seeded
+    /// with Seeds.Derive(seed, 0xA06), three per example in step order.</summary>
+    public string Order { get; init; } = CurrentOrder;
+    /// <summary>The derivation this library replays; runs that record another were shuffled otherwise.</summary>
+    public const string CurrentOrder = "shuffle(derive(seed,0x5F1E,epoch)); augmentation stream derive(seed,0xA06)";
     public long Steps { get; init; }
     public int Epochs { get; init; }
     public int BatchSize { get; init; }

@@ -26,7 +26,7 @@ public sealed class FactorFitter
     {
         this.model = model; this.task = task; o = options; this.profiler = profiler ?? new Profiler();
         layers = TrackedLayer.Find(model, o.Layers);
-        if (o.BatchSize < 1) throw new InfluenceSharpException($"--batch-size {o.BatchSize}: must be at least 1");
+        if (o.TrainBatchSize < 1) throw new InfluenceSharpException($"--batch-size {o.TrainBatchSize}: must be at least 1");
         if (o.PartitionSize < 1) throw new InfluenceSharpException($"--partition-size {o.PartitionSize}: must be at least 1");
     }
 
@@ -192,12 +192,12 @@ public sealed class FactorFitter
                 if (dir is not null && File.Exists(PartPath(p))) continue;   // another shard finished it meanwhile
                 var acc = init();   // per partition, then added in partition order: the same sums as a resumed or sharded fit
                 int start = p * o.PartitionSize, end = Math.Min(n, start + o.PartitionSize);
-                using var gen = new Generator((ulong)(o.Seed * 1_000_003L + p + 1), device);
+                using var gen = new Generator((ulong)Seeds.Derive(o.Seed, Seeds.FisherSamples, p), device);
                 var idx = Enumerable.Range(start, end - start).ToArray();
-                for (int b = 0; b < idx.Length; b += o.BatchSize)
+                for (int b = 0; b < idx.Length; b += o.TrainBatchSize)
                 {
                     using var scope = NewDisposeScope();
-                    var span = idx.AsSpan(b, Math.Min(o.BatchSize, idx.Length - b));
+                    var span = idx.AsSpan(b, Math.Min(o.TrainBatchSize, idx.Length - b));
                     var key = (p, b);
                     var lbs = cache?.Take(key, layers);
                     bool cached = lbs is not null;

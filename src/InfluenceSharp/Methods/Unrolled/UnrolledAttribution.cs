@@ -70,6 +70,9 @@ public sealed class UnrolledAttribution : IAttributionMethod, IDisposable
         if (o.LbfgsTolerance is not null) throw new InfluenceSharpException($"{runDir}: unrolled differentiates minibatch SGD; this run was fitted by full-batch L-BFGS");
         if (record.DataFingerprint != train.Fingerprint())
             throw new InfluenceSharpException($"{runDir}: unrolled needs the run's own training data (its fingerprint differs)");
+        string replayPath = Path.Combine(runDir, ReplayRecord.FileName);
+        if (File.Exists(replayPath) && Formats.Json.ReadFile<ReplayRecord>(replayPath).Order is var order && order != ReplayRecord.CurrentOrder)
+            throw new InfluenceSharpException($"{replayPath}: the run drew its data order as \"{order}\", this version replays \"{ReplayRecord.CurrentOrder}\"; train the run again to replay it");
         string initPath = Path.Combine(runDir, ReplayRecord.InitFileName);
         nn.Module<Tensor, Tensor> Initial()
         {
