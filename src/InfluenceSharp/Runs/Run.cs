@@ -30,6 +30,27 @@ public sealed class Run
     /// <param name="beforeReading">see <see cref="BeforeReading"/>; also called with <paramref name="path"/> first.</param>
     public static Run Open(string path, string? dataOverride = null, Action<string>? beforeReading = null)
     {
+        var (dir, list) = Read(path, beforeReading);
+        return new Run(dir, list, RunData.For(list[^1], dataOverride)) { BeforeReading = beforeReading };
+    }
+
+    /// <summary>Opens a run trained from data built in code (<see cref="Trainer.Train"/>
+    /// with an in-memory data set), which the run cannot rebuild from its record: the caller gives the
+    /// data. <paramref name="train"/> must be the data the run was trained on, labels as trained (its
+    /// example count and content fingerprint are checked against the run's record).</summary>
+    /// <param name="path">RUN_DIR written by training, or one checkpoint file.</param>
+    /// <param name="train">the training data, as trained on.</param>
+    /// <param name="test">held-out data (queries by default); null = none (an empty set).</param>
+    /// <param name="beforeReading">see <see cref="BeforeReading"/>; also called with <paramref name="path"/> first.</param>
+    public static Run Open(string path, Data.LabeledDataset train, Data.LabeledDataset? test = null, Action<string>? beforeReading = null)
+    {
+        ArgumentNullException.ThrowIfNull(train);
+        var (dir, list) = Read(path, beforeReading);
+        return new Run(dir, list, RunData.Given(list[^1], train, test)) { BeforeReading = beforeReading };
+    }
+
+    static (string Dir, List<Checkpoint> Checkpoints) Read(string path, Action<string>? beforeReading)
+    {
         List<Checkpoint> list;
         string dir;
         if (Directory.Exists(path) || File.Exists(path)) beforeReading?.Invoke(path);
@@ -38,7 +59,7 @@ public sealed class Run
         else throw new InfluenceSharpException($"--run {path}: no such run directory or checkpoint file");
         var fps = list.Select(c => c.Info.DataFingerprint).Distinct().ToList();
         if (fps.Count > 1) throw new InfluenceSharpException($"{path}: checkpoints were trained on different data ({string.Join(", ", fps)})");
-        return new Run(dir, list, RunData.For(list[^1], dataOverride)) { BeforeReading = beforeReading };
+        return (dir, list);
     }
 
     /// <summary>How well the run trained, from its checkpoints' metrics (null when they have none).</summary>

@@ -34,7 +34,7 @@ public sealed record RunData(LabeledDataset Train, LabeledDataset Test, Corrupti
                 int i = record.Indices[t];
                 if (i < 0 || i >= labels.Length || labels[i] != record.TrueLabels[t])
                     throw new InfluenceSharpException($"{path}: corruption record does not fit the training data from '{spec}' (index {i})" +
-                        (info.DataSource is null ? "; the run records no data source (trained from data built in code?): open it with the data it was trained on (Run.Open's dataOverride, the command line's --data)" : ""));
+                        (info.DataSource is null ? "; the run records no data source (trained from data built in code?): open it with the data it was trained on (Run.Open with the data sets, or its dataOverride; the command line's --data)" : ""));
                 labels[i] = record.CorruptedLabels[t];
             }
             train = train.WithLabels(labels);
@@ -42,8 +42,32 @@ public sealed record RunData(LabeledDataset Train, LabeledDataset Test, Corrupti
         string fp = train.Fingerprint();
         if (fp != info.DataFingerprint)
             throw new InfluenceSharpException($"{checkpoint.WeightsPath}: was trained on data with fingerprint {info.DataFingerprint}, " +
-                $"but --data {spec} gives {fp} ({train.Count} examples); pass the --data the model was trained on");
+                $"but --data {spec} gives {fp} ({train.Count} examples); pass the --data the model was trained on" +
+                (info.DataSource is null ? " (the run records no data source: trained from data built in code? open it with Run.Open(dir, trainingData, testData))" : ""));
         return new RunData(train, split.Test, record, spec);
+    }
+
+    /// <summary>Data given by the caller for a checkpoint (a run trained from data built in code): the
+    /// training set must have the example count and fingerprint the checkpoint recorded; the corruption
+    /// record, if the run kept one, is read as it is (the given labels are already the trained ones).</summary>
+    public static RunData Given(Checkpoint checkpoint, LabeledDataset train, LabeledDataset? test)
+    {
+        var info = checkpoint.Info;
+        if (info.TrainCount > 0 && train.Count != info.TrainCount)
+            throw new InfluenceSharpException($"{checkpoint.WeightsPath}: was trained on {info.TrainCount} examples, the training data given has {train.Count}; " +
+                "pass the data the run was trained on");
+        string fp = train.Fingerprint();
+        if (fp != info.DataFingerprint)
+            throw new InfluenceSharpException($"{checkpoint.WeightsPath}: was trained on data with fingerprint {info.DataFingerprint}, " +
+                $"the training data given has {fp} ({train.Count} examples: other examples, another order or other labels); pass the data the run was trained on, with the labels it was trained with");
+        CorruptionRecord? record = null;
+        if (info.CorruptionFile is not null)
+        {
+            string path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(checkpoint.WeightsPath))!, info.CorruptionFile);
+            record = Json.ReadFile<CorruptionRecord>(path);
+            RequireIntact(path, record, info.CorruptedCount);
+        }
+        return new RunData(train, test ?? train.Subset(Array.Empty<int>()), record, info.DataSource ?? "(given in code)");
     }
 
     /// <summary>A corruption record whose lists are missing, of unequal lengths or shorter than the
