@@ -111,7 +111,7 @@ public static class Cases
         var (train, _, src) = c.Data(n);
         var task = new ClassificationTask();
         var prof = new Diagnostics.Profiler();
-        var fitter = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, BatchSize = 512, PartitionSize = n }, prof);
+        var fitter = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, TrainBatchSize = 512, PartitionSize = n }, prof);
         double total = 0;
         Factors? factors = null;
         total += Measure.Seconds(() => factors = fitter.Fit(train));
@@ -147,7 +147,7 @@ public static class Cases
         var queries = test.Subset(Enumerable.Range(0, 1000).ToArray());
         var task = new ClassificationTask();
         var prof = new Diagnostics.Profiler();
-        var factors = new FactorFitter(model, task, new FactorOptions { BatchSize = 512, PartitionSize = c.N }, prof).Fit(train)!;
+        var factors = new FactorFitter(model, task, new FactorOptions { TrainBatchSize = 512, PartitionSize = c.N }, prof).Fit(train)!;
         var f = new InfluenceFunction(model, task, factors, new ScoreOptions { TrainBatchSize = 512, QueryRank = rank }, prof);
         long nParams = f.Layers.Sum(l => l.NumParams);
         double checksum = 0;

@@ -77,7 +77,7 @@ public static class D3mCases
         log.WriteLine($"exact (CG): {rep.Iterations} iterations, max residual {rep.MaxResidual:G2} ({sw.Elapsed.TotalSeconds:F0} s)");
         solved.Add(("exact (H + L2 + 1e-6)", exact));
 
-        Factors Fit(FactorStrategy s, FisherType f) => new FactorFitter(model, task, new FactorOptions { Strategy = s, Fisher = f, BatchSize = 1000 }).Fit(train)!;
+        Factors Fit(FactorStrategy s, FisherType f) => new FactorFitter(model, task, new FactorOptions { Strategy = s, Fisher = f, TrainBatchSize = 1000 }).Fit(train)!;
         Tensor Apply(Factors f, double damping)
         {
             using var p = f.Layers[0].Prepare(damping, ScalarType.Float64, CPU);
@@ -92,7 +92,7 @@ public static class D3mCases
         solved.Add(("kfac, λ = L2", Apply(Fit(FactorStrategy.Kfac, FisherType.True), L2)));
         var (exactH, _) = HvpSolvers.ConjugateGradient(t => op.Apply(t), v, heuristic, 1e-10, 3000);
         solved.Add(($"exact, λ = heuristic {heuristic:G3}", exactH));
-        var astra = new EkfacAstra(model, task, train, ekfac, new AstraOptions { System = new HvpSolverOptions { L2 = L2, Damping = 1e-6, Hessian = HessianKind.True, BatchSize = 4000 }, Steps = 10 });
+        var astra = new EkfacAstra(model, task, train, ekfac, new AstraOptions { System = new HvpSolverOptions { L2 = L2, Damping = 1e-6, Hessian = HessianKind.True, TrainBatchSize = 4000 }, Steps = 10 });
         solved.Add(("ekfac-astra (10 steps)", astra.InverseHvp(v)));
         solved.Add(("identity (gradient dot)", v.clone()));
 

@@ -84,7 +84,7 @@ public static class HvpCases
     static IEnumerable<(string, Func<IAttributionMethod>)> Methods(LogisticRegression model, ClassificationTask task, IDataset train)
     {
         // λ = 1e-6 on top of the L2 term that is part of the objective (CG needs λ > 0 with the true Hessian).
-        var o = new HvpSolverOptions { L2 = L2, Damping = 1e-6, BatchSize = 5000, QueryBatchSize = 500 };
+        var o = new HvpSolverOptions { L2 = L2, Damping = 1e-6, TrainBatchSize = 5000, QueryBatchSize = 500 };
         yield return ("if-explicit", () => new HvpInfluence(model, task, train, HvpSolver.Explicit, o));
         yield return ("if-cg (tol 1e-3, <= 100 it)", () => new HvpInfluence(model, task, train, HvpSolver.Cg, o with { CgTolerance = 1e-3, CgMaxIterations = 100 }));
         yield return ("if-cg (tol 1e-2, <= 30 it)", () => new HvpInfluence(model, task, train, HvpSolver.Cg, o with { CgTolerance = 1e-2, CgMaxIterations = 30 }));
@@ -94,12 +94,12 @@ public static class HvpCases
         foreach (double? d in new double?[] { L2, null })
             yield return ($"ekfac (damping {(d is null ? "heuristic" : d.Value.ToString("G2"))})", () =>
             {
-                var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, BatchSize = 1000 }).Fit(train)!;
+                var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, TrainBatchSize = 1000 }).Fit(train)!;
                 return new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = d, TrainBatchSize = 1000 });
             });
         yield return ("identity (graddot)", () =>
         {
-            var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Identity, BatchSize = 1000 }).Fit(train)!;
+            var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Identity, TrainBatchSize = 1000 }).Fit(train)!;
             return new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = 0, TrainBatchSize = 1000 });
         });
     }

@@ -164,7 +164,7 @@ public static class HvpCostCases
         {
             var strategy = method == "ekfac" ? FactorStrategy.Ekfac : FactorStrategy.Identity;
             Factors? factors = null;
-            prof.Time("Fit Factors", () => factors = new FactorFitter(model, task, new FactorOptions { Strategy = strategy, BatchSize = 500, PartitionSize = NTrain, Layers = layers }).Fit(train));
+            prof.Time("Fit Factors", () => factors = new FactorFitter(model, task, new FactorOptions { Strategy = strategy, TrainBatchSize = 500, PartitionSize = NTrain, Layers = layers }).Fit(train));
             var f = new InfluenceFunction(model, task, factors!, new ScoreOptions { Damping = method == "ekfac" ? Damping : 0, TrainBatchSize = 500 }, prof);
             var s = f.PairwiseMatrix(queries, train).to(ScalarType.Float64);
             return (s, "Fit Factors", method == "ekfac" ? $"damping {Damping:G2} (no L2 term)" : "gradient dot product", f.Layers.Sum(l => l.NumParams));
@@ -172,7 +172,7 @@ public static class HvpCostCases
         var o = new HvpSolverOptions
         {
             Damping = Damping, L2 = L2, Hessian = HessianKind.GaussNewton, Layers = layers,
-            BatchSize = 500, QueryBatchSize = NQueries,
+            TrainBatchSize = 500, QueryBatchSize = NQueries,
         };
         var (solver, opts, fitStage) = method switch
         {

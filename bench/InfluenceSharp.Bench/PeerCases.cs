@@ -122,7 +122,7 @@ public static class PeerCases
         for (int rep = 0; rep < 2; rep++)    // best of two fits (this machine is shared), stages of the best
         {
             var p = new Diagnostics.Profiler();
-            var ft = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = Batch, PartitionSize = NTrain }, p);
+            var ft = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, TrainBatchSize = Batch, PartitionSize = NTrain }, p);
             double t = Measure.Seconds(() => factors = ft.Fit(train));
             if (t < tFit) { tFit = t; prof = p; fitter = ft; }
         }

@@ -76,7 +76,7 @@ public static class StreamCases
         {
             var prof = new Diagnostics.Profiler();
             var fitter = new FactorFitter(model, new ClassificationTask(), new FactorOptions
-            { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = Batch, PartitionSize = n, Layers = "fc" }, prof);
+            { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, TrainBatchSize = Batch, PartitionSize = n, Layers = "fc" }, prof);
             double t = Measure.Seconds(() => fitter.Fit(train)?.Dispose());
             double cov = prof.Stages.Where(s => s.Name == "Fit Covariance").Sum(s => s.Total);
             double lam = prof.Stages.Where(s => s.Name == "Fit Lambda").Sum(s => s.Total);

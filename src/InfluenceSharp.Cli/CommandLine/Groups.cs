@@ -152,7 +152,7 @@ internal sealed class MethodSettingOptions
     {
         foreach (var (o, m) in Refusable()) if (o is not null) yield return (o, m);
         yield return (Layers, MethodOption.Layers);
-        yield return (BatchSize, MethodOption.BatchSize);
+        yield return (BatchSize, MethodOption.TrainBatchSize);
         yield return (Seed, MethodOption.Seed);
         yield return (Ensemble, MethodOption.Ensemble);
         yield return (ProjDim, MethodOption.ProjectionDim);
@@ -200,7 +200,7 @@ internal sealed class MethodSettingOptions
             Measure = Measure is not null && v.Get(Measure) == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss,
             Damping = Damping is null ? null : v.Get(Damping),
             Layers = v.Get(Layers),
-            BatchSize = v.Get(BatchSize),
+            TrainBatchSize = v.Get(BatchSize),
             Seed = v.Get(Seed),
             Ensemble = v.Get(Ensemble),
             Members = v.Get(Members) is { } ms ? ms.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : Array.Empty<string>(),

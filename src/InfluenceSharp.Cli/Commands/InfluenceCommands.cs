@@ -41,7 +41,7 @@ public static class InfluenceCommands
             {
                 Strategy = ParseStrategy(p.GetValue(strategy)!),
                 Fisher = p.GetValue(fisher) == "empirical" ? FisherType.Empirical : FisherType.True,
-                Layers = p.GetValue(layers), BatchSize = p.GetValue(batchSize), PartitionSize = p.GetValue(partition), Seed = p.GetValue(seed), Progress = quiet ? null : new ConsoleProgress(),
+                Layers = p.GetValue(layers), TrainBatchSize = p.GetValue(batchSize), PartitionSize = p.GetValue(partition), Seed = p.GetValue(seed), Progress = quiet ? null : new ConsoleProgress(),
             };
             return FitFactors(ckpt, p.GetValue(outDir)!, options, p.GetValue(shard), p.GetValue(data), quiet);
         });
@@ -142,7 +142,7 @@ public static class InfluenceCommands
             var options = new ScoreOptions
             {
                 // The same default as every factored method built by name (a converged run: its L2).
-                Damping = DampingDefaults.Factored(settings.Damping, ckpt), QueryRank = p.GetValue(queryRank), BFloat16 = p.GetValue(bf16), TrainBatchSize = settings.BatchSize, Progress = quiet ? null : new ConsoleProgress(),
+                Damping = DampingDefaults.Factored(settings.Damping, ckpt), QueryRank = p.GetValue(queryRank), BFloat16 = p.GetValue(bf16), TrainBatchSize = settings.TrainBatchSize, Progress = quiet ? null : new ConsoleProgress(),
             };
             return Scores(kind, ckpt, p.GetValue(factors)!, p.GetValue(outDir)!, options, settings.Measure, p.GetValue(perLayer), p.GetValue(partition),
                 p.GetValue(shard), p.GetValue(data), set, idx, count, quiet);

@@ -9,7 +9,7 @@ namespace InfluenceSharp.Methods;
 public enum MethodOption : long
 {
     None = 0,
-    Measure = 1L << 0, Damping = 1L << 1, Layers = 1L << 2, BatchSize = 1L << 3, Seed = 1L << 4,
+    Measure = 1L << 0, Damping = 1L << 1, Layers = 1L << 2, TrainBatchSize = 1L << 3, Seed = 1L << 4,
     Ensemble = 1L << 5, Members = 1L << 6, MemberEpochs = 1L << 7, ProjectionDim = 1L << 8, ProjectionLayout = 1L << 9,
     IfEpochs = 1L << 10, Fisher = 1L << 11,
     Hessian = 1L << 12, L2 = 1L << 13, CgTolerance = 1L << 14, CgIterations = 1L << 15,

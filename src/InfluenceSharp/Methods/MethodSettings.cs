@@ -15,7 +15,8 @@ public sealed record MethodSettings
     public double? Damping { get; init; }
     /// <summary>Track only layers whose names contain one of these (comma separated); null = all.</summary>
     public string? Layers { get; init; }
-    public int BatchSize { get; init; } = 256;
+    /// <summary>Training examples per attribution batch (the command line's --batch-size).</summary>
+    public int TrainBatchSize { get; init; } = 256;
     public int Seed { get; init; }
     /// <summary>TRAK: number of independently trained models (the run's model plus N−1 retrained with
     /// other seeds, cached under RUN_DIR/ensemble).</summary>
@@ -74,7 +75,7 @@ public sealed record MethodSettings
         var parts = new List<string>
         {
             $"measure={Measure}", $"damping={(Damping is { } d ? d.ToString("R", inv) : "default")}", $"layers={Layers ?? "all"}",
-            $"batch-size={BatchSize.ToString(inv)}", $"seed={Seed.ToString(inv)}", $"ensemble={Ensemble.ToString(inv)}",
+            $"batch-size={TrainBatchSize.ToString(inv)}", $"seed={Seed.ToString(inv)}", $"ensemble={Ensemble.ToString(inv)}",
             $"members={string.Join(",", Members)}", $"member-epochs={MemberEpochs}", $"proj-dim={ProjectionDim.ToString(inv)}",
             $"proj-layout={Layout}", $"if-epochs={IfEpochs}", $"fisher={Fisher}", $"store={UseStore}",
         };

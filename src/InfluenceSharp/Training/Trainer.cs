@@ -15,6 +15,8 @@ public enum LrSchedule { Constant, OneCycle }
 public sealed record TrainOptions
 {
     public int Epochs { get; init; } = 5;
+    /// <summary>Examples per minibatch of model training. (Attribution settings call their batches
+    /// TrainBatchSize and QueryBatchSize: training examples and queries per attribution batch.)</summary>
     public int BatchSize { get; init; } = 128;
     public double LearningRate { get; init; } = 0.05;
     public double Momentum { get; init; } = 0.9;

@@ -30,7 +30,7 @@ public class CurationSignByRetrainingTests
         var groups = val.Labels;   // group = class
         using var model = new Trainer(opts).Train(spec, train, null, null).Model;
         var task = new ClassificationTask();
-        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, BatchSize = 100 }).Fit(train)!;
+        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, TrainBatchSize = 100 }).Fit(train)!;
         var method = new InfluenceFunction(model, task, factors);
         var losses = Measurements.Of(model, val).Loss;
 

@@ -22,7 +22,7 @@ public class MethodPathTests
         var train = new TensorPairDataset(torch.randn(120, 20), torch.randint(0, 5, new long[] { 120 }));
         var queries = new TensorPairDataset(torch.randn(6, 20), torch.randint(0, 5, new long[] { 6 }));
         var task = new ClassificationTask();
-        using var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, BatchSize = 40 }).Fit(train)!;
+        using var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, TrainBatchSize = 40 }).Fit(train)!;
         foreach (int rank in new[] { 0, 2 })
         {
             var fp32 = new InfluenceFunction(model, task, factors, new ScoreOptions { QueryRank = rank }).PairwiseMatrix(queries, train);
@@ -60,7 +60,7 @@ public class MethodPathTests
         var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
         var dots = gq.matmul(gz.mT);
 
-        var fit = (FactorStrategy s) => new FactorFitter(model, task, new FactorOptions { Strategy = s, Layers = layersFilter, Fisher = FisherType.Empirical, BatchSize = 4 }).Fit(train)!;
+        var fit = (FactorStrategy s) => new FactorFitter(model, task, new FactorOptions { Strategy = s, Layers = layersFilter, Fisher = FisherType.Empirical, TrainBatchSize = 4 }).Fit(train)!;
         using (var id = fit(FactorStrategy.Identity))
         {
             var scores = new InfluenceFunction(model, task, id, new ScoreOptions { TrainBatchSize = 4 }).PairwiseMatrix(queries, train);
@@ -116,7 +116,7 @@ public class MethodPathTests
         var task = new ClassificationTask();
         Tensor SFactor(FisherType f)
         {
-            using var fac = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Kfac, Fisher = f, BatchSize = 1000, Seed = 3 }).Fit(data)!;
+            using var fac = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Kfac, Fisher = f, TrainBatchSize = 1000, Seed = 3 }).Fit(data)!;
             var l = fac.Layers[0];
             return l.QS!.matmul(torch.diag(l.EigS!)).matmul(l.QS!.mT);
         }

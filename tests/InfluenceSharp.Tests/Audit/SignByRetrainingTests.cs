@@ -41,7 +41,7 @@ public class SignByRetrainingTests
         var scores = new Dictionary<string, Tensor>();
         foreach (var strategy in new[] { FactorStrategy.Identity, FactorStrategy.Diagonal, FactorStrategy.Kfac, FactorStrategy.Ekfac })
         {
-            var factors = new FactorFitter(model, task, new FactorOptions { Strategy = strategy, BatchSize = 100 }).Fit(train)!;
+            var factors = new FactorFitter(model, task, new FactorOptions { Strategy = strategy, TrainBatchSize = 100 }).Fit(train)!;
             scores[strategy.ToString().ToLowerInvariant()] = new InfluenceFunction(model, task, factors).PairwiseMatrix(queries, train);
         }
         var ckpts = TracInCheckpoint.From(full.Checkpoints);

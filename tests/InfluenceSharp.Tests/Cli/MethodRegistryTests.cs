@@ -16,11 +16,11 @@ public sealed class ThrowawayMethod : MethodDescriptor
     public static readonly MethodParameter Scale = new("throwaway-scale", "score of agreeing labels", "1", Min: 0);
 
     public override string Name => "throwaway";
-    public override MethodOption Uses => MethodOption.BatchSize;
+    public override MethodOption Uses => MethodOption.TrainBatchSize;
     public override IReadOnlyList<MethodParameter> Parameters => new[] { Scale };
 
     public override IAttributionMethod Build(Run run, MethodSettings settings, MethodContext context) =>
-        new LabelAgreement(settings.ParameterDouble(Scale), settings.BatchSize);
+        new LabelAgreement(settings.ParameterDouble(Scale), settings.TrainBatchSize);
 
     sealed class LabelAgreement(double scale, int batch) : IAttributionMethod
     {

@@ -299,7 +299,7 @@ public class ValidationHardeningTests : IClassFixture<SmallRunFixture>
         var model = new TwoLayerMlp(4, 5, 3).to(ScalarType.Float64);
         var train = new TensorPairDataset(torch.randn(new long[] { 12, 4 }, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 12 }));
         var task = new ClassificationTask();
-        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Kfac, BatchSize = 4 }).Fit(train)!;
+        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Kfac, TrainBatchSize = 4 }).Fit(train)!;
         var other = new LogisticRegression(4, 3).to(ScalarType.Float64);
         var e = Assert.Throws<InfluenceSharpException>(() => new InfluenceFunction(other, task, factors));
         Assert.Contains("fc:3x5", e.Message);

@@ -40,7 +40,7 @@ public class CheckpointSumTests
             var d = gz.square().mean(new long[] { 0 }) + lam;
             pairOracle += eta[c] * (gq / d).matmul(gz.mT);
             selfOracle += eta[c] * (gz.square() / d).sum(1);
-            var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Diagonal, Fisher = FisherType.Empirical, BatchSize = 7 }).Fit(train)!;
+            var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Diagonal, Fisher = FisherType.Empirical, TrainBatchSize = 7 }).Fit(train)!;
             members.Add((new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = lam, TrainBatchSize = 5 }), eta[c]));
         }
         using var sum = new CheckpointSum("diagonal-sum", members) { BlockBytes = 4 * 4 * 6 };   // 6 columns per block: 4 blocks

@@ -102,9 +102,9 @@ public class ValidationAttributionTests
         var task = new ClassificationTask();
         var methods = new IAttributionMethod[]
         {
-            new InfluenceFunction(model, task, new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, BatchSize = 8, Seed = 1 }).Fit(train)!,
+            new InfluenceFunction(model, task, new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, TrainBatchSize = 8, Seed = 1 }).Fit(train)!,
                 new ScoreOptions { TrainBatchSize = 5 }),
-            new InfluenceFunction(model, task, new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Identity, BatchSize = 8 }).Fit(train)!,
+            new InfluenceFunction(model, task, new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Identity, TrainBatchSize = 8 }).Fit(train)!,
                 new ScoreOptions { TrainBatchSize = 5 }),
             new TracInCP(new[] { new TracInCheckpoint(model, 0.5), new TracInCheckpoint(model2, 0.1) }, task, new TracInOptions { TrainBatchSize = 7 }),
         };

@@ -21,10 +21,10 @@ public class AstraTests
     }
 
     static Factors Ekfac(nn.Module<Tensor, Tensor> model, IAttributionTask task, IDataset train) =>
-        new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 6 }).Fit(train)!;
+        new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, TrainBatchSize = 6 }).Fit(train)!;
 
     static HvpSolverOptions System(double damping, HessianKind kind) =>
-        new() { Damping = damping, Hessian = kind, BatchSize = 6, QueryBatchSize = 3 };
+        new() { Damping = damping, Hessian = kind, TrainBatchSize = 6, QueryBatchSize = 3 };
 
     static double RelErr(Tensor actual, Tensor expected)
     {

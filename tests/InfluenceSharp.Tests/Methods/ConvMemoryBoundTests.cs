@@ -164,7 +164,7 @@ public class ConvMemoryBoundTests
         var train = new TensorPairDataset(torch.randn(13, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 13 }));
         var queries = new TensorPairDataset(torch.randn(3, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 3 }));
         var task = new ClassificationTask();
-        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 6, MemoryBytes = 1 }).Fit(train)!;
+        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, TrainBatchSize = 6, MemoryBytes = 1 }).Fit(train)!;
         var layers = TrackedLayer.Find(model);
         Oracles.AssertEkfacLambdas(model, layers, factors, train, task.TrainLoss, rtol: 1e-8);
         const double damping = 1e-3;
@@ -206,7 +206,7 @@ public class EkfacCaptureCacheTests
         var train = new TensorPairDataset(torch.randn(23, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 23 }));
         var task = new ClassificationTask();
         Factors Fit(long cacheBytes) => new FactorFitter(model, task, new FactorOptions
-        { Strategy = FactorStrategy.Ekfac, Fisher = fisher, BatchSize = 4, PartitionSize = 10, Seed = 3, CaptureCacheBytes = cacheBytes }).Fit(train)!;
+        { Strategy = FactorStrategy.Ekfac, Fisher = fisher, TrainBatchSize = 4, PartitionSize = 10, Seed = 3, CaptureCacheBytes = cacheBytes }).Fit(train)!;
         var none = Fit(0);
         // Per example (16·19 + 16·3 + 16·27 + 16·4 + 65 + 6 + 6 + 4)·8 = 7,432 bytes: a batch of 4 is
         // 29.7 KB, partition 0 (10 examples) 74.3 KB. 100 KB caches partition 0 only; 50 KB fills up

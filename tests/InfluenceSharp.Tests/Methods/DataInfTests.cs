@@ -54,7 +54,7 @@ public class DataInfTests
             self += (g.matmul(inv) * g).sum(1);
             off += l.NumParams;
         }
-        var m = new DataInf(model, task, new DataInfOptions { BatchSize = 4, QueryBatchSize = 2 });
+        var m = new DataInf(model, task, new DataInfOptions { TrainBatchSize = 4, QueryBatchSize = 2 });
         var lam2 = m.Lambdas(train);
         for (int i = 0; i < lambdas.Count; i++) Assert.Equal(lambdas[i], lam2[i], 12);
         double err = RelErr(m.PairwiseMatrix(queries, train), scores);
@@ -72,7 +72,7 @@ public class DataInfTests
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
         var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
         const double damping = 0.5;
-        var baseMethod = new HvpInfluence(model, task, train, HvpSolver.Explicit, new HvpSolverOptions { Damping = damping, Hessian = HessianKind.GaussNewton, BatchSize = 4 });
+        var baseMethod = new HvpInfluence(model, task, train, HvpSolver.Explicit, new HvpSolverOptions { Damping = damping, Hessian = HessianKind.GaussNewton, TrainBatchSize = 4 });
         var c = baseMethod.CurvatureMatrix();
         var inv = torch.linalg.inv(c + damping * torch.eye(c.shape[0], dtype: ScalarType.Float64));
         var selfTerm = (gz.matmul(inv) * gz).sum(1);

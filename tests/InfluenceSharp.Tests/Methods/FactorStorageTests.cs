@@ -16,7 +16,7 @@ public class FactorStorageTests
     }
 
     static FactorOptions Opts(FactorStrategy s = FactorStrategy.Ekfac) =>
-        new() { Strategy = s, PartitionSize = 16, BatchSize = 8, Seed = 3 };
+        new() { Strategy = s, PartitionSize = 16, TrainBatchSize = 8, Seed = 3 };
 
     sealed class Collect(List<InfluenceSharp.Diagnostics.ProgressUpdate> list) : IProgress<InfluenceSharp.Diagnostics.ProgressUpdate>
     {

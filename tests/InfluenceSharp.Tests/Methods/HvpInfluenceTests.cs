@@ -84,7 +84,7 @@ public class HvpInfluenceTests
         (actual.to(ScalarType.Float64) - expected).abs().max().item<double>() / expected.abs().max().item<double>();
 
     static HvpInfluence Method(nn.Module<Tensor, Tensor> model, IAttributionTask task, IDataset train, HvpSolver solver, HvpSolverOptions o) =>
-        new(model, task, train, solver, o with { BatchSize = 6, QueryBatchSize = 3 });
+        new(model, task, train, solver, o with { TrainBatchSize = 6, QueryBatchSize = 3 });
 
     [Fact]
     public void HvpEqualsTheFiniteDifferenceHessianProduct()
@@ -286,7 +286,7 @@ public class HvpTuningTests
         var (model, train, queries) = Problem(TestSeed.For());
         var task = new ClassificationTask(QueryMeasurement.Margin);
         const double damping = 0.3, l2 = 0.05;
-        var o = new HvpSolverOptions { Damping = damping, L2 = l2, Hessian = HessianKind.GaussNewton, BatchSize = 6, QueryBatchSize = 3 };
+        var o = new HvpSolverOptions { Damping = damping, L2 = l2, Hessian = HessianKind.GaussNewton, TrainBatchSize = 6, QueryBatchSize = 3 };
         var exact = new HvpInfluence(model, task, train, HvpSolver.Explicit, o);
         var c = exact.CurvatureMatrix();                                   // L2 included
         double top = torch.linalg.eigvalsh(c).max().item<double>(), trace = torch.trace(c).item<double>();
@@ -313,7 +313,7 @@ public class HvpTuningTests
         var (model, train, _) = Problem(TestSeed.For());
         var task = new ClassificationTask();
         const double damping = 1e-4;
-        var o = new HvpSolverOptions { Damping = damping, Hessian = HessianKind.GaussNewton, BatchSize = 6 };
+        var o = new HvpSolverOptions { Damping = damping, Hessian = HessianKind.GaussNewton, TrainBatchSize = 6 };
         var c = new HvpInfluence(model, task, train, HvpSolver.Explicit, o).CurvatureMatrix();
         var eig = Oracles.Flat(torch.linalg.eigvalsh(c).flip(0)).Select(v => Math.Max(v, 0)).ToArray();
         double Exact(int k) => eig.Take(k).Sum(v => 1 / (v + damping)) / eig.Sum(v => 1 / (v + damping));

@@ -100,7 +100,7 @@ public class InfluenceFunctionTests
     }
 
     static Factors Fit(nn.Module<Tensor, Tensor> model, IAttributionTask task, IDataset train, FactorStrategy s, FisherType f = FisherType.True, int seed = 0) =>
-        new FactorFitter(model, task, new FactorOptions { Strategy = s, Fisher = f, BatchSize = 16, Seed = seed }).Fit(train)!;
+        new FactorFitter(model, task, new FactorOptions { Strategy = s, Fisher = f, TrainBatchSize = 16, Seed = seed }).Fit(train)!;
 
     [Fact]
     public void IdentityScoresAreGradientDotProducts()
@@ -314,7 +314,7 @@ public class ConvFactorTests
             torch.randint(0, classes, new long[] { n }));
         var train = Data(30); var queries = Data(6);
         var task = new ClassificationTask();
-        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = strategy, Fisher = FisherType.Empirical, BatchSize = 16 }).Fit(train)!;
+        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = strategy, Fisher = FisherType.Empirical, TrainBatchSize = 16 }).Fit(train)!;
         var layers = TrackedLayer.Find(model);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
         var gq = Oracles.PerExampleGradients(model, layers, queries, task.QueryMeasure);
@@ -344,7 +344,7 @@ public class ConvFactorTests
         var model = new ConvNet().to(ScalarType.Float64);
         var train = new TensorPairDataset(torch.randn(24, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 24 }));
         var task = new ClassificationTask();
-        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 10 }).Fit(train)!;
+        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, TrainBatchSize = 10 }).Fit(train)!;
         var layers = TrackedLayer.Find(model);
         Oracles.AssertEkfacLambdas(model, layers, factors, train, task.TrainLoss, rtol: 1e-8);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);

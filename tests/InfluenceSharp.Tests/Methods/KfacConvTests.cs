@@ -81,7 +81,7 @@ public class KfacConvTests
     {
         var (model, train) = Problem();
         var task = new ClassificationTask();
-        using var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Kfac, Fisher = FisherType.Empirical, BatchSize = 7 }).Fit(train)!;
+        using var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Kfac, Fisher = FisherType.Empirical, TrainBatchSize = 7 }).Fit(train)!;
         var (aConv, sConv, aFc, sFc, t) = ExplicitFactors(model, train.X, train.Y);
         Assert.Equal(25, t);
         Assert.Equal(new[] { "conv", "fc" }, factors.Layers.Select(l => l.Name));
@@ -126,7 +126,7 @@ public class HeuristicDampingTests
         int n = 16;
         var train = new TensorPairDataset(torch.randn(n, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { n }));
         var task = new ClassificationTask();
-        using var factors = new FactorFitter(model, task, new FactorOptions { Strategy = strategy, Fisher = FisherType.Empirical, BatchSize = 5 }).Fit(train)!;
+        using var factors = new FactorFitter(model, task, new FactorOptions { Strategy = strategy, Fisher = FisherType.Empirical, TrainBatchSize = 5 }).Fit(train)!;
         var layers = TrackedLayer.Find(model);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
         var f = new InfluenceFunction(model, task, factors, new ScoreOptions());

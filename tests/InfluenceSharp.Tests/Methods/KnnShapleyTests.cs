@@ -50,7 +50,7 @@ public class KnnShapleyTests
         var y = torch.tensor(new long[] { 0, 1, 2, 0, 1, 0, 2, 0 });
         var q = torch.randn(3, 3, dtype: ScalarType.Float64);
         var qy = torch.tensor(new long[] { 0, 1, 2 });
-        var m = new KnnShapley(Model(3), new KnnShapleyOptions { Neighbors = k, BatchSize = 3, QueryBlock = 2 });
+        var m = new KnnShapley(Model(3), new KnnShapleyOptions { Neighbors = k, TrainBatchSize = 3, QueryBlock = 2 });
         var scores = m.PairwiseMatrix(new TensorPairDataset(q, qy), new TensorPairDataset(x, y));
         var labels = y.data<long>().ToArray();
         for (int t = 0; t < 3; t++)

@@ -19,7 +19,7 @@ public class RepresenterPointsTests
         var qx = torch.randn(5, 4, dtype: ScalarType.Float64);
         var qy = torch.tensor(new long[] { 0, 1, 2, 1, 0 });
         const double l2 = 0.01;
-        var m = new RepresenterPoints(model, new RepresenterOptions { L2 = l2, Tolerance = 1e-13, BatchSize = 7 });
+        var m = new RepresenterPoints(model, new RepresenterOptions { L2 = l2, Tolerance = 1e-13, TrainBatchSize = 7 });
         var (theta, alpha, f) = m.Fit(train);
         Tensor fq, ftrain;
         using (torch.no_grad()) { fq = body.forward(qx); ftrain = body.forward(train.X); }

@@ -164,7 +164,7 @@ public class ResNet18Tests
         var train = Data(4, 3, 3);
         var task = new ClassificationTask();
         const string filter = "layer1.0.conv2,layer2.0.downsample.0,fc";
-        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 3, Layers = filter }).Fit(train)!;
+        var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, TrainBatchSize = 3, Layers = filter }).Fit(train)!;
         var layers = TrackedLayer.Find(model, filter);
         Assert.Equal(3, layers.Count);
         Oracles.AssertEkfacLambdas(model, layers, factors, train, task.TrainLoss, rtol: 1e-7);

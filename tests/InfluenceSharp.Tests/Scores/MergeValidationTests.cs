@@ -76,7 +76,7 @@ public class MergeValidationTests
         var train = Train(50);       // partitions of 20, 20, 10
         torch.manual_seed(5);
         var model = ModelSpec.For("logreg", 1, 28, 28, 10).Create();
-        var fitter = new FactorFitter(model, new ClassificationTask(), new FactorOptions { Strategy = FactorStrategy.Diagonal, PartitionSize = 20, BatchSize = 10 });
+        var fitter = new FactorFitter(model, new ClassificationTask(), new FactorOptions { Strategy = FactorStrategy.Diagonal, PartitionSize = 20, TrainBatchSize = 10 });
         Assert.Null(fitter.Fit(train, dir.Path, new Shard(0, 3)));
         Assert.Null(fitter.Fit(train, dir.Path, new Shard(1, 3)));
         string P(int p) => Path.Combine(dir.Path, "partials", $"diagonal-{p:D5}.safetensors");

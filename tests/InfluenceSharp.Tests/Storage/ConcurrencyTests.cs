@@ -101,7 +101,7 @@ public class ConcurrencyTests
         using var dir = new TempDir();
         var train = Train(60);
         torch.manual_seed(3);
-        var fitter = new FactorFitter(Spec.Create(), new ClassificationTask(), new FactorOptions { Strategy = FactorStrategy.Diagonal, PartitionSize = 20, BatchSize = 20 });
+        var fitter = new FactorFitter(Spec.Create(), new ClassificationTask(), new FactorOptions { Strategy = FactorStrategy.Diagonal, PartitionSize = 20, TrainBatchSize = 20 });
         string factors = dir.File("factors");
         using (DirectoryLock.Acquire(factors, "factors"))
         {

@@ -80,7 +80,7 @@ public sealed class EkfacAstra : IAttributionMethod, IDisposable
         var so = Options.System;
         layers = TrackedLayer.Find(model, so.Layers);
         if (layers.Count == 0) throw new InfluenceSharpException($"ekfac-astra: no Linear or Conv2d layer matches '{so.Layers}'");
-        curvature = new CurvatureOperator(model, task, layers, train, so.Hessian, so.L2, so.BatchSize);
+        curvature = new CurvatureOperator(model, task, layers, train, so.Hessian, so.L2, so.TrainBatchSize);
         gradients = new PerExampleGradients(model, task, layers);
         var byName = factors.Layers.ToDictionary(l => l.Name);
         double pcDamping = Options.PreconditionerDamping ?? Options.System.Damping + Options.System.L2;
@@ -246,7 +246,7 @@ public sealed class EkfacAstra : IAttributionMethod, IDisposable
     private void EachTrainBatch(IDataset train, Action<int, Tensor> body)
     {
         using var bar = ProgressReporter.Start(Options.System.Progress, "ekfac-astra scores", train.Count);
-        gradients.ForEachBatch(train, Options.System.BatchSize, false, (off, g) => { body(off, g); bar?.Update(off + g.shape[0]); });
+        gradients.ForEachBatch(train, Options.System.TrainBatchSize, false, (off, g) => { body(off, g); bar?.Update(off + g.shape[0]); });
     }
 
     public void Dispose()

@@ -15,7 +15,7 @@ public sealed class EkfacAstraMethod : MethodDescriptor
     public override string Name => "ekfac-astra";
     public override int Order => 95;
     public override MethodOption Uses =>
-        MethodOption.Measure | MethodOption.Damping | MethodOption.Layers | MethodOption.BatchSize | MethodOption.Seed
+        MethodOption.Measure | MethodOption.Damping | MethodOption.Layers | MethodOption.TrainBatchSize | MethodOption.Seed
         | MethodOption.Fisher | MethodOption.Hessian | MethodOption.L2;
     public override IReadOnlyList<MethodParameter> Parameters => new[] { Steps };
     public override string? DampingHeuristic => DampingDefaults.HvpHeuristic;
@@ -25,13 +25,13 @@ public sealed class EkfacAstraMethod : MethodDescriptor
         var task = new ClassificationTask(s.Measure);
         var h = s.Hvp ?? HvpSettings.Default;
         var model = run.Last.LoadModel();
-        var fo = new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = s.Fisher, Layers = s.Layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = context.Progress };
+        var fo = new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = s.Fisher, Layers = s.Layers, TrainBatchSize = s.TrainBatchSize, Seed = s.Seed, Progress = context.Progress };
         var factors = new FactorFitter(model, task, fo, context.Profiler).Fit(run.Data.Train)!;
         var (damping, l2) = DampingDefaults.Hvp(s.Damping, h, run.Last);
         var system = new HvpSolverOptions
         {
             Damping = damping, L2 = l2, Hessian = h.HessianGiven ? h.Hessian : HessianKind.GaussNewton, Layers = s.Layers,
-            BatchSize = s.BatchSize, Seed = s.Seed, Progress = context.Progress,
+            TrainBatchSize = s.TrainBatchSize, Seed = s.Seed, Progress = context.Progress,
         };
         return new EkfacAstra(model, task, run.Data.Train, factors, new AstraOptions { System = system, Steps = s.ParameterInt(Steps) }, context.Profiler);
     }

@@ -15,7 +15,8 @@ public sealed record DataInfOptions
     public double? Damping { get; init; }
     /// <summary>Tracked-layer name filter (substrings, comma separated); null = every Linear/Conv2d.</summary>
     public string? Layers { get; init; }
-    public int BatchSize { get; init; } = 256;
+    /// <summary>Training examples per attribution batch (the command line's --batch-size).</summary>
+    public int TrainBatchSize { get; init; } = 256;
     public int QueryBatchSize { get; init; } = 128;
     public IProgress<ProgressUpdate>? Progress { get; init; }
 }
@@ -69,7 +70,7 @@ public sealed class DataInf : IAttributionMethod
         prepared?.Weights.Dispose();
         var norms = new List<Tensor>();
         using var bar = ProgressReporter.Start(Options.Progress, "datainf gradient norms", train.Count);
-        gradients.ForEachBatch(train, Options.BatchSize, false, (off, g) =>
+        gradients.ForEachBatch(train, Options.TrainBatchSize, false, (off, g) =>
         {
             norms.Add(torch.stack(Split(g).Select(x => x.square().sum(new long[] { 1 })).ToArray(), 1).cpu().MoveToOuterDisposeScope());
             bar?.Update(off + g.shape[0]);
@@ -95,7 +96,7 @@ public sealed class DataInf : IAttributionMethod
         var vs = Split(v);
         var acc = vs.Select(x => torch.zeros_like(x)).ToArray();
         var w = weights.to(gradients.Device);
-        gradients.ForEachBatch(train, Options.BatchSize, false, (off, g) =>
+        gradients.ForEachBatch(train, Options.TrainBatchSize, false, (off, g) =>
         {
             var gs = Split(g);
             using var one = 1.0.ToScalar();
@@ -121,7 +122,7 @@ public sealed class DataInf : IAttributionMethod
     {
         var solved = SolvedQueries(queries, train);
         using var bar = ProgressReporter.Start(Options.Progress, "datainf scores", train.Count);
-        gradients.ForEachBatch(train, Options.BatchSize, false, (off, g) =>
+        gradients.ForEachBatch(train, Options.TrainBatchSize, false, (off, g) =>
         {
             sink(off, solved.matmul(g.mT).to(ScalarType.Float32).cpu());
             bar?.Update(off + g.shape[0]);
@@ -132,11 +133,11 @@ public sealed class DataInf : IAttributionMethod
     {
         var result = new double[train.Count];
         using var bar = ProgressReporter.Start(Options.Progress, "datainf self-influence", train.Count);
-        for (int off = 0; off < train.Count; off += Options.BatchSize)
+        for (int off = 0; off < train.Count; off += Options.TrainBatchSize)
         {
             using var scope = NewDisposeScope();
-            var idx = Enumerable.Range(off, Math.Min(Options.BatchSize, train.Count - off)).ToArray();
-            var g = gradients.All(new SubsetDataset(train, idx), Options.BatchSize, query: false);
+            var idx = Enumerable.Range(off, Math.Min(Options.TrainBatchSize, train.Count - off)).ToArray();
+            var g = gradients.All(new SubsetDataset(train, idx), Options.TrainBatchSize, query: false);
             var x = InverseHvp(g, train);
             (x * g).sum(new long[] { 1 }).cpu().data<double>().ToArray().CopyTo(result, off);
             bar?.Update(off + idx.Length);

@@ -7,10 +7,10 @@ public sealed class DataInfMethod : MethodDescriptor
 {
     public override string Name => "datainf";
     public override int Order => 97;
-    public override MethodOption Uses => MethodOption.Measure | MethodOption.Damping | MethodOption.Layers | MethodOption.BatchSize;
+    public override MethodOption Uses => MethodOption.Measure | MethodOption.Damping | MethodOption.Layers | MethodOption.TrainBatchSize;
     public override string? DampingHeuristic => "0.1 x the layer's mean squared gradient entry, per layer";
 
     public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context) =>
         new DataInf(run.Last.LoadModel(), new ClassificationTask(s.Measure),
-            new DataInfOptions { Damping = s.Damping, Layers = s.Layers, BatchSize = s.BatchSize, Progress = context.Progress });
+            new DataInfOptions { Damping = s.Damping, Layers = s.Layers, TrainBatchSize = s.TrainBatchSize, Progress = context.Progress });
 }

@@ -13,7 +13,8 @@ public sealed record FactorOptions
 {
     public FactorStrategy Strategy { get; init; } = FactorStrategy.Ekfac;
     public FisherType Fisher { get; init; } = FisherType.True;
-    public int BatchSize { get; init; } = 256;
+    /// <summary>Training examples per attribution batch (the command line's --batch-size).</summary>
+    public int TrainBatchSize { get; init; } = 256;
     /// <summary>Examples per partition: each finished partition's partial sums are saved, so an
     /// interrupted fit resumes, and `--shard i/n` splits the partitions among processes.</summary>
     public int PartitionSize { get; init; } = 10_000;

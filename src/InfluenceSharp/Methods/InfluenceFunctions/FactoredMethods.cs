@@ -14,7 +14,7 @@ public abstract class FactoredMethodDescriptor : MethodDescriptor
     protected virtual bool LastLinearOnly => false;
 
     public override MethodOption Uses =>
-        MethodOption.Measure | MethodOption.Damping | MethodOption.BatchSize | MethodOption.Seed | MethodOption.IfEpochs
+        MethodOption.Measure | MethodOption.Damping | MethodOption.TrainBatchSize | MethodOption.Seed | MethodOption.IfEpochs
         | (LastLinearOnly ? MethodOption.None : MethodOption.Layers)
         | (Strategy == FactorStrategy.Identity ? MethodOption.None : MethodOption.Fisher);
 
@@ -41,8 +41,8 @@ public abstract class FactoredMethodDescriptor : MethodDescriptor
     {
         var task = new ClassificationTask(s.Measure);
         string? layers = LastLinearOnly ? LastLinear(run) : s.Layers;
-        var fo = new FactorOptions { Strategy = Strategy, Fisher = s.Fisher, Layers = layers, BatchSize = s.BatchSize, Seed = s.Seed, Progress = context.Progress };
-        var so = new ScoreOptions { Damping = DampingDefaults.Factored(s.Damping, run.Last), TrainBatchSize = s.BatchSize, Progress = context.Progress };
+        var fo = new FactorOptions { Strategy = Strategy, Fisher = s.Fisher, Layers = layers, TrainBatchSize = s.TrainBatchSize, Seed = s.Seed, Progress = context.Progress };
+        var so = new ScoreOptions { Damping = DampingDefaults.Factored(s.Damping, run.Last), TrainBatchSize = s.TrainBatchSize, Progress = context.Progress };
         InfluenceFunction AtCheckpoint(Training.Checkpoint c)
         {
             var model = c.LoadModel();

@@ -21,7 +21,7 @@ namespace InfluenceSharp.Methods.InfluenceFunctions;
 /// instance; training gradients are streamed in batches (per-example gradients of the tracked
 /// layers, as the other methods). Self-influence g_zᵀ(H+λI)⁻¹g_z is exact and cheap for explicit
 /// and Arnoldi; for CG and LiSSA it needs a solve per training example, done batched (one batched
-/// solve per batch of <see cref="HvpSolverOptions.BatchSize"/> examples) — correct but as costly
+/// solve per batch of <see cref="HvpSolverOptions.TrainBatchSize"/> examples) — correct but as costly
 /// as scoring that many queries.
 /// </summary>
 public sealed class HvpInfluence : IAttributionMethod, IDisposable
@@ -44,7 +44,7 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
         this.profiler = profiler ?? new Profiler();
         Options.Validate(solver);
         layers = TrackedLayer.Find(model, Options.Layers);
-        Curvature = new CurvatureOperator(model, task, layers, hessianData, Options.Hessian, Options.L2, Options.BatchSize);
+        Curvature = new CurvatureOperator(model, task, layers, hessianData, Options.Hessian, Options.L2, Options.TrainBatchSize);
         if (solver == HvpSolver.Explicit && Curvature.NumParams > Options.MaxExplicitParameters)
             throw new InfluenceSharpException($"if-explicit: the tracked layers have {Curvature.NumParams:N0} parameters, more than {Options.MaxExplicitParameters:N0} (it would form a {Curvature.NumParams:N0} x {Curvature.NumParams:N0} Hessian); use if-cg or if-arnoldi, or track fewer layers with --layers");
     }
@@ -245,7 +245,7 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
     public Tensor Gradients(IDataset data, bool query)
     {
         var rows = new List<Tensor>();
-        int bs = query ? Options.QueryBatchSize : Options.BatchSize;
+        int bs = query ? Options.QueryBatchSize : Options.TrainBatchSize;
         EachBatch(data, bs, query, (_, g) => rows.Add(g.MoveToOuterDisposeScope()));
         var all = rows.Count == 0 ? torch.zeros(0, Curvature.NumParams, dtype: ScalarType.Float64) : torch.cat(rows, 0);
         foreach (var r in rows) r.Dispose();
@@ -270,7 +270,7 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
     {
         using var bar = ProgressReporter.Start(Options.Progress, label, train.Count);
         using (profiler.Stage(stage))
-            EachBatch(train, Options.BatchSize, false, (off, g) => { body(off, g); bar?.Update(off + g.shape[0]); });
+            EachBatch(train, Options.TrainBatchSize, false, (off, g) => { body(off, g); bar?.Update(off + g.shape[0]); });
     }
 
     private void EachBatch(IDataset data, int batchSize, bool query, Action<int, Tensor> body) =>

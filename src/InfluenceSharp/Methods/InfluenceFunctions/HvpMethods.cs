@@ -13,7 +13,7 @@ public abstract class HvpMethodDescriptor : MethodDescriptor
     public override string Name => "if-" + Solver.ToString().ToLowerInvariant();
 
     public override MethodOption Uses =>
-        MethodOption.Measure | MethodOption.Damping | MethodOption.Layers | MethodOption.BatchSize | MethodOption.Seed
+        MethodOption.Measure | MethodOption.Damping | MethodOption.Layers | MethodOption.TrainBatchSize | MethodOption.Seed
         | MethodOption.Hessian | MethodOption.L2 | SolverOptions;
 
     public override string? DampingHeuristic => DampingDefaults.HvpHeuristic;
@@ -25,7 +25,7 @@ public abstract class HvpMethodDescriptor : MethodDescriptor
         var o = new HvpSolverOptions
         {
             Damping = damping, L2 = l2, Hessian = h.Hessian, Layers = s.Layers,
-            BatchSize = s.BatchSize, Seed = s.Seed, Progress = context.Progress,
+            TrainBatchSize = s.TrainBatchSize, Seed = s.Seed, Progress = context.Progress,
             CgTolerance = h.CgTolerance, CgMaxIterations = h.CgIterations,
             LissaDepth = h.LissaDepth, LissaScale = h.LissaScale, LissaRepetitions = h.LissaRepetitions, LissaBatchSize = h.LissaBatchSize,
             ArnoldiIterations = h.ArnoldiIterations, ArnoldiTopK = h.ArnoldiTopK,

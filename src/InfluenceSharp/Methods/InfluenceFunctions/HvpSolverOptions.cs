@@ -78,7 +78,7 @@ public sealed record HvpSolverOptions
 
     /// <summary>Training examples per batch: per-example gradients streamed for scoring, and the
     /// batches each HVP over the training set is accumulated in.</summary>
-    public int BatchSize { get; init; } = 256;
+    public int TrainBatchSize { get; init; } = 256;
     /// <summary>Queries per batch when computing query gradients.</summary>
     public int QueryBatchSize { get; init; } = 128;
     /// <summary>Seeds LiSSA's minibatches and Arnoldi's start vector.</summary>
@@ -93,7 +93,7 @@ public sealed record HvpSolverOptions
         void Check(bool ok, string message) { if (!ok) throw new InfluenceSharpException(message); }
         Check(double.IsFinite(Damping) && Damping >= 0, $"damping {Damping}: must be a non-negative finite number");
         Check(double.IsFinite(L2) && L2 >= 0, $"L2 {L2}: must be a non-negative finite number");
-        Check(BatchSize >= 1 && QueryBatchSize >= 1, "batch sizes must be at least 1");
+        Check(TrainBatchSize >= 1 && QueryBatchSize >= 1, "batch sizes must be at least 1");
         switch (solver)
         {
             case HvpSolver.Cg:

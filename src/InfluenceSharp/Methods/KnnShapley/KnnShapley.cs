@@ -13,7 +13,8 @@ public sealed record KnnShapleyOptions
     public int Neighbors { get; init; } = 5;
     /// <summary>The Linear layer whose input is the feature space; null = the model's last Linear layer.</summary>
     public string? Layer { get; init; }
-    public int BatchSize { get; init; } = 256;
+    /// <summary>Training examples per attribution batch (the command line's --batch-size).</summary>
+    public int TrainBatchSize { get; init; } = 256;
     /// <summary>Queries whose values are computed together (one distance block [q, n]).</summary>
     public int QueryBlock { get; init; } = 256;
     public IProgress<ProgressUpdate>? Progress { get; init; }
@@ -41,7 +42,7 @@ public sealed class KnnShapley : IAttributionMethod, IDisposable
         this.model = model;
         Options = options ?? new KnnShapleyOptions();
         if (Options.Neighbors < 1) throw new InfluenceSharpException($"knn-shapley: K = {Options.Neighbors}: must be at least 1");
-        if (Options.BatchSize < 1 || Options.QueryBlock < 1) throw new InfluenceSharpException("knn-shapley: batch sizes must be at least 1");
+        if (Options.TrainBatchSize < 1 || Options.QueryBlock < 1) throw new InfluenceSharpException("knn-shapley: batch sizes must be at least 1");
         layer = LastLayerFeatures.FinalLinear(model, Options.Layer);
     }
 
@@ -70,7 +71,7 @@ public sealed class KnnShapley : IAttributionMethod, IDisposable
     {
         if (cachedTrain is { } c && ReferenceEquals(c.Data, train) && c.Count == train.Count) return (c.Features, c.Labels);
         cachedTrain?.Features.Dispose();
-        var (f, logits) = LastLayerFeatures.Compute(model, layer, train, Options.BatchSize, Name);
+        var (f, logits) = LastLayerFeatures.Compute(model, layer, train, Options.TrainBatchSize, Name);
         logits.Dispose();
         var labels = LastLayerFeatures.Labels(train);
         cachedTrain = (train, train.Count, f, labels);
@@ -89,7 +90,7 @@ public sealed class KnnShapley : IAttributionMethod, IDisposable
     public void Pairwise(IDataset queries, IDataset train, Action<int, Tensor> sink)
     {
         var (tf, tl) = Train(train);
-        var (qf, ql) = LastLayerFeatures.Compute(model, layer, queries, Options.BatchSize, Name);
+        var (qf, ql) = LastLayerFeatures.Compute(model, layer, queries, Options.TrainBatchSize, Name);
         var qLabels = LastLayerFeatures.Labels(queries);
         ql.Dispose();
         int n = train.Count, nq = queries.Count;

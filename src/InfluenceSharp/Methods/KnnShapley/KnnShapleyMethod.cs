@@ -7,8 +7,8 @@ public sealed class KnnShapleyMethod : MethodDescriptor
 {
     public override string Name => "knn-shapley";
     public override int Order => 99;
-    public override MethodOption Uses => MethodOption.BatchSize;
+    public override MethodOption Uses => MethodOption.TrainBatchSize;
 
     public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context) =>
-        new KnnShapley(run.Last.LoadModel(), new KnnShapleyOptions { BatchSize = s.BatchSize, Progress = context.Progress });
+        new KnnShapley(run.Last.LoadModel(), new KnnShapleyOptions { TrainBatchSize = s.TrainBatchSize, Progress = context.Progress });
 }

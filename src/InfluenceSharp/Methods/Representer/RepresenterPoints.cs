@@ -16,7 +16,8 @@ public sealed record RepresenterOptions
     public int MaxIterations { get; init; } = 5000;
     /// <summary>The Linear layer whose input is the feature space; null = the model's last Linear layer.</summary>
     public string? Layer { get; init; }
-    public int BatchSize { get; init; } = 256;
+    /// <summary>Training examples per attribution batch (the command line's --batch-size).</summary>
+    public int TrainBatchSize { get; init; } = 256;
     public IProgress<ProgressUpdate>? Progress { get; init; }
 }
 
@@ -54,7 +55,7 @@ public sealed class RepresenterPoints : IAttributionMethod, IDisposable
     {
         if (fit is { } c && ReferenceEquals(c.Data, train) && c.Count == train.Count) return (c.Theta, c.Alpha, c.Features);
         if (fit is { } old) { old.Features.Dispose(); old.Alpha.Dispose(); old.Theta.Dispose(); }
-        var (f, logits) = LastLayerFeatures.Compute(model, layer, train, Options.BatchSize, Name);
+        var (f, logits) = LastLayerFeatures.Compute(model, layer, train, Options.TrainBatchSize, Name);
         Tensor theta, alpha;
         using (var scope = NewDisposeScope())
         {
@@ -131,14 +132,14 @@ public sealed class RepresenterPoints : IAttributionMethod, IDisposable
     public void Pairwise(IDataset queries, IDataset train, Action<int, Tensor> sink)
     {
         var (_, alpha, f) = Fit(train);
-        var (qf, ql) = LastLayerFeatures.Compute(model, layer, queries, Options.BatchSize, Name);
+        var (qf, ql) = LastLayerFeatures.Compute(model, layer, queries, Options.TrainBatchSize, Name);
         ql.Dispose();
         using var y = torch.tensor(LastLayerFeatures.Labels(queries));
         int n = train.Count;
-        for (int off = 0; off < n; off += Options.BatchSize)
+        for (int off = 0; off < n; off += Options.TrainBatchSize)
         {
             using var scope = NewDisposeScope();
-            int b = Math.Min(Options.BatchSize, n - off);
+            int b = Math.Min(Options.TrainBatchSize, n - off);
             var dots = qf.matmul(f.narrow(0, off, b).mT);                    // [q, b]
             var a = alpha.narrow(0, off, b).index_select(1, y).mT;            // [q, b]: α_{i, y_t}
             sink(off, (dots * a).to(ScalarType.Float32));

@@ -7,8 +7,8 @@ public sealed class RepresenterPointsMethod : MethodDescriptor
 {
     public override string Name => "rps";
     public override int Order => 98;
-    public override MethodOption Uses => MethodOption.BatchSize;
+    public override MethodOption Uses => MethodOption.TrainBatchSize;
 
     public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context) =>
-        new RepresenterPoints(run.Last.LoadModel(), new RepresenterOptions { BatchSize = s.BatchSize, Progress = context.Progress });
+        new RepresenterPoints(run.Last.LoadModel(), new RepresenterOptions { TrainBatchSize = s.TrainBatchSize, Progress = context.Progress });
 }

@@ -6,12 +6,12 @@ namespace InfluenceSharp.Methods.TracIn;
 /// <summary>TracIn and its relatives: gradient dot products kept as training-set features in RUN_DIR/store.</summary>
 public abstract class TracInFamilyDescriptor : MethodDescriptor
 {
-    public override MethodOption Uses => MethodOption.Measure | MethodOption.Layers | MethodOption.BatchSize | MethodOption.Seed;
+    public override MethodOption Uses => MethodOption.Measure | MethodOption.Layers | MethodOption.TrainBatchSize | MethodOption.Seed;
     public override bool IsFeatureMethod => true;
     public override bool IsIndexable => true;
 
     protected TracInOptions Options(Run run, MethodSettings s, MethodContext context) =>
-        new() { Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = StoreDirectory(run, Name, s), Progress = context.Progress };
+        new() { Layers = s.Layers, TrainBatchSize = s.TrainBatchSize, StoreDirectory = StoreDirectory(run, Name, s), Progress = context.Progress };
 }
 
 /// <summary>TracInCP: gradient dot products summed over the run's checkpoints, weighted by step size.</summary>
@@ -36,7 +36,7 @@ public sealed class TracInLastMethod : TracInFamilyDescriptor
 
     public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context) =>
         new TracInCPFast(TracInCheckpoint.From(run.Checkpoints), new ClassificationTask(s.Measure),
-            new TracInFastOptions { TrainBatchSize = s.BatchSize, StoreDirectory = StoreDirectory(run, Name, s), Progress = context.Progress }, context.Profiler);
+            new TracInFastOptions { TrainBatchSize = s.TrainBatchSize, StoreDirectory = StoreDirectory(run, Name, s), Progress = context.Progress }, context.Profiler);
 }
 
 /// <summary>TracInCP on randomly projected gradients.</summary>
@@ -50,7 +50,7 @@ public sealed class TracInProjMethod : TracInFamilyDescriptor
     public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context) =>
         new TracInCPFastRandProj(TracInCheckpoint.From(run.Checkpoints), new ClassificationTask(s.Measure), new TracInRandProjOptions
         {
-            Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = StoreDirectory(run, Name, s), Progress = context.Progress,
+            Layers = s.Layers, TrainBatchSize = s.TrainBatchSize, StoreDirectory = StoreDirectory(run, Name, s), Progress = context.Progress,
             Projection = new ProjectionOptions { Layout = s.Layout, Dim = s.ProjectionDim, Seed = s.Seed },
         }, context.Profiler);
 }

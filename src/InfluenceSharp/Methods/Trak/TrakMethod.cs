@@ -11,7 +11,7 @@ public sealed class TrakMethod : MethodDescriptor
     public override string Name => "trak";
     public override int Order => 150;
     public override MethodOption Uses =>
-        MethodOption.Damping | MethodOption.Layers | MethodOption.BatchSize | MethodOption.Seed | MethodOption.Ensemble
+        MethodOption.Damping | MethodOption.Layers | MethodOption.TrainBatchSize | MethodOption.Seed | MethodOption.Ensemble
         | MethodOption.Members | MethodOption.MemberEpochs | MethodOption.ProjectionDim | MethodOption.ProjectionLayout;
     public override bool IsFeatureMethod => true;
     public override bool IsIndexable => true;
@@ -40,7 +40,7 @@ public sealed class TrakMethod : MethodDescriptor
         else { models = Ensemble.Models(run, s.Ensemble, context.Log); storeName = $"trak{s.Ensemble}"; }
         return new Trak(models, new TrakOptions
         {
-            Layers = s.Layers, TrainBatchSize = s.BatchSize, StoreDirectory = StoreDirectory(run, storeName, s), Progress = context.Progress,
+            Layers = s.Layers, TrainBatchSize = s.TrainBatchSize, StoreDirectory = StoreDirectory(run, storeName, s), Progress = context.Progress,
             // The store holds Φ and ΦᵀΦ only, so it does not depend on λ.
             Damping = DampingDefaults.Trak(s.Damping),
             Projection = new ProjectionOptions { Layout = s.Layout, Dim = s.ProjectionDim, Seed = s.Seed },
