@@ -7,8 +7,8 @@
 # addresses (both refused). Screenshots of every step: $BROWSER_OUT (default ./out/browser).
 #   BROWSER_DATA=fashion-mnist BROWSER_TRAIN_COUNT=60000 BROWSER_MEASURE=1 tests/Browser/run.sh
 # measures the page load and the first proponents click on a 60,000-example run instead; with
-# BROWSER_STORE=1 it measures twice, without and then with a feature store (build-store) of the
-# explain method, on the same run. The machine's load average is printed beside every figure.
+# BROWSER_STORE=1 it measures twice on the same run, without a feature store (the one detect-mislabeled
+# left is deleted) and then with one (build-store) of the explain method. The machine's load average is printed beside every figure.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 out=${BROWSER_OUT:-$repo/out/browser}
@@ -46,6 +46,8 @@ step "detect-mislabeled"
 
 phases=(plain); [ -n "${BROWSER_STORE:-}" ] && phases=(plain store)
 for phase in "${phases[@]}"; do
+# detect-mislabeled keeps tracin-last's features in RUN/store: without it for the first measurement.
+[ "$phase" = plain ] && [ -n "${BROWSER_STORE:-}" ] && rm -rf "$run/store"
 if [ "$phase" = store ]; then
   echo "browser stage: before build-store: $(uptime)"
   influence build-store --run "$run" --methods tracin-last --threads 2 --quiet || fail "influence build-store"

@@ -6,32 +6,56 @@ using InfluenceSharp.Training;
 
 namespace InfluenceSharp.Tests.Cli;
 
+/// <summary>A logistic regression trained to convergence (L-BFGS, weight decay 0.01) on 300 tinted
+/// embedded images: every retraining is stable, so a relabelled class shows in what it predicts.</summary>
+public sealed class DecisionsRunFixture : IDisposable
+{
+    private readonly TempDir dir = new();
+    public string Run => dir.File("run");
+
+    public DecisionsRunFixture()
+    {
+        var r = CliRunner.Run("train", "--out", Run, "--data", "tinted", "--model", "logreg", "--train-count", "300",
+            "--lbfgs-tol", "1e-4", "--weight-decay", "0.01", "--seed", "0", "--threads", "1", "--quiet");
+        if (r.Code != 0) throw new InvalidOperationException($"fixture training failed: {r.Err}");
+    }
+
+    public void Dispose() => dir.Dispose();
+}
+
 /// <summary>`influence curate --decisions`: the explorer's decisions file, written by its own writer,
 /// becomes one more retrained setting (removals and relabels), and its "keep" examples are never
 /// removed by the methods' sets.</summary>
 [Collection("cli")]
-public class CurateDecisionsTests : IClassFixture<TintedRunFixture>
+public class CurateDecisionsTests : IClassFixture<DecisionsRunFixture>
 {
-    readonly TintedRunFixture fx;
-    public CurateDecisionsTests(TintedRunFixture fx) { this.fx = fx; }
+    readonly DecisionsRunFixture fx;
+    public CurateDecisionsTests(DecisionsRunFixture fx) { this.fx = fx; }
 
     string[] Curate(string outDir, params string[] extra) =>
         new[] { "curate", "--run", fx.Run, "--validation", "test:400", "--groups", "class", "--objective", "mean", "--methods", "identity",
-            "--remove", "10", "--seeds", "0", "--epochs", "3", "--out", outDir, "--quiet" }.Concat(extra).ToArray();
+            "--remove", "10", "--seeds", "0", "--out", outDir, "--quiet" }.Concat(extra).ToArray();
 
     [Fact]
     public void DecisionsAreRetrainedBesideTheMethodsAndKeptExamplesAreNeverRemoved()
     {
         using var tmp = new TempDir();
         var train = RunData.For(Checkpoint.List(fx.Run)[^1]).Train;
-        // The ranking alone (a shard that retrains nothing), to choose kept examples among the most detrimental.
-        var r = CliRunner.Run(Curate(tmp.File("rank"), "--shard", "999/1000"));
+        // Without decisions first: the ranking (to keep some of the most detrimental examples) and each class's accuracy.
+        var r = CliRunner.Run(Curate(tmp.File("plain")));
         Assert.True(r.Code == 0, r.Err);
-        var ranking = File.ReadAllLines(Path.Combine(tmp.File("rank"), "ranking-identity.csv")).Skip(1)
+        var ranking = File.ReadAllLines(Path.Combine(tmp.File("plain"), "ranking-identity.csv")).Skip(1)
             .Select(l => int.Parse(l.Split(',')[1], CultureInfo.InvariantCulture)).ToArray();
         var keep = ranking.Take(3).ToArray();
-        // Every training example of one class (none of them kept) is relabelled to another.
-        int a = Enumerable.Range(0, train.NumClasses).First(c => keep.All(i => train.Labels[i] != c)), b = (a + 1) % train.NumClasses;
+        var plain = JsonNode.Parse(File.ReadAllText(Path.Combine(tmp.File("plain"), "curation.json")))!;
+        var names = plain["group_names"]!.AsArray().Select(n => (string)n!).ToList();
+        var noneRow = plain["rows"]!.AsArray().Single(x => (string)x!["kind"]! == "none")!;
+        double Accuracy(JsonNode row, int c) => (double)row["group_accuracy"]![names.IndexOf(train.ClassName(c))]!;
+        // Every training example of the best-learnt class (none of them kept) is relabelled to another.
+        int a = Enumerable.Range(0, train.NumClasses).Where(c => keep.All(i => train.Labels[i] != c)).MaxBy(c => Accuracy(noneRow, c));
+        int b = (a + 1) % train.NumClasses;
+        double none = Accuracy(noneRow, a);
+        Assert.True(none >= 0.4, $"class {train.ClassName(a)}: {none}");
         var relabel = Enumerable.Range(0, train.Count).Where(i => train.Labels[i] == a).ToArray();
         var remove = Enumerable.Range(0, train.Count).Where(i => train.Labels[i] != a && !keep.Contains(i)).Take(5).ToArray();
         string file = Path.Combine(fx.Run, DecisionsFile.FileName);
@@ -60,11 +84,8 @@ public class CurateDecisionsTests : IClassFixture<TintedRunFixture>
             Assert.Equal(expected.RemovedHash(), (string)outcome["removed_hash"]!);
             Assert.Equal(train.Count - remove.Length, (int)outcome["train_count"]!);
             // Trained without a single example of class a, the model gets that class's test examples wrong.
-            var names = json["group_names"]!.AsArray().Select(n => (string)n!).ToList();
-            int ga = names.IndexOf(train.ClassName(a));
-            double none = (double)rows.Single(x => (string)x!["kind"]! == "none")!["group_accuracy"]![ga]!;
-            double relabelled = (double)decided["group_accuracy"]![ga]!;
-            Assert.True(relabelled < none - 0.2, $"class {train.ClassName(a)}: accuracy {relabelled} with its examples relabelled, {none} without");
+            double relabelled = Accuracy(decided, a);
+            Assert.True(relabelled < none / 2, $"class {train.ClassName(a)}: accuracy {relabelled} with its examples relabelled, {none} without");
 
             // The methods' detrimental set skips the kept examples: the next ones in the ranking instead.
             var detrimental = new CurationSetting("x", "detrimental", "identity", 10, ranking.Where(i => !keep.Contains(i)).Take(10).ToArray());
