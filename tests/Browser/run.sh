@@ -6,7 +6,9 @@
 # RUN/decisions.csv, a test point, an uploaded image, an oversized upload and path-traversal
 # addresses (both refused). Screenshots of every step: $BROWSER_OUT (default ./out/browser).
 #   BROWSER_DATA=fashion-mnist BROWSER_TRAIN_COUNT=60000 BROWSER_MEASURE=1 tests/Browser/run.sh
-# measures the page load and the first proponents click on a 60,000-example run instead.
+# measures the page load and the first proponents click on a 60,000-example run instead; with
+# BROWSER_STORE=1 it measures twice on the same run, without a feature store (the one detect-mislabeled
+# left is deleted) and then with one (build-store) of the explain method. The machine's load average is printed beside every figure.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 out=${BROWSER_OUT:-$repo/out/browser}
@@ -42,6 +44,16 @@ step "trained mlp on $count examples of $data"
 influence detect-mislabeled --run "$run" --methods tracin-last --threads 2 --quiet >"$out/detect.txt" || fail "influence detect-mislabeled"
 step "detect-mislabeled"
 
+phases=(plain); [ -n "${BROWSER_STORE:-}" ] && phases=(plain store)
+for phase in "${phases[@]}"; do
+# detect-mislabeled keeps tracin-last's features in RUN/store: without it for the first measurement.
+[ "$phase" = plain ] && [ -n "${BROWSER_STORE:-}" ] && rm -rf "$run/store"
+if [ "$phase" = store ]; then
+  echo "browser stage: before build-store: $(uptime)"
+  influence build-store --run "$run" --methods tracin-last --threads 2 --quiet || fail "influence build-store"
+  step "build-store tracin-last"
+fi
+echo "browser stage: $phase: serve starting: $(uptime)"
 # (dotnet itself in the background, not the shell function, so that $! is the server's own PID)
 dotnet "$work/cli/influence.dll" serve --run "$run" --port 0 --max-upload "$max_upload_kib" --threads 2 >"$work/serve.out" 2>"$out/serve.err" &
 server=$!
@@ -53,12 +65,14 @@ for _ in $(seq 1 600); do
   sleep 0.5
 done
 [ -n "$url" ] || { cat "$out/serve.err"; fail "influence serve printed no address"; }
-step "serve listening at $url"
+step "serve listening at $url ($phase; $(cut -d' ' -f1-3 /proc/loadavg))"
 
-args=(--url "$url" --run "$run" --out "$out" --max-upload $((max_upload_kib * 1024)))
+phase_out=$out; [ "$phase" = store ] && phase_out=$out/store
+args=(--url "$url" --run "$run" --out "$phase_out" --max-upload $((max_upload_kib * 1024)))
 [ -n "${BROWSER_MEASURE:-}" ] && args+=(--measure)
 dotnet "$work/check/BrowserCheck.dll" "${args[@]}" || { cat "$out/serve.err"; fail "the browser check (screenshots in $out)"; }
 [ -z "${BROWSER_MEASURE:-}" ] && cp "$run/decisions.csv" "$out/decisions.csv"
 kill "$server"; wait "$server" 2>/dev/null || true; server=""
-step "browser check"
+step "browser check ($phase)"
+done
 echo "browser stage: passed in $((SECONDS - t0)) s; screenshots in $out"

@@ -206,18 +206,23 @@ public static class CleanCommand
     }
 
     /// <summary>A decisions CSV: index,source,decision[,label]; the source must name the run's example at that index.</summary>
-    static List<CleanItem> ReadDecisions(string file, LabeledDataset train)
+    internal static List<CleanItem> ReadDecisions(string file, LabeledDataset train)
     {
         var records = CsvDataReader.ReadRecords(file);
+        if (records.Count == 0 || records[0].Fields.Length < 3 || !records[0].Fields.Take(3).Select(f => f.Trim()).SequenceEqual(new[] { "index", "source", "decision" }))
+            throw new InfluenceSharpException($"{file}: line 1: not a decisions file (header index,source,decision[,label], as `influence serve` writes)");
         var header = records[0].Fields.Select(h => h.Trim()).ToArray();
         int li = Array.IndexOf(header, "label");
         var items = new List<CleanItem>();
+        var seen = new Dictionary<int, int>();
         foreach (var (line, f) in records.Skip(1))
         {
             string Where() => $"{file}: line {line}";
             if (f.Length < 3) throw new InfluenceSharpException($"{Where()}: needs index,source,decision");
             if (!int.TryParse(f[0].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int i) || i >= train.Count)
                 throw new InfluenceSharpException($"{Where()}: index '{f[0]}' is not a training example of the run (0..{train.Count - 1})");
+            if (seen.TryGetValue(i, out int before)) throw new InfluenceSharpException($"{Where()}: example {i} was already decided on line {before}");
+            seen[i] = line;
             string expected = SourceText.Of(train, i);
             if (f[1].Trim() != expected)
                 throw new InfluenceSharpException($"{Where()}: example {i} is {expected} in the run, not '{f[1]}' (decisions for other data?)");

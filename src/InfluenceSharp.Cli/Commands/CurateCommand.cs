@@ -34,13 +34,16 @@ public static class CurateCommand
         var epochs = Opt.OptionalInt("--epochs", "epochs of each retraining [default: the run's]", 1, 100000);
         var outDir = Opt.Out("rankings, curation.json, curation.md, curation.png and the retraining cache (retrain/) [default: RUN_DIR/curate]");
         var shard = Opt.Shard("retrain only items p (setting x seed) with p % n == i, then stop; run again without --shard to report");
+        var decisions = Opt.Str("--decisions", "a reviewer's decisions (RUN_DIR/decisions.csv as `influence serve` saves it: index,source,decision[,label]): " +
+            "the 'remove' examples left out and the 'relabel' ones trained with their new label form one more setting, 'decisions', retrained beside the methods' removals and the baselines; " +
+            "'keep' examples are never removed by the methods' or the baselines' sets", "FILE");
         var ms = new MethodSettingOptions(measure: false);
         var data = Opt.RunData();
         var compute = new ComputeOptions();
         var cmd = new Command("curate", "data curation by attribution (D3M): rank training examples by their predicted effect on a validation objective, " +
             "remove the most detrimental k, retrain over seeds (cached, resumable, shardable), compare test and worst-group accuracy with baselines")
         {
-            run, validation, groups, objective, methods, remove, seeds, budget, epochs, outDir, shard,
+            run, validation, groups, objective, methods, remove, seeds, budget, epochs, outDir, shard, decisions,
         };
         CommandSupport.AddRunMethodAction(cmd, run, methods, ms, data, compute, (p, runDir, quiet) =>
         {
@@ -54,6 +57,7 @@ public static class CurateCommand
                 p.GetValue(remove)!, RequireDistinct(p.GetValue(seeds)!), p.GetValue(epochs), dir, p.GetValue(shard))
             {
                 Budget = RetrainBudgets.Parse(p.GetValue(budget)!),
+                Decisions = p.GetValue(decisions),
             };
             int rcode = Run(rc, o, settings, profiler, quiet);
             if (!quiet) Console.Error.Write(profiler.Table());
@@ -85,6 +89,25 @@ public static class CurateCommand
     {
         /// <summary>How long each retraining trains (default: the full run's step count).</summary>
         public RetrainBudget Budget { get; init; } = RetrainBudget.Steps;
+        /// <summary>A decisions file (index,source,decision[,label]) or null.</summary>
+        public string? Decisions { get; init; }
+    }
+
+    /// <summary>What a decisions file asks of a curation: the reviewer's own setting (null when it
+    /// removes and relabels nothing) and the examples no other setting may remove.</summary>
+    internal static (CurationSetting? Setting, int[] Keep, string Summary) ReadDecisions(string file, LabeledDataset train)
+    {
+        if (!File.Exists(file)) throw new UsageException($"--decisions {file}: no such file");
+        var items = CleanCommand.ReadDecisions(file, train);
+        var removed = items.Where(d => d.Decision == CleanDecision.Remove).Select(d => d.Index).Order().ToArray();
+        var relabeled = items.Where(d => d.Decision == CleanDecision.Relabel && d.NewLabel != train.Labels[d.Index])
+            .Select(d => (d.Index, d.NewLabel!.Value)).OrderBy(r => r.Index).ToArray();
+        var keep = items.Where(d => d.Decision == CleanDecision.Keep).Select(d => d.Index).Order().ToArray();
+        if (removed.Length >= train.Count) throw new UsageException($"--decisions {file}: removes all {train.Count} training examples");
+        string summary = $"decisions from {file}: {removed.Length} removed, {relabeled.Length} relabelled, {keep.Length} kept";
+        var setting = removed.Length + relabeled.Length == 0 ? null
+            : new CurationSetting("decisions", "decisions", null, removed.Length, removed) { Relabeled = relabeled };
+        return (setting, keep, summary);
     }
 
     static int[] RequireDistinct(int[] seeds)
@@ -138,6 +161,9 @@ public static class CurateCommand
         // Every input is checked before any scoring or training.
         int nVal = ParseValidation(o.Validation, fullTest.Count);
         var ks = ParseRemove(o.Remove, train.Count);
+        var (decided, keep, decisionsSummary) = o.Decisions is { } df ? ReadDecisions(df, train) : (null, Array.Empty<int>(), "");
+        if (keep.Length > 0 && ks.Max() > train.Count - keep.Length - 1)
+            throw new UsageException($"--remove {o.Remove}: {ks.Max()} removals leave too few of the {train.Count - keep.Length} training examples not marked keep in {o.Decisions}");
         GroupLabels? g = null;
         if (o.Groups is { } gs)
         {
@@ -183,7 +209,9 @@ public static class CurateCommand
             self = MethodFactory.Create(o.Methods[0], rc, settings, profiler, quiet).SelfInfluence(train);
 
         // 2. The settings: none, per k the detrimental/helpful sets of every method, and the baselines.
-        var list = CurationSettings.With(ks, o.Methods, scores, self, train.Count, rc.Data.Corruption, g?.Train, numGroups);
+        var list = CurationSettings.With(ks, o.Methods, scores, self, train.Count, rc.Data.Corruption, g?.Train, numGroups, keep);
+        if (decided is not null) list.Insert(1, decided);
+        if (!quiet && o.Decisions is not null) Console.Error.WriteLine($"curate: {decisionsSummary}" + (decided is null ? " (nothing to retrain beyond keeping them)" : " (setting 'decisions')"));
 
         // 3. Retraining (cached per setting and seed).
         var cr = new CurationRun(Path.Combine(o.OutDir, "retrain"), rc.Last.Info.Model, training, train, test, list, o.Seeds, o.Budget);
@@ -201,7 +229,8 @@ public static class CurateCommand
         var table = CurationRun.Table(rows, o.Seeds.Length);
         string head = $"curation ({o.ObjectiveText} objective, {nVal} validation and {test.Count} test examples, {train.Count} training examples, " +
             $"{numGroups} group(s){(g is null ? "" : $" from {o.Groups}")}, seeds {string.Join(",", o.Seeds)}, retrain budget: {RetrainBudgets.Name(o.Budget)}" +
-            (o.Budget == RetrainBudget.Steps && training.LbfgsTolerance is null ? $" = {RetrainBudgets.For(training, train.Count, o.Budget).TotalSteps} steps" : "") + ")";
+            (o.Budget == RetrainBudget.Steps && training.LbfgsTolerance is null ? $" = {RetrainBudgets.For(training, train.Count, o.Budget).TotalSteps} steps" : "") +
+            (o.Decisions is null ? "" : $"; {decisionsSummary}") + ")";
         Console.WriteLine(head);
         Console.Write(table);
         string groupTable = g is null ? "" : "\nTest accuracy per group (%):\n\n" + CurationRun.GroupTable(rows, g.Names);
@@ -212,7 +241,7 @@ public static class CurateCommand
                 r.WorstGroupAccuracy.Mean, r.WorstGroupAccuracy.StandardError,
                 r.GroupAccuracy.Select(a => a.Mean).ToArray(), r.GroupAccuracy.Select(a => a.StandardError).ToArray())
             {
-                Added = r.Setting.Duplicated?.Length ?? 0, AccuracyPerSeed = r.AccuracyPerSeed, WorstGroupAccuracyPerSeed = r.WorstGroupAccuracyPerSeed,
+                Added = r.Setting.Duplicated?.Length ?? 0, Relabeled = r.Setting.Relabeled?.Length ?? 0, AccuracyPerSeed = r.AccuracyPerSeed, WorstGroupAccuracyPerSeed = r.WorstGroupAccuracyPerSeed,
             }).ToList()));
         Plot(rows, ks, o.Methods).SavePng(Path.Combine(o.OutDir, "curation.png"));
         AtomicFile.WriteAllText(Path.Combine(o.OutDir, "profile-curate.txt"), profiler.Table());
@@ -224,6 +253,8 @@ public static class CurateCommand
     {
         /// <summary>Training examples added (balance-upsample's duplicates).</summary>
         public int Added { get; init; }
+        /// <summary>Training examples trained with another label (the reviewer's decisions).</summary>
+        public int Relabeled { get; init; }
         /// <summary>Per seed, in the order of the report's seeds (for comparisons paired by seed).</summary>
         public double[]? AccuracyPerSeed { get; init; }
         public double[]? WorstGroupAccuracyPerSeed { get; init; }
@@ -260,6 +291,12 @@ public static class CurateCommand
             string name = m is null ? kind : $"{kind} ({m})";
             plot.Add(name, x, series.Select(r => r.Accuracy.Mean).Prepend(none.Accuracy.Mean).ToArray(), color, markers: true);
             plot.Add(name + " worst-group", x, series.Select(r => r.WorstGroupAccuracy.Mean).Prepend(none.WorstGroupAccuracy.Mean).ToArray(), color, dashed: true, markers: true);
+        }
+        if (rows.FirstOrDefault(r => r.Setting.Kind == "decisions") is { } d)
+        {
+            // The reviewer's one set: a horizontal reference line (its size is in the table).
+            double[] span = { 0, ks.Max() };
+            plot.Add($"decisions ({d.Setting.K} removed)", span, new[] { d.Accuracy.Mean, d.Accuracy.Mean }, Rgb.Palette(ci++), markers: false);
         }
         if (rows.FirstOrDefault(r => r.Setting.Kind == "balance") is { } b)
         {

@@ -248,14 +248,14 @@ internal sealed class ServeApi(ServeSession s, ServeOptions o)
     {
         string set = r.Query["set"].FirstOrDefault() ?? "train";
         int index = Int(r, "index", 0, 0, int.MaxValue), k = Int(r, "k", o.Top, 1, 500);
-        var (result, method, secs) = await s.ExplainAsync(set, index, r.Query["method"].FirstOrDefault() is { Length: > 0 } m ? m : null, k, ct);
+        var (result, method, source, secs) = await s.ExplainAsync(set, index, r.Query["method"].FirstOrDefault() is { Length: > 0 } m ? m : null, k, ct);
         var q = s.QuerySet(set);
         var decisions = s.Decisions.Read();
         object List(int[] idx, double[] sc) => idx.Zip(sc).Select(p => new { score = p.Second, example = Row(s.Train, s.Predicted, p.First, decisions) }).ToList();
         string predicted = set == "train" ? s.ClassNames[s.Predicted[index]] : set == "test" ? s.ClassNames[s.TestPredicted[index]] : s.ClassNames[q.Labels[index]];
         return Results.Json(new
         {
-            method, seconds = secs, set, index,
+            method, source, seconds = secs, set, index,
             query = new { given = s.ClassNames[q.Labels[index]], predicted, source = SourceText.Of(q, index) },
             proponents = List(result.Proponents[0], result.ProponentScores[0]),
             opponents = List(result.Opponents[0], result.OpponentScores[0]),

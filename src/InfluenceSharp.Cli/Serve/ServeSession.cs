@@ -4,7 +4,11 @@ using System.Diagnostics;
 using InfluenceSharp.Cli.Commands;
 using InfluenceSharp.Data;
 using InfluenceSharp.Diagnostics;
+using InfluenceSharp.Features;
+using InfluenceSharp.Gradients;
 using InfluenceSharp.Methods;
+using InfluenceSharp.Methods.InfluenceFunctions;
+using InfluenceSharp.Models;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Scores;
 using InfluenceSharp.Storage;
@@ -23,6 +27,8 @@ internal sealed class ServeSession : IDisposable
     readonly MethodSettings settings;
     readonly Profiler profiler = new();
     readonly Dictionary<int, int> trueLabels = new();
+    readonly Dictionary<string, Answerer> answerers = new(StringComparer.Ordinal);
+    readonly List<IDisposable> owned = new();
     int uploadCount;
     DirectoryLock? readLock;
 
@@ -146,8 +152,89 @@ internal sealed class ServeSession : IDisposable
         _ => uploads.TryGetValue(set, out var u) ? u : throw new InfluenceSharpException($"query set '{set}': not train, test or a kept upload"),
     };
 
-    /// <summary>Proponents and opponents of one query by an exact streaming top-k over the training set.</summary>
-    public async Task<(TopKResult Result, string Method, double Seconds)> ExplainAsync(string set, int index, string? method, int k, CancellationToken ct)
+    /// <summary>What answers proponent questions for one method: an index of its feature store, the
+    /// store itself, fitted factors, or (when the run has none of them) an exact streaming top-k.</summary>
+    sealed record Answerer(IAttributionMethod Method, string Source, FeatureIndex? Index = null, int Probe = 0);
+
+    /// <summary>The answerer of a method, chosen once from what the run already has on disk (all read,
+    /// nothing written): an index of the method's feature store (approximate: the index's lists / 20
+    /// probed, as `explain --index`), else the complete store (`build-store`, default settings), else
+    /// factors fitted on the run's last checkpoint and training set (`fit-factors --out` inside the
+    /// run), else the exact streaming top-k that computes the training set's features per query.</summary>
+    Answerer Answering(string name)
+    {
+        if (answerers.TryGetValue(name, out var known)) return known;
+        var notes = new List<string>();
+        Answerer? a = null;
+        var descriptor = AttributionMethods.Get(name);
+        if (descriptor.IsFeatureMethod
+            && MethodFactory.Create(name, Run, settings with { UseStore = true }, profiler, quiet: true) is FeatureMethod stored)
+        {
+            if (stored.UseExistingStore(Train, out string why))
+            {
+                string where = Path.GetRelativePath(Run.Dir, stored.StoreDirectory!);
+                if (descriptor.IsIndexable && Directory.Exists(Path.Combine(stored.StoreDirectory!, "index")))
+                {
+                    try
+                    {
+                        var index = stored.OpenIndex(Train);
+                        owned.Add(index);
+                        int probe = Math.Max(1, index.Lists / 20);
+                        a = new Answerer(stored, $"index of the feature store {where}/index (approximate: {probe} of {index.Lists} lists probed per query)", index, probe);
+                    }
+                    catch (InfluenceSharpException e) { notes.Add(e.Message); }
+                }
+                a ??= new Answerer(stored, $"feature store {where} (exact top-k over its stored features)");
+            }
+            else notes.Add(why);
+        }
+        if (a is null && descriptor is FactoredMethodDescriptor factored && FittedFactors(factored, notes) is { } f)
+            a = new Answerer(f.Method, $"fitted factors {Path.GetRelativePath(Run.Dir, f.Dir)} (exact streaming top-k over the training set's gradients)");
+        a ??= new Answerer(Method(name), $"exact streaming top-k over the training set (no feature store, index or fitted factors of {name} in the run" +
+            (notes.Count > 0 ? ": " + string.Join("; ", notes) : "") + ")");
+        return answerers[name] = a;
+    }
+
+    /// <summary>Factors fitted for this method on the run's last checkpoint and training set, in a
+    /// folder of the run (fit-factors --out RUN_DIR/...; at most three levels down), as an influence
+    /// function with the method's default damping; null when there are none.</summary>
+    (IAttributionMethod Method, string Dir)? FittedFactors(FactoredMethodDescriptor d, List<string> notes)
+    {
+        if (settings.IfEpochs != "last") return null;
+        var dirs = new List<string>();
+        void Scan(string dir, int depth)
+        {
+            if (File.Exists(Path.Combine(dir, Factors.FactorsFile)) && File.Exists(Path.Combine(dir, Factors.ManifestFile))) dirs.Add(dir);
+            if (depth == 3) return;
+            foreach (var sub in Directory.GetDirectories(dir).Order(StringComparer.Ordinal))
+                if (!Path.GetFileName(sub).StartsWith('.') && new DirectoryInfo(sub).LinkTarget is null) Scan(sub, depth + 1);
+        }
+        Scan(Run.Dir, 0);
+        if (dirs.Count == 0) return null;
+        var model = Run.Last.LoadModel();
+        var all = TrackedLayer.Find(model, d.TracksLastLinearOnly ? null : settings.Layers);
+        var layers = d.TracksLastLinearOnly ? all.Where(l => l.Type is LinearLayerType).TakeLast(1).ToList() : all;
+        var shapes = FactorsManifest.ShapesOf(layers);
+        string modelFp = ModelFingerprint.Of(model), dataFp = Train.Fingerprint();
+        foreach (var dir in dirs)
+        {
+            FactorsManifest m;
+            try { m = Formats.Json.ReadFile<FactorsManifest>(Path.Combine(dir, Factors.ManifestFile)); }
+            catch (Exception e) when (e is InfluenceSharpException or System.Text.Json.JsonException or IOException) { notes.Add($"{dir}: unreadable factors manifest"); continue; }
+            if (m.Strategy != d.Strategy || m.Fisher != settings.Fisher || !m.Layers.SequenceEqual(shapes)) continue;
+            if (m.ModelFingerprint != modelFp || m.DataFingerprint != dataFp) { notes.Add($"{dir}: factors of another checkpoint or training set"); continue; }
+            if (DirectoryLock.AcquireShared(dir, "serve: reading the factors") is { } held) owned.Add(held);
+            var factors = Factors.Load(dir);
+            owned.Add(factors);
+            var so = new ScoreOptions { Damping = DampingDefaults.Factored(settings.Damping, Run.Last), TrainBatchSize = settings.BatchSize };
+            return (new InfluenceFunction(model, new ClassificationTask(settings.Measure), factors, so, profiler), dir);
+        }
+        return null;
+    }
+
+    /// <summary>Proponents and opponents of one query from the method's answerer (see
+    /// <see cref="Answering"/>), and which source answered.</summary>
+    public async Task<(TopKResult Result, string Method, string Source, double Seconds)> ExplainAsync(string set, int index, string? method, int k, CancellationToken ct)
     {
         var data = QuerySet(set);
         if (index < 0 || index >= data.Count) throw new InfluenceSharpException($"index {index}: outside the {set} set (0..{data.Count - 1})");
@@ -157,9 +244,16 @@ internal sealed class ServeSession : IDisposable
         {
             var sw = Stopwatch.StartNew();
             var queries = data.Subset(new[] { index });
-            var topk = new StreamingTopK(1, k);
-            Method(name).Pairwise(queries, Train, (off, block) => topk.Add(block, off));
-            return (topk.Result().WithStrictSigns(), name, sw.Elapsed.TotalSeconds);
+            var a = Answering(name);
+            TopKResult raw;
+            if (a.Index is { } ix && a.Method is FeatureMethod fm) raw = fm.TopKIndexed(queries, Train, ix, k, a.Probe).Result;
+            else
+            {
+                var topk = new StreamingTopK(1, k);
+                a.Method.Pairwise(queries, Train, (off, block) => topk.Add(block, off));
+                raw = topk.Result();
+            }
+            return (raw.WithStrictSigns(), name, a.Source, sw.Elapsed.TotalSeconds);
         }
         finally { compute.Release(); }
     }
@@ -191,6 +285,7 @@ internal sealed class ServeSession : IDisposable
     public void Dispose()
     {
         foreach (var m in MethodFactory.Built(Run)) MethodLifetime.Release(m);
+        foreach (var o in owned) o.Dispose();
         compute.Dispose();
         readLock?.Dispose();
     }

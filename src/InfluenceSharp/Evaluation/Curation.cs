@@ -19,12 +19,17 @@ namespace InfluenceSharp.Evaluation;
 /// <param name="Duplicated">Training indices added once more each (an index may repeat); null for none.</param>
 public sealed record CurationSetting(string Name, string Kind, string? Method, int K, int[] Removed, int[]? Duplicated = null)
 {
+    /// <summary>Training examples trained with another label (index, new class); null for none.</summary>
+    public (int Index, int Label)[]? Relabeled { get; init; }
+
     /// <summary>SHA-256 prefix of the sorted removed indices (and, when there are any, of the sorted
-    /// duplicated ones): a cached retraining counts only for the same set.</summary>
+    /// duplicated ones and of the relabelled examples with their new labels): a cached retraining
+    /// counts only for the same set.</summary>
     public string RemovedHash()
     {
         var sorted = Removed.Order().ToArray();
         if (Duplicated is { Length: > 0 } dup) sorted = sorted.Append(-1).Concat(dup.Order()).ToArray();
+        if (Relabeled is { Length: > 0 } rel) sorted = sorted.Append(-2).Concat(rel.OrderBy(r => r.Index).SelectMany(r => new[] { r.Index, r.Label })).ToArray();
         var bytes = new byte[sorted.Length * 4];
         Buffer.BlockCopy(sorted, 0, bytes, 0, bytes.Length);
         return Convert.ToHexStringLower(SHA256.HashData(bytes))[..32];
@@ -110,6 +115,10 @@ public sealed class CurationRun
         foreach (var s in settings)
             foreach (var i in s.Duplicated ?? Array.Empty<int>())
                 if (i < 0 || i >= train.Count) throw new InfluenceSharpException($"curation {s.Name}: duplicated index {i} is outside the training set (0..{train.Count - 1})");
+        foreach (var s in settings)
+            foreach (var (i, label) in s.Relabeled ?? Array.Empty<(int, int)>())
+                if (i < 0 || i >= train.Count || label < 0 || label >= train.NumClasses)
+                    throw new InfluenceSharpException($"curation {s.Name}: relabel of example {i} to class {label} is outside the training set (0..{train.Count - 1}) or its classes (0..{train.NumClasses - 1})");
         if (seeds.GroupBy(x => x).FirstOrDefault(g => g.Count() > 1) is { } twice)
             throw new InfluenceSharpException($"--seeds: seed {twice.Key} is given {twice.Count()} times (one retraining would count as several); give each seed once");
         Budget = budget;
@@ -178,8 +187,15 @@ public sealed class CurationRun
             if (TryLoad(s, r) is not null) continue;   // another shard trained it meanwhile
             var sw = Stopwatch.StartNew();
             var setting = Settings[s];
-            bool unchanged = setting.Removed.Length == 0 && setting.Duplicated is not { Length: > 0 };
-            var data = unchanged ? train : train.Subset(setting.Indices(train.Count), $"{train.Name}[{setting.Name}]");
+            bool unchanged = setting.Removed.Length == 0 && setting.Duplicated is not { Length: > 0 } && setting.Relabeled is not { Length: > 0 };
+            var source = train;
+            if (setting.Relabeled is { Length: > 0 } rel)
+            {
+                var labels = (int[])train.Labels.Clone();
+                foreach (var (i, label) in rel) labels[i] = label;
+                source = train.WithLabels(labels, $"{train.Name}[relabelled]");
+            }
+            var data = unchanged ? train : source.Subset(setting.Indices(train.Count), $"{train.Name}[{setting.Name}]");
             var options = RetrainBudgets.For(training, train.Count, Budget) with { Seed = Seeds[r] };
             var result = new Trainer(options).Train(model, data, null, null);
             using var m = result.Model;

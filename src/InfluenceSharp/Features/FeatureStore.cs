@@ -122,6 +122,9 @@ public sealed class FeatureStore : IDisposable
 
     public FeatureStoreManifest Manifest { get; }
     public StoreMode Mode { get; }
+    /// <summary>A complete directory store opened only to be read (<see cref="OpenReadOnly"/>): nothing
+    /// is written to it, not even locks; derived artifacts are kept in memory.</summary>
+    public bool ReadOnly { get; private init; }
     public string? Directory { get; }
     public int Count => Manifest.Count;
     public int BlockSize => Manifest.BlockSize;
@@ -149,6 +152,24 @@ public sealed class FeatureStore : IDisposable
             else Json.WriteFile(mpath, manifest with { Checksums = new() });
         }
         return new FeatureStore(featurizer, data, manifest, StoreMode.Directory, directory, batchSize);
+    }
+
+    /// <summary>Opens an existing, complete directory store for reading only, writing nothing (no
+    /// directory, manifest, lock or block is created). Returns null, with the reason in
+    /// <paramref name="why"/>, when there is no such store, it was built for other settings, model or
+    /// data, or some blocks are missing.</summary>
+    public static FeatureStore? OpenReadOnly(IFeaturizer featurizer, IDataset data, string directory, int blockSize, int batchSize, out string why)
+    {
+        string mpath = Path.Combine(directory, ManifestFile);
+        if (!File.Exists(mpath)) { why = $"no feature store in {directory}"; return null; }
+        var manifest = FeatureStoreManifest.For(featurizer, data, blockSize);
+        try { Json.ReadFile<FeatureStoreManifest>(mpath).Require(manifest, mpath); }
+        catch (InfluenceSharpException e) { why = e.Message; return null; }
+        var store = new FeatureStore(featurizer, data, manifest, StoreMode.Directory, directory, batchSize) { ReadOnly = true };
+        var missing = store.Missing();
+        if (missing.Count > 0) { why = $"{directory}: {missing.Count} of {store.BlockCount} blocks are not built (run build-store to finish it)"; return null; }
+        why = "";
+        return store;
     }
 
     public (int Start, int Count) Range(int block)
@@ -203,6 +224,12 @@ public sealed class FeatureStore : IDisposable
     public int Build(Shard? shard = null, IProgress<ProgressUpdate>? progress = null, Profiler? profiler = null, string label = "train features")
     {
         if (Mode == StoreMode.Transient) return 0;
+        if (ReadOnly)
+        {
+            // Complete when opened; a block lost since is an error, never rebuilt here.
+            if (Missing(shard) is { Count: > 0 } gone) throw new InfluenceSharpException($"{Directory}: block {gone[0]} is missing (opened read-only); run build-store");
+            return 0;
+        }
         using var stage = Mode == StoreMode.Directory ? OutputLock.Stage(Directory!, "feature store", shard ?? Shard.All) : null;
         var todo = Missing(shard);
         if (todo.Count == 0) return 0;
@@ -223,6 +250,7 @@ public sealed class FeatureStore : IDisposable
 
     private void Store(int b, Profiler? profiler)
     {
+        if (ReadOnly) throw new InfluenceSharpException($"{Directory}: block {b} is missing (opened read-only); run build-store");
         using var blockLock = Mode == StoreMode.Directory ? OutputLock.Partition(Path.Combine(Directory!, "blocks"), "feature store", b) : null;
         if (Mode == StoreMode.Directory && Has(b)) return;   // another process stored it meanwhile
         var tensors = ComputeBlock(b, profiler);
@@ -339,6 +367,7 @@ public sealed class FeatureStore : IDisposable
         switch (Mode)
         {
             case StoreMode.Directory:
+                if (ReadOnly && memoryArtifacts.TryGetValue(name, out var kept)) return kept.ToDictionary(kv => kv.Key, kv => kv.Value.alias());
                 if (!File.Exists(ArtifactPath(name))) return null;
                 var f = SafeTensors.Load(ArtifactPath(name));
                 return new Dictionary<string, Tensor>(f.Tensors);
@@ -351,8 +380,8 @@ public sealed class FeatureStore : IDisposable
 
     public void SaveArtifact(string name, IReadOnlyDictionary<string, Tensor> tensors)
     {
-        if (Mode == StoreMode.Directory) SafeTensors.Save(ArtifactPath(name), tensors, new Dictionary<string, string> { ["method"] = Manifest.Method });
-        else if (Mode == StoreMode.Memory)
+        if (Mode == StoreMode.Directory && !ReadOnly) SafeTensors.Save(ArtifactPath(name), tensors, new Dictionary<string, string> { ["method"] = Manifest.Method });
+        else if (Mode == StoreMode.Memory || ReadOnly)
             memoryArtifacts[name] = tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().clone().DetachFromDisposeScope());
     }
 

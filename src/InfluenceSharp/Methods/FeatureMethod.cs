@@ -77,6 +77,23 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
         return store;
     }
 
+    /// <summary>Where the training-feature store is kept (null: not on disk).</summary>
+    public string? StoreDirectory => RunOptions.StoreDirectory;
+
+    /// <summary>Scores from the complete training-feature store already on disk, opened read-only:
+    /// later calls read it and write nothing there. False, with the reason in <paramref name="why"/>,
+    /// when there is none (or it is incomplete, or for other settings, checkpoints or data).</summary>
+    public bool UseExistingStore(IDataset train, out string why)
+    {
+        if (RunOptions.StoreDirectory is not { } dir) { why = $"{Name}: no store directory in its settings"; return false; }
+        Bind(train);
+        var store = FeatureStore.OpenReadOnly(Featurizer, train, dir, RunOptions.BlockSize, BatchSize(RunOptions.TrainBatchSize), out why);
+        if (store is null) return false;
+        cached?.Store.Dispose();
+        cached = (train.Fingerprint(), store);
+        return true;
+    }
+
     /// <summary>Computes and stores the training features (this shard's missing blocks only). With a
     /// store directory this is the "fit" stage: run once, then score any number of query sets.
     /// Returns the number of blocks computed.</summary>

@@ -21,6 +21,8 @@ string chromium = Environment.GetEnvironmentVariable("PLAYWRIGHT_CHROMIUM") ?? "
 int step = 0;
 void Say(string s) => Console.WriteLine("browser stage: " + s);
 void Check(bool ok, string what) { if (!ok) throw new CheckFailed(what); Say("ok: " + what); }
+// The machine's load average (1, 5, 15 min) beside every timing: the figures depend on it.
+string Load() => File.Exists("/proc/loadavg") ? "load average " + string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "load unknown";
 
 using var pw = await Playwright.CreateAsync();
 await using var browser = await pw.Chromium.LaunchAsync(new() { ExecutablePath = chromium, Headless = true, Args = new[] { "--no-sandbox", "--disable-gpu" } });
@@ -46,7 +48,7 @@ try
     Check(resp is { Status: 200 }, "the page loads");
     int cards = await page.Locator("#list .card").CountAsync();
     Check(cards > 0, $"the ranking lists {cards} examples");
-    Say(string.Create(CultureInfo.InvariantCulture, $"timing: ranking page ready (first 60 examples with images) in {loadS:F2} s"));
+    Say(string.Create(CultureInfo.InvariantCulture, $"timing: ranking page ready (first 60 examples with images) in {loadS:F2} s ({Load()})"));
     await Shot("ranking");
 
     // 2. Click the most suspicious example: its proponents and opponents.
@@ -58,14 +60,16 @@ try
     double clickS = sw.Elapsed.TotalSeconds;
     int props = await page.Locator("#proponents .card").CountAsync(), opps = await page.Locator("#opponents .card").CountAsync();
     Check(props > 0, $"example {index}: {props} proponents and {opps} opponents shown");
-    Say(string.Create(CultureInfo.InvariantCulture, $"timing: first proponents click answered in {clickS:F2} s"));
+    Say(string.Create(CultureInfo.InvariantCulture, $"timing: first proponents click answered in {clickS:F2} s ({Load()})"));
+    string answered = (await page.TextContentAsync("#explain-source")) ?? "";
+    Check(answered.StartsWith("answered by ", StringComparison.Ordinal), $"the page says which source answered: '{answered}'");
     await Shot("proponents");
     var second = page.Locator("#list .card").Nth(1);
     string index2 = (await second.GetAttributeAsync("data-index"))!;
     sw.Restart();
     await second.ClickAsync();
     await page.WaitForSelectorAsync($"body[data-explained='train:{index2}']", new() { Timeout = 600_000 });
-    Say(string.Create(CultureInfo.InvariantCulture, $"timing: second proponents click answered in {sw.Elapsed.TotalSeconds:F2} s"));
+    Say(string.Create(CultureInfo.InvariantCulture, $"timing: second proponents click answered in {sw.Elapsed.TotalSeconds:F2} s ({Load()})"));
     if (measureOnly) { Say("measured"); return 0; }
     await first.ClickAsync();
     await page.WaitForSelectorAsync($"body[data-explained='train:{index}']", new() { Timeout = 600_000 });

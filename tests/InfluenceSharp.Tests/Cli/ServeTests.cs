@@ -145,6 +145,85 @@ public class ServeTests : IClassFixture<ServeRunFixture>
         }
     }
 
+    static Dictionary<string, (long, DateTime)> Snapshot(string dir) =>
+        Directory.GetFiles(dir, "*", SearchOption.AllDirectories).ToDictionary(f => f, f => (new FileInfo(f).Length, File.GetLastWriteTimeUtc(f)));
+
+    static void SameTopK(JsonElement want, JsonElement got)
+    {
+        foreach (var side in new[] { "proponents", "opponents" })
+        {
+            var w = want.GetProperty(side).EnumerateArray().ToList();
+            var g = got.GetProperty(side).EnumerateArray().ToList();
+            Assert.Equal(w.Select(x => x.GetProperty("example").GetProperty("index").GetInt32()), g.Select(x => x.GetProperty("example").GetProperty("index").GetInt32()));
+            for (int k = 0; k < w.Count; k++)
+            {
+                double a = w[k].GetProperty("score").GetDouble(), b = g[k].GetProperty("score").GetDouble();
+                Assert.True(Math.Abs(a - b) <= 1e-5 * Math.Max(1, Math.Abs(a)), $"{side} {k}: {a} vs {b}");
+            }
+        }
+    }
+
+    [Fact]
+    public async Task ProponentsComeFromTheRunsStoreIndexOrFactorsWhenItHasThemWithTheStreamingTopK()
+    {
+        string store = Path.Combine(fx.Run, "store"), factors = Path.Combine(fx.Run, "factors-identity");
+        string[] queries = { "set=test&index=3", "set=train&index=0" };
+        try
+        {
+            var streamed = new List<JsonElement>();
+            await using (var s = await ServeServer.StartAsync(Options()))
+            {
+                using var c = Client(s);
+                foreach (var q in queries)
+                    foreach (var m in new[] { "tracin-last", "identity" })
+                    {
+                        var j = await Json(await c.GetAsync($"api/explain?{q}&method={m}&k=6"));
+                        Assert.StartsWith("exact streaming top-k", j.GetProperty("source").GetString());
+                        Assert.True(j.GetProperty("proponents").GetArrayLength() > 0);
+                        streamed.Add(j);
+                    }
+            }
+            Assert.False(Directory.Exists(store));
+            var r = CliRunner.Run("build-store", "--run", fx.Run, "--methods", "tracin-last", "--threads", "1", "-q");
+            Assert.True(r.Code == 0, r.Err);
+            r = CliRunner.Run("fit-factors", "--run", fx.Run, "--strategy", "identity", "--out", factors, "--threads", "1", "-q");
+            Assert.True(r.Code == 0, r.Err);
+            var before = Snapshot(store).Concat(Snapshot(factors)).ToDictionary();
+            await using (var s = await ServeServer.StartAsync(Options()))
+            {
+                using var c = Client(s);
+                int n = 0;
+                foreach (var q in queries)
+                    foreach (var m in new[] { "tracin-last", "identity" })
+                    {
+                        var j = await Json(await c.GetAsync($"api/explain?{q}&method={m}&k=6"));
+                        string source = j.GetProperty("source").GetString()!;
+                        Assert.StartsWith(m == "identity" ? "fitted factors factors-identity" : "feature store store/tracin-last-", source);
+                        SameTopK(streamed[n++], j);
+                    }
+            }
+            // The store and the factors were only read.
+            var after = Snapshot(store).Concat(Snapshot(factors)).ToDictionary();
+            Assert.Equal(before.OrderBy(kv => kv.Key).ToList(), after.OrderBy(kv => kv.Key).ToList());
+
+            r = CliRunner.Run("index", "build", "--run", fx.Run, "--methods", "tracin-last", "--lists", "4", "--threads", "1", "-q");
+            Assert.True(r.Code == 0, r.Err);
+            await using (var s = await ServeServer.StartAsync(Options()))
+            {
+                using var c = Client(s);
+                var j = await Json(await c.GetAsync($"api/explain?{queries[0]}&method=tracin-last&k=6"));
+                Assert.Contains("index of the feature store", j.GetProperty("source").GetString());
+                Assert.Contains("1 of 4 lists probed", j.GetProperty("source").GetString());
+                Assert.True(j.GetProperty("proponents").GetArrayLength() > 0);
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(store)) Directory.Delete(store, true);
+            if (Directory.Exists(factors)) Directory.Delete(factors, true);
+        }
+    }
+
     [Fact]
     public async Task DecisionsAreSavedForDataCleanAndConcurrentWritesAllLand()
     {

@@ -81,6 +81,7 @@ async function select(set, index, ex) {
   $("detail-pane").hidden = false;
   $("proponents").replaceChildren();
   $("opponents").replaceChildren();
+  $("explain-source").textContent = "";
   const q = $("query");
   q.replaceChildren();
   if (state.info.images) { const img = el("img"); img.alt = "query"; img.src = "api/image/" + set + "/" + index + ".png"; q.appendChild(img); }
@@ -108,6 +109,7 @@ async function select(set, index, ex) {
     if (r.proponents.length === 0) $("proponents").appendChild(el("div", null, "none"));
     if (r.opponents.length === 0) $("opponents").appendChild(el("div", null, "none"));
     status(r.method + ": " + r.proponents.length + " proponents, " + r.opponents.length + " opponents in " + ((performance.now() - t0) / 1000).toFixed(2) + " s");
+    $("explain-source").textContent = "answered by " + r.method + " from the " + r.source;
     document.body.dataset.explained = set + ":" + index;
   } catch (e) { status(e.message, true); }
 }

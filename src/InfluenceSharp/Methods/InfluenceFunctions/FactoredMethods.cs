@@ -13,6 +13,9 @@ public abstract class FactoredMethodDescriptor : MethodDescriptor
     /// <summary>Track only the model's last Linear layer (its logits' layer).</summary>
     protected virtual bool LastLinearOnly => false;
 
+    /// <summary>True when it tracks only the model's last Linear layer (whatever the layer filter).</summary>
+    public bool TracksLastLinearOnly => LastLinearOnly;
+
     public override MethodOption Uses =>
         MethodOption.Measure | MethodOption.Damping | MethodOption.TrainBatchSize | MethodOption.Seed | MethodOption.IfEpochs
         | (LastLinearOnly ? MethodOption.None : MethodOption.Layers)
