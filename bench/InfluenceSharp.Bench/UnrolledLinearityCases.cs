@@ -53,12 +53,12 @@ public static class UnrolledLinearityCases
         // A class-balanced-enough prefix: the first n images.
         var train = all.Subset(Enumerable.Range(0, n).ToArray(), "train");
         var queries = test.Subset(Enumerable.Range(0, nq).ToArray(), "queries");
-        var spec = ModelSpec.For(arch, 1, 28, 28, 10);
+        var spec = ModelSpec.For(arch.StartsWith("mlp-", StringComparison.Ordinal) ? "mlp" : arch, 1, 28, 28, 10);
         var plan = ReplayPlan.For(o, n);
         nn.Module<Tensor, Tensor> Initial()
         {
             torch.manual_seed(o.Seed);
-            var model = spec.Create();
+            var model = arch.StartsWith("mlp-", StringComparison.Ordinal) ? new SmoothMlp(arch[4..]) : spec.Create();
             if (dtype != ScalarType.Float32) model.to(dtype);
             return model;
         }
@@ -88,6 +88,23 @@ public static class UnrolledLinearityCases
             {
                 var w = (double[])ones.Clone(); w[i] = wi;
                 Console.WriteLine($"probe: w[{i}] = {wi:R}: {Replay(w)[0]:R}");
+            }
+            yield break;
+        }
+        if (Env("UL_PROBE", "") == "2")
+        {
+            // Where linearity breaks: (f(w_i = 1 − δ) − f(1)) / (−δ) against ∂f/∂w_i for growing δ (query 0,
+            // the example with the largest derivative); run in float64 so that rounding does not blur small δ.
+            var one = queries.Subset(new[] { 0 }, "query0");
+            using var d0 = new UnrolledAttribution(Initial, train, plan, new ClassificationTask(QueryMeasurement.Margin)).Derivatives(one);
+            var dd = d0.data<double>().ToArray();
+            int i = Enumerable.Range(0, n).OrderByDescending(k => Math.Abs(dd[k])).First();
+            double fBase = Replay(null)[0];
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"probe: example {i}, d margin/d w = {-dd[i]:G6}"));
+            foreach (double delta in new[] { 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1 })
+            {
+                var w = Enumerable.Repeat(1.0, n).ToArray(); w[i] = 1 - delta;
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"probe: delta {delta:G2}: (f(1-delta) - f(1)) / -delta = {(Replay(w)[0] - fBase) / -delta:G6}"));
             }
             yield break;
         }
@@ -162,5 +179,34 @@ public static class UnrolledLinearityCases
     {
         var s = v.Where(double.IsFinite).OrderBy(x => x).ToArray();
         return s.Length == 0 ? double.NaN : s[s.Length / 2];
+    }
+}
+
+/// <summary>The Mlp (784-128-10) with another activation than ReLU (gelu, softplus, tanh): a training
+/// map without ReLU's kinks.</summary>
+public sealed class SmoothMlp : nn.Module<Tensor, Tensor>
+{
+    private readonly TorchSharp.Modules.Linear fc1, fc2;
+    private readonly string activation;
+
+    public SmoothMlp(string activation) : base(nameof(SmoothMlp))
+    {
+        this.activation = activation;
+        fc1 = nn.Linear(784, 128);
+        fc2 = nn.Linear(128, 10);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        var h = fc1.call(x.flatten(1));
+        h = activation switch
+        {
+            "gelu" => nn.functional.gelu(h),
+            "softplus" => nn.functional.softplus(h),
+            "tanh" => h.tanh(),
+            _ => throw new ArgumentException($"activation {activation}"),
+        };
+        return fc2.call(h);
     }
 }
