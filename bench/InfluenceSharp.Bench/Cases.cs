@@ -20,6 +20,7 @@ public static class Cases
     {
         HvpCostCases.Register(All, NotInAll);
         UnrolledCases.Register(All, NotInAll);
+        UnrolledLinearityCases.Register(All, NotInAll);
     }
 
     public static readonly Dictionary<string, Func<BenchContext, IEnumerable<BenchResult>>> All = new()

@@ -4,9 +4,10 @@
 # trained on its own with a derived seed). Fashion-MNIST (Debian's dataset-fashion-mnist), 5,000
 # class-balanced training images, the first QUERIES test images as queries, margin target.
 # Usage: bench/experiments/unrolled-lds.sh [OUT_DIR] [STAGE...]
-#   stages: train (both recipes), same95, seeds95, same50, seeds50, smooth95 (default: all, in that order)
+#   stages: train (both recipes), same95, seeds95, same50, seeds50, smooth95, gentle95, gentle50
+#   (default: all but the gentle ones, in that order; smooth and gentle run both protocols)
 # Recipes: "protocol" is the LDS protocol's Mlp recipe (10 epochs, batch 128, lr 0.05, momentum 0.9,
-# weight decay 5e-4, constant); "smooth" the same with lr 0.01.
+# weight decay 5e-4, constant); "smooth" the same with lr 0.01; "gentle" with lr 0.005.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-runs/unrolled-lds}; shift || true
@@ -35,5 +36,11 @@ seeds50) timed $I evaluate lds --run "$OUT/mlp" --methods "$METHODS" --alpha 0.5
 smooth95)
   timed $I evaluate lds --run "$OUT/mlp-smooth" --methods "$METHODS" --alpha 0.95 --retrain same-order --out "$OUT/mlp-smooth/lds-same-95" $COMMON
   timed $I evaluate lds --run "$OUT/mlp-smooth" --methods "$METHODS" --alpha 0.95 --out "$OUT/mlp-smooth/lds-seeds-95" $COMMON
+  ;;
+gentle95|gentle50)
+  a=0.${s#gentle}
+  [ -f "$OUT/mlp-gentle/run.json" ] || timed $I train --data fashion-mnist --model mlp --train-count 5000 --epochs 10 --lr 0.005 --out "$OUT/mlp-gentle" $T
+  timed $I evaluate lds --run "$OUT/mlp-gentle" --methods "$METHODS" --alpha $a --retrain same-order --out "$OUT/mlp-gentle/lds-same-${s#gentle}" $COMMON
+  timed $I evaluate lds --run "$OUT/mlp-gentle" --methods "$METHODS" --alpha $a --out "$OUT/mlp-gentle/lds-seeds-${s#gentle}" $COMMON
   ;;
 esac; done

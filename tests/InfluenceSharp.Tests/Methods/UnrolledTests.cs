@@ -173,4 +173,25 @@ public class UnrolledTests
         Assert.True(fd > 0, $"up-weighting example 9 should lower its own loss ({fd})");
         Assert.True(Math.Abs(self[9] - fd) <= 1e-6 * Math.Abs(fd), $"self-influence {self[9]:G12}, finite difference {fd:G12}");
     }
+    [Fact]
+    public void StoredDerivativesAreReadBackInsteadOfRecomputed()
+    {
+        var (train, queries) = Problem(conv: false);
+        var plan = ReplayPlan.For(Recipe with { Epochs = 2 }, train.Count);
+        string dir = Path.Combine(Path.GetTempPath(), $"unrolled-store-{Guid.NewGuid():N}");
+        try
+        {
+            var options = new UnrolledOptions { StoreDirectory = dir };
+            using var first = new UnrolledAttribution(Factory(false), train, plan, options: options).PairwiseMatrix(queries, train);
+            Assert.Single(Directory.GetFiles(dir, "derivatives-*.safetensors"));
+            // A second method that cannot replay the run (its model builder throws) must read the stored derivatives.
+            Func<Module<Tensor, Tensor>> broken = () => throw new InvalidOperationException("recomputed");
+            using var second = new UnrolledAttribution(broken, train, plan, options: options).PairwiseMatrix(queries, train);
+            Assert.Equal(0, (first - second).abs().max().item<float>());
+            // Another query set is not served from the first one's file.
+            var other = queries.Subset(new[] { 0, 1 });
+            Assert.Throws<InvalidOperationException>(() => new UnrolledAttribution(broken, train, plan, options: options).PairwiseMatrix(other, train).Dispose());
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
 }

@@ -18,6 +18,12 @@ public sealed record UnrolledOptions
     /// <summary>Queries differentiated together in one reverse pass (their adjoints share the
     /// recomputed trajectory and each step's forward and backward).</summary>
     public int QueryBatch { get; init; } = 32;
+
+    /// <summary>Where the derivatives of each query set are kept (one file per query set), so that
+    /// another evaluation of the same run and queries (another LDS subset size or protocol) reads them
+    /// instead of repeating the reverse passes; null: not kept. The directory must belong to one run
+    /// and one query measurement.</summary>
+    public string? StoreDirectory { get; init; }
 }
 
 /// <summary>
@@ -136,7 +142,7 @@ public sealed class UnrolledAttribution : IAttributionMethod, IDisposable
         if (cached is null || cachedKey != key)
         {
             cached?.Dispose();
-            using var d = Derivatives(queries);
+            using var d = StoredDerivatives(queries);
             cached = d.neg().to_type(ScalarType.Float32).DetachFromDisposeScope();
             cachedKey = key;
         }
@@ -151,6 +157,32 @@ public sealed class UnrolledAttribution : IAttributionMethod, IDisposable
 
     private Tensor? cached;
     private string? cachedKey;
+
+    /// <summary><see cref="Derivatives"/>, read from <see cref="UnrolledOptions.StoreDirectory"/> when
+    /// a pass for the same queries, training set and steps has written them there (and written there
+    /// otherwise).</summary>
+    private Tensor StoredDerivatives(IDataset queries)
+    {
+        if (Options.StoreDirectory is not { } dir) return Derivatives(queries);
+        string path = Path.Combine(dir, $"derivatives-{queries.Fingerprint()}.safetensors");
+        var meta = new Dictionary<string, string>
+        {
+            ["format"] = "influencesharp-unrolled/1", ["train"] = train.Fingerprint(), ["queries"] = queries.Fingerprint(),
+            ["steps"] = Plan.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        if (File.Exists(path))
+        {
+            using var file = SafeTensors.Load(path);
+            bool same = meta.All(kv => file.Metadata.TryGetValue(kv.Key, out var v) && v == kv.Value)
+                && file.Tensors.TryGetValue("derivatives", out var stored) && stored.dtype == ScalarType.Float64
+                && stored.shape.SequenceEqual(new long[] { queries.Count, train.Count });
+            if (same) return file["derivatives"].clone();
+        }
+        var d = Derivatives(queries);
+        Directory.CreateDirectory(dir);
+        SafeTensors.Save(path, new Dictionary<string, Tensor> { ["derivatives"] = d }, meta);
+        return d;
+    }
 
     /// <summary>Frees the cached scores of the last query set.</summary>
     public void Dispose()

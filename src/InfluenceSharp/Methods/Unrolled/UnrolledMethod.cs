@@ -11,5 +11,9 @@ public sealed class UnrolledMethod : MethodDescriptor
     public override MethodOption Uses => MethodOption.Measure;
 
     public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context) =>
-        UnrolledAttribution.FromRun(run.Dir, run.Data.Train, new ClassificationTask(s.Measure), new UnrolledOptions(), context.Progress);
+        UnrolledAttribution.FromRun(run.Dir, run.Data.Train, new ClassificationTask(s.Measure), new UnrolledOptions
+        {
+            // RUN_DIR/store/unrolled-margin: the derivatives of each query set, reused by later evaluations.
+            StoreDirectory = s.UseStore ? Path.Combine(run.Dir, "store", $"unrolled-{s.Measure.ToString().ToLowerInvariant()}") : null,
+        }, context.Progress);
 }
