@@ -29,6 +29,7 @@ public static class TextFacts
 {
     static readonly string[] Onsets = { "b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "st", "tr", "sh" };
     static readonly string[] Vowels = { "a", "e", "i", "o", "u", "ai", "ei", "ou" };
+    static readonly string[] Endings = { "nd", "rk", "sk", "lt", "mb", "x" };
     static readonly string[] Goods = { "wool", "copper", "salt", "glass", "honey", "timber", "silk", "pottery", "horses", "tea" };
     static readonly string[] Weather = { "cold winters", "long summers", "heavy rain", "dry winds", "thick fog", "mild springs" };
     static readonly string[] Features = { "a wide river", "tall mountains", "a quiet coast", "old forests", "a great lake", "red cliffs" };
@@ -55,7 +56,9 @@ public static class TextFacts
             }
         }
         var countries = Enumerable.Range(0, facts).Select(_ => Name(2, "ria")).ToArray();
-        var capitals = Enumerable.Range(0, facts).Select(_ => Name(1, "rn")).ToArray();
+        // Capitals end in a consonant cluster no country name or other word holds, so a capital's name
+        // appears in its fact document only, and no two capitals share a fixed suffix.
+        var capitals = Enumerable.Range(0, facts).Select(_ => Name(1, Endings[rng.Next(Endings.Length)])).ToArray();
         string Pick(string[] a) => a[rng.Next(a.Length)];
         string Other(string c) => rng.Next(3) switch
         {
