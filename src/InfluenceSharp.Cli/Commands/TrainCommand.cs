@@ -18,7 +18,7 @@ public static class TrainCommand
         var init = Opt.Str("--init", "start from these weights: a .safetensors file (ours or PyTorch's) or a PyTorch state dict (.pt/.pth/.bin); the classifier head starts fresh when the class count differs", "FILE");
         var pretrained = Opt.Choice("--pretrained", "start resnet18 from ImageNet weights: the network of the Microsoft.ML.DnnImageFeaturizer.ResNet18 NuGet package (restored from your NuGet feeds at first use) exactly as its ONNX graph computes it, with the preprocessing its weights expect applied inside the model (printed, and recorded in the run)", "none", "none", "imagenet");
         var freeze = Opt.Str("--freeze", "keep the parameters with these name prefixes fixed (comma separated, e.g. conv1,bn1,layer1); attribution then tracks only the rest", "PREFIXES");
-        var widths = Opt.IntList("--widths", "mlp hidden widths, comma separated; tabular-mlp: its one hidden width [default: 128 for mlp, 64 for tabular-mlp]", null, 1, 65536);
+        var widths = Opt.IntList("--widths", "mlp hidden widths, comma separated; tabular-mlp: its one hidden width; gpt: WIDTH,BLOCKS,HEADS [default: 128 for mlp, 64 for tabular-mlp, 64,2,4 for gpt]", null, 1, 65536);
         var trainCount = Opt.OptionalInt("--train-count", "use a class-balanced subset: N / classes examples of each class (N at least the number of classes) [default: all]", 1);
         var epochs = Opt.Int("--epochs", "training epochs", 5, 1, 100000);
         var batchSize = Opt.Int("--batch-size", "examples per batch", 128, 1);
@@ -85,8 +85,13 @@ public static class TrainCommand
     {
         // The data and --train-count are checked before the run directory is touched.
         var split = DataSource.Load(dataSpec, readerOptions, quiet ? null : new ConsoleProgress());
-        arch ??= split.Train.IsFlat ? "tabular-mlp" : "smallcnn";
-        if (split.Train.IsFlat && arch is not ("logreg" or "mlp" or "tabular-mlp") && !CustomModel.IsCustom(arch))
+        bool text = split.Train is TextDataset;
+        arch ??= text ? "gpt" : split.Train.IsFlat ? "tabular-mlp" : "smallcnn";
+        if (text && arch != "gpt" && !CustomModel.IsCustom(arch))
+            throw new UsageException($"--model {arch}: the data ({split.Source}) are token sequences; choose gpt");
+        if (!text && arch == "gpt")
+            throw new UsageException($"--model gpt: takes text data (--data text:FILE), not {split.Source}");
+        if (split.Train.IsFlat && !text && arch is not ("logreg" or "mlp" or "tabular-mlp") && !CustomModel.IsCustom(arch))
             throw new UsageException($"--model {arch}: the data ({split.Source}) are flat feature vectors of {split.Train.Width} values; choose logreg, mlp or tabular-mlp");
         var train = split.Train;
         if (trainCount > 0)

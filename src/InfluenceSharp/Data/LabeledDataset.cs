@@ -49,7 +49,8 @@ public abstract class LabeledDataset : IDataset
     /// <summary>Float32 model inputs [B, C, H, W] (flat data: [B, D]) for the given indices.</summary>
     public abstract Tensor Inputs(ReadOnlySpan<int> indices, Device? device = null);
 
-    public Tensor Targets(ReadOnlySpan<int> indices, Device? device = null)
+    /// <summary>The labels [B] (int64); a data set whose targets are not one label per example overrides it.</summary>
+    public virtual Tensor Targets(ReadOnlySpan<int> indices, Device? device = null)
     {
         var y = new long[indices.Length];
         for (int i = 0; i < y.Length; i++) y[i] = Labels[indices[i]];

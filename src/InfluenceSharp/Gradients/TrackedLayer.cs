@@ -10,9 +10,9 @@ namespace InfluenceSharp.Gradients;
 /// (G = Σ_t g_t a_tᵀ with a_t ending in 1).</summary>
 public sealed class TrackedLayer
 {
-    private TrackedLayer(string name, nn.Module<Tensor, Tensor> module, TrackedLayerType type, long outFeatures, long inFeatures, bool hasBias)
+    private TrackedLayer(string name, nn.Module<Tensor, Tensor> module, TrackedLayerType type, long outFeatures, long inFeatures, bool hasBias, bool inSequenceModel = false)
     {
-        Name = name; Module = module; Type = type; Out = outFeatures; InNoBias = inFeatures; HasBias = hasBias;
+        Name = name; Module = module; Type = type; Out = outFeatures; InNoBias = inFeatures; HasBias = hasBias; InSequenceModel = inSequenceModel;
     }
 
     public string Name { get; }
@@ -27,7 +27,9 @@ public sealed class TrackedLayer
     public long NumParams => Out * In;
     /// <summary>An example's gradient sums several positions (a convolution's output pixels), so it is
     /// not rank one (see <see cref="TrackedLayerType.SeveralPositions"/>).</summary>
-    public bool SeveralPositions => Type.SeveralPositions;
+    public bool SeveralPositions => Type.SeveralPositions || InSequenceModel;
+    /// <summary>The layer belongs to a <see cref="Models.ISequenceModel"/> (applied at every token).</summary>
+    public bool InSequenceModel { get; }
     /// <summary>A Conv2d layer.</summary>
     public bool IsConv => Type is Conv2dLayerType;
 
@@ -50,7 +52,7 @@ public sealed class TrackedLayer
             if (type is null || m is not nn.Module<Tensor, Tensor> module) continue;
             if (m.parameters().Any(p => !p.requires_grad)) { anyFrozen = true; continue; }
             var (o, i, bias) = type.Shape(name, m);
-            result.Add(new TrackedLayer(name, module, type, o, i, bias));
+            result.Add(new TrackedLayer(name, module, type, o, i, bias, model is Models.ISequenceModel));
         }
         // named_modules() lists a module's own leaf children before its containers' (fc before
         // layer1.0.conv1 in a ResNet): order by the parameters instead, which follow the module tree.

@@ -9,7 +9,7 @@ namespace InfluenceSharp.Models;
 /// sidecar so that a checkpoint can be rebuilt, and refused by a model of another shape.</summary>
 public sealed record ModelSpec(string Architecture, int InChannels, int Height, int Width, int NumClasses, int[]? HiddenWidths = null)
 {
-    public static readonly string[] Architectures = { "logreg", "mlp", "smallcnn", "resnet9", "resnet18", "tabular-mlp" };
+    public static readonly string[] Architectures = { "logreg", "mlp", "smallcnn", "resnet9", "resnet18", "tabular-mlp", "gpt" };
 
     /// <summary>The ImageNet ResNet-18 as its weights were trained (<see cref="ResNet18.ImageNet"/>):
     /// what <c>--model resnet18 --pretrained imagenet</c> builds. Not a <c>--model</c> choice of its own:
@@ -46,6 +46,7 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
             widths ??= new[] { TabularHiddenWidth };
             if (widths.Length != 1) throw new InfluenceSharpException($"--widths {string.Join(",", widths)}: tabular-mlp has one hidden layer (Linear-ReLU-Linear): give one width");
         }
+        else if (architecture == "gpt") widths = GptWidths(widths);
         else widths = null;
         return new ModelSpec(architecture, inChannels, height, width, numClasses, widths);
     }
@@ -66,6 +67,7 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         Check((long)InChannels * Height * Width <= int.MaxValue, $"{InChannels}x{Height}x{Width} inputs: too many");
         if (Architecture == ImageNetResNet18) Check(InChannels is 1 or 3, $"in_channels {InChannels} (the ImageNet ResNet-18 takes 1 or 3)");
         if (Architecture == "tabular-mlp") Check(HiddenWidths is null || HiddenWidths.Length == 1, "tabular-mlp has one hidden width");
+        if (Architecture == "gpt") Check(HiddenWidths is { Length: 3 } g && g.All(w => w >= 1 && w <= 65536) && g[0] % g[2] == 0, "gpt needs hidden_widths [width, blocks, heads] (width divisible by heads)");
         if (Architecture is "mlp" or "tabular-mlp") Check(HiddenWidths is null || HiddenWidths.All(w => w >= 1 && w <= 65536), $"hidden_widths {string.Join(",", HiddenWidths ?? Array.Empty<int>())} (each between 1 and 65536)");
     }
 
@@ -76,6 +78,8 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         "mlp" => new Mlp(InChannels * Height * Width, HiddenWidths ?? new[] { 128 }, NumClasses),
         // Linear-ReLU-Linear over the D features of tabular data (fc1, fc2).
         "tabular-mlp" => new Mlp(InChannels * Height * Width, HiddenWidths ?? new[] { TabularHiddenWidth }, NumClasses),
+        // A decoder-only transformer over token ids: NumClasses is the vocabulary, Width the context.
+        "gpt" => new Gpt(new GptOptions(NumClasses, Width, HiddenWidths![0], HiddenWidths[1], HiddenWidths[2])),
         "smallcnn" => new SmallCnn(InChannels, Height, Width, NumClasses),
         "resnet9" => ResNet9.Create(InChannels, NumClasses),
         "resnet18" => new ResNet18(InChannels, NumClasses),
@@ -92,6 +96,15 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         foreach (var (name, m) in model.named_modules())
             if (m is Linear) last = name;
         return last;
+    }
+
+    /// <summary>gpt's --widths: width, blocks, heads (default 64,2,4).</summary>
+    static int[] GptWidths(int[]? widths)
+    {
+        widths ??= new[] { 64, 2, 4 };
+        if (widths.Length != 3 || widths.Any(w => w < 1) || widths[0] % widths[2] != 0)
+            throw new InfluenceSharpException($"--widths {string.Join(",", widths)}: gpt takes WIDTH,BLOCKS,HEADS (e.g. 64,2,4; the width divisible by the heads)");
+        return widths;
     }
 
     public string Describe() => Architecture is "mlp" or "tabular-mlp"

@@ -109,7 +109,7 @@ public sealed class ReplayPlan
     {
         var x = data.Inputs(Batch(t));
         if (draws is not null) x = Augmentation.CropFlip(x, draws[t]);
-        return x.dtype == dtype ? x : x.to_type(dtype);
+        return x.dtype == dtype || !x.is_floating_point() ? x : x.to_type(dtype);   // token ids stay integers
     }
 
     /// <summary>What a run directory records for replay (replay.json): the schedule, per step.</summary>

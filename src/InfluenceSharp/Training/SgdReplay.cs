@@ -1,4 +1,5 @@
 using InfluenceSharp.Data;
+using InfluenceSharp.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -70,7 +71,7 @@ public sealed class SgdReplay : IDisposable
         if (w is null)
         {
             logits = model.forward(x);
-            loss = nn.functional.cross_entropy(logits, y);
+            loss = GptObjective.MeanLoss(logits, y);
         }
         else
         {
@@ -78,8 +79,7 @@ public sealed class SgdReplay : IDisposable
             if (batchNorm is not null) batchNorm.Weights = wt;
             try { logits = model.forward(x); }
             finally { if (batchNorm is not null) batchNorm.Weights = null; }
-            using var inv = (1.0 / idx.Length).ToScalar();
-            loss = nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.None).mul(wt).sum().mul(inv);
+            loss = GptObjective.WeightedLoss(logits, y, wt);
         }
         loss.backward();
         optimizer.Step(Plan.LearningRate(t));
@@ -87,7 +87,7 @@ public sealed class SgdReplay : IDisposable
         double l = loss.to_type(ScalarType.Float64).item<double>();
         if (double.IsNaN(l) || double.IsInfinity(l))
             throw new InfluenceSharpException($"training diverged: loss is {l} at epoch {Plan.EpochOf(t)}, step {t + 1} (lower --lr?)");
-        long correct = logits.argmax(1).eq(y).sum().item<long>();
+        long correct = GptObjective.Correct(logits, y);
         return new StepOutcome(l, correct, idx.Length);
     }
 

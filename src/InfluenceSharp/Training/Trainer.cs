@@ -364,8 +364,8 @@ public sealed class Trainer
                 var idx = all.AsSpan(b, Math.Min(batchSize, data.Count - b));
                 var logits = model.forward(data.Inputs(idx));
                 var y = data.Targets(idx);
-                lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).item<float>();
-                correct += logits.argmax(1).eq(y).sum().item<long>();
+                lossSum += GptObjective.MeanLoss(logits, y).item<float>() * y.shape[0];
+                correct += GptObjective.Correct(logits, y);
             }
         }
         if (wasTraining) model.train();

@@ -52,7 +52,7 @@ public class LayerTypeRegistryTests
         var data = new TensorPairDataset(torch.randn(10, 4, dtype: ScalarType.Float64), torch.tensor(new long[] { 0, 1, 2, 0, 1, 2, 0, 1, 2, 0 }));
 
         var e = Assert.Throws<InfluenceSharpException>(() => TrackedLayer.Find(dense));
-        Assert.Contains("no Linear or Conv2d layer", e.Message);
+        Assert.Contains("no Linear or Conv2d or Embedding layer", e.Message);
         using (TrackedLayerTypes.Register(new DenseLayerType()))
         {
             var layer = Assert.Single(TrackedLayer.Find(dense));

@@ -1,0 +1,40 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InfluenceSharp.Gradients;
+
+/// <summary>
+/// nn.Embedding (a lookup table weight [V, D]): its output at position t is row x_t of the weight, so
+/// the gradient is Σ_t onehot(x_t) g_tᵀ, exact. Laid out as [Out = D, In = V]: the per-position
+/// input features a_t are onehot(x_t) [V] (no bias) and g_t = ∂loss/∂output_t [D]; the parameter is
+/// the weight transposed. Covariances follow: the A side is the diagonal of token counts. The one-hot
+/// features are dense [B, T, V], so a large vocabulary (GPT-2's 50,257) is not tracked this way:
+/// leave the embeddings out with --layers.
+/// </summary>
+public sealed class EmbeddingLayerType : TrackedLayerType
+{
+    public override string Name => "Embedding";
+    public override int Order => 30;
+    public override bool SeveralPositions => true;
+    public override bool Handles(nn.Module module) => module is Embedding;
+
+    public override (long Out, long InNoBias, bool HasBias) Shape(string name, nn.Module module)
+    {
+        var w = ((Embedding)module).weight!;
+        return (w.shape[1], w.shape[0], false);
+    }
+
+    public override Tensor Activations(TrackedLayer layer, Tensor input)
+    {
+        var ids = input.reshape(input.shape[0], -1);
+        var dtype = layer.Parameters()[0].dtype;
+        return nn.functional.one_hot(ids, layer.InNoBias).to(dtype);
+    }
+
+    public override Tensor OutputGradients(TrackedLayer layer, Tensor gradOutput) =>
+        gradOutput.reshape(gradOutput.shape[0], -1, gradOutput.shape[^1]);
+
+    /// <summary>The weight transposed ([D, V], a view).</summary>
+    public override Tensor[] Parameters(nn.Module module) => new[] { ((Embedding)module).weight!.t() };
+}
