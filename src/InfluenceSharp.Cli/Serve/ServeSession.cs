@@ -226,7 +226,7 @@ internal sealed class ServeSession : IDisposable
             if (DirectoryLock.AcquireShared(dir, "serve: reading the factors") is { } held) owned.Add(held);
             var factors = Factors.Load(dir);
             owned.Add(factors);
-            var so = new ScoreOptions { Damping = DampingDefaults.Factored(settings.Damping, Run.Last), TrainBatchSize = settings.BatchSize };
+            var so = new ScoreOptions { Damping = DampingDefaults.Factored(settings.Damping, Run.Last), TrainBatchSize = settings.TrainBatchSize };
             return (new InfluenceFunction(model, new ClassificationTask(settings.Measure), factors, so, profiler), dir);
         }
         return null;

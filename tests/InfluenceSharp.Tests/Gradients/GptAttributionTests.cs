@@ -102,7 +102,7 @@ public class GptAttributionTests
         var (model, data) = Problem(2702);
         var layers = TrackedLayer.Find(model);
         var task = new LanguageModelTask();
-        using var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 3 }).Fit(data)!;
+        using var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, TrainBatchSize = 3 }).Fit(data)!;
         var gz = OracleGradients(model, layers, data);
         var queries = new TensorPairDataset(data.X.narrow(0, 0, 3), data.Y.narrow(0, 0, 3).flip(1));
         var gq = OracleGradients(model, layers, queries);
@@ -131,7 +131,7 @@ public class GptAttributionTests
     {
         var (model, data) = Problem(2703);
         var task = new LanguageModelTask();
-        using var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, BatchSize = 4 }).Fit(data)!;
+        using var factors = new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, TrainBatchSize = 4 }).Fit(data)!;
         var queries = new TensorPairDataset(data.X.narrow(0, 2, 2), data.Y.narrow(0, 2, 2).roll(1, 1));
         const double lambda = 1e-2;
         var perToken = PerTokenScores.Compute(model, task, factors, queries, data, lambda, batchSize: 3);
