@@ -162,7 +162,10 @@ public sealed class FactorFitter
         }
         else
             foreach (var c in lb.Chunks(memoryBytes))           // [b, Out, In] slices within the memory budget
+            {
+                using var scope = NewDisposeScope();             // freed before the next slice is formed
                 acc.add_(c.Rotated(qa, qs).square().sum(new long[] { 0 }).to(ScalarType.Float64));
+            }
     }
 
     private ScalarType ComputeDtype() => model.parameters().First().dtype;

@@ -133,7 +133,10 @@ public sealed class InfluenceFunction : IAttributionMethod
                 var (_, lbs) = capture.Run(model, queries.Inputs(span, Device), logits => task.QueryMeasure(logits, y));
                 for (int i = 0; i < lbs.Length; i++)
                     foreach (var c in lbs[i].Chunks(o.MemoryBytes))
-                        perLayer[i].Add((inBasis[i] ? pre[i].ApplyInBasis(c) : pre[i].Apply(c.PerExample())).MoveToOuterDisposeScope());
+                    {
+                        using var slice = NewDisposeScope();     // a slice's temporaries freed before the next
+                        perLayer[i].Add((inBasis[i] ? pre[i].ApplyInBasis(c) : pre[i].Apply(c.PerExample())).MoveToOuterDisposeScope().MoveToOuterDisposeScope());
+                    }
             }
         }
         var full = perLayer.Select(l => { var t = torch.cat(l, 0); foreach (var x in l) x.Dispose(); return t; }).ToList();
@@ -204,7 +207,10 @@ public sealed class InfluenceFunction : IAttributionMethod
             }
             var parts = new List<Tensor>();
             foreach (var c in lb.Chunks(memoryBytes))          // [b, Out, In] slices within the memory budget
-                parts.Add(p.matmul(Cast(c.PerExample().reshape(c.BatchSize, -1)).mT).to(lb.G.dtype));
+            {
+                using var slice = NewDisposeScope();              // a slice's temporaries freed before the next
+                parts.Add(p.matmul(Cast(c.PerExample().reshape(c.BatchSize, -1)).mT).to(lb.G.dtype).MoveToOuterDisposeScope());
+            }
             return parts.Count == 1 ? parts[0] : torch.cat(parts, 1);
         }
 

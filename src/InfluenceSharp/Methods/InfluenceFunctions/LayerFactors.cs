@@ -120,8 +120,11 @@ public sealed class Preconditioner : IDisposable
         var parts = new List<Tensor>();
         foreach (var c in lb.Chunks(memoryBytes))              // [b, Out, In] slices within the memory budget
         {
+            // Each slice's [b, Out, In] temporaries are freed before the next slice is formed (else a
+            // batch holds all of them until its scope ends, whatever the budget).
+            using var scope = torch.NewDisposeScope();
             var r = c.Rotated(QA, QS).square();
-            parts.Add((W is null ? r : r.mul_(W)).sum(new long[] { 1, 2 }));
+            parts.Add((W is null ? r : r.mul_(W)).sum(new long[] { 1, 2 }).MoveToOuterDisposeScope());
         }
         return parts.Count == 1 ? parts[0] : torch.cat(parts, 0);
     }
