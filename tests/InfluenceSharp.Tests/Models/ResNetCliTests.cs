@@ -90,14 +90,17 @@ public class ResNetCliTests
         r = Run("explain", "--run", run, "--query", "0", "--method", "tracin-last", "--top", "4");
         Assert.True(r.Code == 0, r.Err);
         string ExplainJson() => File.ReadAllText(Path.Combine(run, "explain", "explain-tracin-last.json"));
-        int[] Proponents() => JsonDocument.Parse(ExplainJson()).RootElement[0].GetProperty("proponents")
-            .EnumerateArray().Select(p => p.GetProperty("index").GetInt32()).ToArray();
+        (int Index, double Score)[] Proponents() => JsonDocument.Parse(ExplainJson()).RootElement[0].GetProperty("proponents")
+            .EnumerateArray().Select(p => (p.GetProperty("index").GetInt32(), p.GetProperty("score").GetDouble())).ToArray();
         var fromIndex = Proponents();
         var test = (ImageDataset)DataSource.Load($"cifar10:{data}").Test;
-        InfluenceSharp.Reporting.PngWriter.Save(dir.File("q.png"), test.Pixels.AsSpan(0, 3 * 32 * 32), 32, 32, 3);
+        // The PNG holds the image as shown (channels interleaved), not the data set's planar layout.
+        File.WriteAllBytes(dir.File("q.png"), InfluenceSharp.Reporting.PngWriter.EncodeExample(test, 0)!);
         r = Run("explain", "--run", run, "--query-image", dir.File("q.png"), "--query-label", test.Labels[0].ToString(), "--method", "tracin-last", "--top", "4");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("then the model's own input transform: RGB in 0-255 minus the ImageNet mean image", r.Err);
-        Assert.Equal(fromIndex, Proponents());
+        var fromImage = Proponents();
+        Assert.Equal(fromIndex.Select(p => p.Index), fromImage.Select(p => p.Index));
+        for (int i = 0; i < fromIndex.Length; i++) Assert.Equal(fromIndex[i].Score, fromImage[i].Score, 1e-3 * Math.Abs(fromIndex[i].Score));
     }
 }
