@@ -136,17 +136,22 @@ public class UnrolledTests
         var full = TrainAndMeasure(Factory(conv), train, plan, ones, queries);
         // The second-order terms: of the step sizes, and for BatchNorm of the batch moments' 1/Σw
         // (dropping one example of 18 moves a query's loss up to ~16% off the linear prediction here).
+        // They scale with the size of the removal, not with each query's change, so the error is measured
+        // against the removal's largest effect over the queries: a query it barely moves is held to the
+        // same absolute error.
         double tolerance = conv ? 0.25 : 0.03;
         foreach (int i in new[] { 2, 13, 30 })
         {
             var w = (double[])ones.Clone();
             w[i] = 0;
             var removed = TrainAndMeasure(Factory(conv), train, plan, w, queries);
+            var actual = Enumerable.Range(0, queries.Count).Select(q => removed[q] - full[q]).ToArray();
+            double scale = actual.Max(Math.Abs);
+            Assert.True(scale > 1e-4, $"removing {i} barely moves the queries");
             for (int q = 0; q < queries.Count; q++)
             {
-                double actual = removed[q] - full[q], predicted = -d[q, i].item<double>();
-                Assert.True(Math.Abs(actual) > 1e-5, $"removing {i} barely moves query {q}");
-                Assert.True(Math.Abs(predicted - actual) <= tolerance * Math.Abs(actual), $"example {i}, query {q}: predicted change {predicted:G6}, actual {actual:G6}");
+                double predicted = -d[q, i].item<double>();
+                Assert.True(Math.Abs(predicted - actual[q]) <= tolerance * scale, $"example {i}, query {q}: predicted change {predicted:G6}, actual {actual[q]:G6} (largest change {scale:G3})");
             }
         }
     }
