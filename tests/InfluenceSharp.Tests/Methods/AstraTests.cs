@@ -93,6 +93,16 @@ public class AstraTests
         Assert.Equal(expectedProducts, astra.Curvature.ExampleVectorProducts);
     }
 
+    [Fact]
+    public void FlaggedForGroupObjectivesLikeEkfacAndDampedMoreOnSgdRuns()
+    {
+        // Its d3m rankings are the closest to exact influence, which collapsed a group on the tinted benchmark.
+        Assert.Equal(GroupObjectiveWarnings.Accurate, AttributionMethods.Find("ekfac-astra")!.GroupObjectiveWarning);
+        Assert.Equal(GroupObjectiveWarnings.Accurate, AttributionMethods.Find("ekfac")!.GroupObjectiveWarning);
+        Assert.Null(AttributionMethods.Find("trak")!.GroupObjectiveWarning);
+        Assert.StartsWith("0.01 ", AttributionMethods.Find("ekfac-astra")!.DampingHeuristic);
+    }
+
     /// <summary>‖x_k − x*‖²_A per right-hand side, A = C + λI.</summary>
     static double[] ErrorNorms(Tensor x, Tensor exact, Tensor a)
     {
