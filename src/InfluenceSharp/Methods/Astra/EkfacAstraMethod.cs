@@ -13,7 +13,6 @@ public sealed class EkfacAstraMethod : MethodDescriptor
         new AstraOptions().Steps.ToString(CultureInfo.InvariantCulture), MethodParameterKind.Int, Min: 0);
 
     public override string Name => "ekfac-astra";
-    public override string? GroupObjectiveWarning => GroupObjectiveWarnings.Accurate;
     public override int Order => 95;
     public override MethodOption Uses =>
         MethodOption.Measure | MethodOption.Damping | MethodOption.Layers | MethodOption.BatchSize | MethodOption.Seed
