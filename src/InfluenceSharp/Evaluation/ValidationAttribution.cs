@@ -16,6 +16,9 @@ public enum CurationObjective
     WorstGroup,
     /// <summary>D3M's group-weighted objective (see <see cref="ValidationAttribution.Weights"/>).</summary>
     D3m,
+    /// <summary>D3M's weights clipped at zero: only the groups worse than average count, so the
+    /// objective cannot be lowered by raising the loss of the groups that already do well.</summary>
+    D3mPositive,
 }
 
 /// <summary>
@@ -36,6 +39,7 @@ public enum CurationObjective
 ///   group g:     w_q = [g_q = g] / n_g
 ///   worst-group: group g* = argmax_g L̄_g (lowest id on ties), then as group g*
 ///   d3m:         w_q = (L̄_{g_q} − L̄) / n_{g_q}, i.e. s_i = Σ_g (L̄_g − L̄) · mean_{q∈g} score(q, i)
+///   d3m-positive: w_q = max(L̄_{g_q} − L̄, 0) / n_{g_q}
 ///
 /// The d3m weighting is our reading of D3M (Jain et al., NeurIPS 2024): each group's mean attribution
 /// counts in proportion to how much worse (or better) than the average group it does, so an example
@@ -117,11 +121,16 @@ public static class ValidationAttribution
                 return w;
             }
             case CurationObjective.D3m:
+            case CurationObjective.D3mPositive:
             {
-                if (losses is null) throw new InfluenceSharpException("validation objective d3m: needs the validation losses");
+                if (losses is null) throw new InfluenceSharpException($"validation objective {objective}: needs the validation losses");
                 var means = GroupMeanLosses(losses, groups, numGroups);
                 double avg = means.Average();
-                for (int q = 0; q < count; q++) w[q] = (means[groups[q]] - avg) / counts[groups[q]];
+                for (int q = 0; q < count; q++)
+                {
+                    double excess = means[groups[q]] - avg;
+                    w[q] = (objective == CurationObjective.D3mPositive ? Math.Max(excess, 0) : excess) / counts[groups[q]];
+                }
                 return w;
             }
             default:
@@ -140,13 +149,20 @@ public static class ValidationAttribution
 
     /// <summary>s_i = Σ_q w_q · score(q, i) for every training example, in float64, streaming the
     /// validation examples with non-zero weight through <paramref name="method"/>'s pairwise scores
-    /// in chunks of <paramref name="chunkSize"/> (memory: chunk × train block, never n_val × n_train).</summary>
+    /// in chunks of <paramref name="chunkSize"/> (memory: chunk × train block, never n_val × n_train);
+    /// a method that offers <see cref="IWeightedQueryAttribution"/> scores the weighted sum at once.</summary>
     public static double[] Scores(IAttributionMethod method, IDataset validation, IDataset train, double[] weights, int chunkSize = 256)
     {
         if (weights.Length != validation.Count)
             throw new InfluenceSharpException($"validation attribution: {weights.Length} weights for {validation.Count} validation examples");
         if (chunkSize < 1) throw new InfluenceSharpException($"validation attribution: chunk size {chunkSize} must be at least 1");
         Ranking.CheckFinite(weights, "validation attribution: weights");
+        if (method is IWeightedQueryAttribution weighted)
+        {
+            var sums = weighted.WeightedScores(validation, weights, train);
+            Ranking.CheckFinite(sums, $"validation attribution ({method.Name})");
+            return sums;
+        }
         var active = Enumerable.Range(0, weights.Length).Where(q => weights[q] != 0).ToArray();
         var acc = new double[train.Count];
         for (int start = 0; start < active.Length; start += chunkSize)
@@ -184,9 +200,10 @@ public static class ValidationAttribution
             case "mean": return (CurationObjective.Mean, -1);
             case "worst-group": return (CurationObjective.WorstGroup, -1);
             case "d3m": return (CurationObjective.D3m, -1);
+            case "d3m-positive": return (CurationObjective.D3mPositive, -1);
         }
         if (s.StartsWith("group:", StringComparison.Ordinal) && int.TryParse(s[6..], NumberStyles.None, CultureInfo.InvariantCulture, out int g))
             return (CurationObjective.Group, g);
-        throw new InfluenceSharpException($"objective '{s}': choose mean, worst-group, d3m or group:G");
+        throw new InfluenceSharpException($"objective '{s}': choose mean, worst-group, d3m, d3m-positive or group:G");
     }
 }

@@ -50,6 +50,11 @@ public class ValidationAttributionTests
         var d3m = ValidationAttribution.Weights(CurationObjective.D3m, 5, groups, 3, losses);
         double[] expected = { -2.0 / 3, -2.0 / 3, 1.0 / 3, 1.0 / 3, 2.0 / 3 };   // (L̄_g − 10/3) / n_g
         for (int q = 0; q < 5; q++) Assert.Equal(expected[q], d3m[q], 12);
+        // d3m-positive: the below-average group 0 gets weight 0 instead of −2/3.
+        var positive = ValidationAttribution.Weights(CurationObjective.D3mPositive, 5, groups, 3, losses);
+        double[] expectedPositive = { 0, 0, 1.0 / 3, 1.0 / 3, 2.0 / 3 };
+        for (int q = 0; q < 5; q++) Assert.Equal(expectedPositive[q], positive[q], 12);
+        Assert.Equal((CurationObjective.D3mPositive, -1), ValidationAttribution.ParseObjective("d3m-positive"));
 
         // Scores (5 validation rows x 3 training examples); s_i = Σ_q w_q M[q, i] by hand.
         var m = new double[,] { { 1, 0, -1 }, { 3, 2, 0 }, { 0, -4, 2 }, { 2, 0, 6 }, { -3, 1, 1 } };

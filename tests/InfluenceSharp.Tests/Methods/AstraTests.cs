@@ -1,4 +1,5 @@
 using InfluenceSharp.Data;
+using InfluenceSharp.Evaluation;
 using InfluenceSharp.Gradients;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Methods.Astra;
@@ -67,6 +68,40 @@ public class AstraTests
         double err = RelErr(astra.PairwiseMatrix(queries, train), expected);
         Assert.True(err < 1e-6, $"step 0 vs ekfac: relative error {err:G3}");
         Assert.Equal(0, astra.Curvature.ExampleVectorProducts);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(60)]
+    public void WeightedScoresSolveTheWeightedQueryOnce(int steps)
+    {
+        // Linear in the right-hand side at step 0 (EK-FAC) and once PCG has converged (the exact
+        // inverse); in between, CG's iterates are not linear in b, so the weighted solve is its own approximation.
+        var (model, train, queries) = Problem(TestSeed.For() + steps, n: 10);
+        var task = new ClassificationTask(QueryMeasurement.Loss);
+        using var factors = Ekfac(model, task, train);
+        var options = new AstraOptions { System = System(0.3, HessianKind.GaussNewton), Steps = steps };
+        var weights = new[] { 0.7, -1.3, 0.0, 2.1 };
+        var pairwise = new EkfacAstra(model, task, train, factors, options).PairwiseMatrix(queries, train).to(ScalarType.Float64);
+        var expected = torch.tensor(weights, new long[] { 1, 4 }, ScalarType.Float64).matmul(pairwise).reshape(-1);
+        var astra = new EkfacAstra(model, task, train, factors, options);
+        var actual = torch.tensor(ValidationAttribution.Scores(astra, queries, train, weights));
+        double err = RelErr(actual, expected);
+        Assert.True(err < 1e-5, $"weighted scores vs the weighted sum of pairwise scores: relative error {err:G3}");
+        // One right-hand side: a residual and one product per step over the 10 training examples.
+        long expectedProducts = steps == 0 ? 0 : (1 + astra.LastReport!.Steps) * 10L;
+        Assert.Equal(expectedProducts, astra.Curvature.ExampleVectorProducts);
+    }
+
+    [Fact]
+    public void GroupObjectiveWarningsFollowTheTintedBenchmarkAndDampingOnSgdRuns()
+    {
+        // Measured on the tinted benchmark: ekfac and knn-shapley collapsed a group, ekfac-astra did not.
+        Assert.Null(AttributionMethods.Find("ekfac-astra")!.GroupObjectiveWarning);
+        Assert.Equal(GroupObjectiveWarnings.Accurate, AttributionMethods.Find("ekfac")!.GroupObjectiveWarning);
+        Assert.Equal(GroupObjectiveWarnings.KnnShapley, AttributionMethods.Find("knn-shapley")!.GroupObjectiveWarning);
+        Assert.Null(AttributionMethods.Find("trak")!.GroupObjectiveWarning);
+        Assert.StartsWith("0.01 ", AttributionMethods.Find("ekfac-astra")!.DampingHeuristic);
     }
 
     /// <summary>‖x_k − x*‖²_A per right-hand side, A = C + λI.</summary>

@@ -61,7 +61,7 @@ public sealed record AstraReport(int Steps, double[][] RelativeResiduals)
 /// Queries are solved together (batched), as if-cg does; scores ∇f(q)ᵀ x_q · ∇L(z), positive = helpful.
 /// Self-influence needs a solve per training example (done batched, one solve per batch).
 /// </summary>
-public sealed class EkfacAstra : IAttributionMethod, IDisposable
+public sealed class EkfacAstra : IAttributionMethod, IWeightedQueryAttribution, IDisposable
 {
     private readonly CurvatureOperator curvature;
     private readonly PerExampleGradients gradients;
@@ -219,6 +219,26 @@ public sealed class EkfacAstra : IAttributionMethod, IDisposable
     {
         var solved = SolvedQueries(queries);
         EachTrainBatch(train, (offset, g) => sink(offset, solved.matmul(g.mT).to(ScalarType.Float32).cpu()));
+    }
+
+    /// <summary>Σ_q w_q score(q, i) with the weighted sum of the query gradients solved once. Exact
+    /// at step 0 (EK-FAC is linear) and once PCG has converged; with PCG stopped early it is PCG's
+    /// approximation for the weighted right-hand side (CG's iterates are not linear in it).</summary>
+    public double[] WeightedScores(IDataset queries, double[] weights, IDataset train)
+    {
+        if (weights.Length != queries.Count)
+            throw new InfluenceSharpException($"ekfac-astra: {weights.Length} weights for {queries.Count} queries");
+        using var scope = NewDisposeScope();
+        var sum = torch.zeros(1, curvature.NumParams, dtype: ScalarType.Float64, device: gradients.Device);
+        gradients.ForEachBatch(queries, Options.System.QueryBatchSize, true, (off, g) =>
+        {
+            using var w = torch.tensor(weights.AsSpan(off, (int)g.shape[0]).ToArray(), new long[] { 1, g.shape[0] }, ScalarType.Float64, gradients.Device);
+            sum.add_(w.matmul(g));
+        });
+        var x = InverseHvp(sum, "weighted queries");
+        var result = new double[train.Count];
+        EachTrainBatch(train, (offset, g) => x.matmul(g.mT).reshape(-1).cpu().data<double>().ToArray().CopyTo(result, offset));
+        return result;
     }
 
     public double[] SelfInfluence(IDataset train)

@@ -6,6 +6,7 @@ namespace InfluenceSharp.Methods.KnnShapley;
 public sealed class KnnShapleyMethod : MethodDescriptor
 {
     public override string Name => "knn-shapley";
+    public override string? GroupObjectiveWarning => GroupObjectiveWarnings.KnnShapley;
     public override int Order => 99;
     public override MethodOption Uses => MethodOption.TrainBatchSize;
 
