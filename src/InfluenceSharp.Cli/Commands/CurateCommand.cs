@@ -26,7 +26,7 @@ public static class CurateCommand
         var run = Opt.Run();
         var validation = Opt.Str("--validation", "the validation set: test:N (the first N test examples; the rest are the test set) or test:F (a fraction 0<F<1 of them)", "SPEC", required: true);
         var groups = Opt.Str("--groups", "group labels: a file with one integer id per line (one per test example, or per training example then per test example), or columns: class, tint (tinted data), class*tint", "FILE|COLUMNS");
-        var objective = Opt.Str("--objective", "validation objective: mean (mean loss), worst-group, d3m (group losses weighted by their excess over the average group), group:G", "OBJ", fallback: "mean");
+        var objective = Opt.Str("--objective", "validation objective: mean (mean loss), worst-group, d3m (group losses weighted by their excess over the average group), d3m-positive (d3m with the weights of below-average groups set to 0), group:G", "OBJ", fallback: "mean");
         var methods = Opt.Methods(MethodFactory.Defaults(MethodRole.Attribution), MethodFactory.Names, single: false, "the methods whose validation attribution ranks the training examples");
         var remove = Opt.Str("--remove", "how many detrimental examples to remove: counts (50,100) or fractions of the training set (0.01,0.05)", "K,...", fallback: "0.01,0.02,0.05");
         var seeds = Opt.IntList("--seeds", "retraining seeds (each setting is retrained once per seed), as in evaluate remove", new[] { 0, 1, 2 }, 0, distinct: true);
