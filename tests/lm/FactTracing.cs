@@ -1,10 +1,9 @@
 #:project ../../src/InfluenceSharp/InfluenceSharp.csproj
 #:package TorchSharp-cpu@0.107.0
-#:property TreatWarningsAsErrors=false
 // Fact tracing on the planted-fact corpus: a tiny GPT trained through the Trainer, then recall@1/@10
 // of each fact's source document for EK-FAC, K-FAC, identity and a BM25 lexical baseline.
 // Fails (exit 1) when EK-FAC's recall@10 is below 80 %. Deterministic: fixed seeds, one thread.
-// Usage: dotnet run tests/lm/FactTracing.cs -- [facts=24] [others=24] [epochs=40] [lr=0.3] [width=32] [seed=3]
+// Usage: dotnet run tests/lm/FactTracing.cs -- [facts=24] [others=24] [epochs=40] [lr=0.15] [width=32] [seed=3]
 using System.Diagnostics;
 using InfluenceSharp.Data;
 using InfluenceSharp.Evaluation;
@@ -16,7 +15,8 @@ using InfluenceSharp.Training;
 int Arg(int i, int d) => args.Length > i ? int.Parse(args[i]) : d;
 double ArgD(int i, double d) => args.Length > i ? double.Parse(args[i], System.Globalization.CultureInfo.InvariantCulture) : d;
 int facts = Arg(0, 24), others = Arg(1, 24), epochs = Arg(2, 40), width = Arg(4, 32), seed = Arg(5, 3);
-double lr = ArgD(3, 0.3);
+double lr = ArgD(3, 0.15);
+// lr 0.15: recall@10 92-100 % over seeds 0-3; at 0.3 one seed in four diverged and another fell to 79 %.
 TorchSharp.torch.set_num_threads(1);
 var sw = Stopwatch.StartNew();
 var corpus = TextFacts.Generate(facts, others, seed);
