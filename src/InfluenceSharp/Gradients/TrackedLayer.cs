@@ -78,12 +78,4 @@ public sealed class TrackedLayer
 
     /// <summary>The layer's parameters: weight, then bias when it has one.</summary>
     public Tensor[] Parameters() => Type.Parameters(Module);
-
-    /// <summary>The layer's parameters as one [Out, In] matrix (weight, then bias as last column).</summary>
-    public Tensor ParameterMatrix()
-    {
-        var p = Parameters();
-        var wm = p[0].detach().reshape(Out, InNoBias);
-        return HasBias ? torch.cat(new[] { wm, p[1].detach().reshape(Out, 1) }, 1) : wm;
-    }
 }
