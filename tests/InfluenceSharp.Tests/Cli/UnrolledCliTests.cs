@@ -1,3 +1,7 @@
+using System.Globalization;
+using InfluenceSharp.Evaluation;
+using InfluenceSharp.Methods.Unrolled;
+using InfluenceSharp.Runs;
 using InfluenceSharp.Scores;
 using TorchSharp;
 
@@ -36,5 +40,44 @@ public class UnrolledCliTests
             "--subsets", "4", "--query-count", "2", "--quiet");
         Assert.NotEqual(0, r.Code);
         Assert.Contains("--seeds-per-subset", r.Err);
+    }
+
+    [Fact]
+    public void CurateWithUnrolledRanksByTheWeightedPerQueryDerivatives()
+    {
+        using var dir = new TempDir();
+        string run = dir.File("run");
+        var r = CliRunner.Run("train", "--data", "tinted", "--model", "logreg", "--epochs", "1", "--batch-size", "25", "--momentum", "0",
+            "--lr", "0.01", "--train-count", "100", "--seed", "0", "--out", run, "--quiet", "--threads", "1");
+        Assert.True(r.Code == 0, r.Err);
+        string outDir = dir.File("curate");
+        r = CliRunner.Run("curate", "--run", run, "--methods", "unrolled", "--objective", "mean", "--validation", "test:40",
+            "--remove", "5", "--seeds", "0", "--epochs", "1", "--out", outDir, "--quiet", "--threads", "1");
+        Assert.True(r.Code == 0, r.Err);
+        var rows = File.ReadAllLines(Path.Combine(outDir, "ranking-unrolled.csv")).Skip(1).Select(l => l.Split(',')).ToArray();
+        Assert.Equal(100, rows.Length);
+        var order = rows.Select(c => int.Parse(c[1], CultureInfo.InvariantCulture)).ToArray();
+        var written = rows.Select(c => double.Parse(c[2], CultureInfo.InvariantCulture)).ToArray();
+
+        // The same objective as the weighted sum of every validation query's own derivatives.
+        var rc = Run.Open(run);
+        var val = rc.Data.Test.Subset(Enumerable.Range(0, 40).ToArray(), "validation");
+        var weights = ValidationAttribution.Weights(CurationObjective.Mean, 40);
+        using var method = UnrolledAttribution.FromRun(run, rc.Data.Train);
+        using var d = method.Derivatives(val);
+        var expected = new double[100];
+        for (int q = 0; q < 40; q++)
+        {
+            var row = d[q].data<double>().ToArray();
+            for (int i = 0; i < 100; i++) expected[i] -= weights[q] * row[i];
+        }
+        double scale = expected.Max(Math.Abs);
+        Assert.True(scale > 1e-6, $"scores too small to compare ({scale})");
+        // float32 runs: the two sums round differently, so only near-ties may swap.
+        for (int k = 0; k < 100; k++)
+            Assert.True(Math.Abs(written[k] - expected[order[k]]) <= 1e-4 * scale, $"rank {k + 1}: written {written[k]:G9}, per-query sum {expected[order[k]]:G9}");
+        for (int k = 0; k + 1 < 100; k++)
+            Assert.True(expected[order[k]] <= expected[order[k + 1]] + 1e-5 * scale, $"ranks {k + 1} and {k + 2} out of order");
+        Assert.Equal(ValidationAttribution.MostDetrimental(expected).Take(10), order.Take(10));
     }
 }

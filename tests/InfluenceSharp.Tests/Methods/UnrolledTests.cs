@@ -1,4 +1,5 @@
 using InfluenceSharp.Data;
+using InfluenceSharp.Evaluation;
 using InfluenceSharp.Methods;
 using InfluenceSharp.Methods.Unrolled;
 using InfluenceSharp.Training;
@@ -198,5 +199,38 @@ public class UnrolledTests
             Assert.Throws<InvalidOperationException>(() => new UnrolledAttribution(broken, train, plan, options: options).PairwiseMatrix(other, train).Dispose());
         }
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void WeightedQueriesTakeOneReversePassAndEqualTheWeightedPerQueryDerivatives(bool conv)
+    {
+        var (train, queries) = Problem(conv);
+        var plan = ReplayPlan.For(Recipe with { Epochs = 2 }, train.Count);
+        // Query batches of 2: the per-query derivatives of the 4 queries take two passes.
+        var method = new UnrolledAttribution(Factory(conv), train, plan, options: new UnrolledOptions { SegmentSteps = 3, QueryBatch = 2 });
+        using var d = method.Derivatives(queries);
+        Assert.Equal(2, method.ReversePasses);
+        // Mixed signs and a zero weight (that query is not measured).
+        var weights = new[] { 0.7, -1.3, 0.0, 2.1 };
+        var expected = new double[train.Count];
+        for (int i = 0; i < train.Count; i++)
+            for (int q = 0; q < queries.Count; q++) expected[i] -= weights[q] * d[q, i].item<double>();
+        double scale = expected.Max(Math.Abs);
+        Assert.True(scale > 1e-3, $"weighted scores too small to compare ({scale})");
+
+        // Curation's entry point dispatches to the one-pass weighted derivative.
+        var got = ValidationAttribution.Scores(method, queries, train, weights, chunkSize: 1);
+        Assert.Equal(3, method.ReversePasses);
+        for (int i = 0; i < train.Count; i++)
+            Assert.True(Math.Abs(got[i] - expected[i]) <= 1e-10 * scale, $"example {i}: weighted {got[i]:G17}, per-query sum {expected[i]:G17}");
+
+        // A partition of the training set gets its own rows, from one more pass.
+        var part = new[] { 30, 4, 17 };
+        var sub = method.WeightedScores(queries, weights, new SubsetDataset(train, part));
+        Assert.Equal(4, method.ReversePasses);
+        for (int j = 0; j < part.Length; j++) Assert.True(Math.Abs(sub[j] - expected[part[j]]) <= 1e-10 * scale);
+        Assert.Throws<InfluenceSharpException>(() => method.WeightedScores(queries, new[] { 1.0 }, train));
     }
 }

@@ -39,8 +39,10 @@ public sealed record UnrolledOptions
 /// Scores follow the library's sign: −∂f/∂w_i with f loss-like, so positive = helpful.
 /// Cost per reverse pass: two forward replays of the run (checkpoints, then segments) and, per step,
 /// one forward and backward with a graph plus one double-backward per query.
+/// A weighted sum of queries Σ_q w_q f_q is one measurement: its derivatives take one reverse pass
+/// (<see cref="WeightedScores"/>), however many queries it sums.
 /// </summary>
-public sealed class UnrolledAttribution : IAttributionMethod, IDisposable
+public sealed class UnrolledAttribution : IAttributionMethod, IWeightedQueryAttribution, IDisposable
 {
     private readonly Func<nn.Module<Tensor, Tensor>> initialModel;
     private readonly LabeledDataset train;
@@ -109,6 +111,9 @@ public sealed class UnrolledAttribution : IAttributionMethod, IDisposable
     /// thread count can make it differ by rounding); null before a pass or without the file.</summary>
     public double? ReplayDeviation { get; private set; }
 
+    /// <summary>Reverse passes through the run made by this instance so far.</summary>
+    public int ReversePasses { get; private set; }
+
     /// <summary>Steps per segment for this run.</summary>
     public int SegmentSteps => Options.SegmentSteps ?? Math.Max(1, (int)Math.Ceiling(Math.Sqrt(Plan.Steps)));
 
@@ -132,6 +137,34 @@ public sealed class UnrolledAttribution : IAttributionMethod, IDisposable
         var idx = Enumerable.Range(0, queries.Count).ToArray();
         using var d = Reverse(model => Measure(model, queries, idx).sum().unsqueeze(0), 1, "unrolled (summed queries)");
         return d[0].clone();
+    }
+
+    /// <summary>∂F(θ_T)/∂w_i of the weighted measurement F = Σ_q w_q f_q in one reverse pass (the adjoint
+    /// is seeded with Σ_q w_q ∇f_q): float64 [n_train]. Queries with weight 0 are not measured.</summary>
+    public Tensor WeightedDerivatives(IDataset queries, double[] weights)
+    {
+        if (weights.Length != queries.Count)
+            throw new InfluenceSharpException($"unrolled: {weights.Length} weights for {queries.Count} queries");
+        var active = Enumerable.Range(0, queries.Count).Where(q => weights[q] != 0).ToArray();
+        if (active.Length == 0) return torch.zeros(train.Count, dtype: ScalarType.Float64);
+        var wa = active.Select(q => weights[q]).ToArray();
+        using var d = Reverse(model =>
+        {
+            var f = Measure(model, queries, active);
+            var w = torch.tensor(wa, dtype: f.dtype);
+            return f.mul(w).sum().unsqueeze(0);
+        }, 1, $"unrolled (weighted sum of {active.Length} queries)");
+        return d[0].clone();
+    }
+
+    /// <summary>s_i = −∂(Σ_q w_q f_q)/∂w_i = Σ_q w_q score(q, i) for the rows of <paramref name="train"/>
+    /// (the run's training set or a view of some of its rows), in one reverse pass.</summary>
+    public double[] WeightedScores(IDataset queries, double[] weights, IDataset train)
+    {
+        var columns = RunIndices(train);
+        using var d = WeightedDerivatives(queries, weights);
+        var all = d.data<double>().ToArray();
+        return columns.Select(i => -all[i]).ToArray();
     }
 
     public void Pairwise(IDataset queries, IDataset train, Action<int, Tensor> sink)
@@ -233,6 +266,7 @@ public sealed class UnrolledAttribution : IAttributionMethod, IDisposable
     /// <summary>One reverse pass through the run for Q measurements: float64 [Q, n_train] of ∂f_q/∂w_i.</summary>
     private Tensor Reverse(Func<nn.Module<Tensor, Tensor>, Tensor> measure, int count, string label)
     {
+        ReversePasses++;
         using var model = initialModel();
         if (model.modules().Any(m => m is Dropout or Dropout2d or Dropout1d or Dropout3d or AlphaDropout))
             throw new InfluenceSharpException("unrolled: the model has dropout, whose random masks a replay does not reproduce");
