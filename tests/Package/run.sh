@@ -37,7 +37,7 @@ tool_pkg="$feed/InfluenceSharp.Cli.linux-x64.$version.nupkg"
 size=$(stat -c %s "$tool_pkg")
 [ "$size" -lt 250000000 ] || fail "tool package is $size bytes, over the gallery's 250 MB"
 tool_listing=$(unzip -l "$tool_pkg")
-if grep -E 'libtorch_python|_test\.so|osx|win-x64|\.dylib|\.dll$' <<<"$tool_listing" | grep -vE '/(influence|InfluenceSharp[.A-Za-z]*|TorchSharp|TorchSharp\.PyBridge|Razorvine\.Pickle|TqdmSharp|SkiaSharp|Google\.Protobuf|ICSharpCode\.SharpZipLib|System\.[A-Za-z.]+|Microsoft\.[A-Za-z.]+|StbImageSharp)\.dll$'; then
+if grep -E 'libtorch_python|_test\.so|osx|win-x64|\.dylib|\.dll$' <<<"$tool_listing" | grep -vE '/(influence|InfluenceSharp[.A-Za-z]*|TorchSharp|TorchSharp\.PyBridge|Razorvine\.Pickle|TqdmSharp|SkiaSharp|Google\.Protobuf|ICSharpCode\.SharpZipLib|System\.[A-Za-z.]+|Microsoft\.[A-Za-z0-9.]+|StbImageSharp)\.dll$'; then
   fail "the tool package carries files another runtime or Python needs (listed above)"
 fi
 # (Listings are captured first: `grep -q` in a pipeline would stop reading early and, under
