@@ -274,7 +274,7 @@ public static class ExplainCommand
                 });
                 if (print ?? !quiet)
                 {
-                    string Line(int i, double sc) => $"#{i} {sc:G3} {string.Join("; ", textTrain.DocumentsOf(i).Select(d => textTrain.Documents[d].Where))}: {Quote(textTrain.Text(i))}";
+                    string Line(int i, double sc) => $"#{i} {sc:G3} {string.Join("; ", textTrain.DocumentsOf(i).Select(d => $"document {d} ({textTrain.Documents[d].Where})"))}: {Quote(textTrain.Text(i))}";
                     Console.WriteLine($"query {captions[r]} ({Quote(textQueries.Text(r))}):");
                     Console.WriteLine("  proponents:");
                     foreach (var (i, sc) in result.Proponents[r].Zip(result.ProponentScores[r])) Console.WriteLine("    " + Line(i, sc));
