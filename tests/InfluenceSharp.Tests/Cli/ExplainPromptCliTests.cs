@@ -62,6 +62,9 @@ public class ExplainPromptCliTests
         Assert.Equal(2, r.Code); Assert.Contains("--completion", r.Err);
         r = CliRunner.Run("explain", "--run", run, "--prompt", "a", "--completion", "b", "--query", "0", "--quiet");
         Assert.Equal(2, r.Code); Assert.Contains("--prompt", r.Err);
+        // A method without a language-model form says so (no internal error).
+        r = CliRunner.Run("explain", "--run", run, "--prompt", "a", "--completion", "b", "--methods", "tracin", "--quiet");
+        Assert.NotEqual(0, r.Code); Assert.Contains("--methods tracin", r.Err); Assert.DoesNotContain("internal error", r.Err);
     }
 
     [Fact]
