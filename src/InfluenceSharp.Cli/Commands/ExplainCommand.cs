@@ -20,6 +20,8 @@ public static class ExplainCommand
         var run = Opt.Run();
         var queries = new QueryOptions(null);
         var image = Opt.Str("--query-image", "instead of --query: an image (PNG of any bit depth, colour type or interlace, JPEG, BMP, GIF, TGA, PSD) of the data set's height and width as the query; colour is converted to the model's channels", "FILE");
+        var prompt = Opt.Str("--prompt", "instead of --query, for a run trained on text: the prompt of a prompt/completion query (with --completion); the query measures -log p(completion | prompt)", "TEXT");
+        var completion = Opt.Str("--completion", "with --prompt: the completion whose log-probability given the prompt is attributed", "TEXT");
         var label = Opt.Str("--query-label", "the --query-image's label: class index or name [default: the model's prediction]", "L");
         var methods = Opt.Methods(MethodFactory.Defaults(MethodRole.Attribution), MethodFactory.Names, single: false);
         var top = Opt.Int("--top", "proponents (score > 0) and opponents (score < 0) per query, at most (the image grid draws the first 32 of each)", 8, 1, helpName: "K");
@@ -35,7 +37,7 @@ public static class ExplainCommand
             run,
         };
         queries.AddTo(cmd);
-        cmd.Add(image); cmd.Add(label); cmd.Add(methods); cmd.Add(top); cmd.Add(useIndex); cmd.Add(probe); cmd.Add(outDir);
+        cmd.Add(image); cmd.Add(prompt); cmd.Add(completion); cmd.Add(label); cmd.Add(methods); cmd.Add(top); cmd.Add(useIndex); cmd.Add(probe); cmd.Add(outDir);
         ms.AddTo(cmd);
         ms.RefuseUnused(cmd, methods);
         cmd.Add(data);
@@ -44,7 +46,13 @@ public static class ExplainCommand
         {
             bool Given(Option o) => r.GetResult(o) is { Implicit: false };
             int n = (Given(queries.Indices) ? 1 : 0) + (Given(queries.Count) ? 1 : 0) + (Given(image) ? 1 : 0);
-            if (n != 1) r.AddError("--query I,J,..., --query-count N or --query-image FILE: give one of them");
+            if (Given(prompt))
+            {
+                if (n != 0) r.AddError("--prompt: not with --query, --query-count or --query-image (the prompt/completion is the query)");
+                if (!Given(completion)) r.AddError("--prompt: needs --completion TEXT (the text whose log-probability is attributed)");
+            }
+            else if (Given(completion)) r.AddError("--completion: only with --prompt");
+            else if (n != 1) r.AddError("--query I,J,..., --query-count N, --query-image FILE or --prompt TEXT --completion TEXT: give one of them");
             if (Given(label) && !Given(image)) r.AddError("--query-label: only with --query-image");
             if (Given(probe) && !r.GetValue(useIndex)) r.AddError("--probe: only with --index");
             if (r.GetValue(useIndex) && Opt.ValueIfValid(r, methods) is { } chosen && chosen.FirstOrDefault(m => !MethodFactory.IndexMethods.Contains(m)) is { } bad)
@@ -55,25 +63,57 @@ public static class ExplainCommand
             bool quiet = compute.Apply(p);
             string runDir = p.GetValue(run)!;
             var (set, idx, count) = queries.Read(p);
-            return Run(runDir, set, idx, count, p.GetValue(image), p.GetValue(label), p.GetValue(methods)!, p.GetValue(top),
+            return Run(runDir, set, idx, count, p.GetValue(image), p.GetValue(prompt) is { } pr ? (pr, p.GetValue(completion)!) : null, p.GetValue(label), p.GetValue(methods)!, p.GetValue(top),
                 p.GetValue(outDir) ?? Path.Combine(runDir, "explain"), ms.Read(p), p.GetValue(data), quiet, p.GetValue(useIndex) ? p.GetValue(probe) : null);
         });
         return cmd;
     }
 
-    static int Run(string runDir, string set, int[]? queryIdx, int? queryCount, string? image, string? label, string[] methods, int k, string outDir,
+    static int Run(string runDir, string set, int[]? queryIdx, int? queryCount, string? image, (string Prompt, string Completion)? pc, string? label, string[] methods, int k, string outDir,
         MethodSettings settings, string? dataSpec, bool quiet, int? probe)
     {
         var profiler = new Profiler();
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
         if (queryCount is { } qc) queryIdx = Enumerable.Range(0, Math.Min(qc, (set == "train" ? run.Data.Train : run.Data.Test).Count)).ToArray();
-        var (queries, captions) = image is null ? FromIndices(run, set, queryIdx!) : FromImage(run, image, label, quiet ? null : Console.Error.WriteLine);
+        var (queries, captions) = pc is { } q ? FromPrompt(run, q.Prompt, q.Completion)
+            : image is null ? FromIndices(run, set, queryIdx!) : FromImage(run, image, label, quiet ? null : Console.Error.WriteLine);
         foreach (var method in methods)
             Explain(run, method, settings, queries, captions, k, outDir, profiler, quiet, print: true, probe: probe);
         if (!quiet) Console.Error.Write(profiler.Table());
         AtomicFile.WriteAllText(Path.Combine(outDir, "profile-explain.txt"), profiler.Table());
         Console.WriteLine($"explanations in {outDir}");
         return 0;
+    }
+
+    /// <summary>A prompt/completion as a one-sequence query of a text run: its measurement is the
+    /// completion's summed −log p given the prompt (the prompt's tokens are not scored).</summary>
+    internal static (LabeledDataset Queries, string[] Captions) FromPrompt(Run run, string prompt, string completion)
+    {
+        if (run.Data.Train is not TextDataset train)
+            throw new UsageException($"--prompt: the run's data ({run.Data.Source}) is not text; --prompt/--completion need a run trained on text data (--data text:FILE) with a language model");
+        if (completion.Length == 0) throw new UsageException("--completion: empty; give the text whose log-probability is attributed");
+        if (train.Tokenizer.Encode(prompt + completion).Count + 1 > train.SequenceLength + 1)
+            throw new UsageException($"--prompt/--completion: {train.Tokenizer.Encode(prompt + completion).Count} tokens, longer than the model's {train.SequenceLength}-token context");
+        return (TextDataset.PromptCompletions(train.Tokenizer, train.SequenceLength, new[] { (prompt, completion) }), new[] { "prompt" });
+    }
+
+    /// <summary>A training sequence's provenance for the JSON: the decoded text and, per document whose
+    /// tokens it scores, the document's place and the character span those tokens cover.</summary>
+    internal static object TextSource(TextDataset data, int i)
+    {
+        var spans = new SortedDictionary<int, (int Start, int End)>();
+        for (int t = 0; t < data.SequenceLength; t++)
+        {
+            if (!data.IsScored(i, t)) continue;
+            var (_, d, st, len) = data.Token(i, t + 1);
+            if (d < 0) continue;
+            spans[d] = spans.TryGetValue(d, out var sp) ? (Math.Min(sp.Start, st), Math.Max(sp.End, st + len)) : (st, st + len);
+        }
+        return new
+        {
+            kind = "text", text = data.Text(i),
+            documents = spans.Select(kv => new { document = kv.Key, where = data.Documents[kv.Key].Where, start = kv.Value.Start, end = kv.Value.End }).ToList(),
+        };
     }
 
     internal static (LabeledDataset Queries, string[] Captions) FromIndices(Run run, string set, int[] queryIdx)
@@ -141,6 +181,23 @@ public static class ExplainCommand
             new[] { Path.GetFileNameWithoutExtension(path) });
     }
 
+    /// <summary>A listed sequence's per-token scores: each input token's text (padding left out) beside
+    /// its score; the scores add up to the sequence's.</summary>
+    static List<object> TokenRows(TextDataset data, int i, double[] scores) =>
+        Enumerable.Range(0, Math.Min(scores.Length, data.SequenceLength)).Where(t => data.Token(i, t).Id >= 0)
+            .Select(t =>
+            {
+                var (_, d, st, len) = data.Token(i, t);
+                return (object)new { position = t, token = d < 0 ? "" : data.Documents[d].Text.Substring(st, len), score = scores[t] };
+            }).ToList();
+
+    /// <summary>One line of text for the console: quoted, line breaks shown as \n, long text cut.</summary>
+    static string Quote(string text)
+    {
+        text = text.Replace("\n", "\\n");
+        return "\"" + (text.Length > 100 ? text[..100] + "..." : text) + "\"";
+    }
+
     /// <summary>Most proponents (and opponents) drawn in one query's image grid.</summary>
     public const int GridMax = 32;
 
@@ -148,6 +205,7 @@ public static class ExplainCommand
         string outDir, Profiler profiler, bool quiet = false, bool? print = null, int? probe = null)
     {
         var method = MethodFactory.Create(methodName, run, settings, profiler, quiet);
+        var textTrain = run.Data.Train as TextDataset;
         TopKResult raw;
         if (probe is { } pr)
         {
@@ -170,6 +228,25 @@ public static class ExplainCommand
                 method.Pairwise(queries, run.Data.Train, (off, block) => topk.Add(block, off));
             raw = topk.Result();
         }
+        // Per-token scores of the listed proponents and opponents, where the method has them (factored
+        // influence functions at one checkpoint); before the method lets go of its factors.
+        double[][][]? tokensPro = null, tokensOpp = null;
+        if (textTrain is not null && method is Methods.InfluenceFunctions.InfluenceFunction inf)
+        {
+            var signed = raw.WithStrictSigns();
+            double[][] PerToken(int r, int[] rows)
+            {
+                if (rows.Length == 0) return Array.Empty<double[]>();
+                using var scope = TorchSharp.torch.NewDisposeScope();
+                var t = inf.PerToken(queries.Subset(new[] { r }), textTrain.Subset(rows))[0];
+                return Enumerable.Range(0, rows.Length).Select(j => t[j].data<double>().ToArray()).ToArray();
+            }
+            using (profiler.Stage("Per-token scores"))
+            {
+                tokensPro = Enumerable.Range(0, queries.Count).Select(r => PerToken(r, signed.Proponents[r])).ToArray();
+                tokensOpp = Enumerable.Range(0, queries.Count).Select(r => PerToken(r, signed.Opponents[r])).ToArray();
+            }
+        }
         MethodLifetime.Release(method);
         // Proponents are helpful (score > 0), opponents harmful (< 0): never the other sign under that name.
         var result = raw.WithStrictSigns();
@@ -181,6 +258,33 @@ public static class ExplainCommand
         // unreadable and slow to draw); the JSON and the printout hold all --top of them.
         static T[][] Head<T>(T[][] rows) => rows.Select(x => x.Take(GridMax).ToArray()).ToArray();
         var shown = new TopKResult(Head(result.Proponents), Head(result.ProponentScores), Head(result.Opponents), Head(result.OpponentScores));
+        if (textTrain is not null && queries is TextDataset textQueries)
+        {
+            // Text: no image grid; each row names its sequence's documents and spans and shows its text.
+            for (int r = 0; r < queries.Count; r++)
+            {
+                object Row(int i, double sc, double[]? tokens) => tokens is null
+                    ? new { index = i, score = sc, source = TextSource(textTrain, i) }
+                    : new { index = i, score = sc, source = TextSource(textTrain, i), tokens = TokenRows(textTrain, i, tokens) };
+                json.Add(new
+                {
+                    query = captions[r], text = textQueries.Text(r),
+                    proponents = result.Proponents[r].Select((i, j) => Row(i, result.ProponentScores[r][j], tokensPro?[r][j])).ToList(),
+                    opponents = result.Opponents[r].Select((i, j) => Row(i, result.OpponentScores[r][j], tokensOpp?[r][j])).ToList(),
+                });
+                if (print ?? !quiet)
+                {
+                    string Line(int i, double sc) => $"#{i} {sc:G3} {string.Join("; ", textTrain.DocumentsOf(i).Select(d => $"document {d} ({textTrain.Documents[d].Where})"))}: {Quote(textTrain.Text(i))}";
+                    Console.WriteLine($"query {captions[r]} ({Quote(textQueries.Text(r))}):");
+                    Console.WriteLine("  proponents:");
+                    foreach (var (i, sc) in result.Proponents[r].Zip(result.ProponentScores[r])) Console.WriteLine("    " + Line(i, sc));
+                    Console.WriteLine("  opponents:");
+                    foreach (var (i, sc) in result.Opponents[r].Zip(result.OpponentScores[r])) Console.WriteLine("    " + Line(i, sc));
+                }
+            }
+            Json.WriteFile(Path.Combine(outDir, $"explain-{methodName}.json"), json);
+            return result;
+        }
         for (int r = 0; r < queries.Count; r++)
         {
             string caption = captions[r];

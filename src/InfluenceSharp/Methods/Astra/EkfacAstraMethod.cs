@@ -27,7 +27,7 @@ public sealed class EkfacAstraMethod : MethodDescriptor
 
     public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context)
     {
-        var task = new ClassificationTask(s.Measure);
+        var task = RunTask.Classification(run, s, Name);
         var h = s.Hvp ?? HvpSettings.Default;
         var model = run.Last.LoadModel();
         var fo = new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = s.Fisher, Layers = s.Layers, TrainBatchSize = s.TrainBatchSize, Seed = s.Seed, Progress = context.Progress };

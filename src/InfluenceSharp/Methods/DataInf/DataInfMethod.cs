@@ -11,6 +11,6 @@ public sealed class DataInfMethod : MethodDescriptor
     public override string? DampingHeuristic => "0.1 x the layer's mean squared gradient entry, per layer";
 
     public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context) =>
-        new DataInf(run.Last.LoadModel(), new ClassificationTask(s.Measure),
+        new DataInf(run.Last.LoadModel(), RunTask.For(run, s),
             new DataInfOptions { Damping = s.Damping, Layers = s.Layers, TrainBatchSize = s.TrainBatchSize, Progress = context.Progress });
 }

@@ -43,7 +43,7 @@ public abstract class FactoredMethodDescriptor : MethodDescriptor
 
     public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context)
     {
-        var task = new ClassificationTask(s.Measure);
+        var task = RunTask.For(run, s);
         string? layers = LastLinearOnly ? LastLinear(run) : s.Layers;
         var fo = new FactorOptions { Strategy = Strategy, Fisher = s.Fisher, Layers = layers, TrainBatchSize = s.TrainBatchSize, Seed = s.Seed, Progress = context.Progress };
         var so = new ScoreOptions { Damping = DampingDefaults.Factored(s.Damping, run.Last), TrainBatchSize = s.TrainBatchSize, Progress = context.Progress };

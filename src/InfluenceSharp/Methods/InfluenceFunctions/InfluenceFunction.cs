@@ -44,6 +44,11 @@ public sealed class InfluenceFunction : IAttributionMethod
     private List<Preconditioner> Prepare() =>
         factors.Layers.Select(f => f.Prepare(o.Damping, Dtype, Device)).ToList();
 
+    /// <summary>Per-token scores [n_query, n_train, T] of <see cref="PerTokenScores"/> with this
+    /// method's model, task, factors and damping (they add up to <see cref="Pairwise"/>'s scores).</summary>
+    public Tensor PerToken(IDataset queries, IDataset train) =>
+        InfluenceFunctions.PerTokenScores.Compute(model, task, factors, queries, train, o.Damping);
+
     /// <summary>The damping each layer uses (the heuristic or the user's value).</summary>
     public double[] Dampings() => factors.Layers.Select(f => o.Damping ?? f.HeuristicDamping()).ToArray();
 

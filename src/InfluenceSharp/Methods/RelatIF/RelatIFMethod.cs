@@ -14,7 +14,7 @@ public sealed class RelatIFMethod : MethodDescriptor
 
     public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context)
     {
-        var task = new ClassificationTask(s.Measure);
+        var task = RunTask.For(run, s);
         var model = run.Last.LoadModel();
         var fo = new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = s.Fisher, Layers = s.Layers, TrainBatchSize = s.TrainBatchSize, Seed = s.Seed, Progress = context.Progress };
         var factors = new FactorFitter(model, task, fo, context.Profiler).Fit(run.Data.Train)!;

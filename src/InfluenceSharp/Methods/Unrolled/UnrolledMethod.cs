@@ -11,7 +11,7 @@ public sealed class UnrolledMethod : MethodDescriptor
     public override MethodOption Uses => MethodOption.Measure;
 
     public override IAttributionMethod Build(Run run, MethodSettings s, MethodContext context) =>
-        UnrolledAttribution.FromRun(run.Dir, run.Data.Train, new ClassificationTask(s.Measure), new UnrolledOptions
+        UnrolledAttribution.FromRun(run.Dir, run.Data.Train, RunTask.Classification(run, s, Name), new UnrolledOptions
         {
             // RUN_DIR/store/unrolled-margin: the derivatives of each query set, reused by later evaluations.
             StoreDirectory = s.UseStore ? Path.Combine(run.Dir, "store", $"unrolled-{s.Measure.ToString().ToLowerInvariant()}") : null,
