@@ -12,14 +12,6 @@ namespace InfluenceSharp.Tests.Methods;
 /// <summary>ekfac-astra against if-explicit's float64 inverse and the EK-FAC influence function.</summary>
 public class AstraTests
 {
-    static (nn.Module<Tensor, Tensor> Model, TensorPairDataset Train, TensorPairDataset Queries) Problem(int seed, int n = 12)
-    {
-        torch.manual_seed(seed);
-        var model = new TwoLayerMlp(4, 5, 3).to(ScalarType.Float64);
-        var train = new TensorPairDataset(torch.randn(n, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
-        var queries = new TensorPairDataset(torch.randn(4, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 4 }));
-        return (model, train, queries);
-    }
 
     static Factors Ekfac(nn.Module<Tensor, Tensor> model, IAttributionTask task, IDataset train) =>
         new FactorFitter(model, task, new FactorOptions { Strategy = FactorStrategy.Ekfac, Fisher = FisherType.Empirical, TrainBatchSize = 6 }).Fit(train)!;
@@ -27,18 +19,13 @@ public class AstraTests
     static HvpSolverOptions System(double damping, HessianKind kind) =>
         new() { Damping = damping, Hessian = kind, TrainBatchSize = 6, QueryBatchSize = 3 };
 
-    static double RelErr(Tensor actual, Tensor expected)
-    {
-        var e = expected.to(ScalarType.Float64);
-        return (actual.to(ScalarType.Float64) - e).abs().max().item<double>() / e.abs().max().item<double>();
-    }
 
     [Theory]
     [InlineData(HessianKind.True)]
     [InlineData(HessianKind.GaussNewton)]
     public void ConvergesToIfExplicit(HessianKind kind)
     {
-        var (model, train, queries) = Problem(TestSeed.For() + (int)kind);
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For() + (int)kind);
         var task = new ClassificationTask(QueryMeasurement.Margin);
         var probe = new HvpInfluence(model, task, train, HvpSolver.Explicit, System(1, kind));
         double damping = Math.Max(0.05, -torch.linalg.eigvalsh(probe.CurvatureMatrix()).min().item<double>() + 0.05);
@@ -46,26 +33,26 @@ public class AstraTests
         var expected = exact.PairwiseMatrix(queries, train);
         using var factors = Ekfac(model, task, train);
         var ekfac = new EkfacAstra(model, task, train, factors, new AstraOptions { System = System(damping, kind), Steps = 0 });
-        Assert.True(RelErr(ekfac.PairwiseMatrix(queries, train), expected) > 1e-3, "EK-FAC alone should differ from the exact inverse here");
+        Assert.True(Oracles.RelErr(ekfac.PairwiseMatrix(queries, train), expected) > 1e-3, "EK-FAC alone should differ from the exact inverse here");
         var astra = new EkfacAstra(model, task, train, factors, new AstraOptions { System = System(damping, kind), Steps = 60 });
-        double err = RelErr(astra.PairwiseMatrix(queries, train), expected);
+        double err = Oracles.RelErr(astra.PairwiseMatrix(queries, train), expected);
         Assert.True(err < 1e-5, $"ekfac-astra vs if-explicit: relative error {err:G3}");
         Assert.True(astra.LastReport!.MaxResidual < 1e-9, $"residual {astra.LastReport.MaxResidual:G3}");
         Assert.True(astra.LastReport.Steps < 45, $"PCG took {astra.LastReport.Steps} steps for 43 parameters");
-        var selfErr = RelErr(torch.tensor(astra.SelfInfluence(train)), torch.tensor(exact.SelfInfluence(train)));
+        var selfErr = Oracles.RelErr(torch.tensor(astra.SelfInfluence(train)), torch.tensor(exact.SelfInfluence(train)));
         Assert.True(selfErr < 1e-7, $"self-influence: relative error {selfErr:G3}");
     }
 
     [Fact]
     public void StepZeroIsTheEkfacInfluenceFunction()
     {
-        var (model, train, queries) = Problem(TestSeed.For());
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For());
         var task = new ClassificationTask();
         using var factors = Ekfac(model, task, train);
         const double damping = 0.07;
         var expected = new InfluenceFunction(model, task, factors, new ScoreOptions { Damping = damping, TrainBatchSize = 5 }).PairwiseMatrix(queries, train);
         var astra = new EkfacAstra(model, task, train, factors, new AstraOptions { System = System(damping, HessianKind.GaussNewton), Steps = 0 });
-        double err = RelErr(astra.PairwiseMatrix(queries, train), expected);
+        double err = Oracles.RelErr(astra.PairwiseMatrix(queries, train), expected);
         Assert.True(err < 1e-6, $"step 0 vs ekfac: relative error {err:G3}");
         Assert.Equal(0, astra.Curvature.ExampleVectorProducts);
     }
@@ -77,7 +64,7 @@ public class AstraTests
     {
         // Linear in the right-hand side at step 0 (EK-FAC) and once PCG has converged (the exact
         // inverse); in between, CG's iterates are not linear in b, so the weighted solve is its own approximation.
-        var (model, train, queries) = Problem(TestSeed.For() + steps, n: 10);
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For() + steps, n: 10);
         var task = new ClassificationTask(QueryMeasurement.Loss);
         using var factors = Ekfac(model, task, train);
         var options = new AstraOptions { System = System(0.3, HessianKind.GaussNewton), Steps = steps };
@@ -86,7 +73,7 @@ public class AstraTests
         var expected = torch.tensor(weights, new long[] { 1, 4 }, ScalarType.Float64).matmul(pairwise).reshape(-1);
         var astra = new EkfacAstra(model, task, train, factors, options);
         var actual = torch.tensor(ValidationAttribution.Scores(astra, queries, train, weights));
-        double err = RelErr(actual, expected);
+        double err = Oracles.RelErr(actual, expected);
         Assert.True(err < 1e-5, $"weighted scores vs the weighted sum of pairwise scores: relative error {err:G3}");
         // One right-hand side: a residual and one product per step over the 10 training examples.
         long expectedProducts = steps == 0 ? 0 : (1 + astra.LastReport!.Steps) * 10L;
@@ -116,7 +103,7 @@ public class AstraTests
     [InlineData(AstraIteration.Neumann)]
     public void MoreStepsNeverMoveAwayFromTheExactSolution(AstraIteration iteration)
     {
-        var (model, train, queries) = Problem(TestSeed.For() + (int)iteration);
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For() + (int)iteration);
         var task = new ClassificationTask(QueryMeasurement.Margin);
         const double damping = 0.02;
         var exactMethod = new HvpInfluence(model, task, train, HvpSolver.Explicit, System(damping, HessianKind.GaussNewton));
@@ -150,7 +137,7 @@ public class AstraTests
     [Fact]
     public void BadSettingsAreRefused()
     {
-        var (model, train, _) = Problem(TestSeed.For());
+        var (model, train, _) = Oracles.TinyMlpProblem(TestSeed.For());
         var task = new ClassificationTask();
         using var factors = Ekfac(model, task, train);
         Assert.Throws<InfluenceSharpException>(() => new EkfacAstra(model, task, train, factors, new AstraOptions { Steps = -1 }));

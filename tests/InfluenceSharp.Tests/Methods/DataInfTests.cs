@@ -12,22 +12,12 @@ namespace InfluenceSharp.Tests.Methods;
 /// <summary>DataInf and RelatIF against their explicit formulas on a tiny float64 network.</summary>
 public class DataInfTests
 {
-    static (nn.Module<Tensor, Tensor> Model, TensorPairDataset Train, TensorPairDataset Queries) Problem(int seed)
-    {
-        torch.manual_seed(seed);
-        var model = new TwoLayerMlp(4, 5, 3).to(ScalarType.Float64);
-        var train = new TensorPairDataset(torch.randn(10, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 10 }));
-        var queries = new TensorPairDataset(torch.randn(3, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 3 }));
-        return (model, train, queries);
-    }
 
-    static double RelErr(Tensor actual, Tensor expected) =>
-        (actual.to(ScalarType.Float64) - expected).abs().max().item<double>() / expected.abs().max().item<double>();
 
     [Fact]
     public void ScoresEqualTheExplicitPerLayerInverse()
     {
-        var (model, train, queries) = Problem(TestSeed.For());
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For(), n: 10, queries: 3);
         var task = new ClassificationTask(QueryMeasurement.Margin);
         var layers = TrackedLayer.Find(model);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
@@ -49,7 +39,7 @@ public class DataInfTests
             // The closed form is the mean of the rank-one damped inverses (Sherman–Morrison).
             var direct = torch.zeros_like(inv);
             for (int i = 0; i < n; i++) direct += torch.linalg.inv(g[i].outer(g[i]) + lam * torch.eye(l.NumParams, dtype: ScalarType.Float64));
-            Assert.True(RelErr(inv, direct / n) < 1e-8);
+            Assert.True(Oracles.RelErr(inv, direct / n) < 1e-8);
             scores += q.matmul(inv).matmul(g.mT);
             self += (g.matmul(inv) * g).sum(1);
             off += l.NumParams;
@@ -57,16 +47,16 @@ public class DataInfTests
         var m = new DataInf(model, task, new DataInfOptions { TrainBatchSize = 4, QueryBatchSize = 2 });
         var lam2 = m.Lambdas(train);
         for (int i = 0; i < lambdas.Count; i++) Assert.Equal(lambdas[i], lam2[i], 12);
-        double err = RelErr(m.PairwiseMatrix(queries, train), scores);
+        double err = Oracles.RelErr(m.PairwiseMatrix(queries, train), scores);
         Assert.True(err < 1e-6, $"datainf vs explicit per-layer inverse: relative error {err:G3}");
-        double selfErr = RelErr(torch.tensor(m.SelfInfluence(train)), self);
+        double selfErr = Oracles.RelErr(torch.tensor(m.SelfInfluence(train)), self);
         Assert.True(selfErr < 1e-10, $"self-influence: relative error {selfErr:G3}");
     }
 
     [Fact]
     public void RelatIFDividesByTheSquareRootOfTheSelfInfluenceTerm()
     {
-        var (model, train, queries) = Problem(TestSeed.For());
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For(), n: 10, queries: 3);
         var task = new ClassificationTask(QueryMeasurement.Margin);
         var layers = TrackedLayer.Find(model);
         var gz = Oracles.PerExampleGradients(model, layers, train, task.TrainLoss);
@@ -78,10 +68,10 @@ public class DataInfTests
         var selfTerm = (gz.matmul(inv) * gz).sum(1);
         var expected = gq.matmul(inv).matmul(gz.mT) / selfTerm.sqrt().unsqueeze(0);
         var m = new RelatIF(baseMethod);
-        double err = RelErr(m.PairwiseMatrix(queries, train), expected);
+        double err = Oracles.RelErr(m.PairwiseMatrix(queries, train), expected);
         Assert.True(err < 1e-6, $"relatif: relative error {err:G3}");
-        Assert.True(RelErr(torch.tensor(m.SelfInfluence(train)), selfTerm.sqrt()) < 1e-10);
+        Assert.True(Oracles.RelErr(torch.tensor(m.SelfInfluence(train)), selfTerm.sqrt()) < 1e-10);
         // Not the plain influence: the division changes each training example's scale.
-        Assert.True(RelErr(baseMethod.PairwiseMatrix(queries, train), expected) > 1e-2);
+        Assert.True(Oracles.RelErr(baseMethod.PairwiseMatrix(queries, train), expected) > 1e-2);
     }
 }

@@ -12,14 +12,6 @@ namespace InfluenceSharp.Tests.Methods;
 /// logit Jacobians, inverses by hand.</summary>
 public class HvpInfluenceTests
 {
-    static (nn.Module<Tensor, Tensor> Model, TensorPairDataset Train, TensorPairDataset Queries) Problem(int seed, int n = 12)
-    {
-        torch.manual_seed(seed);
-        var model = new TwoLayerMlp(4, 5, 3).to(ScalarType.Float64);
-        var train = new TensorPairDataset(torch.randn(n, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
-        var queries = new TensorPairDataset(torch.randn(4, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 4 }));
-        return (model, train, queries);
-    }
 
     /// <summary>The gradient of the mean training loss, flattened in the [Out, In] layout.</summary>
     static Tensor MeanGradient(nn.Module<Tensor, Tensor> model, IReadOnlyList<TrackedLayer> layers, IDataset data, IAttributionTask task)
@@ -80,8 +72,6 @@ public class HvpInfluenceTests
         return sum! / data.Count;
     }
 
-    static double RelErr(Tensor actual, Tensor expected) =>
-        (actual.to(ScalarType.Float64) - expected).abs().max().item<double>() / expected.abs().max().item<double>();
 
     static HvpInfluence Method(nn.Module<Tensor, Tensor> model, IAttributionTask task, IDataset train, HvpSolver solver, HvpSolverOptions o) =>
         new(model, task, train, solver, o with { TrainBatchSize = 6, QueryBatchSize = 3 });
@@ -89,12 +79,12 @@ public class HvpInfluenceTests
     [Fact]
     public void HvpEqualsTheFiniteDifferenceHessianProduct()
     {
-        var (model, train, _) = Problem(TestSeed.For());
+        var (model, train, _) = Oracles.TinyMlpProblem(TestSeed.For());
         var task = new ClassificationTask();
         var h = FiniteDifferenceHessian(model, train, task);
         var op = new CurvatureOperator(model, task, TrackedLayer.Find(model), train, HessianKind.True, l2: 0.3, batchSize: 5);
         var v = torch.randn(3, h.shape[0], dtype: ScalarType.Float64);
-        var err = RelErr(op.Apply(v), v.matmul(h) + 0.3 * v);
+        var err = Oracles.RelErr(op.Apply(v), v.matmul(h) + 0.3 * v);
         Assert.True(err < 1e-7, $"HVP vs finite-difference Hessian: relative error {err:G3}");
     }
 
@@ -112,23 +102,23 @@ public class HvpInfluenceTests
         var h = FiniteDifferenceHessian(model, train, task);
         var op = new CurvatureOperator(model, task, TrackedLayer.Find(model), train, HessianKind.True, batchSize: 2);
         var v = torch.randn(2, h.shape[0], dtype: ScalarType.Float64);
-        var err = RelErr(op.Apply(v), v.matmul(h));
+        var err = Oracles.RelErr(op.Apply(v), v.matmul(h));
         Assert.True(err < 1e-6, $"conv HVP vs finite differences: relative error {err:G3}");
     }
 
     [Fact]
     public void GaussNewtonVectorProductEqualsTheExplicitGaussNewtonProduct()
     {
-        var (model, train, _) = Problem(TestSeed.For());
+        var (model, train, _) = Oracles.TinyMlpProblem(TestSeed.For());
         var task = new ClassificationTask();
         var g = ExplicitGaussNewton(model, train);
         var op = new CurvatureOperator(model, task, TrackedLayer.Find(model), train, HessianKind.GaussNewton, batchSize: 5);
         var v = torch.randn(3, g.shape[0], dtype: ScalarType.Float64);
-        var err = RelErr(op.Apply(v), v.matmul(g));
+        var err = Oracles.RelErr(op.Apply(v), v.matmul(g));
         Assert.True(err < 1e-10, $"GNVP vs Jᵀ H_out J: relative error {err:G3}");
         // ...and the true Hessian differs from it away from a minimum (so the test can tell them apart).
         var h = FiniteDifferenceHessian(model, train, task);
-        Assert.True(RelErr(g, h) > 1e-3);
+        Assert.True(Oracles.RelErr(g, h) > 1e-3);
     }
 
     /// <summary>Oracle scores ∇f(q)ᵀ (C + λI)⁻¹ ∇L(z) and self-influence for curvature C.</summary>
@@ -149,15 +139,15 @@ public class HvpInfluenceTests
     [InlineData(HessianKind.GaussNewton)]
     public void ExplicitScoresEqualTheHandInverse(HessianKind kind)
     {
-        var (model, train, queries) = Problem(TestSeed.For() + (int)kind);
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For() + (int)kind);
         var task = new ClassificationTask(QueryMeasurement.Margin);
         var c = kind == HessianKind.True ? FiniteDifferenceHessian(model, train, task) : ExplicitGaussNewton(model, train);
         double damping = SafeDamping(c);
         var (scores, self) = OracleScores(model, task, train, queries, c, damping);
         var m = Method(model, task, train, HvpSolver.Explicit, new HvpSolverOptions { Damping = damping, Hessian = kind });
-        Assert.True(RelErr(m.CurvatureMatrix(), c) < 1e-7);
-        Assert.True(RelErr(m.PairwiseMatrix(queries, train), scores) < 1e-6, "pairwise");
-        Assert.True(RelErr(torch.tensor(m.SelfInfluence(train)), self) < 1e-6, "self-influence");
+        Assert.True(Oracles.RelErr(m.CurvatureMatrix(), c) < 1e-7);
+        Assert.True(Oracles.RelErr(m.PairwiseMatrix(queries, train), scores) < 1e-6, "pairwise");
+        Assert.True(Oracles.RelErr(torch.tensor(m.SelfInfluence(train)), self) < 1e-6, "self-influence");
     }
 
     [Theory]
@@ -165,22 +155,22 @@ public class HvpInfluenceTests
     [InlineData(HessianKind.GaussNewton)]
     public void CgConvergesToTheExplicitInverse(HessianKind kind)
     {
-        var (model, train, queries) = Problem(TestSeed.For() + (int)kind);
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For() + (int)kind);
         var task = new ClassificationTask(QueryMeasurement.Margin);
         var c = kind == HessianKind.True ? FiniteDifferenceHessian(model, train, task) : ExplicitGaussNewton(model, train);
         double damping = SafeDamping(c);
         var (scores, self) = OracleScores(model, task, train, queries, c, damping);
         var m = Method(model, task, train, HvpSolver.Cg, new HvpSolverOptions { Damping = damping, Hessian = kind, CgTolerance = 1e-10, CgMaxIterations = 200 });
-        Assert.True(RelErr(m.PairwiseMatrix(queries, train), scores) < 1e-6, "pairwise");
+        Assert.True(Oracles.RelErr(m.PairwiseMatrix(queries, train), scores) < 1e-6, "pairwise");
         Assert.True(m.LastCgReport!.MaxResidual <= 1e-10, $"residual {m.LastCgReport.MaxResidual:G3}");
         Assert.True(m.LastCgReport.Iterations <= c.shape[0] + 5);
-        Assert.True(RelErr(torch.tensor(m.SelfInfluence(train)), self) < 1e-7, "self-influence (batched CG per training batch)");
+        Assert.True(Oracles.RelErr(torch.tensor(m.SelfInfluence(train)), self) < 1e-7, "self-influence (batched CG per training batch)");
     }
 
     [Fact]
     public void CgWithAnIterationCapReportsTheResidualItReached()
     {
-        var (model, train, queries) = Problem(TestSeed.For());
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For());
         var task = new ClassificationTask();
         var m = Method(model, task, train, HvpSolver.Cg, new HvpSolverOptions { Damping = 0.01, Hessian = HessianKind.GaussNewton, CgTolerance = 1e-12, CgMaxIterations = 2 });
         m.PairwiseMatrix(queries, train);
@@ -192,14 +182,14 @@ public class HvpInfluenceTests
     [Fact]
     public void LissaConvergesToTheExplicitInverse()
     {
-        var (model, train, queries) = Problem(TestSeed.For());
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For());
         var task = new ClassificationTask(QueryMeasurement.Margin);
         var c = ExplicitGaussNewton(model, train);
         double top = torch.linalg.eigvalsh(c).max().item<double>(), damping = Math.Max(0.2, top);
         var (scores, _) = OracleScores(model, task, train, queries, c, damping);
         // Full-batch HVPs: the recursion contracts by 1 − (λ_min + λ)/s ≤ 0.6 per step.
         var o = new HvpSolverOptions { Damping = damping, Hessian = HessianKind.GaussNewton, LissaScale = 1.2 * (top + damping), LissaDepth = 60, LissaBatchSize = HvpSolverOptions.FullBatch };
-        var err = RelErr(Method(model, task, train, HvpSolver.Lissa, o).PairwiseMatrix(queries, train), scores);
+        var err = Oracles.RelErr(Method(model, task, train, HvpSolver.Lissa, o).PairwiseMatrix(queries, train), scores);
         Assert.True(err < 1e-6, $"LiSSA vs explicit inverse: relative error {err:G3}");
         // Stochastic minibatches (4 of 12 examples per step), averaged over repetitions: close, not exact.
         var stochastic = Method(model, task, train, HvpSolver.Lissa, o with { LissaBatchSize = 4, LissaRepetitions = 3, Seed = 3 }).PairwiseMatrix(queries, train);
@@ -209,7 +199,7 @@ public class HvpInfluenceTests
     [Fact]
     public void LissaWithTooSmallAScaleStopsWithAnError()
     {
-        var (model, train, queries) = Problem(TestSeed.For());
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For());
         var task = new ClassificationTask();
         var c = ExplicitGaussNewton(model, train);
         double top = torch.linalg.eigvalsh(c).max().item<double>();
@@ -223,21 +213,21 @@ public class HvpInfluenceTests
     [InlineData(HessianKind.GaussNewton)]
     public void ArnoldiWithFullRankEqualsTheExplicitInverse(HessianKind kind)
     {
-        var (model, train, queries) = Problem(TestSeed.For() + (int)kind);
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For() + (int)kind);
         var task = new ClassificationTask(QueryMeasurement.Margin);
         var c = kind == HessianKind.True ? FiniteDifferenceHessian(model, train, task) : ExplicitGaussNewton(model, train);
         double damping = SafeDamping(c);
         var (scores, self) = OracleScores(model, task, train, queries, c, damping);
         int p = (int)c.shape[0];
         var m = Method(model, task, train, HvpSolver.Arnoldi, new HvpSolverOptions { Damping = damping, Hessian = kind, ArnoldiIterations = p, ArnoldiTopK = p });
-        Assert.True(RelErr(m.PairwiseMatrix(queries, train), scores) < 1e-6, "pairwise");
-        Assert.True(RelErr(torch.tensor(m.SelfInfluence(train)), self) < 1e-6, "self-influence");
+        Assert.True(Oracles.RelErr(m.PairwiseMatrix(queries, train), scores) < 1e-6, "pairwise");
+        Assert.True(Oracles.RelErr(torch.tensor(m.SelfInfluence(train)), self) < 1e-6, "self-influence");
     }
 
     [Fact]
     public void ArnoldiFindsTheLargestEigenvalues()
     {
-        var (model, train, _) = Problem(TestSeed.For());
+        var (model, train, _) = Oracles.TinyMlpProblem(TestSeed.For());
         var c = ExplicitGaussNewton(model, train);
         var expected = Oracles.Flat(torch.linalg.eigvalsh(c).flip(0)).Take(3).ToArray();
         var m = Method(model, new ClassificationTask(), train, HvpSolver.Arnoldi, new HvpSolverOptions { Hessian = HessianKind.GaussNewton, ArnoldiIterations = 30, ArnoldiTopK = 3 });
@@ -248,7 +238,7 @@ public class HvpInfluenceTests
     [Fact]
     public void BadSettingsAreRefusedWithClearMessages()
     {
-        var (model, train, _) = Problem(TestSeed.For());
+        var (model, train, _) = Oracles.TinyMlpProblem(TestSeed.For());
         var task = new ClassificationTask();
         var e = Assert.Throws<InfluenceSharpException>(() => new HvpInfluence(model, task, train, HvpSolver.Explicit, new HvpSolverOptions { MaxExplicitParameters = 40 }));
         Assert.Contains("43 parameters", e.Message);
@@ -271,19 +261,11 @@ public class HvpTuningTests
         public void Report(InfluenceSharp.Diagnostics.ProgressUpdate value) => Updates.Add(value);
     }
 
-    static (nn.Module<Tensor, Tensor> Model, TensorPairDataset Train, TensorPairDataset Queries) Problem(int seed)
-    {
-        torch.manual_seed(seed);
-        var model = new TwoLayerMlp(4, 5, 3).to(ScalarType.Float64);
-        var train = new TensorPairDataset(torch.randn(12, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 12 }));
-        var queries = new TensorPairDataset(torch.randn(4, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { 4 }));
-        return (model, train, queries);
-    }
 
     [Fact]
     public void LissaWithoutSettingsTunesItselfFromTheSpectrumAndConverges()
     {
-        var (model, train, queries) = Problem(TestSeed.For());
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For());
         var task = new ClassificationTask(QueryMeasurement.Margin);
         const double damping = 0.3, l2 = 0.05;
         var o = new HvpSolverOptions { Damping = damping, L2 = l2, Hessian = HessianKind.GaussNewton, TrainBatchSize = 6, QueryBatchSize = 3 };
@@ -310,7 +292,7 @@ public class HvpTuningTests
     [Fact]
     public void ArnoldiReportsTheFractionOfTheInverseSpectrumItKeeps()
     {
-        var (model, train, _) = Problem(TestSeed.For());
+        var (model, train, _) = Oracles.TinyMlpProblem(TestSeed.For());
         var task = new ClassificationTask();
         const double damping = 1e-4;
         var o = new HvpSolverOptions { Damping = damping, Hessian = HessianKind.GaussNewton, TrainBatchSize = 6 };

@@ -11,6 +11,24 @@ namespace InfluenceSharp.Tests.Methods;
 /// <summary>Brute-force float64 references: per-example backward loops, explicit Hessians and inverses.</summary>
 public static class Oracles
 {
+    /// <summary>The tiny float64 problem the solver tests share: a 4-5-3 <see cref="TwoLayerMlp"/> with
+    /// random inputs and labels drawn after seeding torch with <paramref name="seed"/>.</summary>
+    public static (Module<Tensor, Tensor> Model, TensorPairDataset Train, TensorPairDataset Queries) TinyMlpProblem(int seed, int n = 12, int queries = 4)
+    {
+        torch.manual_seed(seed);
+        var model = new TwoLayerMlp(4, 5, 3).to(ScalarType.Float64);
+        var train = new TensorPairDataset(torch.randn(n, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { n }));
+        var query = new TensorPairDataset(torch.randn(queries, 4, dtype: ScalarType.Float64), torch.randint(0, 3, new long[] { queries }));
+        return (model, train, query);
+    }
+
+    /// <summary>Largest absolute error relative to the largest entry of <paramref name="expected"/>, in float64.</summary>
+    public static double RelErr(Tensor actual, Tensor expected)
+    {
+        var e = expected.to(ScalarType.Float64);
+        return (actual.to(ScalarType.Float64) - e).abs().max().item<double>() / e.abs().max().item<double>();
+    }
+
     /// <summary>Five random 2×8×8 examples through a float64 ConvNet(3) (seeded): the tracked layers,
     /// their layer batches and the flat [5, P] per-example gradients. Dispose the capture.</summary>
     public static (GradientCapture Capture, List<TrackedLayer> Layers, LayerBatch[] Batches, Tensor Flat) ConvLayerBatches(int seed)
