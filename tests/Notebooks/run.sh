@@ -27,7 +27,9 @@ feed="$work/feed"
 for p in InfluenceSharp InfluenceSharp.Reporting InfluenceSharp.Notebooks; do
   dotnet pack "$repo/src/$p" -c Release -o "$feed" -p:Version="$version" -nologo -v:q >"$work/pack-$p.log" 2>&1 || { cat "$work/pack-$p.log"; fail "dotnet pack $p"; }
 done
-unzip -l "$feed/InfluenceSharp.Notebooks.$version.nupkg" | grep -q 'interactive-extensions/dotnet/InfluenceSharp.Notebooks.dll' \
+# The listing is captured first: with pipefail, grep -q stopping early would SIGPIPE unzip and fail the stage.
+listing=$(unzip -l "$feed/InfluenceSharp.Notebooks.$version.nupkg")
+grep -q 'interactive-extensions/dotnet/InfluenceSharp.Notebooks.dll' <<<"$listing" \
   || fail "the InfluenceSharp.Notebooks package lacks its kernel extension (interactive-extensions/dotnet)"
 step "dotnet-repl installed, packages $version packed"
 

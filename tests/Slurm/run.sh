@@ -91,7 +91,7 @@ kill_and_resubmit() {   # kill_and_resubmit STAGE TASK MERGE-STAGE
   wait_until "$1 task $2 alone running" only_task_running "$a" "$2" "$1"
   scancel "${a}_$2"
   wait_until "$1 task $2 to end" gone -j "${a}_$2"
-  scontrol -o show job "${a}_$2" | grep -o 'JobState=[A-Z]*' | grep -qx 'JobState=CANCELLED' || fail "${a}_$2 was not cancelled"
+  grep -o 'JobState=[A-Z]*' <<<"$(scontrol -o show job "${a}_$2")" | grep -x 'JobState=CANCELLED' >/dev/null || fail "${a}_$2 was not cancelled"
   wait_until "$3 to wait for ever" bash -c "squeue -h -j $m -o %r | grep -qx DependencyNeverSatisfied"
   echo "slurm stage: killed task ${a}_$2 while running; merge job $m: DependencyNeverSatisfied"
   j=$(eval "$(resubmit "$1" "$2" | sed "s/^sbatch /sbatch --parsable /")")
@@ -99,7 +99,7 @@ kill_and_resubmit() {   # kill_and_resubmit STAGE TASK MERGE-STAGE
   scontrol update JobId="$m" Dependency="afterok:$j"
   echo "slurm stage: resubmitted $1 task $2 alone as job $j; merge $m now waits for it"
   wait_until "resubmitted job $j" gone -j "$j"
-  scontrol -o show job "$j" | grep -q 'JobState=COMPLETED' || { cat "$out/logs/$1-${j}_$2.out" >&2; fail "resubmitted task $j did not complete"; }
+  grep -q 'JobState=COMPLETED' <<<"$(scontrol -o show job "$j")" || { cat "$out/logs/$1-${j}_$2.out" >&2; fail "resubmitted task $j did not complete"; }
 }
 kill_and_resubmit fit-factors 2 merge-fit-factors
 step "fit-factors task killed and resubmitted"
