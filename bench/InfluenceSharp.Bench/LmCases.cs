@@ -14,14 +14,14 @@ namespace InfluenceSharp.Bench;
 /// fit (covariance pass, eigenvalue pass, and the whole fit with its eigendecompositions, true Fisher:
 /// sampled targets at every position) and EK-FAC pairwise scoring (precondition the queries, then
 /// score every training sequence). Tokens are the scored target tokens (padding excluded), summed
-/// over the training sequences a stage goes through. Data: Debian's fortunes (fortunes + platitudes,
+/// over the training sequences a stage goes through. Data: Debian's fortunes (fortunes + wisdom + platitudes,
 /// a document per fortune, byte tokens, 64 per sequence, one sequence per document) when installed,
 /// else the built-in planted-fact corpus. `--n N` caps the training sequences (default: all).
 /// </summary>
 public static class LmCases
 {
     const int Seq = 64, Batch = 16, Queries = 100;
-    static readonly string[] FortuneFiles = { "fortunes", "platitudes" };
+    static readonly string[] FortuneFiles = { "fortunes", "wisdom", "platitudes" };
     const string FortuneDir = "/usr/share/games/fortunes";
 
     static (List<TextDocument> Docs, string Source) Corpus()

@@ -4,7 +4,9 @@
 # fortune fills several), 15 % of the fortunes held out. Queries: the first N held-out sequences,
 # each measured by the summed log-probability of its tokens. Each subset is retrained with the run's
 # own recipe (12 epochs, one-cycle lr 0.1, batch 16) on half the training sequences.
-# Usage: bench/experiments/lm-lds.sh [OUT_DIR] [SUBSETS] [QUERIES] [SHARDS] [METHODS]
+# PACK=stream instead cuts the stream of fortunes into consecutive 64-token sequences, so that every
+# sequence (and so every subset) holds the same number of tokens.
+# Usage: [PACK=docs|stream] bench/experiments/lm-lds.sh [OUT_DIR] [SUBSETS] [QUERIES] [SHARDS] [METHODS]
 # SHARDS processes retrain in parallel (the cache is shared; an interrupted run resumes).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,7 +27,7 @@ mkdir -p "$OUT"
 for f in fortunes wisdom platitudes; do
   awk 'BEGIN { RS = "\n%\n" } { gsub(/\n[ \t]*\n/, "\n"); sub(/\n+$/, ""); if (length($0) > 0) print $0 "\n" }' "/usr/share/games/fortunes/$f"
 done > "$OUT/fortunes.txt"
-DATA="text:$OUT/fortunes.txt?tokenizer=byte&seq=64&pack=docs&test-fraction=0.15&split-seed=0"
+DATA="text:$OUT/fortunes.txt?tokenizer=byte&seq=64&pack=${PACK:-docs}&test-fraction=0.15&split-seed=0"
 [ -f "$OUT/run/run.json" ] || $I train --data "$DATA" --model gpt --widths 32,2,2 --epochs 12 --batch-size 16 --lr 0.1 \
   --schedule onecycle --weight-decay 0 --seed 0 --out "$OUT/run" --threads 1 --quiet
 LDS="evaluate lds --run $OUT/run --subsets $SUBSETS --query-count $QUERIES --threads 1"
