@@ -108,6 +108,13 @@ public static class EvaluateCommands
             Console.WriteLine($"shard {shard} done; {lds.Pending().Length} subsets still to train by other shards");
             return null;
         }
+        if (run.Data.Train is TextDataset text)
+        {
+            var tokens = LdsSubsets.ScoredTokens(text, lds.Masks).Select(t => (double)t).ToArray();
+            var (mean, se) = Statistics.MeanStandardError(tokens);
+            double sd = se * Math.Sqrt(tokens.Length);
+            Console.WriteLine($"the subsets hold {mean:F0} ± {sd:F0} scored tokens (standard deviation {100 * sd / mean:F1} %); the training loss averages over tokens, so this spread changes how much each sequence weighs, which the additive LDS prediction does not model");
+        }
         var evaluation = new LdsEvaluation(lds, target == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss);
         foreach (var m in methods)
         {

@@ -106,6 +106,14 @@ public class LdsTextTests
             }
         }
 
+        // Each subset's scored tokens: its sequences' non-ignored targets.
+        var counted = LdsSubsets.ScoredTokens(train, targets.Masks);
+        for (int j = 0; j < 3; j++)
+        {
+            using var y = train.Targets(LdsSubsets.Indices(targets.Masks[j]));
+            Assert.Equal(y.ne(TextDataset.Ignored).sum().item<long>(), counted[j]);
+        }
+
         // The LDS is taken on the log-probabilities; a margin target is refused.
         using var scores = torch.randn(new long[] { queries.Count, train.Count }, generator: new torch.Generator((ulong)seed));
         var ev = new LdsEvaluation(run, QueryMeasurement.Loss);
