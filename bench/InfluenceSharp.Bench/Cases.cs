@@ -11,7 +11,7 @@ namespace InfluenceSharp.Bench;
 public static class Cases
 {
     /// <summary>Experiments that retrain many models (minutes to hours): run by name, never by `all`.</summary>
-    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "d3m-lr", "index-synthetic", "index-real", "index-real-trak", "index-rules", "peers-cnn-conv", "resnet18-224-stages", "imagefolder-hash" };
+    public static readonly HashSet<string> NotInAll = new() { "lds-solvers", "d3m-lr", "index-synthetic", "index-real", "index-real-trak", "index-rules", "peers-cnn-conv", "resnet18-224-stages", "imagefolder-hash", "lm-throughput" };
 
     /// <summary>Names that stand for several cases, each run in its own process in this order.</summary>
     public static readonly Dictionary<string, List<string>> Groups = new() { ["hvp-solvers"] = HvpCostCases.Group(), ["unrolled-cost"] = UnrolledCases.Group() };
@@ -58,6 +58,7 @@ public static class Cases
         ["rng-regen"] = RngCases.Regen,
         ["resnet18-224-stages"] = StreamCases.ResNet18Stages,
         ["imagefolder-hash"] = StreamCases.ImageFolderHash,
+        ["lm-throughput"] = LmCases.Throughput,
     };
 
     /// <summary>fp32 GEMM rate: best of several 2048³ products (2·n³ FLOPs each).</summary>

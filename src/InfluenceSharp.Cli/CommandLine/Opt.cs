@@ -46,6 +46,18 @@ internal static class Opt
         return o;
     }
 
+    /// <summary>One of a fixed set of words, or null when not given (the command picks a default from context).</summary>
+    public static Option<string?> OptionalChoice(string name, string description, params string[] choices)
+    {
+        var o = Described(new Option<string?>(name), description, string.Join("|", choices));
+        o.Validators.Add(r =>
+        {
+            var v = r.GetValueOrDefault<string?>();
+            if (v is not null && !choices.Contains(v)) r.AddError($"{name} {v}: choose {string.Join(", ", choices)}");
+        });
+        return o;
+    }
+
     static bool TryInt(string s, out int v) => int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out v);
 
     static string Range(long min, long max) => max == int.MaxValue ? $"at least {min}" : $"between {min} and {max}";

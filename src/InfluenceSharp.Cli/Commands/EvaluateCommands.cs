@@ -32,7 +32,8 @@ public static class EvaluateCommands
         var seedsPerSubset = Opt.Int("--seeds-per-subset", "models per subset; targets are their mean", 1, 1, 1000, helpName: "S");
         var ldsSeed = Opt.Int("--lds-seed", "seed of the random subset masks", 0, 0);
         var queryCount = Opt.Int("--query-count", "the first N test examples are the queries", 500, 1);
-        var target = Opt.Choice("--target", "LDS target (and the methods' query measurement)", "margin", "margin", "loss");
+        var target = Opt.OptionalChoice("--target", "LDS target (and the methods' query measurement) [default: margin; for a run trained on text, loss: the summed log-probability of each query's scored tokens]", "margin", "loss");
+        var prompts = Opt.Str("--prompts", "for a run trained on text: queries from a file of lines 'prompt<TAB>completion' instead of the test sequences; each is measured by log p(completion | prompt)", "FILE");
         var epochs = Opt.OptionalInt("--epochs", "epochs of each retraining [default: the run's]", 1, 100000);
         var outDir = Opt.Str("--out", "retrained-model cache and lds-results.json, reused across methods [default: RUN_DIR/lds]", "DIR", aliases: "--cache");
         var shard = Opt.Shard("retrain only subsets j with j % n == i, then stop");
@@ -42,7 +43,7 @@ public static class EvaluateCommands
         var compute = new ComputeOptions();
         var cmd = new Command("lds", "linear datamodeling score: retrain on random alpha-subsets (cached, resumable, shardable), Spearman per query, mean ± standard error")
         {
-            run, methods, subsets, alpha, seedsPerSubset, ldsSeed, queryCount, target, epochs, outDir, shard, retrain,
+            run, methods, subsets, alpha, seedsPerSubset, ldsSeed, queryCount, target, prompts, epochs, outDir, shard, retrain,
         };
         CommandSupport.AddRunMethodAction(cmd, run, methods, ms, data, compute, (p, runDir, quiet) =>
         {
@@ -52,13 +53,20 @@ public static class EvaluateCommands
                 Subsets = p.GetValue(subsets), Alpha = p.GetValue(alpha), SeedsPerSubset = p.GetValue(seedsPerSubset), Seed = p.GetValue(ldsSeed),
                 Retrain = sameOrder ? LdsRetrain.SameOrder : LdsRetrain.Seeds,
             };
-            string t = p.GetValue(target)!;
-            var settings = ms.Read(p) with { Measure = t == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss };
             string cache = p.GetValue(outDir) ?? Path.Combine(runDir, sameOrder ? "lds-same-order" : "lds");
             var profiler = new Profiler();
             var rc = profiler.Time("Load Data", () => RunContext.Load(runDir, p.GetValue(data)));
+            bool text = RunTask.IsText(rc);
+            string t = p.GetValue(target) ?? (text ? "loss" : "margin");
+            if (text && t == "margin")
+                throw new UsageException("--target margin: a run trained on text has no margin; its LDS target is loss (the summed log-probability of each query's scored tokens)");
+            string? promptFile = p.GetValue(prompts);
+            if (promptFile is not null && !text)
+                throw new UsageException($"--prompts {promptFile}: prompt/completion queries need a run trained on text (--data text:...)");
+            var settings = ms.Read(p) with { Measure = t == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss };
             OutputDirectory.Create(cache);
-            RunLds(rc, p.GetValue(methods)!, settings, options, p.GetValue(queryCount), t, p.GetValue(epochs), cache, p.GetValue(shard), profiler, quiet);
+            var queries = LdsQueries(rc, p.GetValue(queryCount), promptFile);
+            RunLds(rc, p.GetValue(methods)!, settings, options, queries, t, p.GetValue(epochs), cache, p.GetValue(shard), profiler, quiet);
             if (!quiet) Console.Error.Write(profiler.Table());
             AtomicFile.WriteAllText(Path.Combine(cache, "profile-lds.txt"), profiler.Table());
             return 0;
@@ -66,8 +74,21 @@ public static class EvaluateCommands
         return cmd;
     }
 
+    /// <summary>The LDS queries: the first <paramref name="nq"/> test examples (for a text run, test
+    /// sequences measured by their summed token log-probability), or the first <paramref name="nq"/>
+    /// prompt/completion pairs of <paramref name="promptFile"/>, tokenised like the run's training text.</summary>
+    internal static LabeledDataset LdsQueries(Run run, int nq, string? promptFile)
+    {
+        if (promptFile is null)
+            return run.Data.Test.Subset(Enumerable.Range(0, Math.Min(nq, run.Data.Test.Count)).ToArray(), "lds-queries");
+        var train = (TextDataset)run.Data.Train;
+        var pairs = PromptCompletionFile.Read(promptFile);
+        try { return TextDataset.PromptCompletions(train.Tokenizer, train.SequenceLength, pairs.Take(nq).ToList(), "lds-queries"); }
+        catch (InfluenceSharpException e) { throw new InfluenceSharpException($"--prompts {promptFile}: {e.Message}", e); }
+    }
+
     internal static Dictionary<string, LdsResult>? RunLds(Run run, IReadOnlyList<string> methods, MethodSettings settings, LdsOptions options,
-        int nq, string target, int? epochs, string cache, Shard shard, Profiler profiler, bool quiet = false)
+        LabeledDataset queries, string target, int? epochs, string cache, Shard shard, Profiler profiler, bool quiet = false)
     {
         // Earlier results are read first: a corrupt lds-results.json fails now, not after the retraining.
         string resultsPath = Path.Combine(cache, "lds-results.json");
@@ -79,7 +100,6 @@ public static class EvaluateCommands
         // not depend on the start, and the start only saves iterations.
         if (training.LbfgsTolerance is not null && training.InitFile is null)
             training = training with { InitFile = Path.GetFullPath(run.Last.WeightsPath), InitHash = Checkpoint.HashFile(run.Last.WeightsPath) };
-        var queries = run.Data.Test.Subset(Enumerable.Range(0, Math.Min(nq, run.Data.Test.Count)).ToArray(), "lds-queries");
         var lds = new LdsRun(cache, run.Last.Info.Model, training, run.Data.Train, queries, options);
         using (profiler.Stage("Retrain Subsets"))
             lds.Run(shard, quiet ? null : msg => Console.Error.WriteLine(msg));
@@ -87,6 +107,13 @@ public static class EvaluateCommands
         {
             Console.WriteLine($"shard {shard} done; {lds.Pending().Length} subsets still to train by other shards");
             return null;
+        }
+        if (run.Data.Train is TextDataset text)
+        {
+            var tokens = LdsSubsets.ScoredTokens(text, lds.Masks).Select(t => (double)t).ToArray();
+            var (mean, se) = Statistics.MeanStandardError(tokens);
+            double sd = se * Math.Sqrt(tokens.Length);
+            Console.WriteLine($"the subsets hold {mean:F0} ± {sd:F0} scored tokens (standard deviation {100 * sd / mean:F1} %); the training loss averages over tokens, so this spread changes how much each sequence weighs, which the additive LDS prediction does not model");
         }
         var evaluation = new LdsEvaluation(lds, target == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss);
         foreach (var m in methods)
@@ -100,7 +127,8 @@ public static class EvaluateCommands
             scores.Dispose();
         }
         var results = evaluation.Results;
-        Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {target}, {run.Data.Train.Count} training examples" +
+        string measured = RunTask.IsText(run) ? "loss (summed log-probability of the scored tokens)" : target;
+        Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {measured}, {run.Data.Train.Count} training {(RunTask.IsText(run) ? "sequences" : "examples")}" +
             (options.Retrain == LdsRetrain.SameOrder ? ", same-order retraining" : "") + "):");
         foreach (var (m, r) in results)
             Console.WriteLine($"  {m,-26} {r.Mean,7:F4} ± {r.StandardError:F4}" +

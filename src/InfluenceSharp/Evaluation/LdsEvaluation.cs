@@ -18,11 +18,14 @@ public sealed class LdsEvaluation
     readonly double[,]? firstSeed;
 
     /// <summary>Reads the run's targets (it must be complete) for <paramref name="target"/>: the
-    /// queries' margins, or their negative losses.</summary>
+    /// queries' margins, or their negative losses (for token sequences, the summed log-probability
+    /// of the scored tokens).</summary>
     public LdsEvaluation(LdsRun run, QueryMeasurement target)
     {
         double[,] Pick(LdsTargets x) => target == QueryMeasurement.Margin ? x.Margins : x.NegativeLosses();
         var all = run.LoadTargets();
+        if (target == QueryMeasurement.Margin && all.Margins.Cast<double>().Any(double.IsNaN))
+            throw new InfluenceSharpException($"{run.CacheDir}: the queries have no margin (token sequences); use the loss target (the summed log-probability of their scored tokens)");
         masks = all.Masks;
         targets = Pick(all);
         int r = run.Options.SeedsPerSubset;

@@ -159,8 +159,10 @@ public sealed class LdsRun
             }
             Save(j, margins, losses);
             done.Add(j);
+            // Token sequences have no margin: their measurement is the loss.
+            var (what, mean) = double.IsNaN(margins[0]) ? ("loss", losses.Average()) : ("margin", margins.Average());
             log?.Invoke(string.Create(CultureInfo.InvariantCulture,
-                $"lds: subset {j + 1}/{Options.Subsets} ({subset.Count} examples, {r} model(s)) in {sw.Elapsed.TotalSeconds:F1}s, mean margin {margins.Average():F4}"));
+                $"lds: subset {j + 1}/{Options.Subsets} ({subset.Count} examples, {r} model(s)) in {sw.Elapsed.TotalSeconds:F1}s, mean {what} {mean:F4}"));
         }
         return done.ToArray();
     }

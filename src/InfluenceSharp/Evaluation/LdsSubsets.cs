@@ -38,6 +38,25 @@ public static class LdsSubsets
         return Enumerable.Range(0, m).Select(j => Mask(n, alpha, seed, j)).ToArray();
     }
 
+    /// <summary>The scored target tokens of each subset of a text training set. Sequences hold
+    /// different numbers of tokens (padding, prompts), and the training loss averages over tokens, so
+    /// subsets of one size still differ in how much each of their sequences weighs: a spread the
+    /// additive LDS prediction (a sum over the subset's sequences) does not model.</summary>
+    public static long[] ScoredTokens(Data.TextDataset train, bool[][] masks)
+    {
+        var perSequence = new long[train.Count];
+        for (int i = 0; i < train.Count; i++)
+            for (int t = 0; t < train.SequenceLength; t++)
+                if (train.IsScored(i, t)) perSequence[i]++;
+        return masks.Select(m =>
+        {
+            if (m.Length != train.Count) throw new InfluenceSharpException($"LDS: a mask of length {m.Length} for {train.Count} training sequences");
+            long s = 0;
+            for (int i = 0; i < m.Length; i++) if (m[i]) s += perSequence[i];
+            return s;
+        }).ToArray();
+    }
+
     /// <summary>The training indices in a mask, ascending.</summary>
     public static int[] Indices(bool[] mask) => Enumerable.Range(0, mask.Length).Where(i => mask[i]).ToArray();
 }

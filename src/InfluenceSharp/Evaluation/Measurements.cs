@@ -1,12 +1,16 @@
 using InfluenceSharp.Data;
+using InfluenceSharp.Methods;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Evaluation;
 
 /// <summary>Per-example model outputs that the evaluations use as targets, in float64.</summary>
-/// <param name="Margin">logit_y − logsumexp of the other logits (TRAK's and Kronfluence's classification measurement).</param>
-/// <param name="Loss">cross-entropy loss.</param>
-/// <param name="Correct">argmax of the logits equals the label.</param>
+/// <param name="Margin">logit_y − logsumexp of the other logits (TRAK's and Kronfluence's classification
+/// measurement); NaN for token sequences, which have no margin.</param>
+/// <param name="Loss">cross-entropy loss; for token sequences the SUM over the scored tokens of
+/// −log p(token | earlier tokens), the language-model query measurement (−log p(completion | prompt)
+/// for a prompt/completion query).</param>
+/// <param name="Correct">argmax of the logits equals the label; for token sequences, at every scored token.</param>
 public sealed record Measurements(double[] Margin, double[] Loss, bool[] Correct)
 {
     public double MeanLoss => Loss.Average();
@@ -31,6 +35,7 @@ public sealed record Measurements(double[] Margin, double[] Loss, bool[] Correct
                 var idx = all.AsSpan(b, len);
                 var logits = model.forward(data.Inputs(idx, device)).to_type(ScalarType.Float64);
                 var y = data.Targets(idx, device);
+                if (logits.dim() == 3) { Sequences(logits, y, b, margin, loss, correct); continue; }
                 var own = logits.gather(1, y.unsqueeze(1)).squeeze(1);
                 var isOwn = nn.functional.one_hot(y, logits.shape[1]).to_type(ScalarType.Bool);
                 var others = logits.masked_fill(isOwn, double.NegativeInfinity).logsumexp(1, false);
@@ -42,5 +47,17 @@ public sealed record Measurements(double[] Margin, double[] Loss, bool[] Correct
         }
         if (wasTraining) model.train();
         return new Measurements(margin, loss, correct);
+    }
+
+    /// <summary>Logits [B, T, V], targets [B, T] (ignored where not scored): the summed token losses
+    /// of <see cref="LanguageModelTask.TokenLosses"/>, the measurement the methods attribute.</summary>
+    static void Sequences(Tensor logits, Tensor y, int offset, double[] margin, double[] loss, bool[] correct)
+    {
+        var l = LanguageModelTask.TokenLosses(logits, y).sum(1).cpu().data<double>().ToArray();
+        using var ignored = LanguageModelTask.Ignored.ToScalar();
+        var scored = y.ne(ignored);
+        var c = logits.argmax(2).eq(y).logical_or(scored.logical_not()).all(1).cpu().data<bool>().ToArray();
+        l.CopyTo(loss, offset); c.CopyTo(correct, offset);
+        Array.Fill(margin, double.NaN, offset, l.Length);
     }
 }
