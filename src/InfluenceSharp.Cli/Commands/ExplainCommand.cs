@@ -192,7 +192,7 @@ public static class ExplainCommand
             }).ToList();
 
     /// <summary>One line of text for the console: quoted, line breaks shown as \n, long text cut.</summary>
-    static string Quote(string text)
+    internal static string Quote(string text)
     {
         text = text.Replace("\n", "\\n");
         return "\"" + (text.Length > 100 ? text[..100] + "..." : text) + "\"";
