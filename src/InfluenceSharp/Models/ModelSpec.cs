@@ -108,10 +108,11 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
     /// logreg, the last Linear layer otherwise (null when the model has none).</summary>
     public static string? HeadOf(nn.Module model)
     {
-        string? last = null;
-        foreach (var (name, m) in model.named_modules())
-            if (m is Linear) last = name;
-        return last;
+        // By the parameters' order: named_modules() lists a module's own leaves before its
+        // containers' (a transformer's head before its blocks).
+        var linears = model.named_modules().Where(m => m.module is Linear).Select(m => m.name).ToHashSet();
+        return model.named_parameters().Select(p => p.name).Where(n => n.EndsWith(".weight", StringComparison.Ordinal))
+            .Select(n => n[..^".weight".Length]).LastOrDefault(linears.Contains);
     }
 
     /// <summary>gpt's --widths: width, blocks, heads (default 64,2,4).</summary>
