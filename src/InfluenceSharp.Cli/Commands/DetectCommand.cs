@@ -55,6 +55,9 @@ public static class DetectCommand
     internal static List<MethodDetection> Detect(Run run, IReadOnlyList<string> methods, MethodSettings settings, string outDir,
         int top, Profiler profiler, bool quiet = false, bool? print = null)
     {
+        MethodFactory.CheckMeasure(run, settings);
+        if (RunTask.IsText(run))
+            throw new UsageException($"detect-mislabeled: the run was trained on text with a language model ({run.Data.Source}): its sequences have no labels to check; for labelled texts train on --data text-classes:FILE");
         OutputDirectory.Create(outDir);
         var train = run.Data.Train;
         var mask = run.Data.Corruption?.Mask(train.Count);
