@@ -137,6 +137,13 @@ public sealed class HtmlSection
         return this;
     }
 
+    /// <summary>An example's text, its line breaks and spaces kept (as <see cref="HighlightedText"/> without scores).</summary>
+    public HtmlSection ExampleText(string text)
+    {
+        blocks.Add($"<div class=\"tokens\">{Html.Escape(text)}</div>");
+        return this;
+    }
+
     /// <summary>A short paragraph introducing an example (a query, a proponent): smaller and closer to what follows.</summary>
     public HtmlSection ExampleHeading(string text)
     {

@@ -238,7 +238,7 @@ public static class RunReport
                     .Where(double.IsFinite).DefaultIfEmpty(0).Max();
                 string label = q.TryGetProperty("label", out var ql) && ql.ValueKind == JsonValueKind.String ? $" (label {ql.GetString()})" : "";
                 section.ExampleHeading($"{method}, query {q.GetProperty("query").GetString()}{label}:");
-                section.HighlightedText(new[] { (Content(q) ?? "", 0.0) });
+                section.ExampleText(Content(q) ?? "");
                 foreach (var (kind, list) in rows)
                 {
                     section.ExampleHeading(list.Count == 0 ? $"no {kind}" : $"{kind}:");
@@ -253,7 +253,7 @@ public static class RunReport
                             anyTokens = true;
                             section.HighlightedText(tokens.EnumerateArray().Select(t => (t.GetProperty("token").GetString() ?? "", t.GetProperty("score").GetDouble())).ToList(), scale);
                         }
-                        else section.HighlightedText(new[] { (Content(r) ?? "", 0.0) });
+                        else section.ExampleText(Content(r) ?? "");
                     }
                 }
             }
