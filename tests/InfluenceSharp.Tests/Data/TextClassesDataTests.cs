@@ -17,6 +17,18 @@ public class TextClassesDataTests
     }
 
     [Fact]
+    public void LanguageModelTextTakesPercentDocumentsToo()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("f.txt");
+        File.WriteAllText(path, "one\n\nstill one\n%\ntwo\n%\nthree\n");
+        var split = DataSource.Load($"text:{path}?docs=percent&tokenizer=byte&seq=8&test-fraction=0.34");
+        Assert.Contains("docs=percent", split.Source);
+        var docs = ((TextDataset)split.Train).Documents.Concat(((TextDataset)split.Test).Documents).Select(d => d.Text).Order().ToArray();
+        Assert.Equal(new[] { "one\n\nstill one", "three", "two" }, docs);
+    }
+
+    [Fact]
     public void CsvTableNamesRowsAndLinesAndPadsOrCutsTokens()
     {
         using var dir = new TempDir();
