@@ -62,6 +62,10 @@ tr:nth-child(even) td { background: #fafbfc; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 14px; }
+td.text, div.tokens { white-space: pre-wrap; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px; }
+div.tokens { border: 1px solid #e1e4e8; padding: .4em .6em; margin: .3em 0 .8em 0; }
+div.tokens span { border-radius: 2px; }
+p.example { margin: .8em 0 0 0; font-size: 14px; }
 
 """;
 }
@@ -103,6 +107,7 @@ public sealed class HtmlSection
             sb.Append("<tr>");
             foreach (var cell in row)
             {
+                if (cell is TextCell text) { sb.Append("<td class=\"text\">").Append(Html.Escape(text.Text)).Append("</td>"); continue; }
                 bool num = cell is double or float or decimal or int or long or short or byte or uint or ulong or ushort or sbyte;
                 sb.Append(num ? "<td class=\"num\">" : "<td>").Append(Html.Escape(FormatCell(cell))).Append("</td>");
             }
@@ -110,6 +115,39 @@ public sealed class HtmlSection
         }
         sb.Append("</tbody>\n</table>");
         blocks.Add(sb.ToString());
+        return this;
+    }
+
+    /// <summary>A text whose pieces (tokens) carry scores, each piece's background coloured by its score:
+    /// blue for positive, red for negative, the stronger the larger |score| against
+    /// <paramref name="scale"/> (the largest |score| when null); each piece's score is its tooltip.</summary>
+    public HtmlSection HighlightedText(IReadOnlyList<(string Text, double Score)> pieces, double? scale = null)
+    {
+        double max = scale ?? pieces.Select(p => Math.Abs(p.Score)).Where(double.IsFinite).DefaultIfEmpty(0).Max();
+        var sb = new StringBuilder("<div class=\"tokens\">");
+        foreach (var (text, score) in pieces)
+        {
+            double a = max > 0 && double.IsFinite(score) ? Math.Min(1, Math.Abs(score) / max) * 0.75 : 0;
+            string rgb = score >= 0 ? "37, 99, 235" : "220, 38, 38";
+            sb.Append("<span style=\"background-color: rgba(").Append(rgb).Append(", ").Append(a.ToString("0.###", CultureInfo.InvariantCulture))
+              .Append(")\" title=\"").Append(Html.Escape(score.ToString("G4", CultureInfo.InvariantCulture))).Append("\">")
+              .Append(Html.Escape(text)).Append("</span>");
+        }
+        blocks.Add(sb.Append("</div>").ToString());
+        return this;
+    }
+
+    /// <summary>An example's text, its line breaks and spaces kept (as <see cref="HighlightedText"/> without scores).</summary>
+    public HtmlSection ExampleText(string text)
+    {
+        blocks.Add($"<div class=\"tokens\">{Html.Escape(text)}</div>");
+        return this;
+    }
+
+    /// <summary>A short paragraph introducing an example (a query, a proponent): smaller and closer to what follows.</summary>
+    public HtmlSection ExampleHeading(string text)
+    {
+        blocks.Add($"<p class=\"example\">{Html.Escape(text)}</p>");
         return this;
     }
 
@@ -149,6 +187,12 @@ public sealed class HtmlSection
         foreach (var b in blocks) sb.Append(b).Append('\n');
         sb.Append("</section>\n");
     }
+}
+
+/// <summary>A table cell holding text whose line breaks and spaces are kept (an example's text).</summary>
+public sealed record TextCell(string Text)
+{
+    public override string ToString() => Text;
 }
 
 internal static class Html

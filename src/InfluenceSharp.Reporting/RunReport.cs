@@ -81,16 +81,28 @@ public static class RunReport
             }
             AddImages(detect, detectDir, "detection-curve*.png");
             AddImages(detect, detectDir, "self-influence-*.png");
-            foreach (var png in Directory.GetFiles(detectDir, "suspicious-*.png").OrderBy(f => f, StringComparer.Ordinal))
+            // Images: the grid and where its examples came from; texts (no grid): a table of the texts.
+            var suspicious = Directory.GetFiles(detectDir, "suspicious-*.png").Concat(Directory.GetFiles(detectDir, "suspicious-*.csv"))
+                .Select(f => Path.Combine(detectDir, Path.GetFileNameWithoutExtension(f))).Distinct().OrderBy(f => f, StringComparer.Ordinal);
+            foreach (var stem in suspicious)
             {
-                detect.Image(File.ReadAllBytes(png), Path.GetFileNameWithoutExtension(png), Path.GetFileName(png));
-                AddSources(detect, Path.ChangeExtension(png, ".csv"));
+                if (File.Exists(stem + ".png"))
+                {
+                    detect.Image(File.ReadAllBytes(stem + ".png"), Path.GetFileName(stem), Path.GetFileName(stem) + ".png");
+                    AddSources(detect, stem + ".csv");
+                }
+                else AddSuspiciousTexts(detect, stem + ".csv");
             }
         }
         else detect.Paragraph("Not run (influence detect-mislabeled).");
 
         var explain = report.Section("Proponents and opponents");
-        if (!AddImages(explain, Path.Combine(runDir, "explain"), "explain-*.png")) explain.Paragraph("Not run (influence explain).");
+        bool images = AddImages(explain, Path.Combine(runDir, "explain"), "explain-*.png");
+        bool texts = false;
+        if (Directory.Exists(Path.Combine(runDir, "explain")))
+            foreach (var json in Directory.GetFiles(Path.Combine(runDir, "explain"), "explain-*.json").OrderBy(p => p, StringComparer.Ordinal))
+                texts |= AddTextExplanations(explain, json);
+        if (!images && !texts) explain.Paragraph("Not run (influence explain).");
 
         var lds = report.Section("Linear datamodeling score");
         string ldsFile = Path.Combine(runDir, "lds", "lds-results.json");
@@ -167,6 +179,88 @@ public static class RunReport
         }).ToList();
         if (rows.All(r => string.IsNullOrEmpty((string?)r[4]))) return;
         section.Table(new[] { "rank", "index", "given label", "predicted label", "source" }, rows, $"where the examples of {Path.GetFileNameWithoutExtension(csv)} came from");
+    }
+
+    /// <summary>The most suspicious texts of suspicious-M.csv (a run on text has no image grid): rank,
+    /// labels, where each came from and its text.</summary>
+    static void AddSuspiciousTexts(HtmlSection section, string csv, int shown = 24)
+    {
+        if (!File.Exists(csv)) return;
+        var records = CsvDataReader.ReadRecords(csv);
+        if (records.Count < 2) return;
+        var header = records[0].Fields;
+        int Col(string name) => Array.IndexOf(header, name);
+        int text = Col("text");
+        if (text < 0) { AddSources(section, csv, shown); return; }
+        string Cell(string[] f, string name) => Col(name) is >= 0 and var c ? f[c] : "";
+        var rows = records.Skip(1).Take(shown).Where(r => r.Fields.Length == header.Length).Select(r => (IReadOnlyList<object?>)new object?[]
+        {
+            Cell(r.Fields, "rank"), Cell(r.Fields, "given_label"), Cell(r.Fields, "predicted_label"), Cell(r.Fields, "true_label_if_corrupted"),
+            Cell(r.Fields, "source"), new TextCell(r.Fields[text]),
+        }).ToList();
+        section.Table(new[] { "rank", "given label", "predicted label", "true label (if corrupted)", "source", "text" }, rows,
+            $"most self-influential training texts ({Path.GetFileNameWithoutExtension(csv)["suspicious-".Length..]})");
+    }
+
+    /// <summary>Most queries, and proponents and opponents per query, a text explanation shows.</summary>
+    public const int TextQueriesShown = 8, TextRowsShown = 6;
+
+    /// <summary>Adds the explanations of explain-M.json when they are texts (a run on text): per query its
+    /// text, then its top proponents and opponents as text, each token's background coloured by its
+    /// per-token score where the method gave them (blue helps, red harms; one scale per query). Returns
+    /// false, adding nothing, for explanations of images or tables (their grids show them).</summary>
+    public static bool AddTextExplanations(HtmlSection section, string jsonPath)
+    {
+        string method = Path.GetFileNameWithoutExtension(jsonPath)["explain-".Length..];
+        return ReadResults(jsonPath, "influence explain", root =>
+        {
+            if (root.ValueKind != JsonValueKind.Array || root.GetArrayLength() == 0) return false;
+            static string? Content(JsonElement row) =>
+                row.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()
+                : row.TryGetProperty("source", out var s) && s.ValueKind == JsonValueKind.Object && s.TryGetProperty("kind", out var k) && k.GetString() == "text"
+                    && s.TryGetProperty("text", out var st) ? st.GetString() : null;
+            static string Where(JsonElement row)
+            {
+                if (!row.TryGetProperty("source", out var s) || s.ValueKind != JsonValueKind.Object) return "";
+                if (s.TryGetProperty("documents", out var docs) && docs.ValueKind == JsonValueKind.Array)
+                    return string.Join("; ", docs.EnumerateArray().Select(d => d.GetProperty("where").GetString()));
+                return s.TryGetProperty("text", out var t) ? t.GetString() ?? "" : "";
+            }
+            var first = root[0];
+            if (Content(first) is null && !(first.TryGetProperty("proponents", out var ps) && ps.EnumerateArray().Any(r => Content(r) is not null)))
+                return false;
+            bool anyTokens = false;
+            foreach (var q in root.EnumerateArray().Take(TextQueriesShown))
+            {
+                var rows = new[] { "proponents", "opponents" }.ToDictionary(k => k, k => q.GetProperty(k).EnumerateArray().Take(TextRowsShown).ToList());
+                // One colour scale per query, so that its rows compare.
+                double scale = rows.Values.SelectMany(r => r).SelectMany(r => r.TryGetProperty("tokens", out var t) ? t.EnumerateArray().Select(x => Math.Abs(x.GetProperty("score").GetDouble())) : Enumerable.Empty<double>())
+                    .Where(double.IsFinite).DefaultIfEmpty(0).Max();
+                string label = q.TryGetProperty("label", out var ql) && ql.ValueKind == JsonValueKind.String ? $" (label {ql.GetString()})" : "";
+                section.ExampleHeading($"{method}, query {q.GetProperty("query").GetString()}{label}:");
+                section.ExampleText(Content(q) ?? "");
+                foreach (var (kind, list) in rows)
+                {
+                    section.ExampleHeading(list.Count == 0 ? $"no {kind}" : $"{kind}:");
+                    foreach (var r in list)
+                    {
+                        string rl = r.TryGetProperty("label", out var l) && l.ValueKind == JsonValueKind.String ? $", label {l.GetString()}" : "";
+                        string where = Where(r);
+                        section.ExampleHeading(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                            $"#{r.GetProperty("index").GetInt32()}, score {r.GetProperty("score").GetDouble():G4}{rl}{(where.Length > 0 ? ", " + where : "")}"));
+                        if (r.TryGetProperty("tokens", out var tokens) && tokens.ValueKind == JsonValueKind.Array)
+                        {
+                            anyTokens = true;
+                            section.HighlightedText(tokens.EnumerateArray().Select(t => (t.GetProperty("token").GetString() ?? "", t.GetProperty("score").GetDouble())).ToList(), scale);
+                        }
+                        else section.ExampleText(Content(r) ?? "");
+                    }
+                }
+            }
+            if (anyTokens)
+                section.Paragraph($"{method}: each token's background shows its share of the score (blue: the token's loss helps the query, red: it harms; the stronger, the larger); hover a token for its score.");
+            return true;
+        });
     }
 
     static bool AddImages(HtmlSection section, string dir, string pattern)

@@ -198,6 +198,7 @@ internal sealed class MethodSettingOptions
         var s = new MethodSettings
         {
             Measure = Measure is not null && v.Get(Measure) == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss,
+            MeasureGiven = Measure is not null && v.Given(Measure),
             Damping = Damping is null ? null : v.Get(Damping),
             Layers = v.Get(Layers),
             TrainBatchSize = v.Get(BatchSize),

@@ -55,6 +55,9 @@ public static class DetectCommand
     internal static List<MethodDetection> Detect(Run run, IReadOnlyList<string> methods, MethodSettings settings, string outDir,
         int top, Profiler profiler, bool quiet = false, bool? print = null)
     {
+        MethodFactory.CheckMeasure(run, settings);
+        if (RunTask.IsText(run))
+            throw new UsageException($"detect-mislabeled: the run was trained on text with a language model ({run.Data.Source}): its sequences have no labels to check; for labelled texts train on --data text-classes:FILE");
         OutputDirectory.Create(outDir);
         var train = run.Data.Train;
         var mask = run.Data.Corruption?.Mask(train.Count);
@@ -72,24 +75,28 @@ public static class DetectCommand
             var order = Enumerable.Range(0, self.Length).OrderByDescending(i => self[i]).ToArray();
             var result = mask is null ? null : MislabelDetection.Evaluate(self, mask);
             list.Add(new MethodDetection(name, secs, result, order.Take(top).ToArray()));
+            // Texts have no image grid: suspicious-M.csv carries each example's text instead.
+            var texts = train as TextClassDataset;
             using (profiler.Stage("Plots"))
             {
-                Figures.Suspicious(name, train, self, run.Data.Corruption, run.ClassNames, top).SavePng(Path.Combine(outDir, $"suspicious-{name}.png"));
+                if (texts is null) Figures.Suspicious(name, train, self, run.Data.Corruption, run.ClassNames, top).SavePng(Path.Combine(outDir, $"suspicious-{name}.png"));
                 if (mask is not null) Figures.SelfInfluenceDistribution(name, self, mask).SavePng(Path.Combine(outDir, $"self-influence-{name}.png"));
             }
             var truth = new Dictionary<int, int>();
             if (run.Data.Corruption is { } rec) for (int t = 0; t < rec.Indices.Length; t++) truth[rec.Indices[t]] = rec.TrueLabels[t];
-            var csv = new System.Text.StringBuilder("rank,index,self_influence,given_label,predicted_label,true_label_if_corrupted,source\n");
+            var csv = new System.Text.StringBuilder("rank,index,self_influence,given_label,predicted_label,true_label_if_corrupted,source" + (texts is null ? "\n" : ",text\n"));
             for (int r = 0; r < Math.Min(order.Length, Math.Max(top, 100)); r++)
             {
                 int i = order[r];
-                csv.Append(System.FormattableString.Invariant($"{r + 1},{i},{self[i]:G6},{run.ClassNames[train.Labels[i]]},{run.ClassNames[predicted[i]]},{(truth.TryGetValue(i, out var tl) ? run.ClassNames[tl] : "")},{SourceText.Csv(SourceText.Of(train, i))}\n"));
+                csv.Append(System.FormattableString.Invariant($"{r + 1},{i},{self[i]:G6},{SourceText.Csv(run.ClassNames[train.Labels[i]])},{SourceText.Csv(run.ClassNames[predicted[i]])},{(truth.TryGetValue(i, out var tl) ? SourceText.Csv(run.ClassNames[tl]) : "")},{SourceText.Csv(SourceText.Of(train, i))}"))
+                    .Append(texts is null ? "\n" : "," + SourceText.Csv(texts.Texts[i]) + "\n");
             }
             AtomicFile.WriteAllText(Path.Combine(outDir, $"suspicious-{name}.csv"), csv.ToString());
             if ((print ?? !quiet) && mask is null)
             {
                 Console.WriteLine($"{name}: most suspicious training examples (index: given label / predicted label):");
-                foreach (var i in order.Take(top)) Console.WriteLine($"  #{i}: {run.ClassNames[train.Labels[i]]} / {run.ClassNames[predicted[i]]}  (self-influence {self[i]:G4}){(train.SourceOf(i) is { } src ? "  " + src.Text : "")}");
+                foreach (var i in order.Take(top)) Console.WriteLine($"  #{i}: {run.ClassNames[train.Labels[i]]} / {run.ClassNames[predicted[i]]}  (self-influence {self[i]:G4}){(train.SourceOf(i) is { } src ? "  " + src.Text : "")}"
+                    + (texts is null ? "" : "  " + ExplainCommand.Quote(texts.Texts[i])));
             }
         }
         // detection.json keeps every method's results: this run's replace the same methods' earlier

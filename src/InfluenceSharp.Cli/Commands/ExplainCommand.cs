@@ -192,7 +192,7 @@ public static class ExplainCommand
             }).ToList();
 
     /// <summary>One line of text for the console: quoted, line breaks shown as \n, long text cut.</summary>
-    static string Quote(string text)
+    internal static string Quote(string text)
     {
         text = text.Replace("\n", "\\n");
         return "\"" + (text.Length > 100 ? text[..100] + "..." : text) + "\"";
@@ -285,15 +285,20 @@ public static class ExplainCommand
             Json.WriteFile(Path.Combine(outDir, $"explain-{methodName}.json"), json);
             return result;
         }
+        // Labelled texts: no image grid; each row carries its text.
+        var trainTexts = train as TextClassDataset;
+        var queryTexts = queries as TextClassDataset;
         for (int r = 0; r < queries.Count; r++)
         {
             string caption = captions[r];
-            Figures.Explanation(methodName, queries, r, caption, train, shown, r, names, run.Data.Corruption)
-                .SavePng(Path.Combine(outDir, $"explain-{methodName}-{caption}.png"));
-            object Row(int i, double s) => new { index = i, score = s, label = names[train.Labels[i]], source = SourceText.Json(train, i) };
+            if (trainTexts is null)
+                Figures.Explanation(methodName, queries, r, caption, train, shown, r, names, run.Data.Corruption)
+                    .SavePng(Path.Combine(outDir, $"explain-{methodName}-{caption}.png"));
+            object Row(int i, double s) => trainTexts is null ? new { index = i, score = s, label = names[train.Labels[i]], source = SourceText.Json(train, i) }
+                : new { index = i, score = s, label = names[train.Labels[i]], source = SourceText.Json(train, i), text = trainTexts.Texts[i] };
             json.Add(new
             {
-                query = caption, label = names[queries.Labels[r]], source = SourceText.Json(queries, r),
+                query = caption, label = names[queries.Labels[r]], source = SourceText.Json(queries, r), text = queryTexts?.Texts[r],
                 proponents = result.Proponents[r].Zip(result.ProponentScores[r]).Select(p => Row(p.First, p.Second)).ToList(),
                 opponents = result.Opponents[r].Zip(result.OpponentScores[r]).Select(p => Row(p.First, p.Second)).ToList(),
             });

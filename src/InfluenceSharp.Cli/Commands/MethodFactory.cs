@@ -27,11 +27,18 @@ internal static class MethodFactory
 
     public static IAttributionMethod Create(string name, Run run, MethodSettings s, Profiler profiler, bool quiet = false)
     {
+        CheckMeasure(run, s);
         var cache = built.GetOrCreateValue(run);
         string key = $"{name}|{s.Key()}";
         if (cache.TryGetValue(key, out var cached)) return cached;
         var context = new MethodContext(profiler, quiet ? null : new ConsoleProgress(), quiet ? null : Console.Error.WriteLine);
         return cache[key] = AttributionMethods.Create(name, run, s, context);
+    }
+
+    /// <summary>Refuses an explicit --measure on a run whose task has its own measurement (a language model).</summary>
+    public static void CheckMeasure(Run run, MethodSettings s)
+    {
+        if (s.MeasureGiven && RunTask.IsText(run)) throw new UsageException(RunTask.MeasureRefusal(s));
     }
 
     /// <summary>The methods built so far for a run (to release them when it closes).</summary>

@@ -85,12 +85,12 @@ public static class TrainCommand
     {
         // The data and --train-count are checked before the run directory is touched.
         var split = DataSource.Load(dataSpec, readerOptions, quiet ? null : new ConsoleProgress());
-        bool text = split.Train is TextDataset;
+        bool text = split.Train is TextDataset or TextClassDataset;
         arch ??= text ? "gpt" : split.Train.IsFlat ? "tabular-mlp" : "smallcnn";
         if (text && arch != "gpt" && !CustomModel.IsCustom(arch))
             throw new UsageException($"--model {arch}: the data ({split.Source}) are token sequences; choose gpt");
         if (!text && arch == "gpt")
-            throw new UsageException($"--model gpt: takes text data (--data text:FILE), not {split.Source}");
+            throw new UsageException($"--model gpt: takes text data (--data text:FILE or text-classes:FILE), not {split.Source}");
         if (split.Train.IsFlat && !text && arch is not ("logreg" or "mlp" or "tabular-mlp") && !CustomModel.IsCustom(arch))
             throw new UsageException($"--model {arch}: the data ({split.Source}) are flat feature vectors of {split.Train.Width} values; choose logreg, mlp or tabular-mlp");
         var train = split.Train;
@@ -107,7 +107,9 @@ public static class TrainCommand
             train = train.WithLabels(labels);
             record = rec;
         }
-        var spec = ModelSpec.For(arch, train.Channels, train.Height, train.Width, train.NumClasses, widths);
+        // gpt on labelled texts is a classifier (its encoder mean-pooled into a class head).
+        var spec = train is TextClassDataset tc && arch == "gpt" ? ModelSpec.ForTextClasses(tc.Vocabulary, tc.SequenceLength, tc.NumClasses, widths)
+            : ModelSpec.For(arch, train.Channels, train.Height, train.Width, train.NumClasses, widths);
         // The ImageNet network as its weights were trained, with their input transform (converted once
         // per input shape and normalisation, then cached).
         if (imagenet)

@@ -13,6 +13,8 @@ public enum ExampleSourceKind
     TensorIndex,
     /// <summary>An index into an IDX or CIFAR-10 file, or into the embedded data.</summary>
     ArrayIndex,
+    /// <summary>An entry of a text file of entries (the fortune format: entries between '%' lines).</summary>
+    TextEntry,
 }
 
 /// <summary>
@@ -28,6 +30,8 @@ public enum ExampleSourceKind
 /// <item><see cref="ExampleSourceKind.TensorIndex"/>: <see cref="Name"/> is the tensor's name and
 /// <see cref="Number"/> the 0-based index along its first axis (as Python's <c>X[i]</c>).</item>
 /// <item><see cref="ExampleSourceKind.ArrayIndex"/>: <see cref="Number"/> is the 0-based index in the file.</item>
+/// <item><see cref="ExampleSourceKind.TextEntry"/>: <see cref="Number"/> is the entry, 1-based in the file's
+/// order; <see cref="Line"/> is the file line its text starts on.</item>
 /// </list>
 /// </summary>
 public sealed record ExampleSource(ExampleSourceKind Kind, string Origin, string? Name, int Number, int Line = 0)
@@ -40,6 +44,8 @@ public sealed record ExampleSource(ExampleSourceKind Kind, string Origin, string
     public static ExampleSource OfTensor(string file, string tensor, int index) => new(ExampleSourceKind.TensorIndex, file, tensor, index);
 
     public static ExampleSource OfArray(string file, int index) => new(ExampleSourceKind.ArrayIndex, file, null, index);
+
+    public static ExampleSource OfTextEntry(string file, int entry, int line) => new(ExampleSourceKind.TextEntry, file, null, entry, line);
 
     /// <summary>Sources 0..n−1 of an array file (IDX, CIFAR-10, the embedded data).</summary>
     public static ExampleSource[] Indices(string file, int n) => Enumerable.Range(0, n).Select(i => OfArray(file, i)).ToArray();
@@ -54,6 +60,7 @@ public sealed record ExampleSource(ExampleSourceKind Kind, string Origin, string
         ExampleSourceKind.File => Name!,
         ExampleSourceKind.CsvRow => string.Create(CultureInfo.InvariantCulture, $"{OriginName} row {Number} (line {Line})"),
         ExampleSourceKind.TensorIndex => string.Create(CultureInfo.InvariantCulture, $"{OriginName} {Name}[{Number}]"),
+        ExampleSourceKind.TextEntry => string.Create(CultureInfo.InvariantCulture, $"{OriginName} entry {Number} (line {Line})"),
         _ => string.Create(CultureInfo.InvariantCulture, $"{OriginName} #{Number}"),
     };
 
@@ -63,6 +70,7 @@ public sealed record ExampleSource(ExampleSourceKind Kind, string Origin, string
         ExampleSourceKind.File => Path.GetFileName(Name!),
         ExampleSourceKind.CsvRow => string.Create(CultureInfo.InvariantCulture, $"row {Number}"),
         ExampleSourceKind.TensorIndex => string.Create(CultureInfo.InvariantCulture, $"{Name}[{Number}]"),
+        ExampleSourceKind.TextEntry => string.Create(CultureInfo.InvariantCulture, $"{OriginName} #{Number}"),
         _ => string.Create(CultureInfo.InvariantCulture, $"idx {Number}"),
     };
 
@@ -91,6 +99,7 @@ public static class SourceText
         ExampleSourceKind.File => new { kind = "file", text = s.Text, path = s.Name },
         ExampleSourceKind.CsvRow => new { kind = "csv-row", text = s.Text, file = s.OriginName, row = s.Number, line = s.Line },
         ExampleSourceKind.TensorIndex => new { kind = "tensor-index", text = s.Text, file = s.OriginName, tensor = s.Name, index = s.Number },
+        ExampleSourceKind.TextEntry => new { kind = "text-entry", text = s.Text, file = s.OriginName, entry = s.Number, line = s.Line },
         _ => (object)new { kind = "array-index", text = s.Text, file = s.OriginName, index = s.Number },
     };
 }

@@ -4,7 +4,8 @@ namespace InfluenceSharp.Data;
 
 /// <summary>
 /// text:FILE[,FILE...] — UTF-8 text for language models. Documents are paragraphs separated by blank
-/// lines (<c>docs=blank</c>, the default) or single lines (<c>docs=lines</c>); they are tokenised
+/// lines (<c>docs=blank</c>, the default), single lines (<c>docs=lines</c>) or lines holding only '%'
+/// (<c>docs=percent</c>, the fortune format); they are tokenised
 /// (<c>tokenizer=gpt2</c>, the default, or <c>byte</c>) and packed into sequences of <c>seq</c>
 /// tokens (default 64; <c>pack=stream</c>, the default, or <c>docs</c>: a sequence per document).
 /// The test set is a seeded share of the documents (<c>test-fraction</c>, <c>split-seed</c>).
@@ -62,7 +63,7 @@ public sealed class TextDataReader : DataReader
         var (train, test) = SplitDocuments(docs.Count, spec.TestFraction, spec.SplitSeed);
         var trainSet = TextDataset.Pack("text-train", train.Select(i => docs[i]).ToList(), tokenizer, seq, pack);
         var testSet = TextDataset.Pack("text-test", test.Select(i => docs[i]).ToList(), tokenizer, seq, pack);
-        source = source.Set("docs", split == TextDocumentSplit.Lines ? "lines" : "blank").Set("tokenizer", tokenizer.Name)
+        source = source.Set("docs", TextDocuments.Name(split)).Set("tokenizer", tokenizer.Name)
             .Set("seq", seq.ToString(CultureInfo.InvariantCulture)).Set("pack", pack == TextPacking.Stream ? "stream" : "docs")
             .Set("test-fraction", spec.TestFraction.ToString("R", CultureInfo.InvariantCulture)).Set("split-seed", spec.SplitSeed.ToString(CultureInfo.InvariantCulture));
         return new DataSplit(trainSet, testSet, source.ToString());

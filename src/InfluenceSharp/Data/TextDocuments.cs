@@ -10,9 +10,9 @@ public sealed record TextDocument(string Text, string Origin, int Line = 0)
     public string Where => Line > 0 ? $"{Path.GetFileName(Origin)} line {Line}" : Origin;
 }
 
-/// <summary>How a text file is cut into documents: one per non-empty line, or paragraphs separated by
-/// blank lines.</summary>
-public enum TextDocumentSplit { Lines, Blank }
+/// <summary>How a text file is cut into documents: one per non-empty line, paragraphs separated by
+/// blank lines, or entries separated by lines holding only '%' (the fortune format).</summary>
+public enum TextDocumentSplit { Lines, Blank, Percent }
 
 /// <summary>Reads UTF-8 text files into documents.</summary>
 public static class TextDocuments
@@ -41,6 +41,21 @@ public static class TextDocuments
                 if (lines[i].Length > 0) docs.Add(new TextDocument(lines[i], origin, i + 1));
             return docs;
         }
+        if (split == TextDocumentSplit.Percent)
+        {
+            // An entry keeps its inner blank lines; blank lines at its ends are dropped.
+            int from = 0;
+            for (int i = 0; i <= lines.Length; i++)
+            {
+                if (i < lines.Length && lines[i] != "%") continue;
+                int a = from, b = i;
+                while (a < b && lines[a].Length == 0) a++;
+                while (b > a && lines[b - 1].Length == 0) b--;
+                if (b > a) docs.Add(new TextDocument(string.Join('\n', lines[a..b]), origin, a + 1));
+                from = i + 1;
+            }
+            return docs;
+        }
         int start = -1;
         for (int i = 0; i <= lines.Length; i++)
         {
@@ -55,11 +70,19 @@ public static class TextDocuments
         return docs;
     }
 
-    /// <summary>Parses a docs= option (lines or blank).</summary>
-    public static TextDocumentSplit ParseSplit(string? value, string what) => value switch
+    /// <summary>Parses a docs= option (lines, blank or percent); null gives <paramref name="fallback"/>.</summary>
+    public static TextDocumentSplit ParseSplit(string? value, string what, TextDocumentSplit fallback = TextDocumentSplit.Blank) => value switch
     {
-        null or "blank" => TextDocumentSplit.Blank,
+        null => fallback,
+        "blank" => TextDocumentSplit.Blank,
         "lines" => TextDocumentSplit.Lines,
-        _ => throw new InfluenceSharpException($"{what}: docs={value}: choose lines (one document per line) or blank (documents separated by blank lines)"),
+        "percent" => TextDocumentSplit.Percent,
+        _ => throw new InfluenceSharpException($"{what}: docs={value}: choose lines (one document per line), blank (documents separated by blank lines) or percent (entries separated by lines holding only %, the fortune format)"),
+    };
+
+    /// <summary>The docs= text of a split.</summary>
+    public static string Name(TextDocumentSplit split) => split switch
+    {
+        TextDocumentSplit.Lines => "lines", TextDocumentSplit.Percent => "percent", _ => "blank",
     };
 }

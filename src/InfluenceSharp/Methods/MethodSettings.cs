@@ -11,6 +11,9 @@ namespace InfluenceSharp.Methods;
 public sealed record MethodSettings
 {
     public QueryMeasurement Measure { get; init; } = QueryMeasurement.Loss;
+    /// <summary>The measurement was chosen explicitly (--measure): a task with a measurement of its own
+    /// (a language model's) refuses it rather than ignore it. Not part of <see cref="Key"/>.</summary>
+    public bool MeasureGiven { get; init; }
     /// <summary>Absolute damping; null = the method's default rule (see <see cref="DampingDefaults"/>).</summary>
     public double? Damping { get; init; }
     /// <summary>Track only layers whose names contain one of these (comma separated); null = all.</summary>

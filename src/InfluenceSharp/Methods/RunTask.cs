@@ -13,8 +13,15 @@ public static class RunTask
 
     /// <summary>The run's task: <see cref="LanguageModelTask"/> for a text run (its query measure is
     /// the summed −log p of the scored tokens, whatever --measure says), else classification.</summary>
-    public static IAttributionTask For(Run run, MethodSettings s) =>
-        IsText(run) ? new LanguageModelTask() : new ClassificationTask(s.Measure);
+    public static IAttributionTask For(Run run, MethodSettings s)
+    {
+        if (IsText(run) && s.MeasureGiven) throw new InfluenceSharpException(MeasureRefusal(s));
+        return IsText(run) ? new LanguageModelTask() : new ClassificationTask(s.Measure);
+    }
+
+    /// <summary>Why a language-model run refuses an explicit measurement.</summary>
+    public static string MeasureRefusal(MethodSettings s) =>
+        $"--measure {(s.Measure == QueryMeasurement.Margin ? "margin" : "loss")}: does not apply to a run trained on text with a language model (its queries are measured by the summed -log p of their scored tokens, e.g. a completion given its prompt); leave --measure out";
 
     /// <summary>The classification task, for a method that only has a classifier form; a text run is
     /// refused with a message naming <paramref name="method"/>.</summary>

@@ -16,6 +16,14 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
     /// it needs the converted weights and the input transform they carry.</summary>
     public const string ImageNetResNet18 = "resnet18-imagenet";
 
+    /// <summary>What <c>--model gpt</c> builds on text-classes data: <see cref="GptClassifier"/>. Not a
+    /// <c>--model</c> choice of its own: the data decide between the language model and the classifier.</summary>
+    public const string TextClassifier = "gpt-classifier";
+
+    /// <summary>The token ids a text model embeds (<see cref="GptClassifier"/>: the tokenizer's and the
+    /// padding id); null for other models.</summary>
+    public int? Vocabulary { get; init; }
+
     /// <summary>What the model does to its inputs before the first layer, in words, when that is part
     /// of the model (the ImageNet ResNet-18's input transform); null otherwise.</summary>
     public string? Preprocessing { get; init; }
@@ -51,6 +59,11 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         return new ModelSpec(architecture, inChannels, height, width, numClasses, widths);
     }
 
+    /// <summary>The spec of <c>--model gpt</c> on text classification data: <paramref name="vocabulary"/> ids
+    /// (padding included), <paramref name="sequenceLength"/> tokens, <paramref name="classes"/> outputs.</summary>
+    public static ModelSpec ForTextClasses(int vocabulary, int sequenceLength, int classes, int[]? widths) =>
+        new(TextClassifier, 1, 1, sequenceLength, classes, GptWidths(widths)) { Vocabulary = vocabulary };
+
     /// <summary>Refuses a spec no model can be built from (e.g. a hand-edited sidecar with
     /// num_classes: -3), naming <paramref name="source"/> and the field.</summary>
     public void Validate(string source)
@@ -59,7 +72,7 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         {
             if (!ok) throw new InfluenceSharpException($"{source}: invalid model spec: {what}");
         }
-        Check(Architecture is not null && (Architectures.Contains(Architecture) || Architecture == ImageNetResNet18 || CustomModel.IsCustom(Architecture)), $"architecture '{Architecture}' (choose {string.Join(", ", Architectures)}, or path/to/Models.dll:Namespace.Type)");
+        Check(Architecture is not null && (Architectures.Contains(Architecture) || Architecture is ImageNetResNet18 or TextClassifier || CustomModel.IsCustom(Architecture)), $"architecture '{Architecture}' (choose {string.Join(", ", Architectures)}, or path/to/Models.dll:Namespace.Type)");
         Check(NumClasses >= 2 && NumClasses <= 1_000_000, $"num_classes {NumClasses} (at least 2)");
         Check(InChannels >= 1 && InChannels <= 4096, $"in_channels {InChannels} (at least 1)");
         Check(Height >= 1 && Height <= 65536, $"height {Height} (at least 1)");
@@ -67,7 +80,8 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         Check((long)InChannels * Height * Width <= int.MaxValue, $"{InChannels}x{Height}x{Width} inputs: too many");
         if (Architecture == ImageNetResNet18) Check(InChannels is 1 or 3, $"in_channels {InChannels} (the ImageNet ResNet-18 takes 1 or 3)");
         if (Architecture == "tabular-mlp") Check(HiddenWidths is null || HiddenWidths.Length == 1, "tabular-mlp has one hidden width");
-        if (Architecture == "gpt") Check(HiddenWidths is { Length: 3 } g && g.All(w => w >= 1 && w <= 65536) && g[0] % g[2] == 0, "gpt needs hidden_widths [width, blocks, heads] (width divisible by heads)");
+        if (Architecture is "gpt" or TextClassifier) Check(HiddenWidths is { Length: 3 } g && g.All(w => w >= 1 && w <= 65536) && g[0] % g[2] == 0, "gpt needs hidden_widths [width, blocks, heads] (width divisible by heads)");
+        if (Architecture == TextClassifier) Check(Vocabulary is >= 2 and <= 10_000_000, $"vocabulary {Vocabulary?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "missing"} (the gpt classifier needs the token ids it embeds, at least 2)");
         if (Architecture is "mlp" or "tabular-mlp") Check(HiddenWidths is null || HiddenWidths.All(w => w >= 1 && w <= 65536), $"hidden_widths {string.Join(",", HiddenWidths ?? Array.Empty<int>())} (each between 1 and 65536)");
     }
 
@@ -80,6 +94,8 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         "tabular-mlp" => new Mlp(InChannels * Height * Width, HiddenWidths ?? new[] { TabularHiddenWidth }, NumClasses),
         // A decoder-only transformer over token ids: NumClasses is the vocabulary, Width the context.
         "gpt" => new Gpt(new GptOptions(NumClasses, Width, HiddenWidths![0], HiddenWidths[1], HiddenWidths[2])),
+        // Mean-pooled GPT encoder into a class head; Width is the context, the last id padding.
+        TextClassifier => new GptClassifier(new GptOptions(Vocabulary!.Value, Width, HiddenWidths![0], HiddenWidths[1], HiddenWidths[2]), NumClasses),
         "smallcnn" => new SmallCnn(InChannels, Height, Width, NumClasses),
         "resnet9" => ResNet9.Create(InChannels, NumClasses),
         "resnet18" => new ResNet18(InChannels, NumClasses),
@@ -92,10 +108,11 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
     /// logreg, the last Linear layer otherwise (null when the model has none).</summary>
     public static string? HeadOf(nn.Module model)
     {
-        string? last = null;
-        foreach (var (name, m) in model.named_modules())
-            if (m is Linear) last = name;
-        return last;
+        // By the parameters' order: named_modules() lists a module's own leaves before its
+        // containers' (a transformer's head before its blocks).
+        var linears = model.named_modules().Where(m => m.module is Linear).Select(m => m.name).ToHashSet();
+        return model.named_parameters().Select(p => p.name).Where(n => n.EndsWith(".weight", StringComparison.Ordinal))
+            .Select(n => n[..^".weight".Length]).LastOrDefault(linears.Contains);
     }
 
     /// <summary>gpt's --widths: width, blocks, heads (default 64,2,4).</summary>
@@ -107,9 +124,12 @@ public sealed record ModelSpec(string Architecture, int InChannels, int Height, 
         return widths;
     }
 
-    public string Describe() => Architecture is "mlp" or "tabular-mlp"
-        ? $"{Architecture} {InChannels * Height * Width}-{string.Join("-", HiddenWidths ?? Array.Empty<int>())}-{NumClasses}"
-        : $"{Architecture} ({InChannels}x{Height}x{Width} -> {NumClasses})";
+    public string Describe() => Architecture switch
+    {
+        "mlp" or "tabular-mlp" => $"{Architecture} {InChannels * Height * Width}-{string.Join("-", HiddenWidths ?? Array.Empty<int>())}-{NumClasses}",
+        TextClassifier => $"gpt classifier (width {HiddenWidths![0]}, {HiddenWidths[1]} blocks, {HiddenWidths[2]} heads; {Width} tokens of {Vocabulary} ids, mean-pooled -> {NumClasses} classes)",
+        _ => $"{Architecture} ({InChannels}x{Height}x{Width} -> {NumClasses})",
+    };
 }
 
 /// <summary>Multinomial logistic regression: flatten, one Linear layer ("fc").</summary>
