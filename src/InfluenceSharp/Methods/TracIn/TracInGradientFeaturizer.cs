@@ -89,7 +89,7 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
     }
 
     /// <summary>Fixes the layout from the input shape of <paramref name="data"/> (one example through
-    /// the first checkpoint, hooks reading each conv layer's output size). Data of another input shape
+    /// the first checkpoint, hooks reading the output positions of each layer with several). Data of another input shape
     /// than the first bound is refused: its features would not line up.</summary>
     public void Bind(IDataset data)
     {
@@ -112,7 +112,9 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
             int li = i;
             t[i] = 1;
             if (!Layers[i].SeveralPositions) continue;
-            var h = layersPerCheckpoint[0][i].Module.register_forward_hook((m, input, output) => { t[li] = output.shape[2] * output.shape[3]; return output.alias(); });
+            // Positions as the layer type unfolds its output: a conv layer's pixels, a sequence model's tokens.
+            var layer = layersPerCheckpoint[0][i];
+            var h = layer.Module.register_forward_hook((m, input, output) => { t[li] = layer.OutputGradients(output).shape[1]; return output.alias(); });
             hooks.Add(h.remove);
         }
         model.eval();
