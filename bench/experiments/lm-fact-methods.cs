@@ -1,5 +1,7 @@
 #:project ../../src/InfluenceSharp/InfluenceSharp.csproj
 #:package TorchSharp-cpu@0.107.0
+#:property PublishAot=false
+#:property JsonSerializerIsReflectionEnabledByDefault=true
 // Fact tracing on the planted-fact corpus with the gradient-similarity methods and TRAK beside
 // EK-FAC: the tests/lm/FactTracing.cs setting (tiny byte-level GPT, width 32, 2 blocks, 40 epochs,
 // lr 0.15, one thread), trained into a run directory so that TracIn has checkpoints (every 10th

@@ -35,7 +35,15 @@ public abstract class TrackedLayerType
     /// layer's input as captured in the forward pass.</summary>
     public abstract Tensor Activations(TrackedLayer layer, Tensor input);
 
+    /// <summary>Whether every a_t is one-hot (an embedding's token): its layer batches then keep the
+    /// indices (<see cref="LayerBatch.Ids"/>) instead of the features.</summary>
+    public virtual bool OneHotInputs => false;
+
     internal virtual Tensor Activations(TrackedLayer layer, Tensor input, Workspace? workspace) => Activations(layer, input);
+
+    /// <summary>The layer's view of a batch from its captured input and output gradient.</summary>
+    internal virtual LayerBatch Batch(TrackedLayer layer, Tensor input, Tensor gradOutput, Workspace? workspace) =>
+        new(layer, Activations(layer, input, workspace), OutputGradients(layer, gradOutput));
 
     /// <summary>Per-position output gradients g [B, T, Out] from ∂loss/∂(layer output).</summary>
     public abstract Tensor OutputGradients(TrackedLayer layer, Tensor gradOutput);
