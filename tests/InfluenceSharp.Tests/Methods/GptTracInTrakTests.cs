@@ -89,7 +89,7 @@ public class GptTracInTrakTests
 
     /// <summary>The Kronecker projection of a layer's [Out, In] gradients G [n, Out, In] written out:
     /// vec(P_gᵀ G P_a) with the projector's seeded matrices (entries ±1, scaled by 1/√k unless unit).</summary>
-    static Tensor KroneckerByHand(TrackedLayer l, Tensor g, ProjectionOptions o, ulong stream, bool unitEntries)
+    internal static Tensor KroneckerByHand(TrackedLayer l, Tensor g, ProjectionOptions o, ulong stream, bool unitEntries)
     {
         Tensor Factor(long size, int want, string tag)
         {
@@ -103,7 +103,7 @@ public class GptTracInTrakTests
         return pg.mT.matmul(g).matmul(pa).reshape(g.shape[0], -1);
     }
 
-    static Tensor ProjectByHand(IReadOnlyList<TrackedLayer> layers, Tensor rows, ProjectionOptions o, ulong stream, bool unitEntries)
+    internal static Tensor ProjectByHand(IReadOnlyList<TrackedLayer> layers, Tensor rows, ProjectionOptions o, ulong stream, bool unitEntries)
     {
         var parts = new List<Tensor>();
         long offset = 0;
