@@ -44,4 +44,9 @@ public sealed class EmbeddingLayerType : TrackedLayerType
 
     /// <summary>The weight transposed ([D, V], a view).</summary>
     public override Tensor[] Parameters(nn.Module module) => new[] { ((Embedding)module).weight!.t() };
+
+    public override bool WeightTransposed => true;
+
+    /// <summary>The table itself [V, D].</summary>
+    public override Tensor[] LeafParameters(nn.Module module) => new[] { (Tensor)((Embedding)module).weight! };
 }

@@ -44,7 +44,7 @@ public sealed class LayerBatch
     {
         if (Layer.In > DenseOneHotLimit)
             throw new InfluenceSharpException($"layer '{Layer.Name}' ({Layer.Type.Name}, {Layer.In} one-hot input columns): this computation has no sparse form " +
-                $"for it and would form dense [batch, tokens, {Layer.In}] inputs; leave the layer out with --layers (e.g. the blocks and the output head)");
+                $"for it and would form dense [batch, tokens, {Layer.In}] inputs; leave the layer out with --layers (e.g. --layers h. for the transformer blocks alone)");
         return nn.functional.one_hot(Ids!, Layer.In).to(G.dtype);
     }
 
@@ -168,7 +168,7 @@ public sealed class LayerBatch
             // One-hot inputs: the token counts on the diagonal (exact), still In×In.
             if (Layer.In > DenseOneHotLimit)
                 throw new InfluenceSharpException($"layer '{Layer.Name}' ({Layer.Type.Name}, {Layer.In} one-hot input columns): K-FAC/EK-FAC keep a dense {Layer.In}×{Layer.In} " +
-                    "activation covariance and eigenbasis for it; leave the layer out with --layers (e.g. the blocks and the output head)");
+                    "activation covariance and eigenbasis for it; leave the layer out with --layers (e.g. --layers h. for the transformer blocks alone)");
             return torch.diag(torch.bincount(Ids.reshape(-1), minlength: Layer.In).to(G.dtype));
         }
         var a = A.reshape(-1, A.shape[2]);

@@ -52,6 +52,15 @@ public abstract class TrackedLayerType
     /// [Out, InNoBias]), then the bias [Out] when it has one.</summary>
     public abstract Tensor[] Parameters(nn.Module module);
 
+    /// <summary>Whether <see cref="Parameters"/> presents the weight as the transpose of the module's
+    /// own [InNoBias, Out] tensor (an embedding's table): autograd differentiates that tensor
+    /// (<see cref="LeafParameters"/>), and its gradient is transposed into the [Out, In] layout.</summary>
+    public virtual bool WeightTransposed => false;
+
+    /// <summary>The tensors the module's forward pass uses, in <see cref="Parameters"/>' order (the
+    /// same tensors unless <see cref="WeightTransposed"/>).</summary>
+    public virtual Tensor[] LeafParameters(nn.Module module) => Parameters(module);
+
     /// <summary>a [B, T, InNoBias] with a column of ones appended when the layer has a bias.</summary>
     protected static Tensor WithBiasColumn(TrackedLayer layer, Tensor a)
     {
