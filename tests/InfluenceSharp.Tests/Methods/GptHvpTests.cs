@@ -91,6 +91,11 @@ public class GptHvpTests
         }
         var wte = h.narrow(0, 0, layers[0].NumParams).narrow(1, 0, layers[0].NumParams);
         Assert.True(wte.abs().max().item<double>() > 1e-3, "the token embedding's own Hessian block is not zero");
+        // The token embedding tracked alone: its own block.
+        var alone = new CurvatureOperator(model, task, layers.Take(1).ToList(), data, HessianKind.True, batchSize: 4);
+        var va = v.narrow(1, 0, layers[0].NumParams);
+        double ra = Oracles.RelErr(alone.Apply(va), va.matmul(wte));
+        Assert.True(ra < 1e-6, $"wte alone: H v relative error {ra}");
         foreach (var solver in new[] { HvpSolver.Explicit, HvpSolver.Cg })
         {
             using var method = new HvpInfluence(model, task, data, solver, new HvpSolverOptions { Damping = lambda, TrainBatchSize = 4, CgTolerance = 1e-10, CgMaxIterations = 500 });
