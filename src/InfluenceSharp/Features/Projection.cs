@@ -365,7 +365,7 @@ public sealed class GradientProjector : IDisposable
             var lb = lbs[i];
             var (pg, pa, _, _) = kron[i];
             var g = pg is null ? lb.G : lb.G.matmul(pg);       // [B, T, kg]
-            var a = pa is null ? lb.A : lb.A.matmul(pa);       // [B, T, ka]
+            var a = pa is null ? lb.A : lb.ATimes(pa);         // [B, T, ka]
             parts[i] = lb.RankOne
                 ? (g.squeeze(1).unsqueeze(2) * a.squeeze(1).unsqueeze(1)).reshape(lb.BatchSize, -1)
                 : g.transpose(1, 2).bmm(a).reshape(lb.BatchSize, -1);
@@ -384,11 +384,12 @@ public sealed class GradientProjector : IDisposable
         long rowOffset = 0;
         foreach (var lb in lbs)
         {
-            long outF = lb.G.shape[2], inF = lb.A.shape[2];
+            long outF = lb.G.shape[2], inF = lb.InWidth;
             using var scope = NewDisposeScope();
-            Tensor? perExample = lb.RankOne ? null : lb.PerExample();             // [B, Out, In]
-            Tensor? g = lb.RankOne ? lb.G.squeeze(1) : null;
-            Tensor? a = lb.RankOne ? lb.A.squeeze(1).unsqueeze(1) : null;
+            bool rankOne = lb.RankOne && !lb.IsOneHot;
+            Tensor? perExample = rankOne ? null : lb.PerExample();             // [B, Out, In]
+            Tensor? g = rankOne ? lb.G.squeeze(1) : null;
+            Tensor? a = rankOne ? lb.A.squeeze(1).unsqueeze(1) : null;
             // Output rows per chunk: the gradient chunk [B, n·In] within ChunkElements, and an
             // uncached P chunk [n·In, k] within it too.
             long chunkOut = Math.Max(1, o.ChunkElements / Math.Max(1, b * inF));

@@ -65,7 +65,7 @@ public sealed class GradientCapture : IDisposable
         for (int i = 0; i < layers.Count; i++)
         {
             var gi = grads[i] is { } gt && !gt.IsInvalid ? gt : torch.zeros_like(outs[i]);
-            result[i] = new LayerBatch(layers[i], layers[i].Activations(inputs[i]!, freshPatches ? null : patches[i]), layers[i].OutputGradients(gi));
+            result[i] = layers[i].Batch(inputs[i]!, gi, freshPatches ? null : patches[i]);
         }
         Array.Clear(inputs); Array.Clear(outputs);
         return (logits.detach(), result);

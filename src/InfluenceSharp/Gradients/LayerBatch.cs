@@ -5,16 +5,62 @@ namespace InfluenceSharp.Gradients;
 
 /// <summary>One tracked layer's view of a batch: inputs a [B, T, In] and output gradients g [B, T, Out].
 /// T = 1 for a Linear layer applied once per example, so its per-example gradient g aᵀ has rank one
-/// and never needs to be formed as an Out×In matrix.</summary>
+/// and never needs to be formed as an Out×In matrix. A layer whose inputs are one-hot (an embedding:
+/// a_t = onehot(x_t)) keeps the indices <see cref="Ids"/> [B, T] instead, so that its per-example
+/// gradient (g_t added into column x_t), its Gram matrices ([x_t = x_t']) and its products with a
+/// matrix (rows x_t) cost nothing in the vocabulary size; <see cref="A"/> is then formed only on
+/// request, and refused above <see cref="DenseOneHotLimit"/> columns.</summary>
 public sealed class LayerBatch
 {
-    public LayerBatch(TrackedLayer layer, Tensor a, Tensor g) { Layer = layer; A = a; G = g; }
+    private readonly Tensor? a;
+
+    public LayerBatch(TrackedLayer layer, Tensor a, Tensor g) { Layer = layer; this.a = a; G = g; }
+
+    private LayerBatch(TrackedLayer layer, Tensor? a, Tensor? ids, Tensor g) { Layer = layer; this.a = a; Ids = ids; G = g; }
+
+    /// <summary>A batch of a layer with one-hot inputs: a_t = onehot(ids_t) over the layer's In columns.</summary>
+    public static LayerBatch OneHot(TrackedLayer layer, Tensor ids, Tensor g) => new(layer, null, ids, g);
+
+    /// <summary>Widest one-hot input that <see cref="A"/> forms densely ([B, T, In]); wider ones
+    /// (GPT-2's 50,257 tokens) are refused there, so a computation without a sparse form says so.</summary>
+    public const long DenseOneHotLimit = 4096;
 
     public TrackedLayer Layer { get; }
-    public Tensor A { get; }
+    /// <summary>The input features [B, T, In] (for one-hot inputs formed from <see cref="Ids"/> anew on
+    /// every use, in the caller's dispose scope).</summary>
+    public Tensor A => a ?? DenseOneHot();
+    /// <summary>The one-hot inputs' indices [B, T] (int64), or null for dense inputs.</summary>
+    public Tensor? Ids { get; }
+    public bool IsOneHot => Ids is not null;
     public Tensor G { get; }
-    public long BatchSize => A.shape[0];
-    public bool RankOne => A.shape[1] == 1;
+    public long BatchSize => G.shape[0];
+    /// <summary>Positions T per example.</summary>
+    public long Positions => G.shape[1];
+    /// <summary>Input features per position (A's last dimension).</summary>
+    public long InWidth => Ids is not null ? Layer.In : a!.shape[2];
+    public bool RankOne => Positions == 1;
+
+    private Tensor DenseOneHot()
+    {
+        if (Layer.In > DenseOneHotLimit)
+            throw new InfluenceSharpException($"layer '{Layer.Name}' ({Layer.Type.Name}, {Layer.In} one-hot input columns): this computation has no sparse form " +
+                $"for it and would form dense [batch, tokens, {Layer.In}] inputs; leave the layer out with --layers (e.g. --layers h. for the transformer blocks alone)");
+        return nn.functional.one_hot(Ids!, Layer.In).to(G.dtype);
+    }
+
+    /// <summary>a_t M for every position [B, T, k], M [In, k]: for one-hot inputs the rows x_t of M.</summary>
+    public Tensor ATimes(Tensor m) =>
+        Ids is null ? A.matmul(m) : m.index_select(0, Ids.reshape(-1)).view(BatchSize, Positions, m.shape[1]);
+
+    /// <summary>a_t·a_t' for every pair of positions of each example [B, T, T] ([x_t = x_t'] for one-hot inputs).</summary>
+    public Tensor AGram() =>
+        Ids is null ? A.bmm(A.mT) : Ids.unsqueeze(2).eq(Ids.unsqueeze(1)).to(G.dtype);
+
+    /// <summary>The same batch with each stored tensor (ids or inputs, and output gradients) mapped.</summary>
+    internal LayerBatch Map(Func<Tensor, Tensor> f) => Ids is not null ? new(Layer, null, f(Ids), f(G)) : new(Layer, f(A), null, f(G));
+
+    /// <summary>The stored tensors: the inputs (or ids) and the output gradients.</summary>
+    internal IEnumerable<Tensor> Stored() { yield return Ids ?? A; yield return G; }
 
     /// <summary>Per-example gradients in an eigenbasis, Q_Sᵀ G Q_A [B, Out, In] (no basis: G), in
     /// whichever order costs fewer FLOPs: rotate a and g at every position and then contract over
@@ -24,18 +70,28 @@ public sealed class LayerBatch
     public Tensor Rotated(Tensor? qa, Tensor? qs)
     {
         if (qa is null || qs is null) return PerExample();
-        double t = A.shape[1], o = G.shape[2], i = A.shape[2];
-        if (t * (i * i + o * o) <= o * o * i + o * i * i)
-            return G.matmul(qs).transpose(1, 2).bmm(A.matmul(qa));
+        double t = Positions, o = G.shape[2], i = InWidth;
+        if (Ids is not null || t * (i * i + o * o) <= o * o * i + o * i * i)
+            return G.matmul(qs).transpose(1, 2).bmm(ATimes(qa));
         return qs.mT.matmul(PerExample()).matmul(qa);
     }
 
     /// <summary>Per-example gradients [B, Out, In] = Σ_t g_t a_tᵀ (one batched GEMM). MKL's batched
     /// GEMM is up to 3× faster when the wider side is the result's rows (SmallCnn conv1: 16×10 per
     /// example, 9 → 3 ms per batch of 512), so a wide Out is computed as (Σ_t a_t g_tᵀ)ᵀ.</summary>
-    public Tensor PerExample() => RankOne
-        ? G.squeeze(1).unsqueeze(2) * A.squeeze(1).unsqueeze(1)
+    public Tensor PerExample() => Ids is not null ? OneHotPerExample()
+        : RankOne ? G.squeeze(1).unsqueeze(2) * A.squeeze(1).unsqueeze(1)
         : G.shape[2] > A.shape[2] ? A.transpose(1, 2).bmm(G).transpose(1, 2) : G.transpose(1, 2).bmm(A);
+
+    /// <summary>Σ_t g_t onehot(x_t)ᵀ: g_t added into column x_t (rows of the transposed result),
+    /// exact, without the [B, T, In] one-hot inputs.</summary>
+    private Tensor OneHotPerExample()
+    {
+        long b = BatchSize, t = Positions, o = G.shape[2];
+        var result = torch.zeros(b, Layer.In, o, dtype: G.dtype, device: G.device);
+        result.scatter_add_(1, Ids!.unsqueeze(2).expand(b, t, o), G);
+        return result.transpose(1, 2);
+    }
 
     /// <summary>Default bound on the bytes of per-example conv gradients [b, Out, In] (or Gram
     /// matrices) that one layer materialises at once: 1 GiB.</summary>
@@ -43,14 +99,14 @@ public sealed class LayerBatch
 
     /// <summary>Examples [start, start+count) of this batch (views, no copy).</summary>
     public LayerBatch Slice(long start, long count) =>
-        start == 0 && count == BatchSize ? this : new LayerBatch(Layer, A.narrow(0, start, count), G.narrow(0, start, count));
+        start == 0 && count == BatchSize ? this : Map(x => x.narrow(0, start, count));
 
     /// <summary>How many examples' [Out, In] per-example gradients fit in <paramref name="budgetBytes"/>
     /// (at least one).</summary>
     public long ExamplesWithin(long budgetBytes, long bytesPerExample) =>
         Math.Max(1, Math.Min(BatchSize, budgetBytes / Math.Max(1, bytesPerExample)));
 
-    private long ElementSize => A.ElementSize;
+    private long ElementSize => G.ElementSize;
 
     /// <summary>The batch in consecutive slices whose per-example gradients [b, Out, In] each fit in
     /// <paramref name="budgetBytes"/> (one slice, the batch itself, when the whole batch fits; a
@@ -58,7 +114,7 @@ public sealed class LayerBatch
     public IEnumerable<LayerBatch> Chunks(long budgetBytes)
     {
         long n = BatchSize;
-        long per = RankOne ? n : ExamplesWithin(budgetBytes, G.shape[2] * A.shape[2] * ElementSize);
+        long per = RankOne && Ids is null ? n : ExamplesWithin(budgetBytes, G.shape[2] * InWidth * ElementSize);
         for (long s = 0; s < n; s += per) yield return Slice(s, Math.Min(per, n - s));
     }
 
@@ -70,8 +126,8 @@ public sealed class LayerBatch
     {
         get
         {
-            double t = A.shape[1], o = G.shape[2], i = A.shape[2];
-            return t * (o + i) < o * i;
+            double t = Positions, o = G.shape[2], i = InWidth;
+            return t * (o + (Ids is null ? i : 1)) < o * i;
         }
     }
 
@@ -81,9 +137,9 @@ public sealed class LayerBatch
     /// batch. <paramref name="forceGram"/> picks the Gram form (tests); null = by cost.</summary>
     public Tensor SquaredNorms(long budgetBytes = DefaultMemoryBytes, bool? forceGram = null)
     {
-        if (RankOne) return G.squeeze(1).square().sum(1) * A.squeeze(1).square().sum(1);
+        if (RankOne) return G.squeeze(1).square().sum(1) * (Ids is null ? A.squeeze(1).square().sum(1) : torch.ones(BatchSize, dtype: G.dtype, device: G.device));
         bool gram = forceGram ?? GramCheaper;
-        long t = A.shape[1], o = G.shape[2], i = A.shape[2];
+        long t = Positions, o = G.shape[2], i = InWidth;
         long per = ExamplesWithin(budgetBytes, (gram ? 2 * t * t : o * i) * ElementSize);
         var parts = new List<Tensor>();
         for (long s = 0; s < BatchSize; s += per)
@@ -92,7 +148,7 @@ public sealed class LayerBatch
             if (gram)
             {
                 var gg = c.G.bmm(c.G.mT);                  // [b, T, T]
-                var aa = c.A.bmm(c.A.mT);
+                var aa = c.AGram();
                 parts.Add(gg.mul_(aa).sum(new long[] { 1, 2 }));
             }
             else parts.Add(c.PerExample().square().sum(new long[] { 1, 2 }));
@@ -107,6 +163,14 @@ public sealed class LayerBatch
     /// separate column sums over a strided view cost more than the GEMM itself (3 ms against 5).</summary>
     public Tensor ACovariance()
     {
+        if (Ids is not null)
+        {
+            // One-hot inputs: the token counts on the diagonal (exact), still In×In.
+            if (Layer.In > DenseOneHotLimit)
+                throw new InfluenceSharpException($"layer '{Layer.Name}' ({Layer.Type.Name}, {Layer.In} one-hot input columns): K-FAC/EK-FAC keep a dense {Layer.In}×{Layer.In} " +
+                    "activation covariance and eigenbasis for it; leave the layer out with --layers (e.g. --layers h. for the transformer blocks alone)");
+            return torch.diag(torch.bincount(Ids.reshape(-1), minlength: Layer.In).to(G.dtype));
+        }
         var a = A.reshape(-1, A.shape[2]);
         if (!Layer.HasBias || a.shape[1] <= NarrowWidth) return Gram(a);
         long n = a.shape[0], d = a.shape[1] - 1;

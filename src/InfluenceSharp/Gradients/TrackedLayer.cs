@@ -30,6 +30,8 @@ public sealed class TrackedLayer
     public bool SeveralPositions => Type.SeveralPositions || InSequenceModel;
     /// <summary>The layer belongs to a <see cref="Models.ISequenceModel"/> (applied at every token).</summary>
     public bool InSequenceModel { get; }
+    /// <summary>Its inputs are one-hot (an embedding): batches keep the indices.</summary>
+    public bool OneHotInputs => Type.OneHotInputs;
     /// <summary>A Conv2d layer.</summary>
     public bool IsConv => Type is Conv2dLayerType;
 
@@ -69,6 +71,9 @@ public sealed class TrackedLayer
     public Tensor Activations(Tensor input) => Type.Activations(this, input);
 
     internal Tensor Activations(Tensor input, Workspace? workspace) => Type.Activations(this, input, workspace);
+
+    /// <summary>The layer's view of a batch (sparse for one-hot inputs).</summary>
+    internal LayerBatch Batch(Tensor input, Tensor gradOutput, Workspace? workspace) => Type.Batch(this, input, gradOutput, workspace);
 
     /// <summary>im2col of a Conv2d layer's input by a strided view (any device).</summary>
     internal Tensor PatchesByView(Tensor input, Conv2d c) => Conv2dLayerType.PatchesByView(this, input, c);

@@ -35,7 +35,15 @@ public abstract class TrackedLayerType
     /// layer's input as captured in the forward pass.</summary>
     public abstract Tensor Activations(TrackedLayer layer, Tensor input);
 
+    /// <summary>Whether every a_t is one-hot (an embedding's token): its layer batches then keep the
+    /// indices (<see cref="LayerBatch.Ids"/>) instead of the features.</summary>
+    public virtual bool OneHotInputs => false;
+
     internal virtual Tensor Activations(TrackedLayer layer, Tensor input, Workspace? workspace) => Activations(layer, input);
+
+    /// <summary>The layer's view of a batch from its captured input and output gradient.</summary>
+    internal virtual LayerBatch Batch(TrackedLayer layer, Tensor input, Tensor gradOutput, Workspace? workspace) =>
+        new(layer, Activations(layer, input, workspace), OutputGradients(layer, gradOutput));
 
     /// <summary>Per-position output gradients g [B, T, Out] from ∂loss/∂(layer output).</summary>
     public abstract Tensor OutputGradients(TrackedLayer layer, Tensor gradOutput);
@@ -43,6 +51,15 @@ public abstract class TrackedLayerType
     /// <summary>The layer's parameters: the weight (any shape with Out·InNoBias elements, row-major as
     /// [Out, InNoBias]), then the bias [Out] when it has one.</summary>
     public abstract Tensor[] Parameters(nn.Module module);
+
+    /// <summary>Whether <see cref="Parameters"/> presents the weight as the transpose of the module's
+    /// own [InNoBias, Out] tensor (an embedding's table): autograd differentiates that tensor
+    /// (<see cref="LeafParameters"/>), and its gradient is transposed into the [Out, In] layout.</summary>
+    public virtual bool WeightTransposed => false;
+
+    /// <summary>The tensors the module's forward pass uses, in <see cref="Parameters"/>' order (the
+    /// same tensors unless <see cref="WeightTransposed"/>).</summary>
+    public virtual Tensor[] LeafParameters(nn.Module module) => Parameters(module);
 
     /// <summary>a [B, T, InNoBias] with a column of ones appended when the layer has a bias.</summary>
     protected static Tensor WithBiasColumn(TrackedLayer layer, Tensor a)

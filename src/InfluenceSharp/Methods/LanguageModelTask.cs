@@ -19,6 +19,16 @@ public sealed record LanguageModelTask : IAttributionTask
 
     public Tensor QueryMeasure(Tensor logits, Tensor targets) => TrainLoss(logits, targets);
 
+    /// <summary>TRAK's model output: a sequence's summed log-probability of its scored tokens,
+    /// Σ_t log p(y_t | y_&lt;t) (the negated training loss). With it the training loss is exactly −f,
+    /// so the out-to-loss weight is 1 for every sequence (<see cref="OutToLoss"/>); a per-token margin
+    /// would need a weight per token, which TRAK's one weight per example cannot carry.</summary>
+    public Tensor ModelOutput(Tensor logits, Tensor targets) => TrainLoss(logits, targets).neg();
+
+    /// <summary>1 per sequence [B]: −∂L/∂f for f = <see cref="ModelOutput"/>.</summary>
+    public Tensor OutToLoss(Tensor logits, Tensor targets) =>
+        torch.ones(logits.shape[0], dtype: logits.dtype, device: logits.device);
+
     /// <summary>−log p of every target [B, T] (0 where not scored): the per-token terms of
     /// <see cref="TrainLoss"/>.</summary>
     public static Tensor TokenLosses(Tensor logits, Tensor targets)

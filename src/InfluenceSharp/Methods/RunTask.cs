@@ -26,6 +26,6 @@ public static class RunTask
     /// <summary>The classification task, for a method that only has a classifier form; a text run is
     /// refused with a message naming <paramref name="method"/>.</summary>
     public static ClassificationTask Classification(Run run, MethodSettings s, string method) =>
-        IsText(run) ? throw new InfluenceSharpException($"--methods {method}: has no language-model form; for a run trained on text use ekfac, kfac, diagonal, identity, ekfac-last, relatif or datainf")
+        IsText(run) ? throw new InfluenceSharpException($"--methods {method}: has no language-model form; for a run trained on text use ekfac, kfac, diagonal, identity, ekfac-last, relatif, datainf, the if-* solvers, trak, tracin, tracin-last, tracin-proj, graddot or gradcos")
             : new ClassificationTask(s.Measure);
 }

@@ -62,9 +62,22 @@ public class ExplainPromptCliTests
         Assert.Equal(2, r.Code); Assert.Contains("--completion", r.Err);
         r = CliRunner.Run("explain", "--run", run, "--prompt", "a", "--completion", "b", "--query", "0", "--quiet");
         Assert.Equal(2, r.Code); Assert.Contains("--prompt", r.Err);
+        // The gradient-similarity methods and TRAK take the language-model task too.
+        var (f0, _) = facts[0];
+        string more = dir.File("explain-more");
+        r = CliRunner.Run("explain", "--run", run, "--prompt", f0.Prompt, "--completion", f0.Completion, "--methods", "tracin-last,tracin,tracin-proj,graddot,gradcos,trak",
+            "--top", "5", "--out", more, "--quiet", "--threads", "1");
+        Assert.True(r.Code == 0, r.Err);
+        var written = Directory.GetFiles(more, "explain-*.json").Select(Path.GetFileName).ToList();
+        Assert.True(written.Count >= 6, string.Join(", ", written));
+        foreach (var file in Directory.GetFiles(more, "explain-*.json"))
+        {
+            using var json = JsonDocument.Parse(File.ReadAllText(file));
+            Assert.NotEmpty(json.RootElement[0].GetProperty("proponents").EnumerateArray());
+        }
         // A method without a language-model form says so (no internal error).
-        r = CliRunner.Run("explain", "--run", run, "--prompt", "a", "--completion", "b", "--methods", "tracin", "--quiet");
-        Assert.NotEqual(0, r.Code); Assert.Contains("--methods tracin", r.Err); Assert.DoesNotContain("internal error", r.Err);
+        r = CliRunner.Run("explain", "--run", run, "--prompt", "a", "--completion", "b", "--methods", "unrolled", "--quiet");
+        Assert.NotEqual(0, r.Code); Assert.Contains("--methods unrolled", r.Err); Assert.DoesNotContain("internal error", r.Err);
     }
 
     [Fact]

@@ -17,9 +17,9 @@ namespace InfluenceSharp.Tests.Gradients;
 /// </summary>
 public class GptAttributionTests
 {
-    const int Vocab = 11, Context = 6, N = 7;
+    internal const int Vocab = 11, Context = 6, N = 7;
 
-    static (Gpt Model, TensorPairDataset Data) Problem(int seed)
+    internal static (Gpt Model, TensorPairDataset Data) Problem(int seed)
     {
         torch.manual_seed(seed);
         var model = new Gpt(new GptOptions(Vocab, Context, Embedding: 8, Layers: 2, Heads: 2));
@@ -34,7 +34,7 @@ public class GptAttributionTests
     }
 
     /// <summary>Σ over scored tokens of −log softmax(logits)[target], written out.</summary>
-    static Tensor ExplicitLoss(Tensor logits, Tensor targets)
+    internal static Tensor ExplicitLoss(Tensor logits, Tensor targets)
     {
         var logp = nn.functional.log_softmax(logits, -1);
         var mask = targets.ge(0);
@@ -43,7 +43,7 @@ public class GptAttributionTests
     }
 
     /// <summary>The layer's gradient in its [Out, In] layout: Linear [W | b], Embedding Wᵀ.</summary>
-    static Tensor Flat(TrackedLayer l)
+    internal static Tensor Flat(TrackedLayer l)
     {
         if (l.Module is Embedding e) return e.weight!.grad!.t().flatten().clone();
         var lin = (Linear)l.Module;
@@ -51,7 +51,7 @@ public class GptAttributionTests
         return (lin.bias is null ? w : torch.cat(new[] { w, lin.bias.grad!.unsqueeze(1) }, 1)).flatten().clone();
     }
 
-    static Tensor OracleGradients(Gpt model, IReadOnlyList<TrackedLayer> layers, TensorPairDataset data)
+    internal static Tensor OracleGradients(Gpt model, IReadOnlyList<TrackedLayer> layers, TensorPairDataset data)
     {
         var rows = new List<Tensor>();
         for (int i = 0; i < data.Count; i++)

@@ -45,8 +45,9 @@ public sealed class CurvatureOperator
     private Device Device => model.parameters().First().device;
     private ScalarType Dtype => model.parameters().First().dtype;
 
-    /// <summary>The parameters of a tracked layer: weight, then bias when it has one.</summary>
-    internal static Tensor[] ParametersOf(TrackedLayer l) => l.Parameters();
+    /// <summary>The tensors autograd differentiates for a tracked layer: weight, then bias when it has
+    /// one (an embedding's table as stored, [V, D], not the [D, V] view of the layout).</summary>
+    internal static Tensor[] ParametersOf(TrackedLayer l) => l.Type.LeafParameters(l.Module);
 
     /// <summary>(curvature) · V for V [m, P] (rows are vectors), averaged over the whole training set,
     /// or over <paramref name="indices"/> only (a minibatch estimate, as LiSSA uses).</summary>
@@ -97,7 +98,9 @@ public sealed class CurvatureOperator
             // Summed by stack().sum(): `a + b` would pass an implicit Scalar alpha that the GC may
             // finalise while libtorch reads it (seen here: "toFloat" failures in long loops).
             var dot = torch.stack(Enumerable.Range(0, ps.Length).Select(j => (g[j] * vs[j][k]).sum()).ToArray()).sum();
-            rows.Add(Flatten(torch.autograd.grad(new[] { dot }, ps, retain_graph: true)));
+            // A parameter autograd finds unreached (seen with embedding tables) has a zero product.
+            var hv = torch.autograd.grad(new[] { dot }, ps, retain_graph: true, allow_unused: true);
+            rows.Add(Flatten(hv.Select((t, j) => t is null || t.IsInvalid ? torch.zeros_like(ps[j]) : t).ToList()));
         }
         return rows;
     }
@@ -130,7 +133,8 @@ public sealed class CurvatureOperator
             var block = v.narrow(1, off, l.NumParams).reshape(m, l.Out, l.In);
             var ps = ParametersOf(l);
             var wShape = new[] { m }.Concat(ps[0].shape).ToArray();
-            result.Add(block.narrow(2, 0, l.InNoBias).reshape(wShape));
+            var w = block.narrow(2, 0, l.InNoBias);
+            result.Add((l.Type.WeightTransposed ? w.transpose(1, 2) : w).reshape(wShape));
             if (l.HasBias) result.Add(block.narrow(2, l.InNoBias, 1).reshape(m, l.Out));
             off += l.NumParams;
         }
@@ -144,7 +148,7 @@ public sealed class CurvatureOperator
         int j = 0;
         foreach (var l in layers)
         {
-            var w = perParam[j++].reshape(l.Out, l.InNoBias);
+            var w = l.Type.WeightTransposed ? perParam[j++].reshape(l.InNoBias, l.Out).t() : perParam[j++].reshape(l.Out, l.InNoBias);
             parts.Add(l.HasBias ? torch.cat(new[] { w, perParam[j++].reshape(l.Out, 1) }, 1).flatten() : w.flatten());
         }
         return torch.cat(parts);

@@ -116,7 +116,7 @@ public sealed class FactorFitter
         {
             acc[2 * i].add_(lb.ACovariance().to(ScalarType.Float64));
             acc[2 * i + 1].add_(lb.SCovariance().to(ScalarType.Float64));
-            using var positions = ((double)(lb.A.shape[0] * lb.A.shape[1])).ToScalar();
+            using var positions = ((double)(lb.BatchSize * lb.Positions)).ToScalar();
             acc[^1][i].add_(positions);
         });
         if (cov is null) return null;
@@ -154,7 +154,7 @@ public sealed class FactorFitter
     /// <summary>acc += Σ_b (Q_Sᵀ G_b Q_A)⊙² (no basis: G_b⊙²), using the rank-one form for Linear layers.</summary>
     private static void AccumulateSquares(LayerBatch lb, Tensor acc, Tensor? qa, Tensor? qs, long memoryBytes)
     {
-        if (lb.RankOne)
+        if (lb.RankOne && !lb.IsOneHot)
         {
             var a = lb.A; var g = lb.G;
             if (qa is not null) { a = a.matmul(qa); g = g.matmul(qs!); }
@@ -202,7 +202,7 @@ public sealed class FactorFitter
                     using var scope = NewDisposeScope();
                     var span = idx.AsSpan(b, Math.Min(o.TrainBatchSize, idx.Length - b));
                     var key = (p, b);
-                    var lbs = cache?.Take(key, layers);
+                    var lbs = cache?.Take(key);
                     bool cached = lbs is not null;
                     if (lbs is null)
                     {
@@ -213,7 +213,7 @@ public sealed class FactorFitter
                         cache?.Record(key, lbs);
                     }
                     for (int i = 0; i < lbs.Length; i++) accumulate(lbs[i], acc, i);
-                    if (cached) foreach (var lb in lbs) { lb.A.Dispose(); lb.G.Dispose(); }
+                    if (cached) foreach (var t in lbs.SelectMany(lb => lb.Stored())) t.Dispose();
                     done += span.Length;
                     bar?.Update(done);
                 }
@@ -273,7 +273,7 @@ public sealed class FactorFitter
 internal sealed class CaptureCache : IDisposable
 {
     private readonly long budget;
-    private readonly Dictionary<(int Partition, int Batch), (Tensor A, Tensor G)[]> entries = new();
+    private readonly Dictionary<(int Partition, int Batch), LayerBatch[]> entries = new();
     private long bytes;
     private bool recording = true;
 
@@ -288,7 +288,7 @@ internal sealed class CaptureCache : IDisposable
     public void Record((int, int) key, LayerBatch[] lbs)
     {
         if (!recording) return;
-        long size = lbs.Sum(lb => (lb.A.numel() + lb.G.numel()) * lb.A.ElementSize);
+        long size = lbs.Sum(lb => lb.Stored().Sum(t => t.numel() * t.ElementSize));
         if (bytes + size > budget)
         {
             // Keep whole partitions only: a partition replayed in part would draw the true Fisher's
@@ -297,27 +297,27 @@ internal sealed class CaptureCache : IDisposable
             foreach (var k in entries.Keys.Where(k => k.Partition == key.Item1).ToList())
             {
                 entries.Remove(k, out var e);
-                foreach (var (a, g) in e!) { bytes -= (a.numel() + g.numel()) * a.ElementSize; a.Dispose(); g.Dispose(); }
+                foreach (var t in e!.SelectMany(lb => lb.Stored())) { bytes -= t.numel() * t.ElementSize; t.Dispose(); }
             }
             return;
         }
         // No copies: the capture ran with fresh patches, and the tensors (or the storage their views
         // share) are kept alive past the batch's dispose scope by detaching these handles from it.
-        entries[key] = lbs.Select(lb => (lb.A.alias().DetachFromDisposeScope(), lb.G.alias().DetachFromDisposeScope())).ToArray();
+        entries[key] = lbs.Select(lb => lb.Map(t => t.alias().DetachFromDisposeScope())).ToArray();
         bytes += size;
     }
 
     /// <summary>The recorded batch as layer batches (removed from the cache: the caller disposes
     /// their tensors), or null.</summary>
-    public LayerBatch[]? Take((int, int) key, IReadOnlyList<TrackedLayer> layers)
+    public LayerBatch[]? Take((int, int) key)
     {
         if (recording || !entries.Remove(key, out var e)) return null;
-        return e.Select((t, i) => new LayerBatch(layers[i], t.A, t.G)).ToArray();
+        return e;
     }
 
     public void Dispose()
     {
-        foreach (var e in entries.Values) foreach (var (a, g) in e) { a.Dispose(); g.Dispose(); }
+        foreach (var t in entries.Values.SelectMany(e => e).SelectMany(lb => lb.Stored())) t.Dispose();
         entries.Clear();
     }
 }

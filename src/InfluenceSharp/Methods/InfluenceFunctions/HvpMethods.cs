@@ -30,7 +30,7 @@ public abstract class HvpMethodDescriptor : MethodDescriptor
             LissaDepth = h.LissaDepth, LissaScale = h.LissaScale, LissaRepetitions = h.LissaRepetitions, LissaBatchSize = h.LissaBatchSize,
             ArnoldiIterations = h.ArnoldiIterations, ArnoldiTopK = h.ArnoldiTopK,
         };
-        return new HvpInfluence(run.Last.LoadModel(), RunTask.Classification(run, s, Name), run.Data.Train, Solver, o, context.Profiler);
+        return new HvpInfluence(run.Last.LoadModel(), RunTask.For(run, s), run.Data.Train, Solver, o, context.Profiler);
     }
 }
 

@@ -193,17 +193,17 @@ public sealed class InfluenceFunction : IAttributionMethod
         public Tensor Score(int layer, LayerBatch lb, long memoryBytes)
         {
             // Queries kept in the eigenbasis: rotate the batch instead (g Q_S, a Q_A at every position).
-            if (bases[layer] is { } b) lb = new LayerBatch(lb.Layer, lb.A.matmul(b.QA), lb.G.matmul(b.QS));
+            if (bases[layer] is { } b) lb = new LayerBatch(lb.Layer, lb.ATimes(b.QA), lb.G.matmul(b.QS));
             if (lowRank[layer] is { } lr)
             {
                 // Σ_t (g_tᵀ U)(a_tᵀ V): for a rank-one layer (T = 1) two thin GEMMs, no per-example gradient.
                 var gu = Cast(lb.G).matmul(lr.U);                                  // [B, T, n_q·r]
-                var av = Cast(lb.A).matmul(lr.V);                                  // [B, T, n_q·r]
+                var av = lb.IsOneHot ? lb.ATimes(lr.V) : Cast(lb.A).matmul(lr.V);                                  // [B, T, n_q·r]
                 var prod = lb.RankOne ? (gu * av).squeeze(1) : (gu * av).sum(1);
                 return prod.reshape(lb.BatchSize, nq, rank).sum(2).mT.to(lb.G.dtype);
             }
             var p = flat[layer]!;                                                 // [n_q, Out·In]
-            if (lb.RankOne)
+            if (lb.RankOne && !lb.IsOneHot)
             {
                 // g_zᵀ P_q a_z without forming g_z a_zᵀ: Y = a Pᵀ [B, n_q·Out], then contract with g.
                 long outF = lb.G.shape[2], inF = lb.A.shape[2];

@@ -102,7 +102,7 @@ public sealed class Preconditioner : IDisposable
     public Tensor ApplyInBasis(LayerBatch lb)
     {
         if (QA is null) return Apply(lb.PerExample());
-        var r = lb.RankOne ? lb.G.squeeze(1).matmul(QS!).unsqueeze(2) * lb.A.squeeze(1).matmul(QA).unsqueeze(1) : lb.Rotated(QA, QS);
+        var r = lb.RankOne && !lb.IsOneHot ? lb.G.squeeze(1).matmul(QS!).unsqueeze(2) * lb.A.squeeze(1).matmul(QA).unsqueeze(1) : lb.Rotated(QA, QS);
         return W is null ? r : r.mul_(W);
     }
 
@@ -110,7 +110,7 @@ public sealed class Preconditioner : IDisposable
     /// structure of Linear layers (no Out×In matrix per example).</summary>
     public Tensor SelfScores(LayerBatch lb, long memoryBytes = LayerBatch.DefaultMemoryBytes)
     {
-        if (lb.RankOne)
+        if (lb.RankOne && !lb.IsOneHot)
         {
             var a = lb.A; var g = lb.G;
             if (QA is not null) { a = a.matmul(QA); g = g.matmul(QS!); }

@@ -49,8 +49,20 @@ public static class PerTokenScores
                 for (int i = 0; i < layers.Count; i++)
                 {
                     // Σ_o,i g[b,t,o] P[q,o,i] a[b,t,i] -> [q, b, T]
-                    var gp = lbs[i].G.unsqueeze(0).matmul(pq[i].unsqueeze(1));                 // [q, b, T, In]
-                    var s = gp.mul(lbs[i].A.unsqueeze(0)).sum(new long[] { 3 });
+                    var lb = lbs[i];
+                    Tensor s;
+                    if (lb.Ids is { } ids)
+                    {
+                        // One-hot inputs: column x_t of P, Σ_o g[b,t,o] P[q,o,x_t] (nothing of size In).
+                        long nb = lb.BatchSize, t = lb.Positions;
+                        var cols = pq[i].index_select(2, ids.reshape(-1)).view(pq[i].shape[0], pq[i].shape[1], nb, t);   // [q, Out, b, T]
+                        s = cols.mul(lb.G.permute(2, 0, 1).unsqueeze(0)).sum(new long[] { 1 });
+                    }
+                    else
+                    {
+                        var gp = lb.G.unsqueeze(0).matmul(pq[i].unsqueeze(1));                 // [q, b, T, In]
+                        s = gp.mul(lb.A.unsqueeze(0)).sum(new long[] { 3 });
+                    }
                     total = total is null ? s : total + s;
                 }
                 parts.Add(total!.to(ScalarType.Float64).cpu().MoveToOuterDisposeScope());

@@ -110,6 +110,21 @@ public sealed class TracInCP : FeatureMethod
     protected override Tensor IndexQueryRows(Tensor prepared) => Layout.Expand(prepared, weighted: false);
 
     public override void Dispose() { featurizer.Dispose(); base.Dispose(); }
+
+    /// <summary>TracInCP on the last Linear layer of the checkpoints' model only, named tracin-last:
+    /// for a model whose last layer runs at several positions (a language model's output head), where
+    /// <see cref="TracInCPFast"/>'s one-position closed form does not apply.</summary>
+    public static TracInCP LastLayer(IReadOnlyList<TracInCheckpoint> checkpoints, IAttributionTask task, TracInOptions? options = null, Profiler? profiler = null)
+    {
+        TracInCheckpoint.Validate(checkpoints);
+        var last = TrackedLayer.Find(checkpoints[0].Model).LastOrDefault(l => l.Type is LinearLayerType)
+            ?? throw new InfluenceSharpException("tracin-last: the model has no Linear layer");
+        // The layer filter matches by substring: make sure it picks this layer alone.
+        var picked = TrackedLayer.Find(checkpoints[0].Model, last.Name);
+        if (picked.Count != 1)
+            throw new InfluenceSharpException($"tracin-last: the last Linear layer's name '{last.Name}' is part of other layers' names; use --methods tracin --layers instead");
+        return new TracInCP(checkpoints, task, (options ?? new TracInOptions()) with { Layers = last.Name }, profiler, "tracin-last");
+    }
 }
 
 /// <summary>GradDot: the gradient dot product ∇L(θ, q)·∇L(θ, z) at one model — TracInCP with a

@@ -89,7 +89,7 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
     }
 
     /// <summary>Fixes the layout from the input shape of <paramref name="data"/> (one example through
-    /// the first checkpoint, hooks reading each conv layer's output size). Data of another input shape
+    /// the first checkpoint, hooks reading the output positions of each layer with several). Data of another input shape
     /// than the first bound is refused: its features would not line up.</summary>
     public void Bind(IDataset data)
     {
@@ -112,7 +112,9 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
             int li = i;
             t[i] = 1;
             if (!Layers[i].SeveralPositions) continue;
-            var h = layersPerCheckpoint[0][i].Module.register_forward_hook((m, input, output) => { t[li] = output.shape[2] * output.shape[3]; return output.alias(); });
+            // Positions as the layer type unfolds its output: a conv layer's pixels, a sequence model's tokens.
+            var layer = layersPerCheckpoint[0][i];
+            var h = layer.Module.register_forward_hook((m, input, output) => { t[li] = layer.OutputGradients(output).shape[1]; return output.alias(); });
             hooks.Add(h.remove);
         }
         model.eval();
@@ -129,7 +131,8 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
         {
             TracInConvForm.Explicit => false,
             TracInConvForm.Factored => true,
-            _ => (double)t[i] * t[i] * (l.Out + l.In) <= (double)l.Out * l.In,
+            // One-hot inputs are stored as one index per position.
+            _ => (double)t[i] * t[i] * (l.Out + (l.OneHotInputs ? 1 : l.In)) <= (double)l.Out * l.In,
         }).ToArray();
         var segments = new List<Segment>();
         long offset = 0;
@@ -138,13 +141,13 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
             {
                 var l = Layers[i];
                 var s = !l.SeveralPositions ? new Segment(c, offset, l.Out, l.In)
-                    : factored[i] ? new Segment(c, offset, l.Out, l.In, t[i]) : new Segment(c, offset, l.NumParams, 0);
+                    : factored[i] ? new Segment(c, offset, l.Out, l.In, t[i], l.OneHotInputs) : new Segment(c, offset, l.NumParams, 0);
                 segments.Add(s); offset += s.Width;
             }
         layout = new TracInLayout(segments, checkpoints.Select(c => c.StepSize).ToArray(), normalize: false) { MemoryBytes = memoryBytes };
         // Only a factored conv layer changes the row layout, so stores of the explicit form stay valid.
         if (factored.Any(f => f))
-            settings["conv_positions"] = string.Join(";", Layers.Select((l, i) => factored[i] ? $"{l.Name}:{t[i]}" : null).Where(x => x is not null));
+            settings["conv_positions"] = string.Join(";", Layers.Select((l, i) => factored[i] ? $"{l.Name}:{t[i]}{(l.OneHotInputs ? ":ids" : "")}" : null).Where(x => x is not null));
     }
 
     public Dictionary<string, Tensor> Compute(IDataset data, ReadOnlySpan<int> indices, bool query)
@@ -171,10 +174,12 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
                 if (lb.Layer.SeveralPositions)
                 {
                     if (!factored![i]) { parts.Add(lb.PerExample().reshape(lb.BatchSize, -1)); continue; }
-                    if (lb.A.shape[1] != positions![i])
-                        throw new InfluenceSharpException($"layer '{lb.Layer.Name}': {lb.A.shape[1]} output positions, but the features were laid out for {positions[i]} (inputs of another size)");
+                    if (lb.Positions != positions![i])
+                        throw new InfluenceSharpException($"layer '{lb.Layer.Name}': {lb.Positions} output positions, but the features were laid out for {positions[i]} (inputs of another size)");
                     parts.Add(lb.G.reshape(lb.BatchSize, -1));
-                    parts.Add(lb.A.reshape(lb.BatchSize, -1).clone());       // the patches live in the capture's buffer
+                    // One-hot inputs as their indices (exact in float32 below 2^24); patches copied out
+                    // of the capture's buffer.
+                    parts.Add(lb.Ids is { } ids ? ids.to(lb.G.dtype) : lb.A.reshape(lb.BatchSize, -1).clone());
                     continue;
                 }
                 RequireRankOne(lb);
@@ -188,7 +193,7 @@ internal sealed class TracInGradientFeaturizer : IFeaturizer, IDisposable
     private static void RequireRankOne(LayerBatch lb)
     {
         if (!lb.RankOne)
-            throw new InfluenceSharpException($"layer '{lb.Layer.Name}' is a Linear layer applied at {lb.A.shape[1]} positions per example; exact TracIn keeps Linear gradients as rank-one factors — use TracInCPFastRandProj");
+            throw new InfluenceSharpException($"layer '{lb.Layer.Name}' is a Linear layer applied at {lb.Positions} positions per example; exact TracIn keeps Linear gradients as rank-one factors — use TracInCPFastRandProj");
     }
 
     /// <summary>Self-influence Σ_c w_c ‖∇L(θ_c, z)‖² (normalised: Σ_c w_c [∇ ≠ 0]) of a batch [B]

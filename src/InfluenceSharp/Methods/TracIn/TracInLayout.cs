@@ -6,10 +6,14 @@ namespace InfluenceSharp.Methods.TracIn;
 /// Σ_t g_t a_tᵀ over <see cref="Positions"/> positions t stored as its factors [g_1..g_T (T·GLen) |
 /// a_1..a_T (T·ALen)], whose inner products are Σ_{t,t'} (g_t·g'_t')(a_t·a'_t') — (g·g')(a·a') for a
 /// rank-one (T = 1) Linear gradient; with ALen = 0 it is GLen plain coordinates (a flattened or
-/// projected gradient).</summary>
-internal readonly record struct Segment(int Checkpoint, long Start, long GLen, long ALen, long Positions = 1)
+/// projected gradient). <see cref="OneHot"/>: each a_t is onehot(x_t) over ALen columns and is stored
+/// as the index x_t (one number; a_t·a'_t' = [x_t = x'_t']), so an embedding's factors do not grow
+/// with its vocabulary.</summary>
+internal readonly record struct Segment(int Checkpoint, long Start, long GLen, long ALen, long Positions = 1, bool OneHot = false)
 {
-    public long Width => Positions * (GLen + ALen);
+    /// <summary>Stored numbers per position on the a side.</summary>
+    public long AStored => OneHot ? 1 : ALen;
+    public long Width => Positions * (GLen + AStored);
     public bool Factored => ALen > 0;
 }
 
@@ -63,9 +67,9 @@ internal sealed class TracInLayout
         long t = s.Positions, nq = q.shape[0], nz = z.shape[0];
         if (t == 1)
             return q.narrow(1, s.Start, s.GLen).matmul(z.narrow(1, s.Start, s.GLen).mT) *
-                   q.narrow(1, s.Start + s.GLen, s.ALen).matmul(z.narrow(1, s.Start + s.GLen, s.ALen).mT);
+                   AProducts(s, q.narrow(1, s.Start + s.GLen, s.AStored), z.narrow(1, s.Start + s.GLen, s.AStored));
         var gq = q.narrow(1, s.Start, t * s.GLen).reshape(nq * t, s.GLen);
-        var aq = q.narrow(1, s.Start + t * s.GLen, t * s.ALen).reshape(nq * t, s.ALen);
+        var aq = q.narrow(1, s.Start + t * s.GLen, t * s.AStored).reshape(nq * t, s.AStored);
         long per = Math.Max(1, Math.Min(nz, MemoryBytes / Math.Max(1, 2 * nq * t * t * q.ElementSize)));
         var parts = new List<Tensor>();
         for (long start = 0; start < nz; start += per)
@@ -73,17 +77,28 @@ internal sealed class TracInLayout
             long m = Math.Min(per, nz - start);
             var zc = z.narrow(0, start, m);
             var gg = gq.matmul(zc.narrow(1, s.Start, t * s.GLen).reshape(m * t, s.GLen).mT);          // [n_q·T, m·T]
-            var aa = aq.matmul(zc.narrow(1, s.Start + t * s.GLen, t * s.ALen).reshape(m * t, s.ALen).mT);
+            var aa = AProducts(s, aq, zc.narrow(1, s.Start + t * s.GLen, t * s.AStored).reshape(m * t, s.AStored));
             parts.Add(gg.mul_(aa).view(nq, t, m, t).sum(new long[] { 1, 3 }));
         }
         return parts.Count == 1 ? parts[0] : torch.cat(parts, 1);
     }
+
+    /// <summary>a_t·a'_t' for rows of positions [n, AStored] × [m, AStored] → [n, m] (one-hot: equal indices).</summary>
+    private static Tensor AProducts(Segment s, Tensor a, Tensor b) =>
+        s.OneHot ? a.eq(b.mT).to(a.dtype) : a.matmul(b.mT);
 
     /// <summary>Per-example [n, Out, In] gradients Σ_t g_t a_tᵀ of a factored segment.</summary>
     private static Tensor Gradient(Segment s, Tensor x)
     {
         long n = x.shape[0], t = s.Positions;
         var g = x.narrow(1, s.Start, t * s.GLen).reshape(n, t, s.GLen);
+        if (s.OneHot)
+        {
+            // g_t added into column x_t.
+            var ids = x.narrow(1, s.Start + t * s.GLen, t).to(ScalarType.Int64);
+            var result = torch.zeros(n, s.ALen, s.GLen, dtype: x.dtype, device: x.device);
+            return result.scatter_add_(1, ids.unsqueeze(2).expand(n, t, s.GLen), g).transpose(1, 2);
+        }
         var a = x.narrow(1, s.Start + t * s.GLen, t * s.ALen).reshape(n, t, s.ALen);
         return t == 1 ? g.squeeze(1).unsqueeze(2) * a.squeeze(1).unsqueeze(1) : g.mT.bmm(a);
     }
@@ -128,10 +143,11 @@ internal sealed class TracInLayout
             if (!s.Factored) { total = total + x.narrow(1, s.Start, s.GLen).square().sum(1); continue; }
             long n = x.shape[0], t = s.Positions;
             var g = x.narrow(1, s.Start, t * s.GLen).reshape(n, t, s.GLen);
-            var a = x.narrow(1, s.Start + t * s.GLen, t * s.ALen).reshape(n, t, s.ALen);
+            var a = x.narrow(1, s.Start + t * s.GLen, t * s.AStored).reshape(n, t, s.AStored);
             // Σ_{t,t'} (g_t·g_t')(a_t·a_t') = ‖Σ_t g_t a_tᵀ‖²_F (T = 1: ‖g‖²‖a‖²).
-            total = total + (t == 1 ? g.squeeze(1).square().sum(1) * a.squeeze(1).square().sum(1)
-                : g.bmm(g.mT).mul_(a.bmm(a.mT)).sum(new long[] { 1, 2 }));
+            var aa = s.OneHot ? a.eq(a.mT).to(x.dtype) : a.bmm(a.mT);
+            total = total + (t == 1 && !s.OneHot ? g.squeeze(1).square().sum(1) * a.squeeze(1).square().sum(1)
+                : g.bmm(g.mT).mul_(aa).sum(new long[] { 1, 2 }));
         }
         return total;
     }

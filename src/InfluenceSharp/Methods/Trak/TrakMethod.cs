@@ -44,6 +44,6 @@ public sealed class TrakMethod : MethodDescriptor
             // The store holds Φ and ΦᵀΦ only, so it does not depend on λ.
             Damping = DampingDefaults.Trak(s.Damping),
             Projection = new ProjectionOptions { Layout = s.Layout, Dim = s.ProjectionDim, Seed = s.Seed },
-        }, RunTask.Classification(run, s, Name), context.Profiler);
+        }, RunTask.For(run, s), context.Profiler);
     }
 }
