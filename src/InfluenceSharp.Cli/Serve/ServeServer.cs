@@ -186,6 +186,7 @@ internal sealed class ServeApi(ServeSession s, ServeOptions o)
     {
         index = i, given = s.ClassNames[data.Labels[i]], predicted = s.ClassNames[predicted[i]],
         source = SourceText.Of(data, i), file = data.SourceOf(i) is { Kind: ExampleSourceKind.File } f ? f.Name : null,
+        text = data is TextClassDataset texts ? texts.Texts[i] : null,
         trueLabel = ReferenceEquals(data, s.Train) && s.TrueLabel(i) is { } t ? s.ClassNames[t] : null,
         decision = decisions is not null && decisions.TryGetValue(i, out var d) ? d : null,
     };

@@ -415,4 +415,39 @@ public class ServeTests : IClassFixture<ServeRunFixture>
         Assert.Equal(1, r.Code);
         Assert.Contains("being read", r.Err);
     }
+
+    [Fact]
+    public async Task TextClassificationRunsShowTheirTextsAndNoImages()
+    {
+        using var dir = new TempDir();
+        var rng = new Random(20261207);
+        string[][] words = { "ball goal team match score coach".Split(' '), "bread soup cheese apple salt bake".Split(' ') };
+        var lines = new List<string> { "label,text" };
+        for (int i = 0; i < 24; i++)
+            for (int k = 0; k < 2; k++)
+                lines.Add($"{(k == 0 ? "sport" : "food")},\"{string.Join(" ", Enumerable.Range(0, 6).Select(_ => words[k][rng.Next(6)]))} <i>&</i>\"");
+        string csv = dir.File("topics.csv"), run = dir.File("run");
+        File.WriteAllText(csv, string.Join("\n", lines) + "\n");
+        var r = CliRunner.Run("train", "--data", $"text-classes:{csv}?seq=10", "--model", "gpt", "--widths", "8,1,2", "--epochs", "2",
+            "--lr", "0.05", "--batch-size", "8", "--seed", "1", "--out", run, "--threads", "1", "-q");
+        Assert.True(r.Code == 0, r.Err);
+        r = CliRunner.Run("detect-mislabeled", "--run", run, "--methods", "identity", "--threads", "1", "-q");
+        Assert.True(r.Code == 0, r.Err);
+
+        await using var s = await ServeServer.StartAsync(Options(run));
+        using var c = Client(s);
+        var info = await Json(await c.GetAsync("api/info"));
+        Assert.False(info.GetProperty("images").GetBoolean());
+        var texts = ((TextClassDataset)RunData.For(Checkpoint.List(run)[^1]).Train).Texts;
+        var rows = (await Json(await c.GetAsync("api/ranking?method=identity&limit=1000"))).GetProperty("rows").EnumerateArray().ToList();
+        Assert.Equal(texts.Count, rows.Count);
+        foreach (var row in rows)
+        {
+            var ex = row.GetProperty("example");
+            Assert.Equal(texts[ex.GetProperty("index").GetInt32()], ex.GetProperty("text").GetString());
+        }
+        var explained = await Json(await c.GetAsync("api/explain?set=test&index=0&method=identity&k=3"));
+        Assert.Contains("</i>", explained.GetProperty("proponents")[0].GetProperty("example").GetProperty("text").GetString());
+        Assert.Equal(HttpStatusCode.NotFound, (await c.GetAsync("api/image/train/0.png")).StatusCode);
+    }
 }

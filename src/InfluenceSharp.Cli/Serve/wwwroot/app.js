@@ -36,6 +36,7 @@ function card(set, ex, extra) {
     img.src = "api/image/" + set + "/" + ex.index + ".png";
     c.appendChild(img);
   }
+  if (ex.text) c.appendChild(el("div", "text", ex.text));
   if (extra) c.appendChild(el("div", "score", extra));
   c.appendChild(el("div", null, set + " #" + ex.index));
   c.appendChild(el("div", null, "given: " + ex.given));
@@ -87,6 +88,7 @@ async function select(set, index, ex) {
   if (state.info.images) { const img = el("img"); img.alt = "query"; img.src = "api/image/" + set + "/" + index + ".png"; q.appendChild(img); }
   const text = el("div");
   text.appendChild(el("div", null, set.startsWith("upload") ? "uploaded image " + (ex && ex.name ? ex.name : "") : set + " #" + index));
+  if (ex && ex.text) text.appendChild(el("div", "text", ex.text));
   if (ex && ex.given) text.appendChild(el("div", null, "given: " + ex.given));
   if (ex && ex.predicted) text.appendChild(el("div", null, "predicted: " + ex.predicted));
   if (ex && ex.source) {
