@@ -61,26 +61,36 @@ public sealed class Gpt : Module<Tensor, Tensor>, ISequenceModel
         ln_f = LayerNorm(options.Embedding);
         lm_head = Linear(options.Embedding, options.Vocabulary, hasBias: false);
         RegisterComponents();
-        using (no_grad())
-        {
-            // GPT-2's initialisation: N(0, 0.02) weights, zero biases.
-            foreach (var (name, p) in named_parameters())
-                if (name.EndsWith(".bias", StringComparison.Ordinal) && !name.Contains("ln_", StringComparison.Ordinal)) p.zero_();
-                else if (!name.Contains("ln_", StringComparison.Ordinal)) init.normal_(p, 0, 0.02);
-        }
+        InitialiseLikeGpt2(this);
+    }
+
+    /// <summary>GPT-2's initialisation: N(0, 0.02) weights, zero biases, LayerNorms left at (1, 0).</summary>
+    internal static void InitialiseLikeGpt2(nn.Module module)
+    {
+        using var _ = no_grad();
+        foreach (var (name, p) in module.named_parameters())
+            if (name.EndsWith(".bias", StringComparison.Ordinal) && !name.Contains("ln_", StringComparison.Ordinal)) p.zero_();
+            else if (!name.Contains("ln_", StringComparison.Ordinal)) init.normal_(p, 0, 0.02);
+    }
+
+    /// <summary>Token plus position embeddings of <paramref name="tokens"/> [batch, tokens] through the
+    /// blocks (before the final LayerNorm); <paramref name="what"/> names the model in errors.</summary>
+    internal static Tensor Encode(Tensor tokens, GptOptions options, Embedding wte, Embedding wpe, ModuleList<GptBlock> h, string what)
+    {
+        if (tokens.dim() != 2) throw new InfluenceSharpException($"{what}: expects token ids [batch, tokens], got [{string.Join(", ", tokens.shape)}]");
+        long b = tokens.shape[0], t = tokens.shape[1];
+        if (t > options.Context) throw new InfluenceSharpException($"{what}: {t} tokens exceed the context of {options.Context}");
+        var positions = torch.arange(t, dtype: ScalarType.Int64, device: tokens.device).unsqueeze(0).expand(b, t);
+        var x = wte.call(tokens) + wpe.call(positions);
+        foreach (var block in h) x = block.call(x);
+        return x;
     }
 
     public GptOptions Options { get; }
 
     public override Tensor forward(Tensor tokens)
     {
-        if (tokens.dim() != 2) throw new InfluenceSharpException($"gpt: expects token ids [batch, tokens], got [{string.Join(", ", tokens.shape)}]");
-        long b = tokens.shape[0], t = tokens.shape[1];
-        if (t > Options.Context) throw new InfluenceSharpException($"gpt: {t} tokens exceed the context of {Options.Context}");
-        var positions = torch.arange(t, dtype: ScalarType.Int64, device: tokens.device).unsqueeze(0).expand(b, t);
-        var x = wte.call(tokens) + wpe.call(positions);
-        foreach (var block in h) x = block.call(x);
-        return lm_head.call(ln_f.call(x));
+        return lm_head.call(ln_f.call(Encode(tokens, Options, wte, wpe, h, "gpt")));
     }
 }
 

@@ -33,12 +33,7 @@ public sealed class GptClassifier : Module<Tensor, Tensor>, ISequenceModel
         ln_f = LayerNorm(options.Embedding);
         head = Linear(options.Embedding, classes);
         RegisterComponents();
-        using (no_grad())
-        {
-            foreach (var (name, p) in named_parameters())
-                if (name.EndsWith(".bias", StringComparison.Ordinal) && !name.Contains("ln_", StringComparison.Ordinal)) p.zero_();
-                else if (!name.Contains("ln_", StringComparison.Ordinal)) init.normal_(p, 0, 0.02);
-        }
+        Gpt.InitialiseLikeGpt2(this);
     }
 
     public GptOptions Options { get; }
@@ -48,13 +43,7 @@ public sealed class GptClassifier : Module<Tensor, Tensor>, ISequenceModel
 
     public override Tensor forward(Tensor tokens)
     {
-        if (tokens.dim() != 2) throw new InfluenceSharpException($"gpt classifier: expects token ids [batch, tokens], got [{string.Join(", ", tokens.shape)}]");
-        long b = tokens.shape[0], t = tokens.shape[1];
-        if (t > Options.Context) throw new InfluenceSharpException($"gpt classifier: {t} tokens exceed the context of {Options.Context}");
-        var positions = torch.arange(t, dtype: ScalarType.Int64, device: tokens.device).unsqueeze(0).expand(b, t);
-        var x = wte.call(tokens) + wpe.call(positions);
-        foreach (var block in h) x = block.call(x);
-        x = ln_f.call(x);
+        var x = ln_f.call(Gpt.Encode(tokens, Options, wte, wpe, h, "gpt classifier"));
         using var pad = PadId.ToScalar();
         var keep = tokens.ne(pad).to(x.dtype).unsqueeze(2);                 // [B, T, 1]
         using var one = 1.0.ToScalar();
