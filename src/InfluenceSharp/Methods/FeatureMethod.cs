@@ -55,6 +55,10 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
     /// bound the memory of a batch's feature rows).</summary>
     protected virtual int BatchSize(int requested) => requested;
 
+    /// <summary>Training examples per stored block (a method may lower the requested one so that a
+    /// block of wide feature rows stays within its memory budget).</summary>
+    protected virtual int StoreBlockSize(int requested) => requested;
+
     /// <summary>Called once the store is complete (when <see cref="NeedsCompleteStore"/>) before scoring.</summary>
     protected virtual void Prepare(FeatureStore store) { }
     /// <summary>Query features [n_q, Dim] (+ extras) → what <see cref="ScoreBlock"/> multiplies, on <see cref="Device"/>.</summary>
@@ -72,7 +76,7 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
         if (cached is { } c && c.Fingerprint == fp) return c.Store;
         cached?.Store.Dispose();
         Bind(train);
-        var store = FeatureStore.Open(Featurizer, train, RunOptions.StoreDirectory, RunOptions.BlockSize, BatchSize(RunOptions.TrainBatchSize), keepInMemory: NeedsCompleteStore);
+        var store = FeatureStore.Open(Featurizer, train, RunOptions.StoreDirectory, StoreBlockSize(RunOptions.BlockSize), BatchSize(RunOptions.TrainBatchSize), keepInMemory: NeedsCompleteStore);
         cached = (fp, store);
         return store;
     }
@@ -87,7 +91,7 @@ public abstract class FeatureMethod : IAttributionMethod, IDisposable
     {
         if (RunOptions.StoreDirectory is not { } dir) { why = $"{Name}: no store directory in its settings"; return false; }
         Bind(train);
-        var store = FeatureStore.OpenReadOnly(Featurizer, train, dir, RunOptions.BlockSize, BatchSize(RunOptions.TrainBatchSize), out why);
+        var store = FeatureStore.OpenReadOnly(Featurizer, train, dir, StoreBlockSize(RunOptions.BlockSize), BatchSize(RunOptions.TrainBatchSize), out why);
         if (store is null) return false;
         cached?.Store.Dispose();
         cached = (train.Fingerprint(), store);

@@ -81,6 +81,27 @@ public class FeatureStoreTests
         }
     }
 
+    /// <summary>TracIn's stored blocks hold explicit gradients over every checkpoint; a block stays
+    /// within the memory budget (fewer rows than asked), and its scores are the streamed ones.</summary>
+    [Fact]
+    public void TracInStoreBlocksStayWithinTheMemoryBudget()
+    {
+        torch.manual_seed(TestSeed.For());
+        var cps = Checkpoints(0.3, 0.1);
+        var train = Data(30); var queries = Data(4);
+        using var dir = new TempDir();
+        long rowBytes;
+        using (var probe = new TracInCP(cps, null, new TracInOptions { TrainBatchSize = 3 }))
+            rowBytes = probe.TrainFeatures(Data(2))["features"].shape[1] * sizeof(double);
+        long budget = rowBytes * 7;
+        using var stored = new TracInCP(cps, null, new TracInOptions { StoreDirectory = dir.Path, BlockSize = 4096, TrainBatchSize = 3, MemoryBytes = budget });
+        var scores = stored.PairwiseMatrix(queries, train);
+        Assert.Equal(7, stored.OpenStore(train).BlockSize);
+        Assert.Equal(5, Directory.GetFiles(Path.Combine(dir.Path, "blocks")).Length);        // 7, 7, 7, 7, 2
+        using var streamed = new TracInCP(cps, null, new TracInOptions { TrainBatchSize = 3 });
+        Assert.True(streamed.PairwiseMatrix(queries, train).allclose(scores, rtol: 1e-9, atol: 1e-12), "stored and streamed scores differ");
+    }
+
     [Fact]
     public void StoreRefusesOtherCheckpointsDataOrSettingsNamingTheField()
     {

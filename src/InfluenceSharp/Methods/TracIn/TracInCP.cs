@@ -64,6 +64,11 @@ public sealed class TracInCP : FeatureMethod
         return (int)Math.Max(1, Math.Min(requested, Options.MemoryBytes / Math.Max(1, bytes)));
     }
 
+    /// <summary>A stored block of feature rows stays within the memory budget too: a language model's
+    /// explicit gradients over every checkpoint (2 MB per sequence for a 44k-parameter GPT over 12
+    /// checkpoints) would otherwise make a 4,096-row block of 8 GB.</summary>
+    protected override int StoreBlockSize(int requested) => BatchSize(requested);
+
     /// <summary>Self-influence straight from each batch's layer gradients
     /// (<see cref="LayerBatch.SquaredNorms"/>: per-example conv gradients in slices within the memory
     /// budget, or through position Gram matrices when cheaper), never as feature rows — unless the
