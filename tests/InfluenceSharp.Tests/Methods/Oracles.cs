@@ -11,6 +11,23 @@ namespace InfluenceSharp.Tests.Methods;
 /// <summary>Brute-force float64 references: per-example backward loops, explicit Hessians and inverses.</summary>
 public static class Oracles
 {
+    /// <summary>Per-example gradients [N, Σ params] against an oracle's, layer by layer (the columns in
+    /// <paramref name="layers"/>' order): each layer's relative error below <paramref name="tolerance"/>.</summary>
+    public static void AssertLayersClose(Tensor expected, Tensor got, IReadOnlyList<TrackedLayer> layers, double tolerance)
+    {
+        Assert.Equal(expected.shape, got.shape);
+        Assert.True(expected.abs().max().item<double>() > 1e-3, "the oracle's gradients are all near zero");
+        long offset = 0;
+        foreach (var l in layers)
+        {
+            var e = expected.narrow(1, offset, l.NumParams);
+            var g = got.narrow(1, offset, l.NumParams);
+            double rel = ((e - g).norm() / e.norm()).item<double>();
+            Assert.True(rel < tolerance, $"{l.Name}: relative error {rel}");
+            offset += l.NumParams;
+        }
+    }
+
     /// <summary>The tiny float64 problem the solver tests share: a 4-5-3 <see cref="TwoLayerMlp"/> with
     /// random inputs and labels drawn after seeding torch with <paramref name="seed"/>.</summary>
     public static (Module<Tensor, Tensor> Model, TensorPairDataset Train, TensorPairDataset Queries) TinyMlpProblem(int seed, int n = 12, int queries = 4)
