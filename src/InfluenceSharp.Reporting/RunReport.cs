@@ -227,7 +227,9 @@ public static class RunReport
                 return s.TryGetProperty("text", out var t) ? t.GetString() ?? "" : "";
             }
             var first = root[0];
-            if (Content(first) is null && !(first.TryGetProperty("proponents", out var ps) && ps.EnumerateArray().Any(r => Content(r) is not null)))
+            if (first.ValueKind != JsonValueKind.Object) return false;
+            if (Content(first) is null && !(first.TryGetProperty("proponents", out var ps) && ps.ValueKind == JsonValueKind.Array
+                && ps.EnumerateArray().Any(r => r.ValueKind == JsonValueKind.Object && Content(r) is not null)))
                 return false;
             bool anyTokens = false;
             foreach (var q in root.EnumerateArray().Take(TextQueriesShown))

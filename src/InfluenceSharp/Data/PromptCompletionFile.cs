@@ -1,5 +1,3 @@
-using System.Text;
-
 namespace InfluenceSharp.Data;
 
 /// <summary>
@@ -13,11 +11,7 @@ public static class PromptCompletionFile
     /// the file and line of a line without a tab or with an empty completion.</summary>
     public static List<(string Prompt, string Completion)> Read(string path)
     {
-        if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
-        string text;
-        try { text = File.ReadAllText(path, new UTF8Encoding(false, throwOnInvalidBytes: true)); }
-        catch (DecoderFallbackException e) { throw new InfluenceSharpException($"{path}: not UTF-8 text ({e.Message})", e); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InfluenceSharpException($"{path}: cannot read ({e.Message})", e); }
+        string text = TextDocuments.ReadUtf8(path);
         var pairs = new List<(string, string)>();
         var lines = text.Split('\n');
         for (int i = 0; i < lines.Length; i++)

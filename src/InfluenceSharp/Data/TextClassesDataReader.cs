@@ -87,8 +87,17 @@ public sealed class TextClassesDataReader : DataReader
             entries = Table(paths[0], labelColumn, textColumn);
             var labelTexts = entries.Select(e => e.Label).ToList();
             bool numeric = labelTexts.All(t => int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out _));
-            names = numeric ? Enumerable.Range(0, labelTexts.Max(t => int.Parse(t, CultureInfo.InvariantCulture)) + 1).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray()
-                : labelTexts.Distinct().OrderBy(t => t, StringComparer.Ordinal).ToArray();
+            if (numeric)
+            {
+                // Integer labels are class indices ("01" is class 1); at most the class count a model takes.
+                var index = labelTexts.Select(t => int.Parse(t, NumberStyles.None, CultureInfo.InvariantCulture)).ToArray();
+                int worst = Array.IndexOf(index, index.Max());
+                if (index[worst] >= 1_000_000)
+                    throw new InfluenceSharpException($"--data {text}: {entries[worst].Source}: label {labelTexts[worst]} is a class index above 999,999; give class names instead");
+                entries = entries.Select((e, i) => e with { Label = index[i].ToString(CultureInfo.InvariantCulture) }).ToList();
+                names = Enumerable.Range(0, index.Max() + 1).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
+            }
+            else names = labelTexts.Distinct().OrderBy(t => t, StringComparer.Ordinal).ToArray();
             source = source.Set("label", labelColumn).Set("text", textColumn);
         }
         if (names.Length < 2) throw new InfluenceSharpException($"--data {text}: one class; classification needs at least two");
@@ -142,8 +151,9 @@ public sealed class TextClassesDataReader : DataReader
         List<(int Line, string[] Fields)> records;
         if (tabs)
         {
-            var lines = TextDocuments.Read(path, TextDocumentSplit.Lines);
-            records = lines.Select(d => (d.Line, d.Text.Split('\t'))).ToList();
+            // Raw lines: trimming would drop empty trailing fields and a text's trailing spaces.
+            var lines = TextDocuments.ReadUtf8(path).Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+            records = lines.Select((l, i) => (Line: i + 1, Fields: l.Split('\t'))).Where(r => r.Fields.Any(f => f.Trim().Length > 0)).ToList();
         }
         else records = CsvDataReader.ReadRecords(path);
         if (records.Count == 0) throw new InfluenceSharpException($"{path}: empty file (a table needs a header row and data rows)");

@@ -20,14 +20,16 @@ public static class TextDocuments
     /// <summary>The documents of <paramref name="path"/>: with <see cref="TextDocumentSplit.Lines"/> every
     /// non-blank line; with <see cref="TextDocumentSplit.Blank"/> every run of non-blank lines, joined
     /// by '\n'. Trailing whitespace of lines is dropped (and a '\r' before '\n').</summary>
-    public static List<TextDocument> Read(string path, TextDocumentSplit split)
+    public static List<TextDocument> Read(string path, TextDocumentSplit split) => Split(ReadUtf8(path), Path.GetFullPath(path), split);
+
+    /// <summary>The whole of <paramref name="path"/> as strict UTF-8; a missing, unreadable or
+    /// non-UTF-8 file is refused naming it.</summary>
+    public static string ReadUtf8(string path)
     {
         if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
-        string text;
-        try { text = File.ReadAllText(path, new UTF8Encoding(false, throwOnInvalidBytes: true)); }
+        try { return File.ReadAllText(path, new UTF8Encoding(false, throwOnInvalidBytes: true)); }
         catch (DecoderFallbackException e) { throw new InfluenceSharpException($"{path}: not UTF-8 text ({e.Message})", e); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InfluenceSharpException($"{path}: cannot read ({e.Message})", e); }
-        return Split(text, Path.GetFullPath(path), split);
     }
 
     /// <summary>The documents of <paramref name="text"/> (see <see cref="Read"/>).</summary>

@@ -154,6 +154,13 @@ public sealed class FeatureStore : IDisposable
         return new FeatureStore(featurizer, data, manifest, StoreMode.Directory, directory, batchSize);
     }
 
+    /// <summary>The block size of the store already in <paramref name="directory"/> (null when there is none).</summary>
+    public static int? ExistingBlockSize(string directory)
+    {
+        string mpath = Path.Combine(directory, ManifestFile);
+        return File.Exists(mpath) ? Json.ReadFile<FeatureStoreManifest>(mpath).BlockSize : null;
+    }
+
     /// <summary>Opens an existing, complete directory store for reading only, writing nothing (no
     /// directory, manifest, lock or block is created). Returns null, with the reason in
     /// <paramref name="why"/>, when there is no such store, it was built for other settings, model or

@@ -83,6 +83,26 @@ public class TextClassesDataTests
         Assert.Matches(@"^t\.tsv row \d+ \(line \d+\)$", t.SourceOf(0)!.Text);
     }
 
+    /// <summary>"01" is class 1; a TSV's last field may be empty and keeps its trailing spaces; a class
+    /// index no model can take is refused naming the row.</summary>
+    [Fact]
+    public void TsvKeepsTrailingFieldsAndIntegerLabelsAreIndices()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("t.tsv");
+        File.WriteAllText(path, "label\ttext\tnote\n" + string.Join("\n", Enumerable.Range(0, 12).Select(i => $"0{i % 3}\ttext {i}  \t")) + "\n");
+        var split = DataSource.Load($"text-classes:{path}?tokenizer=byte&seq=16&test-fraction=0.25");
+        Assert.Equal(3, split.Train.NumClasses);
+        var t = (TextClassDataset)split.Train;
+        Assert.EndsWith("  ", t.Texts[0]);
+        Assert.Equal(Enumerable.Range(0, t.Count).Select(i => int.Parse(t.Texts[i].Trim().Split(' ')[1]) % 3), t.Labels);
+
+        File.WriteAllText(path, "label\ttext\n0\ta\n1\tb\n2000000\tc\n");
+        var e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load($"text-classes:{path}?tokenizer=byte&seq=4"));
+        Assert.Contains("row 3", e.Message);
+        Assert.Contains("2000000", e.Message);
+    }
+
     [Fact]
     public void ClassFilesInAFolderAreClassesOfFortuneEntries()
     {

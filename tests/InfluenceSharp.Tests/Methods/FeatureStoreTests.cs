@@ -100,6 +100,10 @@ public class FeatureStoreTests
         Assert.Equal(5, Directory.GetFiles(Path.Combine(dir.Path, "blocks")).Length);        // 7, 7, 7, 7, 2
         using var streamed = new TracInCP(cps, null, new TracInOptions { TrainBatchSize = 3 });
         Assert.True(streamed.PairwiseMatrix(queries, train).allclose(scores, rtol: 1e-9, atol: 1e-12), "stored and streamed scores differ");
+        // The same store opened under a budget that would cap blocks at 3 rows keeps its 7-row blocks.
+        using var smaller = new TracInCP(cps, null, new TracInOptions { StoreDirectory = dir.Path, BlockSize = 4096, TrainBatchSize = 3, MemoryBytes = rowBytes * 3 });
+        Assert.True(smaller.PairwiseMatrix(queries, train).allclose(scores, rtol: 1e-9, atol: 1e-12), "scores from the reopened store differ");
+        Assert.Equal(7, smaller.OpenStore(train).BlockSize);
     }
 
     [Fact]

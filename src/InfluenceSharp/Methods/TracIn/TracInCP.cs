@@ -66,8 +66,17 @@ public sealed class TracInCP : FeatureMethod
 
     /// <summary>A stored block of feature rows stays within the memory budget too: a language model's
     /// explicit gradients over every checkpoint (2 MB per sequence for a 44k-parameter GPT over 12
-    /// checkpoints) would otherwise make a 4,096-row block of 8 GB.</summary>
-    protected override int StoreBlockSize(int requested) => BatchSize(requested);
+    /// checkpoints) would otherwise make a 4,096-row block of 8 GB.
+    /// A store already on disk keeps its block size while a block stays below the 2 GB one tensor of a
+    /// block file can hold (so one built before this cap, or under another budget, stays usable).</summary>
+    protected override int StoreBlockSize(int requested)
+    {
+        int capped = BatchSize(requested);
+        if (RunOptions.StoreDirectory is { } dir && FeatureStore.ExistingBlockSize(dir) is int built && built > capped
+            && (long)built * featurizer.Dim * (featurizer.Dtype == ScalarType.Float64 ? 8 : 4) <= int.MaxValue)
+            return built;
+        return capped;
+    }
 
     /// <summary>Self-influence straight from each batch's layer gradients
     /// (<see cref="LayerBatch.SquaredNorms"/>: per-example conv gradients in slices within the memory
