@@ -85,12 +85,15 @@ public sealed class LayerBatch
 
     /// <summary>Σ_t g_t onehot(x_t)ᵀ: g_t added into column x_t (rows of the transposed result),
     /// exact, without the [B, T, In] one-hot inputs.</summary>
-    private Tensor OneHotPerExample()
+    private Tensor OneHotPerExample() => OneHotGradients(Ids!, G, Layer.In);
+
+    /// <summary>Per-example gradients [n, Out, columns] of one-hot inputs: each position's output
+    /// gradient g [n, T, Out] added into the column of its id [n, T].</summary>
+    internal static Tensor OneHotGradients(Tensor ids, Tensor g, long columns)
     {
-        long b = BatchSize, t = Positions, o = G.shape[2];
-        var result = torch.zeros(b, Layer.In, o, dtype: G.dtype, device: G.device);
-        result.scatter_add_(1, Ids!.unsqueeze(2).expand(b, t, o), G);
-        return result.transpose(1, 2);
+        long n = g.shape[0], t = g.shape[1], o = g.shape[2];
+        var result = torch.zeros(n, columns, o, dtype: g.dtype, device: g.device);
+        return result.scatter_add_(1, ids.unsqueeze(2).expand(n, t, o), g).transpose(1, 2);
     }
 
     /// <summary>Default bound on the bytes of per-example conv gradients [b, Out, In] (or Gram

@@ -1,3 +1,4 @@
+using InfluenceSharp.Gradients;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Methods.TracIn;
@@ -94,10 +95,8 @@ internal sealed class TracInLayout
         var g = x.narrow(1, s.Start, t * s.GLen).reshape(n, t, s.GLen);
         if (s.OneHot)
         {
-            // g_t added into column x_t.
             var ids = x.narrow(1, s.Start + t * s.GLen, t).to(ScalarType.Int64);
-            var result = torch.zeros(n, s.ALen, s.GLen, dtype: x.dtype, device: x.device);
-            return result.scatter_add_(1, ids.unsqueeze(2).expand(n, t, s.GLen), g).transpose(1, 2);
+            return LayerBatch.OneHotGradients(ids, g, s.ALen);
         }
         var a = x.narrow(1, s.Start + t * s.GLen, t * s.ALen).reshape(n, t, s.ALen);
         return t == 1 ? g.squeeze(1).unsqueeze(2) * a.squeeze(1).unsqueeze(1) : g.mT.bmm(a);
