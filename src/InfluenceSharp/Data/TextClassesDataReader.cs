@@ -162,9 +162,12 @@ public sealed class TextClassesDataReader : DataReader
         {
             int i = Array.IndexOf(header, name);
             if (i < 0) throw new InfluenceSharpException($"{path}: no {option} column '{name}' (columns: {string.Join(", ", header.Take(12))}{(header.Length > 12 ? ", ..." : "")}); choose it with ?{option}=NAME");
+            // Two columns of one name would make the choice silent: refuse as the numeric csv: reader does.
+            if (Array.LastIndexOf(header, name) != i) throw new InfluenceSharpException($"{path}: row 1 (header): column '{name}' appears twice");
             return i;
         }
         int li = Column(labelColumn, "label"), ti = Column(textColumn, "text");
+        if (li == ti) throw new InfluenceSharpException($"{path}: the label and text columns are both '{labelColumn}'; choose them with ?label=NAME and ?text=NAME");
         if (records.Count < 2) throw new InfluenceSharpException($"{path}: no data rows after the header");
         string file = Path.GetFileName(path);
         var entries = new List<Entry>();

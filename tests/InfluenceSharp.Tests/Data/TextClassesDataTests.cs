@@ -140,6 +140,9 @@ public class TextClassesDataTests
     [InlineData("label,text\nx,a\ny,b\n", "&docs=percent", "docs= applies to class files")]
     [InlineData("label,text\nx,a\ny,b\n", "&per-class=1", "per-class=1")]
     [InlineData("label,text\n,a\ny,b\n", "", "line 2, column 'label': empty label")]
+    [InlineData("label,text,text\nx,a,b\ny,b,c\n", "", "column 'text' appears twice")]
+    [InlineData("label,label,text\nx,x,a\ny,y,b\n", "", "column 'label' appears twice")]
+    [InlineData("label,text\nx,a\ny,b\n", "&text=label", "label and text columns are both 'label'")]
     public void RefusesBadTablesAndOptionsNamingThem(string csv, string options, string message)
     {
         using var dir = new TempDir();
