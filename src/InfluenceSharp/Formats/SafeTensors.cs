@@ -99,6 +99,55 @@ public static class SafeTensors
         }
     }
 
+    /// <summary>The tensors of a safetensors file as its header describes them (name, dtype name
+    /// such as "U8" or "F32", shape, absolute byte offset and length of the data), without reading
+    /// any data: for inputs too large to read whole (they are then mapped or streamed). The header
+    /// is checked as <see cref="Load(string)"/> checks it.</summary>
+    public static IReadOnlyDictionary<string, SafeTensorsEntry> Entries(string path)
+    {
+        if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
+        using var fs = File.OpenRead(path);
+        long length = fs.Length;
+        var pre = new byte[8];
+        if (fs.ReadAtLeast(pre, 8, throwOnEndOfStream: false) < 8) throw new InfluenceSharpException($"{path}: not a safetensors file (shorter than its 8-byte header length)");
+        ulong hlen = BinaryPrimitives.ReadUInt64LittleEndian(pre);
+        if (hlen > (ulong)(length - 8) || hlen > 100_000_000)
+            throw new InfluenceSharpException($"{path}: not a safetensors file (header length {hlen} exceeds file size {length})");
+        var header = new byte[hlen];
+        fs.ReadExactly(header);
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(header); }
+        catch (JsonException e) { throw new InfluenceSharpException($"{path}: corrupt safetensors header (not valid JSON at byte {e.BytePositionInLine ?? 0} of its {hlen}-byte header): the file is damaged, or not a safetensors file", e); }
+        long dataStart = 8 + (long)hlen, dataLen = length - dataStart;
+        var entries = new Dictionary<string, SafeTensorsEntry>(StringComparer.Ordinal);
+        using (doc)
+        {
+            try
+            {
+                foreach (var p in doc.RootElement.EnumerateObject())
+                {
+                    if (p.Name == "__metadata__") continue;
+                    string dts = p.Value.GetProperty("dtype").GetString() ?? "";
+                    if (!DtypesByName.TryGetValue(dts, out var dtype))
+                        throw new InfluenceSharpException($"{path}: tensor '{p.Name}' has unsupported dtype '{dts}'");
+                    long[] shape = p.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+                    long[] offs = p.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+                    long n = shape.Aggregate(1L, (a, b) => a * b);
+                    if (offs.Length != 2 || offs[0] < 0 || offs[1] < offs[0] || offs[1] > dataLen)
+                        throw new InfluenceSharpException($"{path}: tensor '{p.Name}' has data offsets outside the file (truncated?)");
+                    if (offs[1] - offs[0] != n * ElementSize(dtype))
+                        throw new InfluenceSharpException($"{path}: tensor '{p.Name}' has {offs[1] - offs[0]} bytes but shape [{string.Join(",", shape)}] of {dts} needs {n * ElementSize(dtype)}");
+                    entries[p.Name] = new SafeTensorsEntry(p.Name, dts, shape, dataStart + offs[0], offs[1] - offs[0]);
+                }
+            }
+            catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
+            {
+                throw new InfluenceSharpException($"{path}: corrupt safetensors header (a tensor entry lacks its dtype, shape or data_offsets, or has values of the wrong kind): the file is damaged, or not a safetensors file", e);
+            }
+        }
+        return entries;
+    }
+
     /// <summary>Reads every tensor of a safetensors file onto the CPU. The caller owns (disposes) them.</summary>
     public static SafeTensorsFile Load(string path) => Load(path, null, null);
 
@@ -154,6 +203,10 @@ public static class SafeTensors
         return new SafeTensorsFile(path, tensors, meta);
     }
 }
+
+/// <summary>One tensor of a safetensors file, as its header describes it: dtype name ("F32", "U8",
+/// ...), shape, and the absolute byte offset and length of its little-endian data in the file.</summary>
+public sealed record SafeTensorsEntry(string Name, string Dtype, long[] Shape, long Offset, long Length);
 
 /// <summary>The contents of a safetensors file. Disposing it disposes the tensors.</summary>
 public sealed class SafeTensorsFile : IDisposable
