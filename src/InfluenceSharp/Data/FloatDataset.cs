@@ -9,7 +9,7 @@ namespace InfluenceSharp.Data;
 /// normalisation): images [N, C, H, W] or [N, H, W] (one channel), or flat feature vectors [N, D]
 /// (tabular data). Made by the tensors: and csv: readers. The values live in a managed array (small
 /// data, tests) or in a <see cref="PixelStore"/> whose records are one example's float32 values
-/// (little-endian), e.g. a memory-mapped file; a subset is a view through a list of rows.</summary>
+/// (little-endian), e.g. a file read example by example; a subset is a view through a list of rows.</summary>
 public sealed class FloatDataset : LabeledDataset
 {
     /// <summary>Values are N x (product of <paramref name="exampleShape"/>), example-major; the
@@ -76,6 +76,9 @@ public sealed class FloatDataset : LabeledDataset
     public override int Channels => ExampleShape.Length == 3 ? ExampleShape[0] : 1;
     public override int Height => ExampleShape.Length == 1 ? 1 : ExampleShape[^2];
     public override int Width => ExampleShape[^1];
+
+    /// <summary>The stored example of each example, or null when example i is stored example i.</summary>
+    public IReadOnlyList<int>? Rows => rows;
 
     int Row(int index) => rows is null ? index : rows[index];
 

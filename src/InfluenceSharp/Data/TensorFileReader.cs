@@ -23,7 +23,7 @@ namespace InfluenceSharp.Data;
 public static partial class TensorFileReader
 {
     /// <summary>X as the data set reads it: uint8 images (records of C·H·W bytes) or float32
-    /// examples (records of 4·D bytes), in a store that is a read-only mapping of the input file or
+    /// examples (records of 4·D bytes), in a store that reads the input file or
     /// of its decoded copy in the cache; in memory only when no cache can be written.</summary>
     sealed record Inputs(string Source, long[] Shape, PixelStore Store, bool IsUInt8);
 
@@ -271,9 +271,9 @@ public static partial class TensorFileReader
         if (labels == 0) throw new InfluenceSharpException($"{source}: no examples");
     }
 
-    /// <summary>X of a file as a store: uint8 images and float32 values are mapped where they lie
-    /// (float32 values are checked finite in one pass through the mapping); other types are converted
-    /// to float32 once, into a cache file keyed on the input file's content, which is then mapped.</summary>
+    /// <summary>X of a file as a store: uint8 images and float32 values are read where they lie
+    /// (float32 values are checked finite in one pass through the file); other types are converted
+    /// to float32 once, into a cache file keyed on the input file's content, which is then read.</summary>
     static Inputs Materialise(Located x)
     {
         bool image = IsImage(x.Dtype, x.Shape);
@@ -281,7 +281,7 @@ public static partial class TensorFileReader
         int record = checked((int)(x.Count / n * (image ? 1 : 4)));
         if (image || x.Dtype == "f4")
         {
-            var store = new MappedPixelStore(x.File, x.Offset, record, record, n);
+            var store = new FilePixelStore(x.File, x.Offset, record, record, n);
             if (!image) CheckFinite(store, x.Source);
             return new Inputs(x.Source, x.Shape, store, image);
         }
@@ -295,7 +295,7 @@ public static partial class TensorFileReader
     }
 
     /// <summary>An npz entry's X decoded once into the cache (uint8 images as they are, every other
-    /// type as float32) and mapped.</summary>
+    /// type as float32) and read from there.</summary>
     static Inputs MaterialiseNpz(NpzEntry x)
     {
         bool image = IsImage(x.Dtype, x.Shape);
@@ -358,7 +358,7 @@ public static partial class TensorFileReader
         }
     }
 
-    /// <summary>One pass through a float32 store (its pages dropped as it goes) refusing a non-finite value.</summary>
+    /// <summary>One pass through a float32 store refusing a non-finite value.</summary>
     static void CheckFinite(PixelStore store, string source)
     {
         int d = store.ImageSize / 4;
@@ -378,7 +378,7 @@ public static partial class TensorFileReader
 
     /// <summary>The decoded copy of an input in the cache of the input file's folder (as the image
     /// folder's: beside it, or in the user's local application data), keyed on the file's content
-    /// (SHA-256) and on what is decoded from it; written once (atomically) and mapped. Where no cache
+    /// (SHA-256) and on what is decoded from it; written once (atomically) and read from there. Where no cache
     /// can be written the copy is made in memory.</summary>
     static PixelStore Cached(string file, string what, int record, long count, Action<Stream> write)
     {
@@ -394,7 +394,7 @@ public static partial class TensorFileReader
         foreach (var d in dirs)
         {
             string p = Path.Combine(d, name);
-            if (File.Exists(p) && new FileInfo(p).Length == (long)record * count) return new MappedPixelStore(p, 0, record, record, count);
+            if (File.Exists(p) && new FileInfo(p).Length == (long)record * count) return new FilePixelStore(p, 0, record, record, count);
         }
         foreach (var d in dirs)
         {
@@ -403,7 +403,7 @@ public static partial class TensorFileReader
                 Directory.CreateDirectory(d);
                 string target = Path.Combine(d, name);
                 AtomicFile.Write(target, write);
-                return new MappedPixelStore(target, 0, record, record, count);
+                return new FilePixelStore(target, 0, record, record, count);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
