@@ -115,7 +115,7 @@ public static class SafeTensors
 
     /// <summary>The tensors of a safetensors file as its header describes them (name, dtype name
     /// such as "U8" or "F32", shape, absolute byte offset and length of the data), without reading
-    /// any data: for inputs too large to read whole (they are then mapped or streamed). The header
+    /// any data: for inputs too large to read whole (they are then read in place or streamed). The header
     /// is checked as <see cref="Load(string)"/> checks it.</summary>
     public static IReadOnlyDictionary<string, SafeTensorsEntry> Entries(string path) => ReadHeader(path).Entries;
 
