@@ -8,8 +8,8 @@ public static class Cifar10Reader
     public static readonly string[] ClassNames =
         { "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck" };
 
-    /// <summary>Reads the batches' labels; the pixels stay in the files, read through memory
-    /// mappings (one record's label byte is skipped by the stride).</summary>
+    /// <summary>Reads the batches' labels; the pixels stay in the files, read record by
+    /// record (one record's label byte is skipped by the stride).</summary>
     public static ImageDataset ReadBatches(IEnumerable<string> paths, string name)
     {
         var stores = new List<PixelStore>();
@@ -40,7 +40,7 @@ public static class Cifar10Reader
                     }
                 }
             }
-            stores.Add(new MappedPixelStore(path, 1, RecordSize, RecordSize - 1, n));
+            stores.Add(new FilePixelStore(path, 1, RecordSize, RecordSize - 1, n));
         }
         if (labels.Count == 0) throw new InfluenceSharpException($"no CIFAR-10 batch files given for {name}");
         var store = stores.Count == 1 ? stores[0] : new ConcatPixelStore(stores);

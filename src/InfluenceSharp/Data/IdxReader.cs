@@ -55,9 +55,9 @@ public static class IdxReader
         return dims;
     }
 
-    /// <summary>An images file [N, H, W] read through a memory mapping: a raw file is mapped as it
-    /// is; a gzip file is decompressed once into a cache file (beside it, or in the user's local
-    /// application data; keyed on the compressed file's SHA-256) that is then mapped. Only when no
+    /// <summary>An images file [N, H, W] read image by image from disk: a raw file as it is; a gzip
+    /// file is decompressed once into a cache file (beside it, or in the user's local application
+    /// data; keyed on the compressed file's SHA-256) that is then read. Only when no
     /// cache can be written is the whole array read into memory.</summary>
     public static (PixelStore Store, int Height, int Width) MapImages(string path)
     {
@@ -80,7 +80,7 @@ public static class IdxReader
             f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
         }
         var dims = Header(head.AsSpan(0, (int)Math.Min(16, length)), length, path, 3);
-        return (new MappedPixelStore(raw, 16, (long)dims[1] * dims[2], dims[1] * dims[2], dims[0]), dims[1], dims[2]);
+        return (new FilePixelStore(raw, 16, (long)dims[1] * dims[2], dims[1] * dims[2], dims[0]), dims[1], dims[2]);
     }
 
     static bool IsGzip(string path)
@@ -141,7 +141,7 @@ public static class IdxReader
     /// <summary>Reads an images file and its labels file into a dataset, checking that counts agree
     /// and labels lie in [0, numClasses).</summary>
     /// <summary>Reads an images file and its labels file into a dataset, checking that counts agree
-    /// and labels lie in [0, numClasses). The images are read through a memory mapping (see
+    /// and labels lie in [0, numClasses). The images are read from disk image by image (see
     /// <see cref="MapImages"/>).</summary>
     public static ImageDataset ReadImagesAndLabels(string imagesPath, string labelsPath, string name, int numClasses = 10)
     {

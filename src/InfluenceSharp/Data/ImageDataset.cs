@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace InfluenceSharp.Data;
 
 /// <summary>An image classification dataset: uint8 pixels [N, C, H, W] and int labels. The pixels
-/// live in a <see cref="PixelStore"/> (a managed array, or a memory-mapped file for data that need
+/// live in a <see cref="PixelStore"/> (a managed array, or a file read image by image for data that need
 /// not fit in memory); a subset is a view of the same store through a list of its rows (no pixel is
 /// copied). Immutable; subsets and relabelled copies are new datasets.</summary>
 public sealed class ImageDataset : LabeledDataset

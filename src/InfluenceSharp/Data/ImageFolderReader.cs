@@ -21,7 +21,7 @@ namespace InfluenceSharp.Data;
 /// they all share one; otherwise --image-size is required). The decoded set is cached in
 /// <c>DIR/.influencesharp-cache</c> (or, when DIR is not writable, the user's local application data)
 /// as one uint8 file [N, C, H, W] (safetensors), written image block by image block while decoding
-/// in parallel, and read through a memory mapping: no array holds every image, and a subset or split
+/// in parallel, and read from it image by image: no array holds every image, and a subset or split
 /// is a view of it. The cache key is the file list, a SHA-256 of every file's content and the
 /// options, so a second load reads (and hashes) the files instead of decoding them, and an image
 /// replaced by another of the same size and modification time is decoded again.
@@ -269,7 +269,7 @@ public static class ImageFolderReader
             if (offs.Length != 2 || offs[0] != 0 || offs[1] != bytes || f.Length != dataStart + bytes) return null;
         }
         int c = (int)shape[1], h = (int)shape[2], w = (int)shape[3];
-        return (new MappedPixelStore(path, dataStart, (long)c * h * w, c * h * w, count), c, h, w);
+        return (new FilePixelStore(path, dataStart, (long)c * h * w, c * h * w, count), c, h, w);
     }
 
     static (PixelStore Store, int C, int H, int W) Decode(string dir, string key, List<Entry> entries, string[] hashes, (int H, int W)? size, int? channels,

@@ -332,26 +332,35 @@ public sealed class FeatureStore : IDisposable
     /// <summary>Features of any data set in batches, concatenated: [n, Dim] and extras (on the CPU).</summary>
     public static Dictionary<string, Tensor> ComputeAll(IFeaturizer featurizer, IDataset data, int batchSize, bool query)
     {
-        var parts = new Dictionary<string, List<Tensor>>();
+        // Each batch is copied into its rows of the result (allocated at the first batch), not
+        // kept as a piece to concatenate: the pieces and their concatenation were twice the block.
+        // The results belong to no dispose scope: the caller (a block, the memory store) owns them.
+        var result = new Dictionary<string, Tensor>();
         var all = Enumerable.Range(0, data.Count).ToArray();
-        for (int b = 0; b < data.Count; b += batchSize)
+        try
         {
-            using var scope = NewDisposeScope();
-            var span = all.AsSpan(b, Math.Min(batchSize, data.Count - b));
-            foreach (var (k, t) in featurizer.Compute(data, span, query))
+            for (int b = 0; b < data.Count; b += batchSize)
             {
-                if (!parts.TryGetValue(k, out var list)) parts[k] = list = new List<Tensor>();
-                list.Add(t.detach().cpu().clone().DetachFromDisposeScope());
+                using var scope = NewDisposeScope();
+                var span = all.AsSpan(b, Math.Min(batchSize, data.Count - b));
+                foreach (var (k, t) in featurizer.Compute(data, span, query))
+                {
+                    if (!result.TryGetValue(k, out var whole))
+                    {
+                        var shape = t.shape.ToArray();
+                        shape[0] = data.Count;
+                        result[k] = whole = torch.empty(shape, t.dtype).DetachFromDisposeScope();
+                    }
+                    whole.narrow(0, b, span.Length).copy_(t.detach());
+                }
             }
         }
-        // The results belong to no dispose scope: the caller (a block, the memory store) owns them.
-        return parts.ToDictionary(kv => kv.Key, kv =>
+        catch
         {
-            if (kv.Value.Count == 1) return kv.Value[0];
-            var t = torch.cat(kv.Value, 0).DetachFromDisposeScope();
-            foreach (var x in kv.Value) x.Dispose();
-            return t;
-        });
+            foreach (var t in result.Values) t.Dispose();
+            throw;
+        }
+        return result;
     }
 
     private Dictionary<string, Tensor> ComputeBlock(int block, Profiler? profiler)

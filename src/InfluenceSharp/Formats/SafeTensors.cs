@@ -39,38 +39,52 @@ public static class SafeTensors
         Action<string>? onChecksum = null)
     {
         var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
-        var blobs = new List<byte[]>(names.Count);
-        var header = new Dictionary<string, object>();
-        if (metadata is { Count: > 0 }) header["__metadata__"] = metadata.ToDictionary(kv => kv.Key, kv => kv.Value);
-        long offset = 0;
-        foreach (var name in names)
+        // The tensors' own CPU memory is written (no managed copy of every byte: a feature-store
+        // block is tens of MB, and large arrays are freed only by a full garbage collection).
+        var blobs = new List<Tensor>(names.Count);
+        try
         {
-            var t = tensors[name];
-            if (!DtypeNames.TryGetValue(t.dtype, out var dt))
-                throw new InfluenceSharpException($"{path}: tensor '{name}' has dtype {t.dtype}, which safetensors output does not support");
-            using var c = t.detach().cpu().contiguous();
-            byte[] bytes = c.numel() == 0 ? Array.Empty<byte>() : c.bytes.ToArray();
-            blobs.Add(bytes);
-            header[name] = new Dictionary<string, object>
+            var header = new Dictionary<string, object>();
+            if (metadata is { Count: > 0 }) header["__metadata__"] = metadata.ToDictionary(kv => kv.Key, kv => kv.Value);
+            long offset = 0;
+            foreach (var name in names)
             {
-                ["dtype"] = dt, ["shape"] = t.shape, ["data_offsets"] = new[] { offset, offset + bytes.Length },
-            };
-            offset += bytes.Length;
+                var t = tensors[name];
+                if (!DtypeNames.TryGetValue(t.dtype, out var dt))
+                    throw new InfluenceSharpException($"{path}: tensor '{name}' has dtype {t.dtype}, which safetensors output does not support");
+                var c = t.detach().cpu().contiguous();
+                blobs.Add(c);
+                long length = c.numel() * ElementSize(t.dtype);
+                header[name] = new Dictionary<string, object>
+                {
+                    ["dtype"] = dt, ["shape"] = t.shape, ["data_offsets"] = new[] { offset, offset + length },
+                };
+                offset += length;
+            }
+            byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
+            int padded = (json.Length + 7) / 8 * 8;
+            var sum = onChecksum is null ? null : new Checksum.Builder();
+            AtomicFile.Write(path, s =>
+            {
+                Span<byte> len = stackalloc byte[8];
+                BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
+                byte[] pad = new byte[padded - json.Length];
+                pad.AsSpan().Fill((byte)' ');
+                s.Write(len); sum?.Append(len);
+                s.Write(json); sum?.Append(json);
+                s.Write(pad); sum?.Append(pad);
+                foreach (var b in blobs)
+                {
+                    if (b.numel() == 0) continue;
+                    var bytes = b.bytes;
+                    s.Write(bytes); sum?.Append(bytes);
+                }
+            }, onChecksum is null ? null : _ => onChecksum(sum!.Result));
         }
-        byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
-        int padded = (json.Length + 7) / 8 * 8;
-        var sum = onChecksum is null ? null : new Checksum.Builder();
-        AtomicFile.Write(path, s =>
+        finally
         {
-            Span<byte> len = stackalloc byte[8];
-            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
-            byte[] pad = new byte[padded - json.Length];
-            pad.AsSpan().Fill((byte)' ');
-            s.Write(len); sum?.Append(len);
-            s.Write(json); sum?.Append(json);
-            s.Write(pad); sum?.Append(pad);
-            foreach (var b in blobs) { s.Write(b); sum?.Append(b); }
-        }, onChecksum is null ? null : _ => onChecksum(sum!.Result));
+            foreach (var b in blobs) b.Dispose();
+        }
     }
 
     /// <summary>True when the file is a whole safetensors file: its header parses and its length is
@@ -99,25 +113,29 @@ public static class SafeTensors
         }
     }
 
-    /// <summary>Reads every tensor of a safetensors file onto the CPU. The caller owns (disposes) them.</summary>
-    public static SafeTensorsFile Load(string path) => Load(path, null, null);
+    /// <summary>The tensors of a safetensors file as its header describes them (name, dtype name
+    /// such as "U8" or "F32", shape, absolute byte offset and length of the data), without reading
+    /// any data: for inputs too large to read whole (they are then read in place or streamed). The header
+    /// is checked as <see cref="Load(string)"/> checks it.</summary>
+    public static IReadOnlyDictionary<string, SafeTensorsEntry> Entries(string path) => ReadHeader(path).Entries;
 
-    /// <summary>As <see cref="Load(string)"/>, first checking the file's bytes against the checksum
-    /// recorded in <paramref name="recordedIn"/> when written (none: unchecked).</summary>
-    public static SafeTensorsFile Load(string path, string? expectedChecksum, string? recordedIn)
+    static (IReadOnlyDictionary<string, SafeTensorsEntry> Entries, Dictionary<string, string> Metadata) ReadHeader(string path)
     {
         if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
-        byte[] all = File.ReadAllBytes(path);
-        if (expectedChecksum is not null) Checksum.Require(path, Checksum.Of(all), expectedChecksum, recordedIn ?? "its manifest");
-        if (all.Length < 8) throw new InfluenceSharpException($"{path}: not a safetensors file (shorter than its 8-byte header length)");
-        ulong hlen = BinaryPrimitives.ReadUInt64LittleEndian(all);
-        if (hlen > (ulong)(all.Length - 8) || hlen > 100_000_000)
-            throw new InfluenceSharpException($"{path}: not a safetensors file (header length {hlen} exceeds file size {all.Length})");
+        using var fs = File.OpenRead(path);
+        long length = fs.Length;
+        var pre = new byte[8];
+        if (fs.ReadAtLeast(pre, 8, throwOnEndOfStream: false) < 8) throw new InfluenceSharpException($"{path}: not a safetensors file (shorter than its 8-byte header length)");
+        ulong hlen = BinaryPrimitives.ReadUInt64LittleEndian(pre);
+        if (hlen > (ulong)(length - 8) || hlen > 100_000_000)
+            throw new InfluenceSharpException($"{path}: not a safetensors file (header length {hlen} exceeds file size {length})");
+        var header = new byte[hlen];
+        fs.ReadExactly(header);
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(all.AsMemory(8, (int)hlen)); }
+        try { doc = JsonDocument.Parse(header); }
         catch (JsonException e) { throw new InfluenceSharpException($"{path}: corrupt safetensors header (not valid JSON at byte {e.BytePositionInLine ?? 0} of its {hlen}-byte header): the file is damaged, or not a safetensors file", e); }
-        long dataStart = 8 + (long)hlen, dataLen = all.Length - dataStart;
-        var tensors = new Dictionary<string, Tensor>();
+        long dataStart = 8 + (long)hlen, dataLen = length - dataStart;
+        var entries = new Dictionary<string, SafeTensorsEntry>(StringComparer.Ordinal);
         var meta = new Dictionary<string, string>();
         using (doc)
         {
@@ -140,20 +158,80 @@ public static class SafeTensors
                         throw new InfluenceSharpException($"{path}: tensor '{p.Name}' has data offsets outside the file (truncated?)");
                     if (offs[1] - offs[0] != n * ElementSize(dtype))
                         throw new InfluenceSharpException($"{path}: tensor '{p.Name}' has {offs[1] - offs[0]} bytes but shape [{string.Join(",", shape)}] of {dts} needs {n * ElementSize(dtype)}");
-                    var t = torch.empty(shape, dtype);
-                    if (n > 0) all.AsSpan((int)(dataStart + offs[0]), (int)(offs[1] - offs[0])).CopyTo(t.bytes);
-                    tensors[p.Name] = t;
+                    entries[p.Name] = new SafeTensorsEntry(p.Name, dts, shape, dataStart + offs[0], offs[1] - offs[0]);
                 }
             }
             catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
             {
-                foreach (var t in tensors.Values) t.Dispose();
                 throw new InfluenceSharpException($"{path}: corrupt safetensors header (a tensor entry lacks its dtype, shape or data_offsets, or has values of the wrong kind): the file is damaged, or not a safetensors file", e);
             }
+        }
+        return (entries, meta);
+    }
+
+    /// <summary>Reads every tensor of a safetensors file onto the CPU. The caller owns (disposes) them.</summary>
+    public static SafeTensorsFile Load(string path) => Load(path, null, null);
+
+    /// <summary>As <see cref="Load(string)"/>, first checking the file's bytes against the checksum
+    /// recorded in <paramref name="recordedIn"/> when written (none: unchecked).</summary>
+    public static SafeTensorsFile Load(string path, string? expectedChecksum, string? recordedIn)
+    {
+        if (!File.Exists(path)) throw new InfluenceSharpException($"{path}: file not found");
+        // Read straight into the tensors, the checksum taken on the way (no managed copy of the file).
+        IReadOnlyDictionary<string, SafeTensorsEntry> entries;
+        Dictionary<string, string> meta;
+        try { (entries, meta) = ReadHeader(path); }
+        catch (InfluenceSharpException) when (expectedChecksum is not null)
+        {
+            // A damaged file: say so by its checksum when one was recorded.
+            Checksum.Require(path, Checksum.OfFile(path), expectedChecksum, recordedIn ?? "its manifest");
+            throw;
+        }
+        var tensors = new Dictionary<string, Tensor>();
+        try
+        {
+            var sum = expectedChecksum is null ? null : new Checksum.Builder();
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+            var buffer = new byte[1 << 16];
+            void Skip(long upTo)
+            {
+                // Bytes no tensor holds (the header, gaps): only hashed.
+                while (fs.Position < upTo)
+                {
+                    int n = fs.Read(buffer, 0, (int)Math.Min(buffer.Length, upTo - fs.Position));
+                    if (n == 0) break;
+                    sum?.Append(buffer.AsSpan(0, n));
+                }
+            }
+            foreach (var e in entries.Values.OrderBy(e => e.Offset))
+            {
+                var t = torch.empty(e.Shape, DtypesByName[e.Dtype]);
+                tensors[e.Name] = t;
+                if (e.Length == 0) continue;
+                if (fs.Position > e.Offset) fs.Position = e.Offset;   // overlapping tensors (not written here)
+                Skip(e.Offset);
+                var bytes = t.bytes;
+                fs.ReadExactly(bytes);
+                sum?.Append(bytes);
+            }
+            if (sum is not null)
+            {
+                Skip(fs.Length);
+                Checksum.Require(path, sum.Result, expectedChecksum!, recordedIn ?? "its manifest");
+            }
+        }
+        catch
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+            throw;
         }
         return new SafeTensorsFile(path, tensors, meta);
     }
 }
+
+/// <summary>One tensor of a safetensors file, as its header describes it: dtype name ("F32", "U8",
+/// ...), shape, and the absolute byte offset and length of its little-endian data in the file.</summary>
+public sealed record SafeTensorsEntry(string Name, string Dtype, long[] Shape, long Offset, long Length);
 
 /// <summary>The contents of a safetensors file. Disposing it disposes the tensors.</summary>
 public sealed class SafeTensorsFile : IDisposable

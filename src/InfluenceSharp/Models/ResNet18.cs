@@ -110,7 +110,11 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
             var scale = get_buffer("scale")!;
             var shift = get_buffer("shift")!;
             if (inChannels == 1) x = x.expand(x.shape[0], 3, x.shape[2], x.shape[3]);
-            return x * scale + shift;
+            // Not x * scale + shift: Tensor + Tensor passes an implicit Scalar alpha that the garbage
+            // collector can finalise while libtorch reads it ("Expected false to be true" from
+            // Scalar::toFloat, seen in a 32,000-image detect-mislabeled run).
+            using var one = 1.0.ToScalar();
+            return x.mul(scale).add(shift, one);
         }
     }
 

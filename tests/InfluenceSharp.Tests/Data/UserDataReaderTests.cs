@@ -206,6 +206,80 @@ public class UserDataReaderTests
         Assert.Contains(dir.File("bad.npz"), e.Message);
     }
 
+    [Fact]
+    public void TensorsAreMappedWhereTheyLieOrDecodedOnceIntoTheCacheWithTheSameValues()
+    {
+        using var dir = new TempDir();
+        var rng = TestSeed.Random();
+        const int n = 24;
+        var y = Enumerable.Range(0, n).Select(i => (long)(i % 3)).ToArray();
+        var yi = y.Select(v => (int)v).ToArray();
+        File.WriteAllBytes(dir.File("y.npy"), UserDataFiles.NpyI64(y));
+        string cache = Path.Combine(dir.Path, ImageFolderReader.CacheDirName);
+        string[] Cached() => Directory.Exists(cache) ? Directory.GetFiles(cache, "tensors-*") : Array.Empty<string>();
+
+        // uint8 images [N, 3, 4, 5] in an .npy file: mapped where they lie; the split is a view.
+        var px = new byte[n * 60];
+        rng.NextBytes(px);
+        File.WriteAllBytes(dir.File("img.npy"), UserDataFiles.Npy("|u1", new long[] { n, 3, 4, 5 }, px));
+        var imgs = DataSource.Load($"tensors:{dir.File("img.npy")},{dir.File("y.npy")}", new DataOptions { TestFraction = 0.25 });
+        var it = Assert.IsType<ImageDataset>(imgs.Train);
+        Assert.Equal(dir.File("img.npy"), Assert.IsType<FilePixelStore>(it.Store).Path);
+        var inMemory = new ImageDataset("tensors-train", px, yi, 3, 4, 5, 3).Subset(it.Rows!.ToArray());
+        Assert.Equal(inMemory.Pixels, it.Pixels);
+        Assert.Equal(inMemory.Fingerprint(), it.Fingerprint());
+
+        // float32 [N, 7] in an .npy file: mapped where it lies, the same values and fingerprint as in memory.
+        var x = Enumerable.Range(0, n * 7).Select(_ => (float)(rng.NextDouble() * 20 - 10)).ToArray();
+        File.WriteAllBytes(dir.File("X.npy"), UserDataFiles.NpyF32(x, n, 7));
+        var flat = DataSource.Load($"tensors:{dir.File("X.npy")},{dir.File("y.npy")}", new DataOptions { TestFraction = 0.25 });
+        var ft = Assert.IsType<FloatDataset>(flat.Train);
+        Assert.Equal(dir.File("X.npy"), Assert.IsType<FilePixelStore>(ft.Store).Path);
+        var fm = new FloatDataset("tensors-train", x, new[] { 7 }, yi, 3).Subset(ft.Rows!.ToArray());
+        Assert.Equal(fm.Values, ft.Values);
+        Assert.Equal(fm.Fingerprint(), ft.Fingerprint());
+        using (var a = fm.Inputs(new[] { 2, 0 })) using (var b = ft.Inputs(new[] { 2, 0 })) Assert.Equal(a.data<float>().ToArray(), b.data<float>().ToArray());
+        Assert.Empty(Cached());
+
+        // float64 [N, 2, 3] in a .safetensors file: converted to float32 once into the cache, then mapped.
+        var x64 = Enumerable.Range(0, n * 6).Select(_ => rng.NextDouble() * 200 - 100).ToArray();
+        string st = dir.File("d.safetensors");
+        SafeTensors.Save(st, new Dictionary<string, Tensor> { ["X"] = torch.tensor(x64, new long[] { n, 2, 3 }), ["y"] = torch.tensor(y) });
+        var conv = DataSource.Load("tensors:" + st, new DataOptions { TestFraction = 0.25 });
+        var ct = Assert.IsType<FloatDataset>(conv.Train);
+        string cached = Assert.IsType<FilePixelStore>(ct.Store).Path;
+        Assert.Equal(cached, Assert.Single(Cached()));
+        var cm = new FloatDataset("tensors-train", x64.Select(v => (float)v).ToArray(), new[] { 2, 3 }, yi, 3).Subset(ct.Rows!.ToArray());
+        Assert.Equal(cm.Values, ct.Values);
+        Assert.Equal(cm.Fingerprint(), ct.Fingerprint());
+        var again = DataSource.Load("tensors:" + st, new DataOptions { TestFraction = 0.25 });
+        Assert.Equal(cached, ((FilePixelStore)((FloatDataset)again.Train).Store!).Path);
+        Assert.Single(Cached());
+
+        // A deflated .npz: float32 features and uint8 images, each decoded once into the cache.
+        UserDataFiles.Npz(dir.File("f.npz"), ("X", UserDataFiles.NpyF32(x, n, 7)), ("y", UserDataFiles.NpyI64(y)));
+        var nz = (FloatDataset)DataSource.Load("tensors:" + dir.File("f.npz"), new DataOptions { TestFraction = 0.25 }).Train;
+        Assert.True(nz.Store!.IsOnDisk);
+        Assert.Equal(new FloatDataset("t", x, new[] { 7 }, yi, 3).Subset(nz.Rows!.ToArray()).Values, nz.Values);
+        UserDataFiles.Npz(dir.File("i.npz"), ("X", UserDataFiles.Npy("|u1", new long[] { n, 3, 4, 5 }, px)), ("y", UserDataFiles.NpyI64(y)));
+        var ni = (ImageDataset)DataSource.Load("tensors:" + dir.File("i.npz"), new DataOptions { TestFraction = 0.25 }).Train;
+        Assert.True(ni.Store.IsOnDisk);
+        Assert.Equal(new ImageDataset("t", px, yi, 3, 4, 5, 3).Subset(ni.Rows!.ToArray()).Pixels, ni.Pixels);
+        Assert.Equal(3, Cached().Length);
+
+        // A non-finite value is refused naming the example, converted (no cache file left) or mapped.
+        x64[5 * 6 + 4] = double.NaN;
+        SafeTensors.Save(st, new Dictionary<string, Tensor> { ["X"] = torch.tensor(x64, new long[] { n, 2, 3 }), ["y"] = torch.tensor(y) });
+        var e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("tensors:" + st));
+        Assert.Contains($"{st}:X: example 5 holds a non-finite value", e.Message);
+        Assert.Equal(3, Cached().Length);
+        x[3 * 7 + 6] = float.PositiveInfinity;
+        File.WriteAllBytes(dir.File("X.npy"), UserDataFiles.NpyF32(x, n, 7));
+        e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load($"tensors:{dir.File("X.npy")},{dir.File("y.npy")}"));
+        Assert.Contains("example 3 holds a non-finite value", e.Message);
+        Assert.Contains("position 6", e.Message);
+    }
+
     // ---- csv ----
 
     [Fact]

@@ -95,6 +95,12 @@ public class TrakTests
         Assert.True(RelErr(scores, expected) < 1e-5, $"relative error {RelErr(scores, expected)}");
         Assert.All(trak.Diagnostics, d => Assert.Equal(KernelSolver.Cholesky, d.Solver));
         Assert.Equal(Oracles.Flat(selfInner / 2 * (qsum / 2)), trak.SelfInfluence(train), new ToleranceComparer(1e-8));
+        // Blocks taken in chunks of rows (kernel sums and self-influence): the same scores.
+        using (var chunked = new Trak(models, Identity with { Damping = lambda, ReferenceRescaling = referenceRescaling }) { RowChunk = 7 })
+        {
+            Assert.True(RelErr(chunked.PairwiseMatrix(queries, train), expected) < 1e-5);
+            Assert.Equal(Oracles.Flat(selfInner / 2 * (qsum / 2)), chunked.SelfInfluence(train), new ToleranceComparer(1e-8));
+        }
         // A single model is not the ensemble.
         using var single = new Trak(models.Take(1).ToList(), Identity with { Damping = lambda, ReferenceRescaling = referenceRescaling });
         Assert.True(RelErr(single.PairwiseMatrix(queries, train), expected) > 1e-3);

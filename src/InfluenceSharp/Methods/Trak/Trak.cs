@@ -70,9 +70,13 @@ public sealed class Trak : FeatureMethod
                 var sums = Enumerable.Range(0, m).Select(_ => torch.zeros(k, k, dtype: ScalarType.Float64, device: Device).DetachFromDisposeScope()).ToArray();
                 store.ForEach(blk =>
                 {
-                    using var scope = NewDisposeScope();
-                    var phi = blk.Features.to(Device).to(ScalarType.Float64);
-                    for (int i = 0; i < m; i++) AddGram(sums[i], phi.narrow(1, i * k, k));
+                    long n = blk.Features.shape[0];
+                    for (long r = 0; r < n; r += RowChunk)
+                    {
+                        using var scope = NewDisposeScope();
+                        var phi = blk.Features.narrow(0, r, Math.Min(RowChunk, n - r)).to(Device).to(ScalarType.Float64);
+                        for (int i = 0; i < m; i++) AddGram(sums[i], phi.narrow(1, i * k, k));
+                    }
                 }, Profiler);
                 store.SaveArtifact("kernels", Enumerable.Range(0, m).ToDictionary(i => $"kernel{i}", i => sums[i]));
                 return sums;
@@ -289,19 +293,32 @@ public sealed class Trak : FeatureMethod
     protected override Tensor IndexRows(FeatureBlock block) =>
         block.Features.to(Device) * block["q"].to(Device).mean(new long[] { 1 }).unsqueeze(1);
 
+    /// <summary>Rows of a block converted to float64 at a time: a whole 4,096-row block at k = 2,048
+    /// is 64 MB in float64, and its product with the inverse as much again, so the peak memory would
+    /// grow with the block (with the training set, up to the block size).</summary>
+    internal long RowChunk { get; init; } = 1024;
+
     protected override Tensor SelfBlock(FeatureBlock block)
     {
-        var phi = block.Features.to(Device).to(ScalarType.Float64);
+        var features = block.Features;
         int m = featurizer.ModelCount;
-        long k = featurizer.K;
-        Tensor total = torch.zeros(phi.shape[0], dtype: ScalarType.Float64, device: Device);
-        for (int i = 0; i < m; i++)
+        long k = featurizer.K, n = features.shape[0];
+        var total = torch.zeros(n, dtype: ScalarType.Float64, device: Device);
+        for (long r = 0; r < n; r += RowChunk)
         {
-            var p = phi.narrow(1, i * k, k);
-            total = total + (p.matmul(inverses![i]) * p).sum(1);
+            using var scope = NewDisposeScope();
+            long c = Math.Min(RowChunk, n - r);
+            var phi = features.narrow(0, r, c).to(Device).to(ScalarType.Float64);
+            var part = total.narrow(0, r, c);
+            for (int i = 0; i < m; i++)
+            {
+                var p = phi.narrow(1, i * k, k);
+                part.add_(p.matmul(inverses![i]).mul_(p).sum(1));
+            }
         }
         var qbar = block["q"].to(Device).to(ScalarType.Float64).mean(new long[] { 1 });
-        return total / m * qbar;
+        using var models = ((double)m).ToScalar();
+        return total.div_(models).mul_(qbar);
     }
 
     public override void Dispose()
