@@ -78,7 +78,7 @@ probe_random() {
 finetune() {
   export_data
   stage ft-train $I train --data "imagefolder:$DATA" --model resnet18 --pretrained imagenet --freeze "$FREEZE_FT" \
-    --epochs "$FT_EPOCHS" --batch-size 64 --drop-last --lr 0.01 --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" --out "$FT" --overwrite
+    --epochs "$FT_EPOCHS" --batch-size 64 --drop-last --lr 0.01 --cache-frozen-prefix --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" --out "$FT" --overwrite
 }
 
 scratch() {
