@@ -35,6 +35,7 @@ SCRATCH_METHODS=${SCRATCH_METHODS:-trak,ekfac-last,tracin-last}
 REMOVE_METHOD=${REMOVE_METHOD:-trak}
 REMOVE_K=${REMOVE_K:-500}        # 10% of the training set
 SEEDS=${SEEDS:-0 1 2 3 4 5 6 7}
+SEEDS_PER_RUN=${SEEDS_PER_RUN:-1}   # seeds per evaluate-remove invocation
 THREADS=${THREADS:-2}
 I=${INFLUENCE_CLI:-"dotnet $ROOT/src/InfluenceSharp.Cli/bin/Release/net10.0/influence.dll"}   # INFLUENCE_CLI: a pinned build
 DATA="$OUT/data"
@@ -95,10 +96,17 @@ detect() {
 }
 
 remove() {
-  for s in $SEEDS; do
-    [ -f "$FT/remove-seed$s/removal.json" ] && continue
-    stage "ft-remove-seed$s" $I evaluate remove --run "$FT" --methods "$REMOVE_METHOD" --remove-counts "$REMOVE_K" \
-      --seeds "$s" --query-count "$TEST" --out "$FT/remove-seed$s" --threads "$THREADS" || true
+  # SEEDS_PER_RUN seeds per invocation: the attribution's training features are stored in the run by the
+  # first and reused; retrainings go seed by seed and each is logged when it ends (OUT/logs/ft-remove-*.log),
+  # so the summary counts every whole seed of an interrupted invocation too.
+  local seeds=($SEEDS) i
+  for ((i = 0; i < ${#seeds[@]}; i += SEEDS_PER_RUN)); do
+    local group=("${seeds[@]:i:SEEDS_PER_RUN}")
+    local name="seed${group[0]}"; [ ${#group[@]} -gt 1 ] && name="seeds${group[0]}-${group[-1]}"
+    [ -f "$FT/remove-$name/removal.json" ] && continue
+    local list; list=$(IFS=,; echo "${group[*]}")
+    stage "ft-remove-$name" $I evaluate remove --run "$FT" --methods "$REMOVE_METHOD" --remove-counts "$REMOVE_K" \
+      --seeds "$list" --query-count "$TEST" --out "$FT/remove-$name" --threads "$THREADS" || true
   done
 }
 

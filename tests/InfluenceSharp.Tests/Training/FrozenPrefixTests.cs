@@ -60,14 +60,20 @@ public class FrozenPrefixTests
     {
         torch.manual_seed(Seed);
         using var model = (ResNet18)Spec.Create();
-        model.eval();
-        var x = torch.randn(3, 3, 32, 32, generator: new Generator(Seed));
-        using var _ = no_grad();
-        var full = model.forward(x);
-        int n = model.Stages.Count;
         Assert.Equal(new[] { "input", "stem", "layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1", "layer4.0", "layer4.1", "head" }, model.Stages.Select(s => s.Name));
-        for (int k = 0; k <= n; k++)
-            Assert.True(full.allclose(model.ForwardStages(model.ForwardStages(x, 0, k), k, n), 0, 0), $"split at {k}");
+        // The ImageNet network (asymmetric padding, layer4.2, the input transform) on grey images.
+        using var imagenet = ResNet18.ImageNet(1, 32, 32, 4);
+        Assert.Equal("layer4.2", imagenet.Stages[^2].Name);
+        foreach (var (m, channels) in new[] { (model, 3), (imagenet, 1) })
+        {
+            m.eval();
+            var x = torch.randn(3, channels, 32, 32, generator: new Generator(Seed));
+            using var _ = no_grad();
+            var full = m.forward(x);
+            int n = m.Stages.Count;
+            for (int k = 0; k <= n; k++)
+                Assert.True(full.allclose(m.ForwardStages(m.ForwardStages(x, 0, k), k, n), 0, 0), $"{m.StageSignature}: split at {k}");
+        }
     }
 
     [Fact]
