@@ -4,11 +4,14 @@
 # on Fashion-MNIST exported as an RGB image folder at 64x64, 10% of the training labels flipped by
 # `train --corrupt 0.1` (recorded in RUN/corruption.json):
 #   probe     frozen-backbone linear probe (only fc trained), ImageNet weights vs random weights
-#   finetune  fine-tune from ImageNet (FREEZE_FT frozen): test accuracy
+#   finetune  fine-tune from ImageNet (FREEZE_FT frozen, their outputs cached per image by
+#             --cache-frozen-prefix, which the run records, so every retraining below reads the cache): test accuracy
 #   scratch   the same network shape trained from scratch (torchvision's resnet18, all layers): test accuracy
 #   detect    detect-mislabeled on the fine-tuned run with METHODS (found at 10%/20%, AUC)
-#   remove    evaluate remove (most helpful / most harmful / random k for the test queries), one
-#             invocation per seed (OUT/finetune/run/remove-seedN), so that every finished seed counts
+#   remove    evaluate remove (most helpful / most harmful / random k for the test queries), SEEDS_PER_RUN
+#             seeds per invocation (OUT/finetune/run/remove-seedN or remove-seedsA-B); every retraining is
+#             logged as it ends, seed by seed, and the summary counts every whole seed in the logs, so that
+#             invocations may run in parallel and be stopped
 #   scratch-detect  detection on the from-scratch run with SCRATCH_METHODS
 #   summary   the tables of bench/README.md (mean and standard error of the removal deltas over seeds)
 #
