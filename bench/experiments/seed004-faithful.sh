@@ -4,11 +4,14 @@
 # on Fashion-MNIST exported as an RGB image folder at 64x64, 10% of the training labels flipped by
 # `train --corrupt 0.1` (recorded in RUN/corruption.json):
 #   probe     frozen-backbone linear probe (only fc trained), ImageNet weights vs random weights
-#   finetune  fine-tune from ImageNet (FREEZE_FT frozen): test accuracy
+#   finetune  fine-tune from ImageNet (FREEZE_FT frozen, their outputs cached per image by
+#             --cache-frozen-prefix, which the run records, so every retraining below reads the cache): test accuracy
 #   scratch   the same network shape trained from scratch (torchvision's resnet18, all layers): test accuracy
 #   detect    detect-mislabeled on the fine-tuned run with METHODS (found at 10%/20%, AUC)
-#   remove    evaluate remove (most helpful / most harmful / random k for the test queries), one
-#             invocation per seed (OUT/finetune/run/remove-seedN), so that every finished seed counts
+#   remove    evaluate remove (most helpful / most harmful / random k for the test queries), SEEDS_PER_RUN
+#             seeds per invocation (OUT/finetune/run/remove-seedN or remove-seedsA-B); every retraining is
+#             logged as it ends, seed by seed, and the summary counts every whole seed in the logs, so that
+#             invocations may run in parallel and be stopped
 #   scratch-detect  detection on the from-scratch run with SCRATCH_METHODS
 #   summary   the tables of bench/README.md (mean and standard error of the removal deltas over seeds)
 #
@@ -35,6 +38,7 @@ SCRATCH_METHODS=${SCRATCH_METHODS:-trak,ekfac-last,tracin-last}
 REMOVE_METHOD=${REMOVE_METHOD:-trak}
 REMOVE_K=${REMOVE_K:-500}        # 10% of the training set
 SEEDS=${SEEDS:-0 1 2 3 4 5 6 7}
+SEEDS_PER_RUN=${SEEDS_PER_RUN:-1}   # seeds per evaluate-remove invocation
 THREADS=${THREADS:-2}
 I=${INFLUENCE_CLI:-"dotnet $ROOT/src/InfluenceSharp.Cli/bin/Release/net10.0/influence.dll"}   # INFLUENCE_CLI: a pinned build
 DATA="$OUT/data"
@@ -78,7 +82,7 @@ probe_random() {
 finetune() {
   export_data
   stage ft-train $I train --data "imagefolder:$DATA" --model resnet18 --pretrained imagenet --freeze "$FREEZE_FT" \
-    --epochs "$FT_EPOCHS" --batch-size 64 --drop-last --lr 0.01 --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" --out "$FT" --overwrite
+    --epochs "$FT_EPOCHS" --batch-size 64 --drop-last --lr 0.01 --cache-frozen-prefix --corrupt 0.1 --corrupt-seed 4 --seed 0 --threads "$THREADS" --out "$FT" --overwrite
 }
 
 scratch() {
@@ -95,10 +99,17 @@ detect() {
 }
 
 remove() {
-  for s in $SEEDS; do
-    [ -f "$FT/remove-seed$s/removal.json" ] && continue
-    stage "ft-remove-seed$s" $I evaluate remove --run "$FT" --methods "$REMOVE_METHOD" --remove-counts "$REMOVE_K" \
-      --seeds "$s" --query-count "$TEST" --out "$FT/remove-seed$s" --threads "$THREADS" || true
+  # SEEDS_PER_RUN seeds per invocation: the attribution's training features are stored in the run by the
+  # first and reused; retrainings go seed by seed and each is logged when it ends (OUT/logs/ft-remove-*.log),
+  # so the summary counts every whole seed of an interrupted invocation too.
+  local seeds=($SEEDS) i
+  for ((i = 0; i < ${#seeds[@]}; i += SEEDS_PER_RUN)); do
+    local group=("${seeds[@]:i:SEEDS_PER_RUN}")
+    local name="seed${group[0]}"; [ ${#group[@]} -gt 1 ] && name="seeds${group[0]}-${group[-1]}"
+    [ -f "$FT/remove-$name/removal.json" ] && continue
+    local list; list=$(IFS=,; echo "${group[*]}")
+    stage "ft-remove-$name" $I evaluate remove --run "$FT" --methods "$REMOVE_METHOD" --remove-counts "$REMOVE_K" \
+      --seeds "$list" --query-count "$TEST" --out "$FT/remove-$name" --threads "$THREADS" || true
   done
 }
 

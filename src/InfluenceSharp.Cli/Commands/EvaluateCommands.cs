@@ -215,6 +215,7 @@ public static class EvaluateCommands
             {
                 kind = s.Kind.ToString().ToLowerInvariant(), k = s.K,
                 query_loss_change = s.QueryLossChange, query_accuracy_change = s.QueryAccuracyChange, test_accuracy_change = s.TestAccuracyChange,
+                per_seed = s.PerSeed,
             }).ToList(),
         });
         // What each setting removed, in removal order, with where each example came from.

@@ -31,6 +31,7 @@ public static class TrainCommand
         var seed = Opt.Int("--seed", "initialisation, shuffling and subset seed", 0, 0);
         var augment = Opt.Flag("--augment", "random crop + horizontal flip (CIFAR)");
         var dropLast = Opt.Flag("--drop-last", "skip each epoch's last, incomplete minibatch (PyTorch's drop_last; for BatchNorm networks, whose running statistics a batch of a few examples corrupts); retrainings (evaluate, curate) do the same");
+        var cachePrefix = Opt.Flag("--cache-frozen-prefix", "compute the frozen leading layers' outputs (--freeze from the input on) once per image, in a memory-mapped file beside the data's cache, and train only the rest: the same training up to float rounding; recorded, so retrainings (evaluate, curate) use it too (image data, resnet18 or resnet9, no --augment)");
         var corrupt = Opt.Double("--corrupt", "corrupt this fraction of the training labels (recorded in corruption.json)", 0, 0, max: 1);
         var corruptSeed = Opt.Int("--corrupt-seed", "seed of the label corruption", 0, 0);
         var overwrite = Opt.Flag("--overwrite", "replace the checkpoints (and results) of an earlier run in --out");
@@ -39,7 +40,7 @@ public static class TrainCommand
         var cmd = new Command("train", "train a model on a data set, a checkpoint every epoch (SGD with momentum and weight decay)")
         {
             outDir, data, model, widths, init, pretrained, freeze, trainCount, epochs, batchSize, lr, momentum, weightDecay, lbfgsTol, schedule, peakEpoch, seed, augment, dropLast,
-            corrupt, corruptSeed, overwrite, resume,
+            cachePrefix, corrupt, corruptSeed, overwrite, resume,
         };
         readers.AddTo(cmd);
         compute.AddTo(cmd);
@@ -66,7 +67,7 @@ public static class TrainCommand
                 Epochs = p.GetValue(epochs), BatchSize = p.GetValue(batchSize), LearningRate = p.GetValue(lr),
                 Momentum = p.GetValue(momentum), WeightDecay = p.GetValue(weightDecay), LbfgsTolerance = p.GetValue(lbfgsTol),
                 Schedule = p.GetValue(schedule) == "onecycle" ? LrSchedule.OneCycle : LrSchedule.Constant,
-                PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment), DropLast = p.GetValue(dropLast),
+                PeakEpoch = p.GetValue(peakEpoch), Seed = p.GetValue(seed), Augment = p.GetValue(augment), DropLast = p.GetValue(dropLast), CacheFrozenPrefix = p.GetValue(cachePrefix),
                 InitFile = p.GetValue(init),
                 Freeze = p.GetValue(freeze)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } f ? f : null,
             };
@@ -128,6 +129,8 @@ public static class TrainCommand
         if (existing == ExistingRun.Overwrite) Checkpoint.RefuseInputsDeletedByOverwrite(outDir, CommandSupport.DataInputs(dataSpec, readerOptions));
         var trainer = new Trainer(options, quiet ? null : new ConsoleProgress());
         var result = trainer.Train(spec, train, split.Test, outDir, record, split.Source, existing);
+        if (!quiet && trainer.LastPrefix is { } fp)
+            Console.Error.WriteLine($"frozen prefix: {fp.Split} stages cached per image [{string.Join("x", fp.RowShape)}] in {fp.Path}{(fp.Computed ? "" : " (was there)")}");
         if (split.Scaling is { } scaling) Json.WriteFile(Path.Combine(outDir, FeatureScaling.FileName), scaling);
         if (!quiet && trainer.LastLbfgs is { } lb)
             Console.Error.WriteLine($"L-BFGS: {lb.Iterations} iterations, objective {lb.Objective:G8}, gradient max-norm {lb.MaxGradient:G3}");

@@ -16,8 +16,9 @@ public sealed record Measurements(double[] Margin, double[] Loss, bool[] Correct
     public double MeanLoss => Loss.Average();
     public double Accuracy => Correct.Count(c => c) / (double)Correct.Length;
 
-    /// <summary>Evaluates a model (eval mode, no grad) on every example of a dataset.</summary>
-    public static Measurements Of(nn.Module<Tensor, Tensor> model, LabeledDataset data, int batchSize = 1000)
+    /// <summary>Evaluates a model (eval mode, no grad) on every example of a dataset; through
+    /// <paramref name="prefix"/>'s cached outputs of the model's frozen layers when it covers the data.</summary>
+    public static Measurements Of(nn.Module<Tensor, Tensor> model, LabeledDataset data, int batchSize = 1000, Training.FrozenPrefix? prefix = null)
     {
         bool wasTraining = model.training;
         model.eval();
@@ -33,7 +34,7 @@ public sealed record Measurements(double[] Margin, double[] Loss, bool[] Correct
                 using var scope = NewDisposeScope();
                 int len = Math.Min(batchSize, data.Count - b);
                 var idx = all.AsSpan(b, len);
-                var logits = model.forward(data.Inputs(idx, device)).to_type(ScalarType.Float64);
+                var logits = Training.FrozenPrefix.Logits(model, prefix, data, idx, device).to_type(ScalarType.Float64);
                 var y = data.Targets(idx, device);
                 if (logits.dim() == 3) { Sequences(logits, y, b, margin, loss, correct); continue; }
                 var own = logits.gather(1, y.unsqueeze(1)).squeeze(1);

@@ -113,37 +113,40 @@ public static class Removal
             throw new InfluenceSharpException($"removal: scores are [{string.Join(", ", scores.shape)}] but {queries.Count} queries and {train.Count} training examples need [{queries.Count}, {train.Count}]");
         var summed = SummedScores(scores);
         training = RetrainBudgets.For(training, train.Count, o.Budget);
-        var baseline = TrainAll(model, training, train, Array.Empty<int>(), queries, test, o.TrainSeeds, "baseline", log);
+        var sets = (from kind in o.Kinds from k in o.Ks select (Kind: kind, K: k, Removed: Set(kind, summed, k, o.RandomSeed))).ToList();
+        var baseline = new RemovalMetrics[o.TrainSeeds.Length];
+        var per = sets.Select(_ => new RemovalMetrics[o.TrainSeeds.Length]).ToList();
+        // Seed by seed (the baseline, then every setting): an interrupted experiment leaves whole seeds in its log.
+        for (int s = 0; s < o.TrainSeeds.Length; s++)
+        {
+            baseline[s] = TrainOne(model, training, train, Array.Empty<int>(), queries, test, o.TrainSeeds[s], "baseline", log);
+            for (int j = 0; j < sets.Count; j++)
+                per[j][s] = TrainOne(model, training, train, sets[j].Removed, queries, test, o.TrainSeeds[s], $"{sets[j].Kind} k={sets[j].K}", log);
+        }
         var settings = new List<RemovalSetting>();
-        foreach (var kind in o.Kinds)
-            foreach (int k in o.Ks)
-            {
-                var removed = Set(kind, summed, k, o.RandomSeed);
-                var per = TrainAll(model, training, train, removed, queries, test, o.TrainSeeds, $"{kind} k={k}", log);
-                MeanStd Change(Func<RemovalMetrics, double> f) => MeanStd.Of(per.Select((p, s) => f(p) - f(baseline[s])).ToArray());
-                settings.Add(new RemovalSetting(kind, k, removed, per,
-                    Change(m => m.QueryLoss), Change(m => m.QueryAccuracy), Change(m => m.TestAccuracy)));
-            }
+        for (int j = 0; j < sets.Count; j++)
+        {
+            var p = per[j];
+            MeanStd Change(Func<RemovalMetrics, double> f) => MeanStd.Of(p.Select((m, s) => f(m) - f(baseline[s])).ToArray());
+            settings.Add(new RemovalSetting(sets[j].Kind, sets[j].K, sets[j].Removed, p,
+                Change(m => m.QueryLoss), Change(m => m.QueryAccuracy), Change(m => m.TestAccuracy)));
+        }
         return new RemovalResult(o.TrainSeeds, baseline, settings);
     }
 
-    private static RemovalMetrics[] TrainAll(ModelSpec model, TrainOptions training, LabeledDataset train, int[] removed,
-        LabeledDataset queries, LabeledDataset test, int[] seeds, string label, Action<string>? log)
+    private static RemovalMetrics TrainOne(ModelSpec model, TrainOptions training, LabeledDataset train, int[] removed,
+        LabeledDataset queries, LabeledDataset test, int seed, string label, Action<string>? log)
     {
         var drop = new HashSet<int>(removed);
-        var kept = Enumerable.Range(0, train.Count).Where(i => !drop.Contains(i)).ToArray();
-        var data = removed.Length == 0 ? train : train.Subset(kept);
-        var result = new RemovalMetrics[seeds.Length];
-        for (int s = 0; s < seeds.Length; s++)
-        {
-            var sw = Stopwatch.StartNew();
-            using var m = new Trainer(training with { Seed = seeds[s] }).Train(model, data, null, null).Model;
-            var q = Measurements.Of(m, queries);
-            var t = Measurements.Of(m, test);
-            result[s] = new RemovalMetrics(q.MeanLoss, q.Accuracy, t.Accuracy);
-            log?.Invoke(string.Create(CultureInfo.InvariantCulture,
-                $"removal {label} seed {seeds[s]}: query loss {q.MeanLoss:F4} acc {q.Accuracy:P1}, test acc {t.Accuracy:P1} ({sw.Elapsed.TotalSeconds:F1}s)"));
-        }
-        return result;
+        var data = removed.Length == 0 ? train : train.Subset(Enumerable.Range(0, train.Count).Where(i => !drop.Contains(i)).ToArray());
+        var sw = Stopwatch.StartNew();
+        var trainer = new Trainer(training with { Seed = seed });
+        using var m = trainer.Train(model, data, null, null).Model;
+        // The queries and test images go through the frozen layers' cache too when they are images of its store.
+        var q = Measurements.Of(m, queries, prefix: trainer.LastPrefix);
+        var t = Measurements.Of(m, test, prefix: trainer.LastPrefix);
+        log?.Invoke(string.Create(CultureInfo.InvariantCulture,
+            $"removal {label} seed {seed}: query loss {q.MeanLoss:F6} acc {q.Accuracy:P2}, test acc {t.Accuracy:P2} ({sw.Elapsed.TotalSeconds:F1}s)"));
+        return new RemovalMetrics(q.MeanLoss, q.Accuracy, t.Accuracy);
     }
 }

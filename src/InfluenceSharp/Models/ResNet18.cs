@@ -14,7 +14,7 @@ namespace InfluenceSharp.Models;
 /// <c>.call</c> (forward hooks, which attribution relies on, fire only then). Any number of
 /// classes, 1 or 3 (or more) input channels, any input size (global average pooling).
 /// </summary>
-public sealed class ResNet18 : Module<Tensor, Tensor>
+public sealed class ResNet18 : Module<Tensor, Tensor>, IStagedModel
 {
     // Declared first: its buffers lead the state dict (input.scale, input.shift).
     private readonly ImageNetInput? input;
@@ -23,6 +23,9 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
     private readonly Sequential layer1, layer2, layer3, layer4;
     private readonly Linear fc;
     private readonly long[]? stemPad, poolPad;
+    private readonly Module<Tensor, Tensor>[] blocks;
+    private readonly (Sequential Layer, int First, int Count)[] layerSpans;   // stage index of each layer's first block
+    private readonly ModelStage[] stages;
 
     /// <param name="inChannels">Input channels (3 for RGB, 1 for grey).</param>
     /// <param name="numClasses">Outputs of the classifier head <c>fc</c>.</param>
@@ -50,6 +53,18 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
         fc = Linear(512, numClasses);
         if (cntkPadding) { stemPad = new long[] { 3, 2, 3, 2 }; poolPad = new long[] { 1, 0, 1, 0 }; }
         RegisterComponents();
+        var layers = new[] { ("layer1", layer1), ("layer2", layer2), ("layer3", layer3), ("layer4", layer4) };
+        blocks = layers.SelectMany(l => l.Item2.children().Cast<Module<Tensor, Tensor>>()).ToArray();
+        layerSpans = new (Sequential, int, int)[layers.Length];
+        for (int i = 0, first = 2; i < layers.Length; first += layerSpans[i].Count, i++) layerSpans[i] = (layers[i].Item2, first, layers[i].Item2.children().Count());
+        stages = new[] { new ModelStage("input", new[] { "input" }), new ModelStage("stem", new[] { "conv1", "bn1" }) }
+            .Concat(layers.SelectMany(l => Enumerable.Range(0, l.Item2.children().Count()).Select(b =>
+            {
+                string name = $"{l.Item1}.{b.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+                return new ModelStage(name, new[] { name });
+            })))
+            .Append(new ModelStage("head", new[] { "fc" })).ToArray();
+        StageSignature = $"resnet18(in {inChannels}, layer4 blocks {(cntkVariant ? 3 : 2)}, padding {(cntkPadding ? "cntk" : "torchvision")}, input transform {(input is null ? "none" : "imagenet")})";
         // torchvision's initialisation: He (fan-out) for convolutions, BatchNorm scale 1 and shift 0.
         using (no_grad())
             foreach (var (_, m) in named_modules())
@@ -73,20 +88,45 @@ public sealed class ResNet18 : Module<Tensor, Tensor>
             (b.ToString(System.Globalization.CultureInfo.InvariantCulture), (Module<Tensor, Tensor>)new BasicBlock(b == 0 ? cin : cout, cout, b == 0 ? stride : 1, cntkPadding))).ToArray());
 
     /// <summary>The 512 features after global average pooling (the input of <c>fc</c>).</summary>
-    public Tensor Features(Tensor x)
+    public Tensor Features(Tensor x) => Pool(ForwardStages(x, 0, stages.Length - 1));
+
+    static Tensor Pool(Tensor x) => functional.adaptive_avg_pool2d(x, new long[] { 1, 1 }).flatten(1);
+
+    /// <summary>Stages: the input transform ("input", the identity without one), the stem (conv1,
+    /// bn1, ReLU, max-pool), each residual block ("layer1.0" ... "layer4.1", or "layer4.2"), and the
+    /// head (pooling and fc).</summary>
+    public IReadOnlyList<ModelStage> Stages => stages;
+
+    public string StageSignature { get; }
+
+    public Tensor ForwardStages(Tensor x, int from, int to)
     {
-        if (input is not null) x = input.call(x);
-        // pad order for functional.pad: (left, right, top, bottom)
-        if (stemPad is not null) x = functional.pad(x, stemPad);
-        x = functional.relu(bn1.call(conv1.call(x)));
-        // Zero padding before the max-pool is exact here: its input is a ReLU output (≥ 0).
-        x = poolPad is not null ? functional.max_pool2d(functional.pad(x, poolPad), 3, 2)
-                                : functional.max_pool2d(x, 3, 2, 1);
-        x = layer4.call(layer3.call(layer2.call(layer1.call(x))));
-        return functional.adaptive_avg_pool2d(x, new long[] { 1, 1 }).flatten(1);
+        if (from < 0 || to > stages.Length || from > to) throw new ArgumentOutOfRangeException(nameof(from), $"stages [{from}, {to}) of {stages.Length}");
+        for (int s = from; s < to; s++)
+        {
+            if (s == 0) { if (input is not null) x = input.call(x); }
+            else if (s == 1)
+            {
+                // pad order for functional.pad: (left, right, top, bottom)
+                if (stemPad is not null) x = functional.pad(x, stemPad);
+                x = functional.relu(bn1.call(conv1.call(x)));
+                // Zero padding before the max-pool is exact here: its input is a ReLU output (≥ 0).
+                x = poolPad is not null ? functional.max_pool2d(functional.pad(x, poolPad), 3, 2)
+                                        : functional.max_pool2d(x, 3, 2, 1);
+            }
+            else if (s == stages.Length - 1) x = fc.call(Pool(x));
+            else if (Array.FindIndex(layerSpans, l => l.First == s && s + l.Count <= to) is var whole and >= 0)
+            {
+                // A whole layer runs through its Sequential, so that hooks on layerN fire as in torchvision.
+                x = layerSpans[whole].Layer.call(x);
+                s += layerSpans[whole].Count - 1;
+            }
+            else x = blocks[s - 2].call(x);
+        }
+        return x;
     }
 
-    public override Tensor forward(Tensor x) => fc.call(Features(x));
+    public override Tensor forward(Tensor x) => ForwardStages(x, 0, stages.Length);
 
     /// <summary>The fixed first step of the ImageNet network: x ↦ x · scale + shift per channel and
     /// pixel, after replicating a grey input to three channels. No parameters (nothing to train or to

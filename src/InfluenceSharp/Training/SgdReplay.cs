@@ -23,21 +23,27 @@ public sealed class SgdReplay : IDisposable
     private readonly double[]? weights;
     private readonly Sgd optimizer;
     private readonly WeightedBatchNorm? batchNorm;
+    private readonly FrozenPrefix? prefix;
 
     /// <param name="model">The model at the plan's step 0 (or at the step <see cref="Load"/> sets).</param>
     /// <param name="data">The training set the plan indexes.</param>
     /// <param name="plan">The steps to take.</param>
     /// <param name="exampleWeights">w per training example (null: all 1).</param>
-    public SgdReplay(nn.Module<Tensor, Tensor> model, LabeledDataset data, ReplayPlan plan, double[]? exampleWeights = null)
+    /// <param name="prefix">The model's frozen prefix's cached outputs for <paramref name="data"/>:
+    /// each step runs only the rest of the model on them. Null: the whole model on the inputs.</param>
+    public SgdReplay(nn.Module<Tensor, Tensor> model, LabeledDataset data, ReplayPlan plan, double[]? exampleWeights = null, FrozenPrefix? prefix = null)
     {
         if (data.Count != plan.TrainCount) throw new InfluenceSharpException($"replay: the plan is for {plan.TrainCount} training examples, the data has {data.Count}");
         if (exampleWeights is not null && exampleWeights.Length != data.Count)
             throw new InfluenceSharpException($"example weights: {exampleWeights.Length} weights for {data.Count} training examples");
         if (exampleWeights?.Any(w => !double.IsFinite(w)) == true) throw new InfluenceSharpException("example weights: not all finite");
-        this.model = model; this.data = data; Plan = plan; weights = exampleWeights;
+        if (prefix is not null && plan.Options.Augment) throw new InfluenceSharpException("--cache-frozen-prefix: not with --augment");
+        if (prefix is not null && !prefix.Covers(data)) throw new InfluenceSharpException($"--cache-frozen-prefix: the training data ({data.Name}) are not images of the cache's store");
+        this.model = model; this.data = data; Plan = plan; weights = exampleWeights; this.prefix = prefix;
         Trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         if (Trainable.Count == 0) throw new InfluenceSharpException("replay: the model has no trainable parameter");
         Dtype = Trainable[0].parameter.dtype;
+        if (prefix is not null && Dtype != ScalarType.Float32) throw new InfluenceSharpException($"--cache-frozen-prefix: the model is {Dtype}; the cache is float32");
         optimizer = new Sgd(Trainable.Select(p => p.parameter), plan.Momentum, plan.WeightDecay);
         batchNorm = exampleWeights is null ? null : WeightedBatchNorm.Attach(model);
     }
@@ -63,21 +69,21 @@ public sealed class SgdReplay : IDisposable
         model.train();
         InitWeights.FrozenBatchNormToEval(model);
         var idx = Plan.Batch(t);
-        var x = Plan.Inputs(data, t, Dtype);
+        var x = prefix is null ? Plan.Inputs(data, t, Dtype) : prefix.Inputs(data, idx);
         var y = data.Targets(idx);
         optimizer.ZeroGrad();
         Tensor logits, loss;
         var w = BatchWeights(idx);
         if (w is null)
         {
-            logits = model.forward(x);
+            logits = Forward(x);
             loss = GptObjective.MeanLoss(logits, y);
         }
         else
         {
             var wt = torch.tensor(w).to_type(Dtype);
             if (batchNorm is not null) batchNorm.Weights = wt;
-            try { logits = model.forward(x); }
+            try { logits = Forward(x); }
             finally { if (batchNorm is not null) batchNorm.Weights = null; }
             loss = GptObjective.WeightedLoss(logits, y, wt);
         }
@@ -90,6 +96,8 @@ public sealed class SgdReplay : IDisposable
         long correct = GptObjective.Correct(logits, y);
         return new StepOutcome(l, correct, idx.Length);
     }
+
+    Tensor Forward(Tensor x) => prefix is null ? model.forward(x) : prefix.Suffix(x);
 
     /// <summary>Marks steps before <paramref name="step"/> as taken (the caller has set the model's
     /// weights and the momentum buffers to those after them: a resumed run).</summary>

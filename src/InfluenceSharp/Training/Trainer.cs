@@ -53,6 +53,13 @@ public sealed record TrainOptions
     /// retrain a subset with the full set's step budget (<see cref="RetrainBudgets"/>); with
     /// TotalSteps = Epochs × steps per epoch it trains exactly as without it.</summary>
     public long? TotalSteps { get; init; }
+    /// <summary>Compute the outputs of the frozen leading layers once per image and train only the
+    /// rest (<see cref="FrozenPrefix"/>): the same training up to float rounding, at the cost of the
+    /// trained layers alone. Recorded in the run, so its retrainings (evaluate, curate) use it too.
+    /// Image data, a model that splits into stages (resnet18, Sequential models), no augmentation.
+    /// Not written when false (runs recorded before it read the same).</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
+    public bool CacheFrozenPrefix { get; init; }
 
     /// <summary>Optimiser steps per epoch over n examples (complete batches only with <see cref="DropLast"/>).</summary>
     public long StepsPerEpoch(int n) => DropLast ? n / BatchSize : (n + BatchSize - 1) / BatchSize;
@@ -108,6 +115,9 @@ public sealed class Trainer
     /// <see cref="TrainOptions.LbfgsTolerance"/> is set.</summary>
     public LbfgsResult? LastLbfgs { get; private set; }
 
+    /// <summary>The frozen-prefix cache the last training read (<see cref="TrainOptions.CacheFrozenPrefix"/>), or null.</summary>
+    public FrozenPrefix? LastPrefix { get; private set; }
+
     /// <summary>Trains a fresh model of <paramref name="spec"/> (seeded by the options).</summary>
     /// <param name="spec">The architecture.</param>
     /// <param name="train">The training set.</param>
@@ -136,7 +146,9 @@ public sealed class Trainer
         var (model, initSkipped) = CreateModel(spec, ref o);
         using var runLock = runDir is null ? null : DirectoryLock.Acquire(runDir, "training run");
         var plan = o.LbfgsTolerance is null ? ReplayPlan.For(o, train.Count) : null;
-        using var replay = plan is null ? null : new SgdReplay(model, train, plan, exampleWeights);
+        var prefix = o.CacheFrozenPrefix ? FrozenPrefix.Open(model, train, null, Progress) : null;
+        LastPrefix = prefix;
+        using var replay = plan is null ? null : new SgdReplay(model, train, plan, exampleWeights, prefix);
         var run = new RunProgress(spec, o, train.Fingerprint(), plan?.Epochs ?? 1, initSkipped, corruption, dataSource);
         if (runDir is not null) OpenRunDirectory(runDir, run, model, train, replay, existing);
         for (int epoch = run.FirstEpoch; epoch <= run.Epochs; epoch++)
@@ -145,7 +157,7 @@ public sealed class Trainer
             using var bar = ProgressReporter.Start(Progress, $"epoch {epoch}/{run.Epochs}", plan?.UsedPerEpoch ?? train.Count, "ex");
             var (lossSum, lrSum, correct, seen) = replay is null ? LbfgsEpoch(model, train, o, bar, run) : SgdEpoch(replay, epoch, bar);
             run.Step = replay?.Step ?? run.Step;
-            var (testLoss, testAcc) = test is null ? (double.NaN, double.NaN) : Evaluate(model, test);
+            var (testLoss, testAcc) = test is null ? (double.NaN, double.NaN) : Evaluate(model, test, prefix: prefix);
             var m = new EpochMetrics(lossSum / seen, (double)correct / seen, testLoss, testAcc, sw.Elapsed.TotalSeconds);
             run.History.Add(m);
             bar?.Complete($"train loss {m.TrainLoss:F4} acc {100 * m.TrainAccuracy:F2}%"
@@ -169,6 +181,7 @@ public sealed class Trainer
             if (o.Augment) throw new InfluenceSharpException("--lbfgs-tol: not with --augment (full-batch L-BFGS minimises a fixed objective)");
             o = o with { Epochs = 1, TotalSteps = null };
         }
+        FrozenPrefix.CheckOptions(o);
         if (o.TotalSteps is { } tsCheck && tsCheck < 1) throw new InfluenceSharpException($"total steps {tsCheck}: must be at least 1");
         return o;
     }
@@ -349,8 +362,9 @@ public sealed class Trainer
             if (file.Tensors.TryGetValue("momentum." + names[i], out var t)) opt.SetBuffer(i, t);
     }
 
-    /// <summary>Mean cross-entropy and accuracy of a model on a dataset (eval mode, no grad).</summary>
-    public static (double Loss, double Accuracy) Evaluate(nn.Module<Tensor, Tensor> model, LabeledDataset data, int batchSize = 1000)
+    /// <summary>Mean cross-entropy and accuracy of a model on a dataset (eval mode, no grad); through
+    /// <paramref name="prefix"/>'s cached outputs when it covers the data.</summary>
+    public static (double Loss, double Accuracy) Evaluate(nn.Module<Tensor, Tensor> model, LabeledDataset data, int batchSize = 1000, FrozenPrefix? prefix = null)
     {
         bool wasTraining = model.training;
         model.eval();
@@ -362,7 +376,7 @@ public sealed class Trainer
             {
                 using var scope = NewDisposeScope();
                 var idx = all.AsSpan(b, Math.Min(batchSize, data.Count - b));
-                var logits = model.forward(data.Inputs(idx));
+                var logits = FrozenPrefix.Logits(model, prefix, data, idx);
                 var y = data.Targets(idx);
                 lossSum += GptObjective.MeanLoss(logits, y).item<float>() * y.shape[0];
                 correct += GptObjective.Correct(logits, y);
