@@ -136,7 +136,8 @@ public static class EvaluateCommands
         // Results accumulate across invocations (one row per method and target).
         rows.RemoveAll(r => results.ContainsKey(r.Method) && r.Target == target);
         rows.AddRange(results.Select(kv => new LdsRow(kv.Key, kv.Value.Mean, kv.Value.StandardError, kv.Value.Subsets, queries.Count, target,
-            options.Alpha, run.Data.Train.Count, kv.Value.UndefinedQueries) { Retrain = options.Retrain == LdsRetrain.SameOrder ? "same-order" : "seeds" }));
+            options.Alpha, run.Data.Train.Count, kv.Value.UndefinedQueries)
+        { Retrain = options.Retrain == LdsRetrain.SameOrder ? "same-order" : "seeds", PerQuery = kv.Value.PerQuery }));
         Json.WriteFile(resultsPath, rows);
         return results;
     }
@@ -146,6 +147,10 @@ public static class EvaluateCommands
     {
         /// <summary>The retraining protocol: seeds or same-order (null in results written before it was recorded).</summary>
         public string? Retrain { get; init; }
+        /// <summary>Each query's Spearman correlation, in query order (NaN where undefined; null in results written before it was
+        /// recorded): for paired differences between methods and for splitting the queries (e.g. choosing a
+        /// damping on some queries and reporting the others).</summary>
+        public double[]? PerQuery { get; init; }
     }
 
     static Command RemoveCommand()

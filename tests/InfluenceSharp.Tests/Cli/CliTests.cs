@@ -80,6 +80,13 @@ public class CliTests
         Assert.True(r.Code == 0, r.Err);
         var lds = File.ReadAllText(Path.Combine(run, "lds", "lds-results.json"));
         Assert.Contains("\"kfac\"", lds); Assert.Contains("\"tracin\"", lds);
+        // Each row keeps its per-query correlations, whose mean is the LDS (an undefined one, NaN, counts as 0).
+        foreach (var row in System.Text.Json.JsonDocument.Parse(lds).RootElement.EnumerateArray())
+        {
+            var perQuery = row.GetProperty("per_query").EnumerateArray().Select(v => v.ValueKind == System.Text.Json.JsonValueKind.Number ? v.GetDouble() : 0).ToArray();
+            Assert.Equal(10, perQuery.Length);
+            Assert.Equal(row.GetProperty("lds").GetDouble(), perQuery.Average(), 12);
+        }
         r = Run("evaluate", "remove", "--run", run, "--method", "kfac", "--remove-counts", "20", "--seeds", "0,1", "--query-count", "5", "--epochs", "1");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("Helpful", r.Out);

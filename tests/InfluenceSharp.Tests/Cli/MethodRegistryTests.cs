@@ -122,6 +122,31 @@ public class MethodRegistryTests : IClassFixture<ConvergedRunFixture>
     }
 
     [Fact]
+    public void AstraNeumannStepChoosesAstrasOwnIteration()
+    {
+        var run = Run.Open(fx.Run);
+        var pcg = (InfluenceSharp.Methods.Astra.EkfacAstra)AttributionMethods.Create("ekfac-astra", run, new MethodSettings { UseStore = false });
+        Assert.Equal(InfluenceSharp.Methods.Astra.AstraIteration.Pcg, pcg.Options.Iteration);
+        var settings = new MethodSettings { UseStore = false }.WithParameter("astra-steps", "3").WithParameter("astra-neumann-step", "0.05");
+        var astra = (InfluenceSharp.Methods.Astra.EkfacAstra)AttributionMethods.Create("ekfac-astra", run, settings);
+        Assert.Equal(InfluenceSharp.Methods.Astra.AstraIteration.Neumann, astra.Options.Iteration);
+        // x0 = η M⁻¹b, then x ← x + η M⁻¹(b − (C + λI)x) three times, written out by hand (η small: on this
+        // run M⁻¹(C + λI) has eigenvalues far above 2, where η = 0.5 diverges).
+        var gen = new TorchSharp.torch.Generator((ulong)TestSeed.For());
+        var b = TorchSharp.torch.randn(new long[] { 2, astra.Curvature.NumParams }, dtype: ScalarType.Float64, generator: gen);
+        double lambda = astra.Options.System.Damping;
+        var x = astra.Precondition(b) * 0.05;
+        for (int k = 0; k < 3; k++) x = x + 0.05 * astra.Precondition(b - astra.Curvature.Apply(x) - lambda * x);
+        var actual = astra.InverseHvp(b);
+        double err = (actual - x).norm().item<double>() / x.norm().item<double>();
+        Assert.True(err < 1e-10, $"--astra-neumann-step 0.05: relative error {err:G3} against the hand-written iteration");
+        Assert.Equal(3, astra.LastReport!.Steps);
+        var r = CliRunner.Run("scores", "pairwise", "--run", fx.Run, "--methods", "ekfac-astra", "--astra-neumann-step", "-1", "--query-count", "2", "--quiet");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--astra-neumann-step", r.Err);
+    }
+
+    [Fact]
     public void ManifestsUseTheCommandLineNamesAndOlderNamesStillLoad()
     {
         using var dir = new TempDir();

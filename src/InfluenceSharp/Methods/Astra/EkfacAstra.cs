@@ -206,7 +206,7 @@ public sealed class EkfacAstra : IAttributionMethod, IWeightedQueryAttribution, 
             double worst = rel.Length == 0 ? 0 : rel.Max();
             if (it == 0) first = worst;
             if (!double.IsFinite(worst) || worst > 10 * Math.Max(first, 1e-300))
-                throw new InfluenceSharpException($"ekfac-astra: the Neumann steps diverged at step {it} (residual {worst:G3}, EK-FAC's {first:G3}): the step {eta} is too large for this preconditioner; use a smaller --astra-step or --astra-iteration pcg");
+                throw new InfluenceSharpException($"ekfac-astra: the Neumann steps diverged at step {it} (residual {worst:G3}, EK-FAC's {first:G3}): the step {eta} is too large for this preconditioner; use a smaller --astra-neumann-step, or 0 (preconditioned CG)");
             if (worst <= tol) break;
             x.add_(mInv(r), alpha: etaS);
             progress?.Update(it + 1, $"max residual {worst:G3}");

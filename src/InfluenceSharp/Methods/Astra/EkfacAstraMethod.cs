@@ -12,12 +12,18 @@ public sealed class EkfacAstraMethod : MethodDescriptor
         "ekfac-astra: preconditioned CG steps on the true system after the EK-FAC solution (0 = EK-FAC alone)",
         new AstraOptions().Steps.ToString(CultureInfo.InvariantCulture), MethodParameterKind.Int, Min: 0);
 
+    /// <summary>0 = PCG; a positive step = ASTRA's own iteration (preconditioned Neumann/Richardson
+    /// steps), the paper's configuration at 1.</summary>
+    public static readonly MethodParameter NeumannStep = new("astra-neumann-step",
+        "ekfac-astra: 0 = preconditioned CG; X > 0 = ASTRA's preconditioned Neumann steps x <- x + X M^-1 (b - (H + lambda I) x) (the paper's: 1)",
+        "0", MethodParameterKind.Double, Min: 0);
+
     public override string Name => "ekfac-astra";
     public override int Order => 95;
     public override MethodOption Uses =>
         MethodOption.Measure | MethodOption.Damping | MethodOption.Layers | MethodOption.TrainBatchSize | MethodOption.Seed
         | MethodOption.Fisher | MethodOption.Hessian | MethodOption.L2;
-    public override IReadOnlyList<MethodParameter> Parameters => new[] { Steps };
+    public override IReadOnlyList<MethodParameter> Parameters => new[] { Steps, NeumannStep };
     /// <summary>λ when none is given and the run was not trained to convergence: on the SGD-trained
     /// Mlp (bench/README.md) 5 steps at 1e-2 raised the LDS over EK-FAC, at 1e-3 they lowered it.</summary>
     public const double DefaultDamping = 1e-2;
@@ -39,6 +45,12 @@ public sealed class EkfacAstraMethod : MethodDescriptor
             Damping = damping, L2 = l2, Hessian = h.HessianGiven ? h.Hessian : HessianKind.GaussNewton, Layers = s.Layers,
             TrainBatchSize = s.TrainBatchSize, Seed = s.Seed, Progress = context.Progress,
         };
-        return new EkfacAstra(model, task, run.Data.Train, factors, new AstraOptions { System = system, Steps = s.ParameterInt(Steps) }, context.Profiler);
+        double eta = s.ParameterDouble(NeumannStep);
+        var options = new AstraOptions
+        {
+            System = system, Steps = s.ParameterInt(Steps),
+            Iteration = eta > 0 ? AstraIteration.Neumann : AstraIteration.Pcg, NeumannStep = eta > 0 ? eta : 1.0,
+        };
+        return new EkfacAstra(model, task, run.Data.Train, factors, options, context.Profiler);
     }
 }
