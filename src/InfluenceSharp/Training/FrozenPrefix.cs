@@ -18,12 +18,12 @@ namespace InfluenceSharp.Training;
 /// Exact up to float rounding: a frozen stage's BatchNorms are in eval mode during training
 /// (<see cref="InitWeights.FrozenBatchNormToEval"/>) and without augmentation its output for an
 /// example is a fixed function of the image.
-/// <para>The outputs live in a float32 file [images of the store, ...] read through a memory mapping
-/// (<see cref="MappedPixelStore"/>), one row per image of the data's <see cref="PixelStore"/>: every
+/// <para>The outputs live in a float32 file [images of the store, ...] read from disk row by row
+/// (<see cref="FilePixelStore"/>), one row per image of the data's <see cref="PixelStore"/>: every
 /// subset of the same images (a split, a removal, an LDS subset) reads the rows of its own images
 /// (<see cref="ImageDataset.Row"/>). The file's name is a hash of the frozen stages' weights and
 /// buffers, what the stages compute, the split point and the store's pixels; it goes next to a
-/// memory-mapped store's file (an image folder's decode cache), or, for data in memory or in a
+/// store file on disk (an image folder's decode cache), or, for data in memory or in a
 /// directory that cannot be written, under the user's local application data.</para>
 /// </summary>
 public sealed class FrozenPrefix
@@ -32,11 +32,11 @@ public sealed class FrozenPrefix
     const string Option = "--cache-frozen-prefix";
 
     readonly IStagedModel staged;
-    readonly MappedPixelStore rows;
+    readonly FilePixelStore rows;
     readonly long[] rowShape;
     readonly int rowFloats;
 
-    FrozenPrefix(IStagedModel staged, int split, ImageDataset data, string path, MappedPixelStore rows, long[] rowShape, bool computed)
+    FrozenPrefix(IStagedModel staged, int split, ImageDataset data, string path, FilePixelStore rows, long[] rowShape, bool computed)
     {
         this.staged = staged; Split = split; Store = data.Store; Channels = data.Channels; Height = data.Height; Width = data.Width;
         Path = path; this.rows = rows; this.rowShape = rowShape; Computed = computed;
@@ -191,7 +191,7 @@ public sealed class FrozenPrefix
 
     static string DirectoryFor(PixelStore store)
     {
-        if (store is MappedPixelStore m && System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(m.Path)) is { } dir && Writable(dir)) return dir;
+        if (store is FilePixelStore m && System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(m.Path)) is { } dir && Writable(dir)) return dir;
         string local = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.DoNotVerify);
         if (local.Length == 0) local = System.IO.Path.GetTempPath();
         return System.IO.Path.Combine(local, "influencesharp", "prefix-cache");
@@ -263,7 +263,7 @@ public sealed class FrozenPrefix
 
     /// <summary>Maps an existing cache file after checking its header; null when absent or not a
     /// complete cache of <paramref name="count"/> images (it is then computed again).</summary>
-    static (MappedPixelStore Rows, long[] Shape)? TryOpen(string path, long count)
+    static (FilePixelStore Rows, long[] Shape)? TryOpen(string path, long count)
     {
         if (!File.Exists(path)) return null;
         try
@@ -289,7 +289,7 @@ public sealed class FrozenPrefix
             long rowBytes = shape.Skip(1).Aggregate(1L, (a, b) => a * b) * 4;
             long offset = 8 + json.Length;
             if (offset + count * rowBytes != length) return null;
-            return (new MappedPixelStore(path, offset, rowBytes, checked((int)rowBytes), count), shape.Skip(1).ToArray());
+            return (new FilePixelStore(path, offset, rowBytes, checked((int)rowBytes), count), shape.Skip(1).ToArray());
         }
         catch (Exception e) when (e is IOException or JsonException or InvalidOperationException or KeyNotFoundException or FormatException)
         {

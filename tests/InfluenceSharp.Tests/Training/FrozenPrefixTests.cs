@@ -30,7 +30,7 @@ public class FrozenPrefixTests
         rng.NextBytes(px);
         string path = Path.Combine(dir, "pixels.u8");
         File.WriteAllBytes(path, px);
-        var store = new MappedPixelStore(path, 0, size, size, n);
+        var store = new FilePixelStore(path, 0, size, size, n);
         var labels = Enumerable.Range(0, n).Select(_ => rng.Next(4)).ToArray();
         var all = new ImageDataset("random", store, null, labels, 3, 32, 32, 4);
         var order = Enumerable.Range(0, n).ToArray();
