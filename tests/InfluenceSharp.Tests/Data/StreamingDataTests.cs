@@ -35,7 +35,7 @@ public class StreamingDataTests
         Assert.True(TensorAssert.BitEqual(a, b));
         Assert.NotEqual(0, a.abs().sum().item<float>());
 
-        // The fingerprint of a mapped view equals that of the same pixels in one array.
+        // The fingerprint of a view of the file equals that of the same pixels in one array.
         var copy = new ImageDataset("copy", sub.Pixels, sub.Labels, sub.Channels, sub.Height, sub.Width, sub.NumClasses);
         Assert.Equal(copy.Fingerprint(), sub.Fingerprint());
         Assert.Equal(copy.Pixels, sub.Pixels);

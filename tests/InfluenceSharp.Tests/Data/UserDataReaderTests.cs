@@ -207,7 +207,7 @@ public class UserDataReaderTests
     }
 
     [Fact]
-    public void TensorsAreMappedWhereTheyLieOrDecodedOnceIntoTheCacheWithTheSameValues()
+    public void TensorsAreReadWhereTheyLieOrDecodedOnceIntoTheCacheWithTheSameValues()
     {
         using var dir = new TempDir();
         var rng = TestSeed.Random();
@@ -218,7 +218,7 @@ public class UserDataReaderTests
         string cache = Path.Combine(dir.Path, ImageFolderReader.CacheDirName);
         string[] Cached() => Directory.Exists(cache) ? Directory.GetFiles(cache, "tensors-*") : Array.Empty<string>();
 
-        // uint8 images [N, 3, 4, 5] in an .npy file: mapped where they lie; the split is a view.
+        // uint8 images [N, 3, 4, 5] in an .npy file: read where they lie; the split is a view.
         var px = new byte[n * 60];
         rng.NextBytes(px);
         File.WriteAllBytes(dir.File("img.npy"), UserDataFiles.Npy("|u1", new long[] { n, 3, 4, 5 }, px));
@@ -229,7 +229,7 @@ public class UserDataReaderTests
         Assert.Equal(inMemory.Pixels, it.Pixels);
         Assert.Equal(inMemory.Fingerprint(), it.Fingerprint());
 
-        // float32 [N, 7] in an .npy file: mapped where it lies, the same values and fingerprint as in memory.
+        // float32 [N, 7] in an .npy file: read where it lies, the same values and fingerprint as in memory.
         var x = Enumerable.Range(0, n * 7).Select(_ => (float)(rng.NextDouble() * 20 - 10)).ToArray();
         File.WriteAllBytes(dir.File("X.npy"), UserDataFiles.NpyF32(x, n, 7));
         var flat = DataSource.Load($"tensors:{dir.File("X.npy")},{dir.File("y.npy")}", new DataOptions { TestFraction = 0.25 });
@@ -241,7 +241,7 @@ public class UserDataReaderTests
         using (var a = fm.Inputs(new[] { 2, 0 })) using (var b = ft.Inputs(new[] { 2, 0 })) Assert.Equal(a.data<float>().ToArray(), b.data<float>().ToArray());
         Assert.Empty(Cached());
 
-        // float64 [N, 2, 3] in a .safetensors file: converted to float32 once into the cache, then mapped.
+        // float64 [N, 2, 3] in a .safetensors file: converted to float32 once into the cache, then read from there.
         var x64 = Enumerable.Range(0, n * 6).Select(_ => rng.NextDouble() * 200 - 100).ToArray();
         string st = dir.File("d.safetensors");
         SafeTensors.Save(st, new Dictionary<string, Tensor> { ["X"] = torch.tensor(x64, new long[] { n, 2, 3 }), ["y"] = torch.tensor(y) });
@@ -267,7 +267,7 @@ public class UserDataReaderTests
         Assert.Equal(new ImageDataset("t", px, yi, 3, 4, 5, 3).Subset(ni.Rows!.ToArray()).Pixels, ni.Pixels);
         Assert.Equal(3, Cached().Length);
 
-        // A non-finite value is refused naming the example, converted (no cache file left) or mapped.
+        // A non-finite value is refused naming the example, converted (no cache file left) or read in place.
         x64[5 * 6 + 4] = double.NaN;
         SafeTensors.Save(st, new Dictionary<string, Tensor> { ["X"] = torch.tensor(x64, new long[] { n, 2, 3 }), ["y"] = torch.tensor(y) });
         var e = Assert.Throws<InfluenceSharpException>(() => DataSource.Load("tensors:" + st));
