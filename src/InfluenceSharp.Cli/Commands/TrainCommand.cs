@@ -31,7 +31,7 @@ public static class TrainCommand
         var seed = Opt.Int("--seed", "initialisation, shuffling and subset seed", 0, 0);
         var augment = Opt.Flag("--augment", "random crop + horizontal flip (CIFAR)");
         var dropLast = Opt.Flag("--drop-last", "skip each epoch's last, incomplete minibatch (PyTorch's drop_last; for BatchNorm networks, whose running statistics a batch of a few examples corrupts); retrainings (evaluate, curate) do the same");
-        var cachePrefix = Opt.Flag("--cache-frozen-prefix", "compute the frozen leading layers' outputs (--freeze from the input on) once per image, in a memory-mapped file beside the data's cache, and train only the rest: the same training up to float rounding; recorded, so retrainings (evaluate, curate) use it too (image data, resnet18 or resnet9, no --augment)");
+        var cachePrefix = Opt.Flag("--cache-frozen-prefix", "compute the frozen leading layers' outputs (--freeze from the input on) once per image, in a file beside the data's cache, and train only the rest: the same training up to float rounding; recorded, so retrainings (evaluate, curate) use it too (image data, resnet18 or resnet9, no --augment)");
         var corrupt = Opt.Double("--corrupt", "corrupt this fraction of the training labels (recorded in corruption.json)", 0, 0, max: 1);
         var corruptSeed = Opt.Int("--corrupt-seed", "seed of the label corruption", 0, 0);
         var overwrite = Opt.Flag("--overwrite", "replace the checkpoints (and results) of an earlier run in --out");
