@@ -21,6 +21,9 @@ def read(path):
 print("| stage | wall s | peak RSS MiB | exit |\n|---|---:|---:|---:|")
 for line in read(os.path.join(out, "stages.tsv")).splitlines():
     name, secs, mib, rc = line.split("\t")
+    if not secs:  # stopped (killed) before GNU time could report
+        print(f"| {name} | stopped | - | {rc} |")
+        continue
     print(f"| {name} | {float(secs):.0f} | {int(mib):,} | {rc} |")
 print()
 
