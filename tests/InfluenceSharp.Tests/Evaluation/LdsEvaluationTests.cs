@@ -26,11 +26,19 @@ public class LdsEvaluationTests
 
         var margin = new LdsEvaluation(run, QueryMeasurement.Margin);
         margin.Add("m", scores);
-        Assert.Equal(new[] { "ceiling (seed 0 vs 1)", "ceiling (seed 0 vs mean of 2)", "m", "m (seed-0 targets)" }, margin.Results.Keys);
+        Assert.Equal(new[] { "ceiling (seed 0 vs 1)", "ceiling (seed 0 vs mean of 2)", "ceiling (3-seed targets, split-half estimate)", "m", "m (seed-0 targets)" },
+            margin.Results.Keys);
         Assert.Equal(Lds.Agreement(reps[0].Margins, reps[1].Margins).PerQuery, margin.Results["ceiling (seed 0 vs 1)"].PerQuery);
         var others = new double[4, 10];
         for (int j = 0; j < 4; j++) for (int q = 0; q < 10; q++) others[j, q] = reps[1].Margins[j, q] / 2 + reps[2].Margins[j, q] / 2;
         Assert.Equal(Lds.Agreement(reps[0].Margins, others).Mean, margin.Results["ceiling (seed 0 vs mean of 2)"].Mean, 12);
+        // Three seeds: halves of one seed each (seed 0 against seed 1), stepped up threefold by
+        // Spearman-Brown, square-rooted; a negative agreement gives 0.
+        var halves = Lds.Agreement(reps[0].Margins, reps[1].Margins).PerQuery;
+        var estimate = margin.Results["ceiling (3-seed targets, split-half estimate)"].PerQuery;
+        for (int q = 0; q < 10; q++)
+            if (double.IsNaN(halves[q])) Assert.True(double.IsNaN(estimate[q]));
+            else Assert.Equal(halves[q] > 0 ? Math.Sqrt(3 * halves[q] / (1 + 2 * halves[q])) : 0, estimate[q], 12);
         Assert.Equal(Lds.Score(scores, mean.Masks, mean.Margins).PerQuery, margin.Results["m"].PerQuery);
         Assert.Equal(Lds.Score(scores, mean.Masks, reps[0].Margins).PerQuery, margin.Results["m (seed-0 targets)"].PerQuery);
 
