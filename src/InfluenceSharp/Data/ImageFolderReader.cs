@@ -332,13 +332,7 @@ public static class ImageFolderReader
             ["__metadata__"] = new Dictionary<string, string> { ["format"] = CacheFormat, ["images"] = n.ToString(CultureInfo.InvariantCulture) },
             ["pixels"] = new Dictionary<string, object> { ["dtype"] = "U8", ["shape"] = new long[] { n, c, h, w }, ["data_offsets"] = new[] { 0L, (long)n * one } },
         };
-        byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
-        int padded = (json.Length + 7) / 8 * 8;
-        Span<byte> len = stackalloc byte[8];
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
-        s.Write(len);
-        s.Write(json);
-        for (int i = json.Length; i < padded; i++) s.WriteByte((byte)' ');
+        Formats.SafeTensors.WriteHeader(s, header);
 
         int per = Math.Clamp((32 << 20) / one, 4 * Environment.ProcessorCount, 4096);
         var block = new byte[(long)Math.Min(per, n) * one];

@@ -87,6 +87,19 @@ public static class SafeTensors
         }
     }
 
+    /// <summary>Writes a safetensors header (8-byte little-endian length, the JSON padded with spaces
+    /// to a multiple of 8) for a writer that streams the data after it itself.</summary>
+    public static void WriteHeader(Stream s, Dictionary<string, object> header)
+    {
+        byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
+        int padded = (json.Length + 7) / 8 * 8;
+        Span<byte> len = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
+        s.Write(len);
+        s.Write(json);
+        for (int i = json.Length; i < padded; i++) s.WriteByte((byte)' ');
+    }
+
     /// <summary>True when the file is a whole safetensors file: its header parses and its length is
     /// exactly the header plus the data its tensors' offsets end at (false for a truncated file).
     /// Reads the header only.</summary>

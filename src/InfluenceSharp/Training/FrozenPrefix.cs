@@ -252,13 +252,7 @@ public sealed class FrozenPrefix
             ["__metadata__"] = new Dictionary<string, string> { ["format"] = Format, ["key"] = key },
             ["prefix"] = new Dictionary<string, object> { ["dtype"] = "F32", ["shape"] = new[] { n }.Concat(shape).ToArray(), ["data_offsets"] = new[] { 0L, bytes } },
         };
-        byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
-        int padded = (json.Length + 7) / 8 * 8;
-        Span<byte> len = stackalloc byte[8];
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
-        s.Write(len);
-        s.Write(json);
-        for (int i = json.Length; i < padded; i++) s.WriteByte((byte)' ');
+        SafeTensors.WriteHeader(s, header);
     }
 
     /// <summary>Maps an existing cache file after checking its header; null when absent or not a
