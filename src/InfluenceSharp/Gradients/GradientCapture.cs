@@ -42,13 +42,7 @@ public sealed class GradientCapture : IDisposable
     /// that output gradients are per-example gradients), and returns the logits (detached) and one
     /// LayerBatch per tracked layer. Call inside a dispose scope. A conv layer's inputs (patches) live in
     /// a buffer of this capture that the next Run overwrites.</summary>
-    public (Tensor Logits, LayerBatch[] Layers) Run(nn.Module<Tensor, Tensor> model, Tensor x, Func<Tensor, Tensor> lossOf) =>
-        Run(model, x, lossOf, freshPatches: false);
-
-    /// <summary><see cref="Run(nn.Module{Tensor, Tensor}, Tensor, Func{Tensor, Tensor})"/>; with
-    /// <paramref name="freshPatches"/> a conv layer's patches are a tensor of their own instead of a
-    /// view of this capture's buffer, so they may outlive the next Run.</summary>
-    internal (Tensor Logits, LayerBatch[] Layers) Run(nn.Module<Tensor, Tensor> model, Tensor x, Func<Tensor, Tensor> lossOf, bool freshPatches)
+    public (Tensor Logits, LayerBatch[] Layers) Run(nn.Module<Tensor, Tensor> model, Tensor x, Func<Tensor, Tensor> lossOf)
     {
         Array.Clear(inputs); Array.Clear(outputs);
         using var grad = torch.enable_grad();
@@ -65,7 +59,7 @@ public sealed class GradientCapture : IDisposable
         for (int i = 0; i < layers.Count; i++)
         {
             var gi = grads[i] is { } gt && !gt.IsInvalid ? gt : torch.zeros_like(outs[i]);
-            result[i] = layers[i].Batch(inputs[i]!, gi, freshPatches ? null : patches[i]);
+            result[i] = layers[i].Batch(inputs[i]!, gi, patches[i]);
         }
         Array.Clear(inputs); Array.Clear(outputs);
         return (logits.detach(), result);

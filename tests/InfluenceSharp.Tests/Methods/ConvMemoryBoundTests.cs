@@ -220,4 +220,68 @@ public class EkfacCaptureCacheTests
         if (fisher == FisherType.Empirical)
             Oracles.AssertEkfacLambdas(model, TrackedLayer.Find(model), Fit(1L << 30), train, task.TrainLoss, rtol: 1e-8);
     }
+
+    /// <summary>Counts the examples whose inputs the fit asks for: the model runs once per example
+    /// where the cache serves the eigenvalue pass, twice where it does not.</summary>
+    private sealed class CountingDataset(IDataset inner) : IDataset
+    {
+        public long InputsRead;
+        public int Count => inner.Count;
+        public Tensor Inputs(ReadOnlySpan<int> indices, Device? device = null) { InputsRead += indices.Length; return inner.Inputs(indices, device); }
+        public Tensor Targets(ReadOnlySpan<int> indices, Device? device = null) => inner.Targets(indices, device);
+        public string Fingerprint() => inner.Fingerprint();
+    }
+
+    /// <summary>The cache is what spares the eigenvalue pass its forward passes (so the test above
+    /// compares two different paths), whole partitions only, and the fit into a directory leaves no
+    /// cache file behind.</summary>
+    [Fact]
+    public void TheCacheSparesTheSecondPassAndLeavesNoFile()
+    {
+        torch.manual_seed(TestSeed.For());
+        var model = new ConvNet().to(ScalarType.Float64);
+        var train = new CountingDataset(new TensorPairDataset(torch.randn(23, 2, 8, 8, dtype: ScalarType.Float64), torch.randint(0, 4, new long[] { 23 })));
+        using var dir = new TempDir();
+        long Reads(long cacheBytes, string? into = null)
+        {
+            train.InputsRead = 0;
+            new FactorFitter(model, new ClassificationTask(), new FactorOptions
+            { Strategy = FactorStrategy.Ekfac, TrainBatchSize = 4, PartitionSize = 10, CaptureCacheBytes = cacheBytes }).Fit(train, into);
+            return train.InputsRead;
+        }
+        Assert.Equal(23, Reads(1L << 30));
+        Assert.Equal(46, Reads(0));
+        Assert.Equal(23 + 13, Reads(100_000));          // partition 0 (10 examples, 74.3 KB) cached, 10-22 recomputed
+        Assert.Equal(23, Reads(1L << 30, dir.Path));
+        Assert.Empty(Directory.GetFiles(dir.Path, ".capture-cache-*", SearchOption.AllDirectories));
+    }
+
+    /// <summary>Recorded batches come back equal (dense conv patches and one-hot ids, float64 and
+    /// int64), held in a file that is already unlinked, not in the directory.</summary>
+    [Fact]
+    public void RecordedBatchesComeBackFromAnUnlinkedFile()
+    {
+        torch.manual_seed(TestSeed.For());
+        using var dir = new TempDir();
+        var layers = TrackedLayer.Find(Sequential(("conv", Conv2d(2, 3, 3)), ("emb", Embedding(7, 3))));
+        var conv = layers.Single(l => l.IsConv);
+        var emb = layers.Single(l => l.OneHotInputs);
+        using var cache = new CaptureCache(1L << 20, dir.Path);
+        var dense = new LayerBatch(conv, torch.randn(4, 9, 18, dtype: ScalarType.Float64), torch.randn(4, 9, 3, dtype: ScalarType.Float64));
+        var oneHot = LayerBatch.OneHot(emb, torch.randint(0, 7, new long[] { 4, 5 }), torch.randn(4, 5, 3, dtype: ScalarType.Float64));
+        cache.Record((0, 0), new[] { dense, oneHot });
+        cache.Record((0, 4), new[] { dense.Map(t => t.flip(0)), oneHot.Map(t => t.flip(0)) });
+        Assert.Equal(2 * (4 * 9 * 18 + 4 * 9 * 3 + 4 * 5 * 3) * 8 + 2 * 4 * 5 * 8, cache.Bytes);
+        Assert.Empty(Directory.GetFiles(dir.Path));
+        Assert.Null(cache.Take((0, 0), CPU));            // still recording
+        cache.StopRecording();
+        var second = cache.Take((0, 4), CPU)!;
+        var first = cache.Take((0, 0), CPU)!;
+        static bool Same(Tensor x, Tensor y) => x.shape.SequenceEqual(y.shape) && x.dtype == y.dtype && x.eq(y).all().item<bool>();
+        Assert.True(Same(first[0].A, dense.A) && Same(first[0].G, dense.G) && !first[0].IsOneHot);
+        Assert.True(first[1].IsOneHot && Same(first[1].Ids!, oneHot.Ids!) && Same(first[1].G, oneHot.G));
+        Assert.True(Same(second[0].A, dense.A.flip(0)) && Same(second[1].Ids!, oneHot.Ids!.flip(0)));
+        Assert.Equal(0, cache.Bytes);
+        Assert.Null(cache.Take((0, 0), CPU));            // handed out once
+    }
 }

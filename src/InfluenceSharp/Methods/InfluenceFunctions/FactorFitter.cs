@@ -110,8 +110,10 @@ public sealed class FactorFitter
             .Append(torch.zeros(layers.Count, dtype: ScalarType.Float64)).ToArray();
         // The eigenvalue pass needs the same layer batches again (same weights; the sampled labels
         // of the true Fisher come from the same per-partition seeds): keep the covariance pass's
-        // (a, g) while they fit the capture budget, so EK-FAC runs the model once per example.
-        using var cache = o.Strategy == FactorStrategy.Ekfac && o.CaptureCacheBytes > 0 ? new CaptureCache(o.CaptureCacheBytes) : null;
+        // (a, g) while they fit the capture budget, so EK-FAC runs the model once per example. They
+        // are kept in a file (beside the factors, else in the temp folder), not in memory, so the
+        // process does not grow with the training set.
+        using var cache = o.Strategy == FactorStrategy.Ekfac && o.CaptureCacheBytes > 0 ? new CaptureCache(o.CaptureCacheBytes, dir ?? Path.GetTempPath()) : null;
         var cov = RunPartitions("covariance", "Fit Covariance", train, dir, sh, covInit, cache, (lb, acc, i) =>
         {
             acc[2 * i].add_(lb.ACovariance().to(ScalarType.Float64));
@@ -202,14 +204,13 @@ public sealed class FactorFitter
                     using var scope = NewDisposeScope();
                     var span = idx.AsSpan(b, Math.Min(o.TrainBatchSize, idx.Length - b));
                     var key = (p, b);
-                    var lbs = cache?.Take(key);
+                    var lbs = cache?.Take(key, device);
                     bool cached = lbs is not null;
                     if (lbs is null)
                     {
                         var x = train.Inputs(span, device);
                         var y = train.Targets(span, device);
-                        (_, lbs) = capture.Run(model, x, logits => o.Fisher == FisherType.True ? task.SampledLoss(logits, gen) : task.TrainLoss(logits, y),
-                            freshPatches: cache?.Recording == true);
+                        (_, lbs) = capture.Run(model, x, logits => o.Fisher == FisherType.True ? task.SampledLoss(logits, gen) : task.TrainLoss(logits, y));
                         cache?.Record(key, lbs);
                     }
                     for (int i = 0; i < lbs.Length; i++) accumulate(lbs[i], acc, i);
@@ -267,19 +268,28 @@ public sealed class FactorFitter
     }
 }
 
-/// <summary>Layer batches (a, g) of one pass kept for the next, up to a byte budget: whole partitions
-/// are recorded while they fit (the capture then writes conv patches to fresh tensors rather than its
-/// reused buffer), and each batch is handed out once and then released.</summary>
+/// <summary>Layer batches (a, g) of one pass kept for the next, up to a byte budget, in a file: whole
+/// partitions are recorded while they fit, and each batch is read back once. The file is unlinked as
+/// soon as it is open (where the system allows), so nothing is left behind by a killed process; its
+/// pages live in the page cache, not in the process.</summary>
 internal sealed class CaptureCache : IDisposable
 {
+    private sealed record Slot(long Offset, long[] Shape, ScalarType Dtype, long Size);
+    private sealed record Entry(TrackedLayer Layer, bool OneHot, Slot Inputs, Slot Gradients);
+
     private readonly long budget;
-    private readonly Dictionary<(int Partition, int Batch), LayerBatch[]> entries = new();
-    private long bytes;
+    private readonly string directory;
+    private readonly Dictionary<(int Partition, int Batch), Entry[]> entries = new();
+    private FileStream? file;
+    private long bytes, end;
     private bool recording = true;
 
-    public CaptureCache(long budgetBytes) { budget = budgetBytes; }
+    public CaptureCache(long budgetBytes, string directory) { budget = budgetBytes; this.directory = directory; }
 
     public int Count => entries.Count;
+
+    /// <summary>Bytes of layer batches held in the file (none in memory).</summary>
+    public long Bytes => bytes;
 
     public bool Recording => recording;
 
@@ -289,7 +299,8 @@ internal sealed class CaptureCache : IDisposable
     {
         if (!recording) return;
         long size = lbs.Sum(lb => lb.Stored().Sum(t => t.numel() * t.ElementSize));
-        if (bytes + size > budget)
+        // (Tensor.bytes spans at most 2 GiB: a larger batch tensor is not kept.)
+        if (bytes + size > budget || lbs.Any(lb => lb.Stored().Any(t => t.numel() * t.ElementSize > int.MaxValue)))
         {
             // Keep whole partitions only: a partition replayed in part would draw the true Fisher's
             // labels for its remaining batches from a generator that skipped the cached ones.
@@ -297,27 +308,71 @@ internal sealed class CaptureCache : IDisposable
             foreach (var k in entries.Keys.Where(k => k.Partition == key.Item1).ToList())
             {
                 entries.Remove(k, out var e);
-                foreach (var t in e!.SelectMany(lb => lb.Stored())) { bytes -= t.numel() * t.ElementSize; t.Dispose(); }
+                bytes -= e!.Sum(x => x.Inputs.Size + x.Gradients.Size);
             }
             return;
         }
-        // No copies: the capture ran with fresh patches, and the tensors (or the storage their views
-        // share) are kept alive past the batch's dispose scope by detaching these handles from it.
-        entries[key] = lbs.Select(lb => lb.Map(t => t.alias().DetachFromDisposeScope())).ToArray();
+        entries[key] = lbs.Select(lb => new Entry(lb.Layer, lb.IsOneHot, Write(lb.Ids ?? lb.A), Write(lb.G))).ToArray();
         bytes += size;
     }
 
-    /// <summary>The recorded batch as layer batches (removed from the cache: the caller disposes
-    /// their tensors), or null.</summary>
-    public LayerBatch[]? Take((int, int) key)
+    /// <summary>The recorded batch as layer batches of new tensors (removed from the cache; the caller
+    /// disposes them), or null.</summary>
+    public LayerBatch[]? Take((int, int) key, Device device)
     {
         if (recording || !entries.Remove(key, out var e)) return null;
-        return e;
+        bytes -= e.Sum(x => x.Inputs.Size + x.Gradients.Size);
+        return e.Select(x =>
+        {
+            var inputs = Read(x.Inputs, device);
+            var g = Read(x.Gradients, device);
+            return x.OneHot ? LayerBatch.OneHot(x.Layer, inputs, g) : new LayerBatch(x.Layer, inputs, g);
+        }).ToArray();
+    }
+
+    private Slot Write(Tensor t)
+    {
+        file ??= Open();
+        using var c = t.detach().cpu().contiguous();
+        var slot = new Slot(end, c.shape, c.dtype, c.numel() * c.ElementSize);
+        RandomAccess.Write(file.SafeFileHandle, c.bytes, end);
+        end += slot.Size;
+        return slot;
+    }
+
+    private Tensor Read(Slot s, Device device)
+    {
+        var t = torch.empty(s.Shape, s.Dtype);
+        var span = t.bytes;
+        for (int got = 0; got < span.Length;)
+        {
+            int n = RandomAccess.Read(file!.SafeFileHandle, span[got..], s.Offset + got);
+            if (n == 0) { t.Dispose(); throw new InfluenceSharpException($"{file.Name}: EK-FAC's capture cache file ended early (removed or truncated while in use?)"); }
+            got += n;
+        }
+        if (device.type == DeviceType.CPU) return t;
+        using (t) return t.to(device);
+    }
+
+    private FileStream Open()
+    {
+        string path = Path.Combine(directory, $".capture-cache-{Guid.NewGuid():N}.tmp");
+        try
+        {
+            var fs = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Delete, 1, FileOptions.DeleteOnClose);
+            try { File.Delete(path); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* removed on close instead */ }
+            return fs;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InfluenceSharpException($"{directory}: cannot write EK-FAC's capture cache there ({e.Message}); free space or set the capture cache to 0 to recompute instead", e);
+        }
     }
 
     public void Dispose()
     {
-        foreach (var t in entries.Values.SelectMany(e => e).SelectMany(lb => lb.Stored())) t.Dispose();
         entries.Clear();
+        file?.Dispose();
+        file = null;
     }
 }

@@ -28,7 +28,9 @@ public sealed record FactorOptions
     public long MemoryBytes { get; init; } = Gradients.LayerBatch.DefaultMemoryBytes;
     /// <summary>EK-FAC: bytes of the covariance pass's layer inputs and output gradients kept for the
     /// eigenvalue pass, which then skips the forward and backward passes for those batches (as many
-    /// batches as fit; 0 = recompute all). Default 1 GiB; it changes no result.</summary>
+    /// batches as fit; 0 = recompute all). They are kept in a temporary file (unlinked at once) in the
+    /// factors directory, or in the temp folder when the fit has none, not in memory. Default 1 GiB;
+    /// it changes no result.</summary>
     public long CaptureCacheBytes { get; init; } = 1L << 30;
     /// <summary>Receives progress (examples done, rate); null = silent (the default). Not part of any manifest.</summary>
     public IProgress<ProgressUpdate>? Progress { get; init; }
