@@ -311,6 +311,53 @@ public class UserDataReaderTests
         Assert.Contains("test-fraction=0.2", s2.Source);
     }
 
+    /// <summary>The rows are streamed into a float32 file that is already unlinked (no table held
+    /// in memory), and give exactly the values of the table read whole and standardised by hand: a
+    /// byte-order mark, CRLF, quoted fields with commas, quotes and a line break, blank lines, text
+    /// labels and a seeded split; a test file with its columns in another order.</summary>
+    [Fact]
+    public void CsvRowsAreStreamedToAnUnlinkedFileWithTheValuesOfTheWholeTable()
+    {
+        using var dir = new TempDir();
+        var rng = TestSeed.Random();
+        var ci = System.Globalization.CultureInfo.InvariantCulture;
+        string Row(int i) => $"{rng.NextDouble() * 10 - 3:R},\"{(i % 3 == 0 ? "cat, big" : i % 3 == 1 ? "dog \"\"x\"\"" : "eel\nlong")}\",{rng.Next(-50, 50)},{rng.NextDouble():R}";
+        var lines = Enumerable.Range(0, 60).Select(Row).Prepend("a,kind,b,c").ToList();
+        lines.Insert(10, "");
+        File.WriteAllText(dir.File("t.csv"), "\uFEFF" + string.Join("\r\n", lines) + "\r\n\r\n", new System.Text.UTF8Encoding(false));
+        var split = DataSource.Load("csv:" + dir.File("t.csv") + "?label=kind&test-fraction=0.25&split-seed=7");
+        var train = (FloatDataset)split.Train;
+        var test = (FloatDataset)split.Test;
+        Assert.True(train.Store!.IsOnDisk);
+        Assert.False(File.Exists(((FilePixelStore)train.Store).Path));
+
+        // The oracle: every record in memory, the split, the training statistics, by hand.
+        var records = CsvDataReader.ReadRecords(dir.File("t.csv")).Skip(1).ToList();
+        Assert.Equal(60, records.Count);
+        var names = new[] { "cat, big", "dog \"x\"", "eel\nlong" };
+        var y = records.Select(r => Array.IndexOf(names, r.Fields[1])).ToArray();
+        var x = records.SelectMany(r => new[] { r.Fields[0], r.Fields[2], r.Fields[3] }.Select(v => (float)double.Parse(v, ci))).ToArray();
+        var (tr, te) = DataSource.StratifiedSplit(y, 3, 0.25, 7);
+        float[] Pick(int[] rows) => rows.SelectMany(i => x.Skip(3 * i).Take(3)).ToArray();
+        var (mean, std) = CsvDataReader.Statistics(Pick(tr), 3);
+        float[] Scaled(int[] rows) => Pick(rows).Select((v, k) => (float)((v - mean[k % 3]) / std[k % 3])).ToArray();
+        Assert.Equal(names, train.ClassNames);
+        Assert.Equal(tr.Select(i => y[i]), train.Labels);
+        Assert.Equal(Scaled(tr), train.Values);
+        Assert.Equal(Scaled(te), test.Values);
+        Assert.Equal(te.Select(i => records[i].Line), test.Sources!.Select(s => s.Line));
+        Assert.Equal(split.Train.Fingerprint(), DataSource.Load(split.Source).Train.Fingerprint());
+
+        // A test file whose columns come in another order, read with the training statistics.
+        File.WriteAllText(dir.File("u.csv"), "c,b,kind,a\n0.5,3,\"eel\nlong\",1.25\n1,-2,\"cat, big\",0\n");
+        var withTest = DataSource.Load("csv:" + dir.File("t.csv") + "?label=kind", new DataOptions { TestData = "csv:" + dir.File("u.csv") });
+        var (m2, s2) = CsvDataReader.Statistics(x, 3);
+        float S(double v, int k) => (float)(((float)v - m2[k]) / s2[k]);
+        Assert.Equal(new[] { S(1.25, 0), S(3, 1), S(0.5, 2), S(0, 0), S(-2, 1), S(1, 2) }, ((FloatDataset)withTest.Test).Values);
+        Assert.Equal(new[] { 2, 0 }, withTest.Test.Labels);
+        Assert.Equal(new[] { 2, 4 }, withTest.Test.Sources!.Select(s => s.Line));
+    }
+
     [Fact]
     public void CsvErrorsNameTheFileRowAndColumn()
     {
