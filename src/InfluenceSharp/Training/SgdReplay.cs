@@ -24,6 +24,9 @@ public sealed class SgdReplay : IDisposable
     private readonly Sgd optimizer;
     private readonly WeightedBatchNorm? batchNorm;
     private readonly FrozenPrefix? prefix;
+    // The next step's inputs, read on a worker thread while this step computes: the plan fixes
+    // every batch and augmentation draw in advance, so reading ahead changes no value.
+    private (long Step, Task<Tensor> Inputs)? ahead;
 
     /// <param name="model">The model at the plan's step 0 (or at the step <see cref="Load"/> sets).</param>
     /// <param name="data">The training set the plan indexes.</param>
@@ -69,7 +72,8 @@ public sealed class SgdReplay : IDisposable
         model.train();
         InitWeights.FrozenBatchNormToEval(model);
         var idx = Plan.Batch(t);
-        var x = prefix is null ? Plan.Inputs(data, t, Dtype) : prefix.Inputs(data, idx);
+        using var x = InputsOf(t);
+        ReadAhead(t + 1);
         var y = data.Targets(idx);
         optimizer.ZeroGrad();
         Tensor logits, loss;
@@ -98,6 +102,43 @@ public sealed class SgdReplay : IDisposable
     }
 
     Tensor Forward(Tensor x) => prefix is null ? model.forward(x) : prefix.Suffix(x);
+
+    /// <summary>Step t's inputs (the caller disposes them): the read started ahead, else read now.</summary>
+    Tensor InputsOf(long t)
+    {
+        if (ahead is { } a && a.Step == t)
+        {
+            ahead = null;
+            return a.Inputs.GetAwaiter().GetResult();   // a read error surfaces here, as it is
+        }
+        DropAhead();
+        return ReadInputs(t);
+    }
+
+    /// <summary>Starts reading step t's inputs on a worker thread (nothing past the last step).</summary>
+    void ReadAhead(long t)
+    {
+        DropAhead();
+        if (t < Plan.Steps) ahead = (t, Task.Run(() => ReadInputs(t)));
+    }
+
+    /// <summary>A batch of inputs owned by no dispose scope (made in one of its own).</summary>
+    Tensor ReadInputs(long t)
+    {
+        using var scope = NewDisposeScope();
+        var x = prefix is null ? Plan.Inputs(data, t, Dtype) : prefix.Inputs(data, Plan.Batch(t));
+        return x.DetachFromDisposeScope();
+    }
+
+    /// <summary>Waits for a read ahead that will not be used and frees its batch.</summary>
+    void DropAhead()
+    {
+        if (ahead is not { } a) return;
+        ahead = null;
+        // Its error, if any, is not this caller's: the step that needs those inputs reads them again.
+        try { a.Inputs.GetAwaiter().GetResult().Dispose(); }
+        catch (Exception) when (a.Inputs.IsFaulted) { }
+    }
 
     /// <summary>Marks steps before <paramref name="step"/> as taken (the caller has set the model's
     /// weights and the momentum buffers to those after them: a resumed run).</summary>
@@ -145,6 +186,7 @@ public sealed class SgdReplay : IDisposable
 
     public void Dispose()
     {
+        DropAhead();
         optimizer.Dispose();
         batchNorm?.Dispose();
     }

@@ -1,3 +1,4 @@
+using InfluenceSharp.Data;
 using InfluenceSharp.Models;
 using InfluenceSharp.Storage;
 using InfluenceSharp.Tests.Methods;
@@ -119,4 +120,67 @@ static class UnrolledTestsData
 
     public static InfluenceSharp.Data.FloatDataset Images(int n) =>
         new("images", Values(n * 36, 2), new[] { 1, 6, 6 }, Enumerable.Range(0, n).Select(i => i % 3).ToArray(), 3);
+}
+
+/// <summary>Training reads the next batch's inputs on a worker thread while the current step
+/// computes, and reads exactly the plan's batches, each once, in step order.</summary>
+public class ReadAheadTests
+{
+    /// <summary>A data set that records each inputs read (indices, thread) and says when the second
+    /// batch has been asked for.</summary>
+    private sealed class WatchedDataset(LabeledDataset inner) : LabeledDataset(inner.Name, inner.Labels, inner.NumClasses, inner.ClassNames)
+    {
+        public readonly System.Collections.Concurrent.ConcurrentQueue<(int[] Indices, int Thread)> Reads = new();
+        public readonly ManualResetEventSlim SecondRead = new();
+        public override int Channels => inner.Channels;
+        public override int Height => inner.Height;
+        public override int Width => inner.Width;
+        public override LabeledDataset Subset(IReadOnlyList<int> indices, string? name = null) => throw new NotSupportedException();
+        public override LabeledDataset WithLabels(int[] labels, string? name = null) => throw new NotSupportedException();
+        public override Tensor Inputs(ReadOnlySpan<int> indices, Device? device = null)
+        {
+            Reads.Enqueue((indices.ToArray(), Environment.CurrentManagedThreadId));
+            if (Reads.Count == 2) SecondRead.Set();
+            return inner.Inputs(indices, device);
+        }
+        public override string Fingerprint() => inner.Fingerprint();
+        public override byte[] DisplayPixels(int index) => inner.DisplayPixels(index);
+    }
+
+    /// <summary>Waits, in its first forward pass, until the second batch is being read (at most
+    /// 20 s), and records whether it was.</summary>
+    private sealed class WaitingModel : Module<Tensor, Tensor>
+    {
+        private readonly Module<Tensor, Tensor> inner;
+        private readonly ManualResetEventSlim signal;
+        public bool? SawSecondReadDuringFirstStep;
+
+        public WaitingModel(Module<Tensor, Tensor> inner, ManualResetEventSlim signal) : base(nameof(WaitingModel))
+        {
+            this.inner = inner; this.signal = signal;
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x)
+        {
+            SawSecondReadDuringFirstStep ??= signal.Wait(TimeSpan.FromSeconds(20));
+            return inner.forward(x);
+        }
+    }
+
+    [Fact]
+    public void TheNextBatchIsReadWhileTheStepComputes()
+    {
+        torch.manual_seed(TestSeed.For());
+        var data = new WatchedDataset(Embedded.Split.Train.Subset(Enumerable.Range(0, 100).ToArray()));
+        var o = new TrainOptions { Epochs = 2, BatchSize = 32, LearningRate = 0.05, Augment = true, Seed = 3 };
+        var plan = ReplayPlan.For(o, data.Count);
+        using var model = new WaitingModel(ModelSpec.For("mlp", 1, 28, 28, 10, new[] { 8 }).Create(), data.SecondRead);
+        using (var replay = new SgdReplay(model, data, plan)) replay.RunTo(plan.Steps);
+        Assert.True(model.SawSecondReadDuringFirstStep, "step 1's inputs were not read while step 0 computed");
+        var reads = data.Reads.ToArray();
+        Assert.Equal(plan.Steps, reads.Length);
+        for (int t = 0; t < plan.Steps; t++) Assert.Equal(plan.Batch(t).ToArray(), reads[t].Indices);
+        Assert.NotEqual(Environment.CurrentManagedThreadId, reads[1].Thread);
+    }
 }
