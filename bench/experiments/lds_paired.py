@@ -4,7 +4,8 @@ queries, each with its paired difference to the first row (mean ± s.e. over que
 
 usage: lds_paired.py [--queries A:B] DIR[#ROW] DIR[#ROW] ...
   ROW defaults to the file's first row that is neither a ceiling nor a seed-0 row; --queries A:B keeps
-  queries A..B-1 (default: all that every file has).
+  queries A..B-1 of each file (default: all that every file has). Files whose queries start at different
+  test examples (evaluate lds --query-offset) are refused: their queries are not paired.
 """
 import json, math, os, sys
 
@@ -21,7 +22,7 @@ def row(spec):
     rows = json.load(open(os.path.join(path, "lds-results.json")))
     for r in rows:
         if (name and r["method"] == name) or (not name and not r["method"].startswith("ceiling") and "seed-0" not in r["method"]):
-            return [0.0 if isinstance(x, str) else x for x in r["per_query"]]
+            return [0.0 if isinstance(x, str) else x for x in r["per_query"]], r.get("query_offset", 0)
     sys.exit(f"{spec}: no such row")
 
 
@@ -33,10 +34,15 @@ def main():
         lo, hi = int(a), int(b)
         args = args[2:]
     rows = [(s, row(s)) for s in args]
+    offsets = {off for _, (_, off) in rows}
+    if len(offsets) > 1:
+        sys.exit(f"the files' queries start at different test examples ({sorted(offsets)}): not paired")
+    off = offsets.pop()
+    rows = [(s, v) for s, (v, _) in rows]
     n = min(len(v) for _, v in rows)
     hi = n if hi is None else min(hi, n)
     base = rows[0][1][lo:hi]
-    print(f"queries {lo}..{hi - 1}")
+    print(f"queries {lo}..{hi - 1}" + (f" (test examples {lo + off}..{hi - 1 + off})" if off else ""))
     for s, v in rows:
         v = v[lo:hi]
         m, se = mean_se(v)

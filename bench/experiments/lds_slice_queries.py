@@ -45,6 +45,8 @@ def main():
             continue
         if ms[key] != md.get(key):
             sys.exit(f"{dst}/lds.json: {key} differs from {src}'s ({md.get(key)!r} vs {ms[key]!r})")
+    if ms.get("query_offset", 0) != md.get("query_offset", 0):   # the first K queries must be the same test examples
+        sys.exit(f"{dst}/lds.json: query_offset {md.get('query_offset', 0)} differs from {src}'s ({ms.get('query_offset', 0)})")
     if md["query_count"] != k or ms["query_count"] < k:
         sys.exit(f"query counts: source {ms['query_count']}, destination {md['query_count']}, K {k}")
     nq = ms["query_count"]

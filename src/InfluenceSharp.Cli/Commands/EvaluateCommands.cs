@@ -32,6 +32,7 @@ public static class EvaluateCommands
         var seedsPerSubset = Opt.Int("--seeds-per-subset", "models per subset; targets are their mean", 1, 1, 1000, helpName: "S");
         var ldsSeed = Opt.Int("--lds-seed", "seed of the random subset masks", 0, 0);
         var queryCount = Opt.Int("--query-count", "the first N test examples are the queries", 500, 1);
+        var queryOffset = Opt.Int("--query-offset", "the queries start at test example K (K..K+N-1, with N from --query-count), e.g. to report on queries not used to choose a setting", 0, 0, helpName: "K");
         var target = Opt.OptionalChoice("--target", "LDS target (and the methods' query measurement) [default: margin; for a run trained on text, loss: the summed log-probability of each query's scored tokens]", "margin", "loss");
         var prompts = Opt.Str("--prompts", "for a run trained on text: queries from a file of lines 'prompt<TAB>completion' instead of the test sequences; each is measured by log p(completion | prompt)", "FILE");
         var epochs = Opt.OptionalInt("--epochs", "epochs of each retraining [default: the run's]", 1, 100000);
@@ -43,7 +44,7 @@ public static class EvaluateCommands
         var compute = new ComputeOptions();
         var cmd = new Command("lds", "linear datamodeling score: retrain on random alpha-subsets (cached, resumable, shardable), Spearman per query, mean ± standard error")
         {
-            run, methods, subsets, alpha, seedsPerSubset, ldsSeed, queryCount, target, prompts, epochs, outDir, shard, retrain,
+            run, methods, subsets, alpha, seedsPerSubset, ldsSeed, queryCount, queryOffset, target, prompts, epochs, outDir, shard, retrain,
         };
         CommandSupport.AddRunMethodAction(cmd, run, methods, ms, data, compute, (p, runDir, quiet) =>
         {
@@ -51,7 +52,7 @@ public static class EvaluateCommands
             var options = new LdsOptions
             {
                 Subsets = p.GetValue(subsets), Alpha = p.GetValue(alpha), SeedsPerSubset = p.GetValue(seedsPerSubset), Seed = p.GetValue(ldsSeed),
-                Retrain = sameOrder ? LdsRetrain.SameOrder : LdsRetrain.Seeds,
+                Retrain = sameOrder ? LdsRetrain.SameOrder : LdsRetrain.Seeds, QueryOffset = p.GetValue(queryOffset),
             };
             string cache = p.GetValue(outDir) ?? Path.Combine(runDir, sameOrder ? "lds-same-order" : "lds");
             var profiler = new Profiler();
@@ -64,8 +65,8 @@ public static class EvaluateCommands
             if (promptFile is not null && !text)
                 throw new UsageException($"--prompts {promptFile}: prompt/completion queries need a run trained on text (--data text:...)");
             var settings = ms.Read(p) with { Measure = t == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss };
+            var queries = LdsQueries(rc, p.GetValue(queryCount), promptFile, p.GetValue(queryOffset));
             OutputDirectory.Create(cache);
-            var queries = LdsQueries(rc, p.GetValue(queryCount), promptFile);
             RunLds(rc, p.GetValue(methods)!, settings, options, queries, t, p.GetValue(epochs), cache, p.GetValue(shard), profiler, quiet);
             if (!quiet) Console.Error.Write(profiler.Table());
             AtomicFile.WriteAllText(Path.Combine(cache, "profile-lds.txt"), profiler.Table());
@@ -74,17 +75,29 @@ public static class EvaluateCommands
         return cmd;
     }
 
-    /// <summary>The LDS queries: the first <paramref name="nq"/> test examples (for a text run, test
-    /// sequences measured by their summed token log-probability), or the first <paramref name="nq"/>
-    /// prompt/completion pairs of <paramref name="promptFile"/>, tokenised like the run's training text.</summary>
-    internal static LabeledDataset LdsQueries(Run run, int nq, string? promptFile)
+    /// <summary>The LDS queries: <paramref name="nq"/> test examples from <paramref name="offset"/> on (for a
+    /// text run, test sequences measured by their summed token log-probability), or <paramref name="nq"/>
+    /// prompt/completion pairs of <paramref name="promptFile"/> from that offset, tokenised like the run's
+    /// training text. At offset 0 fewer than <paramref name="nq"/> available means all of them; past 0 the
+    /// queries must fit, so that a query set is never quietly shorter than asked for.</summary>
+    internal static LabeledDataset LdsQueries(Run run, int nq, string? promptFile, int offset = 0)
     {
         if (promptFile is null)
-            return run.Data.Test.Subset(Enumerable.Range(0, Math.Min(nq, run.Data.Test.Count)).ToArray(), "lds-queries");
+        {
+            RequireQueriesFit(offset, nq, run.Data.Test.Count, "the test set has");
+            return run.Data.Test.Subset(Enumerable.Range(offset, Math.Min(nq, run.Data.Test.Count - offset)).ToArray(), "lds-queries");
+        }
         var train = (TextDataset)run.Data.Train;
         var pairs = PromptCompletionFile.Read(promptFile);
-        try { return TextDataset.PromptCompletions(train.Tokenizer, train.SequenceLength, pairs.Take(nq).ToList(), "lds-queries"); }
+        RequireQueriesFit(offset, nq, pairs.Count, $"--prompts {promptFile} has");
+        try { return TextDataset.PromptCompletions(train.Tokenizer, train.SequenceLength, pairs.Skip(offset).Take(nq).ToList(), "lds-queries"); }
         catch (InfluenceSharpException e) { throw new InfluenceSharpException($"--prompts {promptFile}: {e.Message}", e); }
+    }
+
+    static void RequireQueriesFit(int offset, int nq, int available, string source)
+    {
+        if (offset > 0 && (long)offset + nq > available)
+            throw new UsageException($"--query-offset {offset} --query-count {nq}: {source} {available} queries, so the last query ({(long)offset + nq - 1}) is past its end");
     }
 
     internal static Dictionary<string, LdsResult>? RunLds(Run run, IReadOnlyList<string> methods, MethodSettings settings, LdsOptions options,
@@ -128,7 +141,8 @@ public static class EvaluateCommands
         }
         var results = evaluation.Results;
         string measured = RunTask.IsText(run) ? "loss (summed log-probability of the scored tokens)" : target;
-        Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries, target {measured}, {run.Data.Train.Count} training {(RunTask.IsText(run) ? "sequences" : "examples")}" +
+        string which = options.QueryOffset > 0 ? $" ({options.QueryOffset}..{options.QueryOffset + queries.Count - 1})" : "";
+        Console.WriteLine($"LDS ({options.Subsets} subsets at alpha {options.Alpha}, {queries.Count} queries{which}, target {measured}, {run.Data.Train.Count} training {(RunTask.IsText(run) ? "sequences" : "examples")}" +
             (options.Retrain == LdsRetrain.SameOrder ? ", same-order retraining" : "") + "):");
         foreach (var (m, r) in results)
             Console.WriteLine($"  {m,-26} {r.Mean,7:F4} ± {r.StandardError:F4}" +
@@ -137,7 +151,10 @@ public static class EvaluateCommands
         rows.RemoveAll(r => results.ContainsKey(r.Method) && r.Target == target);
         rows.AddRange(results.Select(kv => new LdsRow(kv.Key, kv.Value.Mean, kv.Value.StandardError, kv.Value.Subsets, queries.Count, target,
             options.Alpha, run.Data.Train.Count, kv.Value.UndefinedQueries)
-        { Retrain = options.Retrain == LdsRetrain.SameOrder ? "same-order" : "seeds", PerQuery = kv.Value.PerQuery }));
+        {
+            Retrain = options.Retrain == LdsRetrain.SameOrder ? "same-order" : "seeds", PerQuery = kv.Value.PerQuery,
+            QueryOffset = options.QueryOffset == 0 ? null : options.QueryOffset,
+        }));
         Json.WriteFile(resultsPath, rows);
         return results;
     }
@@ -151,6 +168,8 @@ public static class EvaluateCommands
         /// recorded): for paired differences between methods and for splitting the queries (e.g. choosing a
         /// damping on some queries and reporting the others).</summary>
         public double[]? PerQuery { get; init; }
+        /// <summary>Index of the first query (queries are examples QueryOffset..QueryOffset+Queries−1); absent for 0.</summary>
+        public int? QueryOffset { get; init; }
     }
 
     static Command RemoveCommand()

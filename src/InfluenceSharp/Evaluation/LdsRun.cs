@@ -23,6 +23,9 @@ public sealed record LdsOptions
     public int SeedsPerSubset { get; init; } = 1;
     /// <summary>How a subset is retrained.</summary>
     public LdsRetrain Retrain { get; init; } = LdsRetrain.Seeds;
+    /// <summary>Index of the first query in the set the queries were taken from (e.g. test examples
+    /// K..K+N−1). Recorded in the manifest so that a cache is never read for other queries.</summary>
+    public int QueryOffset { get; init; }
 }
 
 /// <summary>How LDS retrains a model on a subset.</summary>
@@ -45,6 +48,8 @@ public sealed record LdsManifest
     public required TrainOptions Training { get; init; }
     public required string DataFingerprint { get; init; }
     public int TrainCount { get; init; }
+    /// <summary>Index of the first query in its set; absent for 0 (caches written before it was recorded).</summary>
+    public int? QueryOffset { get; init; }
     public required string QueryFingerprint { get; init; }
     public int QueryCount { get; init; }
     public double Alpha { get; init; }
@@ -88,6 +93,7 @@ public sealed class LdsRun
     {
         Options = options ?? new LdsOptions();
         if (Options.SeedsPerSubset < 1) throw new InfluenceSharpException($"--seeds-per-subset {Options.SeedsPerSubset}: must be at least 1");
+        if (Options.QueryOffset < 0) throw new InfluenceSharpException($"--query-offset {Options.QueryOffset}: must be at least 0");
         if (Options.Retrain == LdsRetrain.SameOrder)
         {
             if (Options.SeedsPerSubset != 1) throw new InfluenceSharpException($"--retrain same-order: replays the run itself, one model per subset; --seeds-per-subset {Options.SeedsPerSubset} does not apply");
@@ -98,6 +104,7 @@ public sealed class LdsRun
         Manifest = new LdsManifest
         {
             Model = model, Training = training, DataFingerprint = train.Fingerprint(), TrainCount = train.Count,
+            QueryOffset = Options.QueryOffset == 0 ? null : Options.QueryOffset,
             QueryFingerprint = queries.Fingerprint(), QueryCount = queries.Count,
             Alpha = Options.Alpha, Seed = Options.Seed, Subsets = Options.Subsets, SeedsPerSubset = Options.SeedsPerSubset,
             Retrain = Options.Retrain == LdsRetrain.SameOrder ? "same-order" : null,
@@ -107,9 +114,29 @@ public sealed class LdsRun
         OutputLock.CleanStaleTemps(cacheDir);
         using (OutputLock.Manifest(cacheDir, "LDS cache"))
         {
-            if (File.Exists(path)) ManifestCheck.RequireSame(path, Manifest, "library_version");
+            if (File.Exists(path))
+            {
+                // Other queries also change the fingerprint; naming the offset first says why.
+                RequireSameQueryOffset(path, Options.QueryOffset);
+                ManifestCheck.RequireSame(path, Manifest, "library_version");
+            }
             else Json.WriteFile(path, Manifest);
         }
+    }
+
+    private static void RequireSameQueryOffset(string path, int wanted)
+    {
+        int stored;
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path));
+            stored = doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
+                && doc.RootElement.TryGetProperty("query_offset", out var v) && v.TryGetInt32(out int k) ? k : 0;
+        }
+        catch (System.Text.Json.JsonException) { return; }   // the full check below names the broken file
+        if (stored != wanted)
+            throw new InfluenceSharpException(string.Create(CultureInfo.InvariantCulture,
+                $"{path}: this cache was made with other settings: field 'query_offset' is {stored} there but {wanted} now (its queries start at example {stored}; use another directory, or --query-offset {stored})"));
     }
 
     public string CacheDir { get; }
