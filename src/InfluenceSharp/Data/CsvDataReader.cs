@@ -67,7 +67,6 @@ public static class CsvDataReader
 
     static DataSplit Build(DataSpec spec, DataSpec source, string path, string labelColumn, string[] features, Dictionary<string, int> texts, Decoded train, Decoded? test)
     {
-
         // Classes: integers as given, otherwise the distinct texts in ordinal order.
         var distinct = texts.OrderBy(kv => kv.Value).Select(kv => kv.Key.Trim()).ToArray();
         bool numeric = distinct.All(t => int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out _));

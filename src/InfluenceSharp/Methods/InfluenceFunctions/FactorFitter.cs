@@ -359,6 +359,7 @@ internal sealed class CaptureCache : IDisposable
         string path = Path.Combine(directory, $".capture-cache-{Guid.NewGuid():N}.tmp");
         try
         {
+            Directory.CreateDirectory(directory);
             var fs = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Delete, 1, FileOptions.DeleteOnClose);
             try { File.Delete(path); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* removed on close instead */ }
             return fs;
