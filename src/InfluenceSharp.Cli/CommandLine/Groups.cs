@@ -95,7 +95,7 @@ internal sealed class MethodSettingOptions
         foreach (var p in this.offered.SelectMany(d => d.Parameters).GroupBy(p => p.Name).Select(g => g.First()))
         {
             var users = string.Join(", ", this.offered.Where(d => d.Parameters.Any(q => q.Name == p.Name)).Select(d => d.Name));
-            var o = Opt.Str("--" + p.Name, $"{users}: {p.Description} [default: {p.Default}]", p.Kind == MethodParameterKind.Text ? "TEXT" : "X");
+            var o = Opt.Str("--" + p.Name, $"{users}: {p.Description} [default: {p.Default}]", p.Kind switch { MethodParameterKind.Text => "TEXT", MethodParameterKind.NumberOrAuto => "X|auto", _ => "X" });
             o.Validators.Add(r => { if (r.Tokens.Count > 0 && p.Validate(r.Tokens[^1].Value) is { } why) r.AddError(why); });
             parameters.Add((p, o));
         }

@@ -34,7 +34,9 @@ public enum MethodRole
     Explorer = 16,
 }
 
-public enum MethodParameterKind { Double, Int, Text }
+/// <summary>How a method parameter's text is read: a number, an integer, free text, or a number or
+/// the word <see cref="MethodParameter.Auto"/>.</summary>
+public enum MethodParameterKind { Double, Int, Text, NumberOrAuto }
 
 /// <summary>A setting of a method's own (beyond <see cref="MethodSettings"/>): the command line offers
 /// it as --NAME on every command that takes methods and refuses it when no chosen method uses it.</summary>
@@ -47,12 +49,19 @@ public enum MethodParameterKind { Double, Int, Text }
 public sealed record MethodParameter(string Name, string Description, string Default, MethodParameterKind Kind = MethodParameterKind.Double,
     double? Min = null, double? Max = null)
 {
+    /// <summary>The value of a <see cref="MethodParameterKind.NumberOrAuto"/> parameter that lets the method choose.</summary>
+    public const string Auto = "auto";
+
     /// <summary>Null when <paramref name="text"/> is a valid value, else why not.</summary>
     public string? Validate(string text)
     {
         double v;
         switch (Kind)
         {
+            case MethodParameterKind.NumberOrAuto:
+                if (text == Auto) return null;
+                if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out v) || !double.IsFinite(v)) return $"--{Name} {text}: expected a finite number or '{Auto}'";
+                break;
             case MethodParameterKind.Int:
                 if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int i)) return $"--{Name} {text}: expected an integer";
                 v = i; break;

@@ -134,6 +134,44 @@ public class AstraTests
             Assert.True(previous![i] < 0.5 * first[i], $"{iteration}: 12 steps reduced the error of query {i} only from {first[i]:G3} to {previous[i]:G3}");
     }
 
+    /// <summary>The automatic Neumann step is 1/μ̂ with μ̂ the power-iteration estimate of the largest
+    /// eigenvalue of M⁻¹(H + λI), against the explicit matrices' eigenvalues; its steps then never
+    /// move away from the exact solution.</summary>
+    [Fact]
+    public void AutomaticNeumannStepIsOneOverTheLargestPreconditionedEigenvalue()
+    {
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For());
+        var task = new ClassificationTask(QueryMeasurement.Margin);
+        const double damping = 0.02;
+        var c = new HvpInfluence(model, task, train, HvpSolver.Explicit, System(damping, HessianKind.GaussNewton)).CurvatureMatrix();
+        var a = c + damping * torch.eye(c.shape[0], dtype: ScalarType.Float64);
+        using var factors = Ekfac(model, task, train);
+        var options = new AstraOptions { System = System(damping, HessianKind.GaussNewton), Steps = 4, Iteration = AstraIteration.Neumann, NeumannStep = null, PowerIterations = 60, Tolerance = 0 };
+        var m = new EkfacAstra(model, task, train, factors, options);
+        var minv = m.Precondition(torch.eye(c.shape[0], dtype: ScalarType.Float64));
+        double muMax = torch.linalg.eigvals(minv.matmul(a)).real.max().item<double>();
+        var b = new PerExampleGradients(model, task, TrackedLayer.Find(model)).All(queries, 3, query: true);
+        var x = m.InverseHvp(b);
+        Assert.True(Math.Abs(m.NeumannStepUsed!.Value * muMax - 1) < 0.02, $"step {m.NeumannStepUsed} against 1/μ_max = {1 / muMax} ({TestSeed.Describe()})");
+        // The same solve with that step given by hand.
+        var given = new EkfacAstra(model, task, train, factors, options with { NeumannStep = m.NeumannStepUsed });
+        Assert.True(x.allclose(given.InverseHvp(b), rtol: 1e-12, atol: 0));
+        var exact = torch.linalg.solve(a, b.mT).mT;
+        var errors = m.LastReport!.RelativeResiduals;
+        for (int i = 0; i < errors[0].Length; i++) Assert.True(errors[^1][i] < errors[0][i], $"query {i}: residual {errors[0][i]:G3} -> {errors[^1][i]:G3}");
+        Assert.True((x - exact).norm().item<double>() < (m.Precondition(b) - exact).norm().item<double>());
+    }
+
+    [Fact]
+    public void TheNeumannStepOptionTakesANumberOrAuto()
+    {
+        var p = EkfacAstraMethod.NeumannStep;
+        Assert.Null(p.Validate("auto"));
+        Assert.Null(p.Validate("0.05"));
+        Assert.Equal("--astra-neumann-step fast: expected a finite number or 'auto'", p.Validate("fast"));
+        Assert.Equal("--astra-neumann-step -1: must be at least 0", p.Validate("-1"));
+    }
+
     [Fact]
     public void BadSettingsAreRefused()
     {

@@ -26,8 +26,12 @@ public sealed record AstraOptions
     /// <summary>Iterations after the EK-FAC solution (step 0 = EK-FAC alone, no Hessian-vector product).</summary>
     public int Steps { get; init; } = 10;
     public AstraIteration Iteration { get; init; } = AstraIteration.Pcg;
-    /// <summary>Neumann step size η (ASTRA: 1, the EK-FAC step itself).</summary>
-    public double NeumannStep { get; init; } = 1.0;
+    /// <summary>Neumann step size η (ASTRA: 1, the EK-FAC step itself); null = 1/μ̂, with μ̂ the
+    /// largest eigenvalue of M⁻¹(H + λI) estimated by <see cref="PowerIterations"/> power iterations
+    /// (every preconditioned eigen-direction then shrinks by |1 − ημ| &lt; 1, none diverges).</summary>
+    public double? NeumannStep { get; init; } = 1.0;
+    /// <summary>Power iterations (one Hessian-vector product on one vector each) for the automatic step.</summary>
+    public int PowerIterations { get; init; } = 20;
     /// <summary>The damping added to EK-FAC's eigenvalues in the preconditioner; null = λ + L2 of the
     /// system (EK-FAC approximates the loss's curvature, without the L2 term).</summary>
     public double? PreconditionerDamping { get; init; }
@@ -38,7 +42,8 @@ public sealed record AstraOptions
     {
         void Check(bool ok, string message) { if (!ok) throw new InfluenceSharpException(message); }
         Check(Steps >= 0, $"ekfac-astra steps {Steps}: must be at least 0");
-        Check(double.IsFinite(NeumannStep) && NeumannStep > 0, $"ekfac-astra Neumann step {NeumannStep}: must be positive");
+        Check(NeumannStep is null || (double.IsFinite(NeumannStep.Value) && NeumannStep.Value > 0), $"ekfac-astra Neumann step {NeumannStep}: must be positive");
+        Check(PowerIterations >= 1, $"ekfac-astra power iterations {PowerIterations}: must be at least 1");
         Check(PreconditionerDamping is null || (double.IsFinite(PreconditionerDamping.Value) && PreconditionerDamping.Value >= 0),
             $"ekfac-astra preconditioner damping {PreconditionerDamping}: must be a non-negative finite number");
         Check(double.IsFinite(Tolerance) && Tolerance >= 0, $"ekfac-astra tolerance {Tolerance}: must be non-negative");
@@ -103,6 +108,8 @@ public sealed class EkfacAstra : IAttributionMethod, IWeightedQueryAttribution, 
     public double PreconditionerDampingUsed { get; }
     /// <summary>The last solve's residuals (null before one).</summary>
     public AstraReport? LastReport { get; private set; }
+    /// <summary>The Neumann step the solves use: the one given, or the automatic one once estimated.</summary>
+    public double? NeumannStepUsed { get; private set; }
 
     /// <summary>M⁻¹V for rows V [m, P] (float64): the EK-FAC inverse, layer by layer.</summary>
     public Tensor Precondition(Tensor v)
@@ -126,6 +133,9 @@ public sealed class EkfacAstra : IAttributionMethod, IWeightedQueryAttribution, 
         var o = Options;
         double damping = o.System.Damping;
         b = b.to(ScalarType.Float64, gradients.Device);
+        // The automatic Neumann step is estimated once, before the first solve's steps.
+        if (o.Iteration == AstraIteration.Neumann && NeumannStepUsed is null && o.Steps > 0)
+            NeumannStepUsed = o.NeumannStep ?? 1 / LargestPreconditionedEigenvalue(Apply, b.device);
         using var bar = ProgressReporter.Start(o.System.Progress, $"ekfac-astra {label}", o.Steps, "step");
         Tensor Apply(Tensor v)
         {
@@ -134,9 +144,36 @@ public sealed class EkfacAstra : IAttributionMethod, IWeightedQueryAttribution, 
         }
         var (x, report) = o.Iteration == AstraIteration.Pcg
             ? Pcg(Apply, Precondition, b, o.Steps, o.Tolerance, bar)
-            : Neumann(Apply, Precondition, b, o.Steps, o.NeumannStep, o.Tolerance, bar);
+            : Neumann(Apply, Precondition, b, o.Steps, NeumannStepUsed ?? o.NeumannStep ?? 1.0, o.Tolerance, bar);
         LastReport = report;
         return x;
+    }
+
+    /// <summary>μ̂ ≈ the largest eigenvalue of M⁻¹A by power iteration from a seeded random vector
+    /// (M⁻¹A is similar to the symmetric M^-1/2 A M^-1/2, so its eigenvalues are real and positive).</summary>
+    double LargestPreconditionedEigenvalue(Func<Tensor, Tensor> a, Device device)
+    {
+        var o = Options;
+        using var progress = ProgressReporter.Start(o.System.Progress, "ekfac-astra step size (power iteration)", o.PowerIterations, "it");
+        using var gen = new TorchSharp.torch.Generator((ulong)Seeds.Derive(o.System.Seed, 0xA57A), device);
+        var v = torch.randn(new long[] { 1, sizes.Sum() }, dtype: ScalarType.Float64, device: device, generator: gen);
+        v.div_(v.norm());
+        double mu = 0;
+        for (int k = 0; k < o.PowerIterations; k++)
+        {
+            using var scope = NewDisposeScope();
+            var w = Precondition(a(v));
+            mu = w.norm().item<double>();
+            if (!(mu > 0) || !double.IsFinite(mu))
+                throw new InfluenceSharpException($"ekfac-astra: the preconditioned system's largest eigenvalue came out as {mu:G3}; give --astra-neumann-step X > 0");
+            v.Dispose();
+            using var muS = mu.ToScalar();
+            v = w.div(muS).DetachFromDisposeScope();
+            progress?.Update(k + 1, $"largest eigenvalue {mu:G4}");
+        }
+        v.Dispose();
+        progress?.Complete($"largest eigenvalue {mu:G4}: Neumann step {1 / mu:G3}");
+        return mu;
     }
 
     /// <summary>Preconditioned CG on A x = b from x₀ = M⁻¹b; <paramref name="steps"/> iterations at most

@@ -15,8 +15,9 @@ public sealed class EkfacAstraMethod : MethodDescriptor
     /// <summary>0 = PCG; a positive step = ASTRA's own iteration (preconditioned Neumann/Richardson
     /// steps), the paper's configuration at 1.</summary>
     public static readonly MethodParameter NeumannStep = new("astra-neumann-step",
-        "ekfac-astra: 0 = preconditioned CG; X > 0 = ASTRA's preconditioned Neumann steps x <- x + X M^-1 (b - (H + lambda I) x) (the paper's: 1)",
-        "0", MethodParameterKind.Double, Min: 0);
+        "ekfac-astra: 0 = preconditioned CG; X > 0 = ASTRA's preconditioned Neumann steps x <- x + X M^-1 (b - (H + lambda I) x) (the paper's: 1); " +
+        "auto = Neumann steps with X = 1 / the largest eigenvalue of M^-1 (H + lambda I), by power iteration",
+        "0", MethodParameterKind.NumberOrAuto, Min: 0);
 
     public override string Name => "ekfac-astra";
     public override int Order => 95;
@@ -45,11 +46,12 @@ public sealed class EkfacAstraMethod : MethodDescriptor
             Damping = damping, L2 = l2, Hessian = h.HessianGiven ? h.Hessian : HessianKind.GaussNewton, Layers = s.Layers,
             TrainBatchSize = s.TrainBatchSize, Seed = s.Seed, Progress = context.Progress,
         };
-        double eta = s.ParameterDouble(NeumannStep);
+        bool auto = s.Parameter(NeumannStep.Name) == MethodParameter.Auto;
+        double eta = auto ? 0 : s.ParameterDouble(NeumannStep);
         var options = new AstraOptions
         {
             System = system, Steps = s.ParameterInt(Steps),
-            Iteration = eta > 0 ? AstraIteration.Neumann : AstraIteration.Pcg, NeumannStep = eta > 0 ? eta : 1.0,
+            Iteration = auto || eta > 0 ? AstraIteration.Neumann : AstraIteration.Pcg, NeumannStep = auto ? null : eta > 0 ? eta : 1.0,
         };
         return new EkfacAstra(model, task, run.Data.Train, factors, options, context.Profiler);
     }
