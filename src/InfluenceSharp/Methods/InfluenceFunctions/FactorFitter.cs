@@ -366,7 +366,7 @@ internal sealed class CaptureCache : IDisposable
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new InfluenceSharpException($"{directory}: cannot write EK-FAC's capture cache there ({e.Message}); free space or set the capture cache to 0 to recompute instead", e);
+            throw new InfluenceSharpException($"{directory}: cannot write EK-FAC's capture cache there ({e.Message}); free space there (in code, FactorOptions.CaptureCacheBytes = 0 recomputes instead)", e);
         }
     }
 
