@@ -162,6 +162,61 @@ public class AstraTests
         Assert.True((x - exact).norm().item<double>() < (m.Precondition(b) - exact).norm().item<double>());
     }
 
+    /// <summary>Mini-batch Neumann steps: each step's curvature product runs over a fresh batch
+    /// (the float64 oracle replays the same batches with explicit per-batch matrices), costs
+    /// batch/n of a full step, and many such steps still approach the exact solution.</summary>
+    [Fact]
+    public void MiniBatchNeumannStepsDrawAFreshBatchEachStepAndApproachTheExactSolution()
+    {
+        int seed = TestSeed.For();
+        const int n = 16, batch = 6, steps = 150;
+        var (model, train, queries) = Oracles.TinyMlpProblem(seed, n: n);
+        var task = new ClassificationTask(QueryMeasurement.Margin);
+        const double damping = 0.05;
+        var system = System(damping, HessianKind.GaussNewton) with { Seed = 11 };
+        var exactMethod = new HvpInfluence(model, task, train, HvpSolver.Explicit, system);
+        var c = exactMethod.CurvatureMatrix();
+        long p = c.shape[0];
+        var eye = torch.eye(p, dtype: ScalarType.Float64);
+        var a = c + damping * eye;
+        var b = new PerExampleGradients(model, task, TrackedLayer.Find(model)).All(queries, 3, query: true);
+        var exact = torch.linalg.solve(a, b.mT).mT;
+        using var factors = Ekfac(model, task, train);
+        var pc = new EkfacAstra(model, task, train, factors, new AstraOptions { System = system, Steps = 0 });
+        var minv = pc.Precondition(eye);
+        double muMax = torch.linalg.eigvals(minv.matmul(a)).real.max().item<double>();
+        double eta = 0.3 / muMax;
+        var options = new AstraOptions { System = system, Steps = steps, Iteration = AstraIteration.Neumann, NeumannStep = eta, NeumannBatchSize = batch, Tolerance = 0 };
+        var m = new EkfacAstra(model, task, train, factors, options);
+        var x = m.InverseHvp(b);
+        Assert.Equal((long)steps * b.shape[0] * batch, m.Curvature.ExampleVectorProducts);
+
+        // The oracle: the same batches (the solver's seeded draw), each step's matrix the mean of the
+        // drawn examples' explicit curvature matrices (symmetric: rows = columns).
+        var perExample = Enumerable.Range(0, n).Select(i => pc.Curvature.Apply(eye, new[] { i })).ToArray();
+        var rng = new Random(InfluenceSharp.Seeds.Derive(11, 0xBA7C));
+        var perm = Enumerable.Range(0, n).ToArray();
+        var xo = pc.Precondition(b) * eta;
+        for (int k = 0; k < steps; k++)
+        {
+            using var scope = NewDisposeScope();
+            for (int i = 0; i < batch; i++) { int j = rng.Next(i, n); (perm[i], perm[j]) = (perm[j], perm[i]); }
+            var ck = torch.stack(perm[..batch].Select(i => perExample[i]).ToArray()).mean(new long[] { 0 }) + damping * eye;
+            xo = (xo + eta * pc.Precondition(b - xo.matmul(ck))).MoveToOuterDisposeScope();
+        }
+        double err = Oracles.RelErr(x, xo);
+        Assert.True(err < 1e-8, $"mini-batch Neumann vs the explicit replay of its batches: relative error {err:G3} ({TestSeed.Describe()})");
+
+        // Noisy steps, but on average the full system's: far closer to the exact solution than EK-FAC
+        // (summed over the queries; one query alone can sit higher on its batches' noise).
+        var e0 = ErrorNorms(pc.Precondition(b), exact, a);
+        var e = ErrorNorms(x, exact, a);
+        double ratio = e.Sum() / e0.Sum();
+        Assert.True(ratio < 0.3, $"A-norm error after {steps} mini-batch steps: {ratio:G3} of EK-FAC's ({TestSeed.Describe()})");
+        // Refused with conjugate gradient, which needs exact products.
+        Assert.Throws<InfluenceSharpException>(() => new EkfacAstra(model, task, train, factors, options with { Iteration = AstraIteration.Pcg }));
+    }
+
     [Fact]
     public void TheNeumannStepOptionTakesANumberOrAuto()
     {

@@ -30,6 +30,11 @@ public sealed record AstraOptions
     /// largest eigenvalue of M⁻¹(H + λI) estimated by <see cref="PowerIterations"/> power iterations
     /// (every preconditioned eigen-direction then shrinks by |1 − ημ| &lt; 1, none diverges).</summary>
     public double? NeumannStep { get; init; } = 1.0;
+    /// <summary>Training examples per Neumann step's curvature product, drawn afresh each step without
+    /// replacement from a generator seeded by the system's seed (ASTRA's stochastic Neumann iterations);
+    /// null = the whole training set (exact steps). A step then costs batch/n of a full one, so many
+    /// more steps fit in the same time, at the price of noise in each.</summary>
+    public int? NeumannBatchSize { get; init; }
     /// <summary>Power iterations (one Hessian-vector product on one vector each) for the automatic step.</summary>
     public int PowerIterations { get; init; } = 20;
     /// <summary>The damping added to EK-FAC's eigenvalues in the preconditioner; null = λ + L2 of the
@@ -43,6 +48,9 @@ public sealed record AstraOptions
         void Check(bool ok, string message) { if (!ok) throw new InfluenceSharpException(message); }
         Check(Steps >= 0, $"ekfac-astra steps {Steps}: must be at least 0");
         Check(NeumannStep is null || (double.IsFinite(NeumannStep.Value) && NeumannStep.Value > 0), $"ekfac-astra Neumann step {NeumannStep}: must be positive");
+        Check(NeumannBatchSize is null or >= 1, $"ekfac-astra Neumann batch size {NeumannBatchSize}: must be at least 1");
+        Check(NeumannBatchSize is null || Iteration == AstraIteration.Neumann,
+            "ekfac-astra: a Neumann batch size applies to the Neumann steps only; give --astra-neumann-step X or auto (conjugate gradient needs exact products)");
         Check(PowerIterations >= 1, $"ekfac-astra power iterations {PowerIterations}: must be at least 1");
         Check(PreconditionerDamping is null || (double.IsFinite(PreconditionerDamping.Value) && PreconditionerDamping.Value >= 0),
             $"ekfac-astra preconditioner damping {PreconditionerDamping}: must be a non-negative finite number");
@@ -137,14 +145,27 @@ public sealed class EkfacAstra : IAttributionMethod, IWeightedQueryAttribution, 
         if (o.Iteration == AstraIteration.Neumann && NeumannStepUsed is null && o.Steps > 0)
             NeumannStepUsed = o.NeumannStep ?? 1 / LargestPreconditionedEigenvalue(Apply, b.device);
         using var bar = ProgressReporter.Start(o.System.Progress, $"ekfac-astra {label}", o.Steps, "step");
-        Tensor Apply(Tensor v)
+        Tensor Apply(Tensor v) => ApplyOn(v, null);
+        Tensor ApplyOn(Tensor v, int[]? indices)
         {
             using var dampS = damping.ToScalar();
-            return curvature.Apply(v).add_(v, alpha: dampS);
+            return curvature.Apply(v, indices).add_(v, alpha: dampS);
+        }
+        int n = curvature.TrainCount;
+        int? batch = o.NeumannBatchSize is { } nb && nb < n ? nb : null;
+        // Each solve draws the same sequence of batches: a query's result does not depend on which
+        // other queries were solved before it.
+        var rng = new Random(Seeds.Derive(o.System.Seed, 0xBA7C));
+        var perm = Enumerable.Range(0, n).ToArray();
+        Tensor StepProduct(Tensor v)
+        {
+            if (batch is not { } size) return Apply(v);
+            for (int i = 0; i < size; i++) { int j = rng.Next(i, n); (perm[i], perm[j]) = (perm[j], perm[i]); }
+            return ApplyOn(v, perm[..size]);
         }
         var (x, report) = o.Iteration == AstraIteration.Pcg
             ? Pcg(Apply, Precondition, b, o.Steps, o.Tolerance, bar)
-            : Neumann(Apply, Precondition, b, o.Steps, NeumannStepUsed ?? o.NeumannStep ?? 1.0, o.Tolerance, bar);
+            : Neumann(StepProduct, Precondition, b, o.Steps, NeumannStepUsed ?? o.NeumannStep ?? 1.0, o.Tolerance, bar, stochastic: batch is not null);
         LastReport = report;
         return x;
     }
@@ -224,9 +245,11 @@ public sealed class EkfacAstra : IAttributionMethod, IWeightedQueryAttribution, 
     }
 
     /// <summary>Preconditioned Neumann steps x ← x + η M⁻¹(b − A x) from x₀ = η M⁻¹b. Stops with an
-    /// error when a residual grows tenfold (η too large for the preconditioned spectrum).</summary>
+    /// error when a residual grows tenfold (η too large for the preconditioned spectrum). With
+    /// <paramref name="stochastic"/>, <paramref name="a"/> is a mini-batch estimate drawn anew at each
+    /// call: the residuals reported are those estimates, and no early stop is taken on them.</summary>
     public static (Tensor X, AstraReport Report) Neumann(Func<Tensor, Tensor> a, Func<Tensor, Tensor> mInv, Tensor b, int steps, double eta, double tol,
-        ProgressReporter? progress = null)
+        ProgressReporter? progress = null, bool stochastic = false)
     {
         using var etaS = eta.ToScalar();
         var x = mInv(b).mul_(etaS);
@@ -244,7 +267,7 @@ public sealed class EkfacAstra : IAttributionMethod, IWeightedQueryAttribution, 
             if (it == 0) first = worst;
             if (!double.IsFinite(worst) || worst > 10 * Math.Max(first, 1e-300))
                 throw new InfluenceSharpException($"ekfac-astra: the Neumann steps diverged at step {it} (residual {worst:G3}, EK-FAC's {first:G3}): the step {eta} is too large for this preconditioner; use a smaller --astra-neumann-step, or 0 (preconditioned CG)");
-            if (worst <= tol) break;
+            if (worst <= tol && !stochastic) break;
             x.add_(mInv(r), alpha: etaS);
             progress?.Update(it + 1, $"max residual {worst:G3}");
         }

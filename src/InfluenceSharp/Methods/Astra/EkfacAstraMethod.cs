@@ -19,12 +19,16 @@ public sealed class EkfacAstraMethod : MethodDescriptor
         "auto = Neumann steps with X = 1 / the largest eigenvalue of M^-1 (H + lambda I), by power iteration",
         "0", MethodParameterKind.NumberOrAuto, Min: 0);
 
+    public static readonly MethodParameter NeumannBatch = new("astra-neumann-batch",
+        "ekfac-astra Neumann steps: training examples per step's curvature product, drawn afresh each step (ASTRA's stochastic iterations); 0 = the whole training set",
+        "0", MethodParameterKind.Int, Min: 0);
+
     public override string Name => "ekfac-astra";
     public override int Order => 95;
     public override MethodOption Uses =>
         MethodOption.Measure | MethodOption.Damping | MethodOption.Layers | MethodOption.TrainBatchSize | MethodOption.Seed
         | MethodOption.Fisher | MethodOption.Hessian | MethodOption.L2;
-    public override IReadOnlyList<MethodParameter> Parameters => new[] { Steps, NeumannStep };
+    public override IReadOnlyList<MethodParameter> Parameters => new[] { Steps, NeumannStep, NeumannBatch };
     /// <summary>λ when none is given and the run was not trained to convergence: on the SGD-trained
     /// Mlp (bench/README.md) 5 steps at 1e-2 raised the LDS over EK-FAC, at 1e-3 they lowered it.</summary>
     public const double DefaultDamping = 1e-2;
@@ -52,6 +56,7 @@ public sealed class EkfacAstraMethod : MethodDescriptor
         {
             System = system, Steps = s.ParameterInt(Steps),
             Iteration = auto || eta > 0 ? AstraIteration.Neumann : AstraIteration.Pcg, NeumannStep = auto ? null : eta > 0 ? eta : 1.0,
+            NeumannBatchSize = s.ParameterInt(NeumannBatch) is > 0 and var nb ? nb : null,
         };
         return new EkfacAstra(model, task, run.Data.Train, factors, options, context.Profiler);
     }
