@@ -20,7 +20,7 @@ public sealed class EkfacAstraMethod : MethodDescriptor
         "0", MethodParameterKind.NumberOrAuto, Min: 0);
 
     public static readonly MethodParameter NeumannBatch = new("astra-neumann-batch",
-        "ekfac-astra Neumann steps: training examples per step's curvature product, drawn afresh each step (ASTRA's stochastic iterations); 0 = the whole training set",
+        "ekfac-astra: training examples per Neumann step's curvature product, drawn afresh each step (ASTRA's stochastic iterations); 0 = the whole training set",
         "0", MethodParameterKind.Int, Min: 0);
 
     public override string Name => "ekfac-astra";
