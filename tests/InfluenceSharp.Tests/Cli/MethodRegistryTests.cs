@@ -144,6 +144,16 @@ public class MethodRegistryTests : IClassFixture<ConvergedRunFixture>
         var r = CliRunner.Run("scores", "pairwise", "--run", fx.Run, "--methods", "ekfac-astra", "--astra-neumann-step", "-1", "--query-count", "2", "--quiet");
         Assert.Equal(2, r.Code);
         Assert.Contains("--astra-neumann-step", r.Err);
+
+        // --astra-neumann-batch reaches the solver; with conjugate gradient it is refused, by name.
+        var mb = (InfluenceSharp.Methods.Astra.EkfacAstra)AttributionMethods.Create("ekfac-astra", run, settings.WithParameter("astra-neumann-batch", "7"));
+        Assert.Equal(7, mb.Options.NeumannBatchSize);
+        using var dir = new TempDir();
+        r = CliRunner.Run("scores", "pairwise", "--run", fx.Copy(dir), "--methods", "ekfac-astra", "--astra-neumann-batch", "7", "--query-count", "2",
+            "--out", dir.File("s"), "--quiet");
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains("--astra-neumann-step", r.Err);
+        Assert.DoesNotContain("   at ", r.Err);
     }
 
     [Fact]
