@@ -5,7 +5,7 @@
 # class-balanced training images, the first QUERIES test images as queries, margin target.
 # Usage: bench/experiments/unrolled-lds.sh [OUT_DIR] [STAGE...]
 #   stages: train (both recipes), same95, seeds95, same50, seeds50, smooth95, gentle95, gentle50,
-#   gentle-full, gentle-ifcg, cnn95
+#   gentle-full, gentle-ifcg, cnn95, cnn-more
 #   (default: all but the gentle and cnn ones, in that order; smooth and gentle run both protocols)
 # gentle-full: the full table on the gentle run: both protocols at alpha 0.95 and 0.5 with
 #   unrolled, ekfac, tracin and trak --ensemble 10 (TRAK-10), then trak --ensemble 50 (TRAK-50) in a copy
@@ -14,7 +14,9 @@
 #   on the first IFCG_QUERIES queries with at most IFCG_ITERS CG iterations, same-order, alpha 0.95
 #   (its own cache: a cache's subset files hold the margins of its query set).
 # cnn95: SmallCnn on the same 5,000 images (CNN_EPOCHS epochs, batch 128, lr CNN_LR, momentum 0.9, drop-last),
-#   same-order at alpha 0.95 with CNN_METHODS on CNN_QUERIES queries x CNN_SUBSETS subsets.
+#   same-order at alpha 0.95 with CNN_METHODS on CNN_QUERIES queries x CNN_SUBSETS subsets;
+#   cnn-more: the same run and queries under the seed protocol at 0.95, then both protocols at 0.5
+#   (unrolled's derivatives are read from the run's store, written by cnn95).
 # Recipes: "protocol" is the LDS protocol's Mlp recipe (10 epochs, batch 128, lr 0.05, momentum 0.9,
 # weight decay 5e-4, constant); "smooth" the same with lr 0.01; "gentle" with lr 0.005.
 set -uo pipefail
@@ -80,5 +82,13 @@ cnn95)
   [ -f "$C/run.json" ] || timed $I train --data fashion-mnist --model smallcnn --train-count 5000 --epochs $CNN_EPOCHS --lr $CNN_LR --drop-last --out "$C" $T
   timed $I evaluate lds --run "$C" --methods "$CNN_METHODS" --alpha 0.95 --retrain same-order --out "$C/lds-same-95" \
     --subsets $CNN_SUBSETS --query-count $CNN_QUERIES --target margin $T
+  ;;
+cnn-more)
+  C="$OUT/cnn"
+  for pa in seeds-95 same-50 seeds-50; do
+    r=""; [ ${pa%-*} = same ] && r="--retrain same-order"
+    timed $I evaluate lds --run "$C" --methods "$CNN_METHODS" --alpha 0.${pa#*-} $r --out "$C/lds-$pa" \
+      --subsets $CNN_SUBSETS --query-count $CNN_QUERIES --target margin $T
+  done
   ;;
 esac; done
