@@ -39,6 +39,7 @@ CNN_EPOCHS=${CNN_EPOCHS:-5}
 CNN_LR=${CNN_LR:-0.005}
 CNN_QUERIES=${CNN_QUERIES:-100}
 CNN_SUBSETS=${CNN_SUBSETS:-100}
+CNN_QUERY_OFFSET=${CNN_QUERY_OFFSET:-0}   # cnn95 only: queries K..K+N-1 (a cache of its own when K > 0)
 CNN_METHODS=${CNN_METHODS:-unrolled,ekfac,tracin}
 timed() { local t0=$SECONDS; "$@"; local rc=$?; echo "wall $((SECONDS - t0)) s (rc $rc): $*"; return $rc; }
 
@@ -80,8 +81,9 @@ gentle-ifcg)
 cnn95)
   C="$OUT/cnn"
   [ -f "$C/run.json" ] || timed $I train --data fashion-mnist --model smallcnn --train-count 5000 --epochs $CNN_EPOCHS --lr $CNN_LR --drop-last --out "$C" $T
-  timed $I evaluate lds --run "$C" --methods "$CNN_METHODS" --alpha 0.95 --retrain same-order --out "$C/lds-same-95" \
-    --subsets $CNN_SUBSETS --query-count $CNN_QUERIES --target margin $T
+  o=""; [ "$CNN_QUERY_OFFSET" = 0 ] || o="-from$CNN_QUERY_OFFSET"
+  timed $I evaluate lds --run "$C" --methods "$CNN_METHODS" --alpha 0.95 --retrain same-order --out "$C/lds-same-95$o" \
+    --subsets $CNN_SUBSETS --query-count $CNN_QUERIES --query-offset $CNN_QUERY_OFFSET --target margin $T
   ;;
 cnn-more)
   C="$OUT/cnn"
