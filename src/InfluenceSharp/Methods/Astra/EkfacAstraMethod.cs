@@ -23,6 +23,11 @@ public sealed class EkfacAstraMethod : MethodDescriptor
         "ekfac-astra: training examples per Neumann step's curvature product, drawn afresh each step (ASTRA's stochastic iterations); 0 = the whole training set",
         "0", MethodParameterKind.Int, Min: 0);
 
+    public override string? Check(MethodSettings s) =>
+        s.ParameterInt(NeumannBatch) > 0 && s.Parameter(NeumannStep.Name) != MethodParameter.Auto && s.ParameterDouble(NeumannStep) == 0
+            ? "--astra-neumann-batch applies to ekfac-astra's Neumann steps only; give --astra-neumann-step X or auto (conjugate gradient needs exact products)"
+            : null;
+
     public override string Name => "ekfac-astra";
     public override int Order => 95;
     public override MethodOption Uses =>
