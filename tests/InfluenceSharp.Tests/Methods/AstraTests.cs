@@ -91,6 +91,35 @@ public class AstraTests
         Assert.StartsWith("0.01 ", AttributionMethods.Find("ekfac-astra")!.DampingHeuristic);
     }
 
+    /// <summary>Queries solved in blocks give the scores of one solve over all of them (each query's
+    /// iterates are its own; mini-batch steps draw the same batches in every block), with one report.</summary>
+    [Theory]
+    [InlineData(AstraIteration.Pcg)]
+    [InlineData(AstraIteration.Neumann)]
+    public void QueriesSolvedInBlocksScoreAsOneSolve(AstraIteration iteration)
+    {
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For() + (int)iteration, n: 12);
+        var task = new ClassificationTask(QueryMeasurement.Margin);
+        using var factors = Ekfac(model, task, train);
+        var options = new AstraOptions
+        {
+            System = System(0.05, HessianKind.GaussNewton) with { Seed = 5 }, Steps = 6, Iteration = iteration, Tolerance = 0,
+            NeumannStep = iteration == AstraIteration.Neumann ? null : 1.0,
+            NeumannBatchSize = iteration == AstraIteration.Neumann ? 5 : null,
+        };
+        var whole = new EkfacAstra(model, task, train, factors, options with { QueryBlockSize = 64 });
+        var expected = whole.PairwiseMatrix(queries, train);
+        var blocked = new EkfacAstra(model, task, train, factors, options with { QueryBlockSize = 3 });
+        var actual = blocked.PairwiseMatrix(queries, train);
+        Assert.True(queries.Count > 3 && queries.Count % 3 != 0, $"{queries.Count} queries: want a partial last block");
+        Assert.Equal(expected.shape, actual.shape);
+        double err = Oracles.RelErr(actual, expected);
+        Assert.True(err < 1e-12, $"{iteration}: blocks of 3 against one solve: relative error {err:G3} ({TestSeed.Describe()})");
+        Assert.Equal(whole.Curvature.ExampleVectorProducts, blocked.Curvature.ExampleVectorProducts);
+        Assert.Equal(queries.Count, blocked.LastReport!.RelativeResiduals[^1].Length);
+        Assert.Equal(whole.LastReport!.MaxResidual, blocked.LastReport.MaxResidual, 12);
+    }
+
     /// <summary>‖x_k − x*‖²_A per right-hand side, A = C + λI.</summary>
     static double[] ErrorNorms(Tensor x, Tensor exact, Tensor a)
     {

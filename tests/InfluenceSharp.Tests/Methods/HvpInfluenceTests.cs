@@ -167,6 +167,34 @@ public class HvpInfluenceTests
         Assert.True(Oracles.RelErr(torch.tensor(m.SelfInfluence(train)), self) < 1e-7, "self-influence (batched CG per training batch)");
     }
 
+    /// <summary>if-cg and if-lissa solve the queries in blocks with the scores of one solve over all of
+    /// them (each query's iterates are its own; LiSSA draws the same minibatches for every block).</summary>
+    [Theory]
+    [InlineData(HvpSolver.Cg)]
+    [InlineData(HvpSolver.Lissa)]
+    public void QueriesSolvedInBlocksScoreAsOneSolve(HvpSolver solver)
+    {
+        var (model, train, queries) = Oracles.TinyMlpProblem(TestSeed.For() + (int)solver);
+        var task = new ClassificationTask(QueryMeasurement.Margin);
+        var o = new HvpSolverOptions
+        {
+            Damping = 0.05, Hessian = HessianKind.GaussNewton, Seed = 3, CgTolerance = 1e-14, CgMaxIterations = 5,
+            LissaDepth = 30, LissaBatchSize = 5, LissaScale = 20,
+        };
+        var whole = Method(model, task, train, solver, o with { QueryBlockSize = 64 });
+        var expected = whole.PairwiseMatrix(queries, train);
+        var blocked = Method(model, task, train, solver, o with { QueryBlockSize = 3 });
+        Assert.True(queries.Count > 3 && queries.Count % 3 != 0, $"{queries.Count} queries: want a partial last block");
+        double err = Oracles.RelErr(blocked.PairwiseMatrix(queries, train), expected);
+        Assert.True(err < 1e-12, $"{solver}: blocks of 3 against one solve: relative error {err:G3} ({TestSeed.Describe()})");
+        Assert.Equal(whole.Curvature.ExampleVectorProducts, blocked.Curvature.ExampleVectorProducts);
+        if (solver == HvpSolver.Cg)
+        {
+            Assert.Equal(queries.Count, blocked.LastCgReport!.RelativeResiduals.Length);
+            Assert.Equal(whole.LastCgReport!.RelativeResiduals, blocked.LastCgReport.RelativeResiduals);
+        }
+    }
+
     [Fact]
     public void CgWithAnIterationCapReportsTheResidualItReached()
     {

@@ -42,6 +42,10 @@ public sealed record AstraOptions
     public double? PreconditionerDamping { get; init; }
     /// <summary>Stop a right-hand side early once ‖b − (H + λI)x‖ ≤ tol·‖b‖.</summary>
     public double Tolerance { get; init; } = 1e-12;
+    /// <summary>Queries solved together. Each query's iterates are independent of the others', so
+    /// solving the query set in blocks gives the same result, and bounds the iterations' working set
+    /// (several [block, P] float64 vectors) whatever the number of queries.</summary>
+    public int QueryBlockSize { get; init; } = 128;
 
     public void Validate()
     {
@@ -55,6 +59,7 @@ public sealed record AstraOptions
         Check(PreconditionerDamping is null || (double.IsFinite(PreconditionerDamping.Value) && PreconditionerDamping.Value >= 0),
             $"ekfac-astra preconditioner damping {PreconditionerDamping}: must be a non-negative finite number");
         Check(double.IsFinite(Tolerance) && Tolerance >= 0, $"ekfac-astra tolerance {Tolerance}: must be non-negative");
+        Check(QueryBlockSize >= 1, $"ekfac-astra query block size {QueryBlockSize}: must be at least 1");
         Check(System.Hessian == HessianKind.GaussNewton || System.Damping > 0 || Steps == 0,
             "ekfac-astra with the true Hessian needs damping > 0 (the Hessian may be indefinite); give --damping X > 0 or use --hessian gauss-newton");
     }
@@ -64,6 +69,17 @@ public sealed record AstraOptions
 public sealed record AstraReport(int Steps, double[][] RelativeResiduals)
 {
     public double MaxResidual => RelativeResiduals.Length == 0 || RelativeResiduals[^1].Length == 0 ? 0 : RelativeResiduals[^1].Max();
+
+    /// <summary>The reports of blocks of right-hand sides as one, their columns side by side; a block
+    /// that stopped early keeps its last residuals for the later steps.</summary>
+    public static AstraReport Concat(IReadOnlyList<AstraReport> blocks)
+    {
+        if (blocks.Count == 1) return blocks[0];
+        int rows = blocks.Max(b => b.RelativeResiduals.Length);
+        var merged = Enumerable.Range(0, rows).Select(k => blocks.SelectMany(b =>
+            b.RelativeResiduals.Length == 0 ? Array.Empty<double>() : b.RelativeResiduals[Math.Min(k, b.RelativeResiduals.Length - 1)]).ToArray()).ToArray();
+        return new AstraReport(blocks.Max(b => b.Steps), merged);
+    }
 }
 
 /// <summary>
@@ -317,7 +333,22 @@ public sealed class EkfacAstra : IAttributionMethod, IWeightedQueryAttribution, 
         if (cached is { } c && ReferenceEquals(c.Queries, queries) && c.Count == queries.Count) return c.Solved;
         cached?.Solved.Dispose();
         using var scope = NewDisposeScope();
-        var solved = InverseHvp(gradients.All(queries, Options.System.QueryBatchSize, query: true), "queries").DetachFromDisposeScope();
+        var g = gradients.All(queries, Options.System.QueryBatchSize, query: true);
+        long m = g.shape[0];
+        int block = Options.QueryBlockSize;
+        // Each block's result goes straight into its rows: no second copy of the solved queries.
+        var solved = torch.empty(m, curvature.NumParams, dtype: ScalarType.Float64, device: gradients.Device);
+        var reports = new List<AstraReport>();
+        for (long b0 = 0; b0 == 0 || b0 < m; b0 += block)   // one (empty) solve when there are no queries
+        {
+            long len = Math.Min(block, m - b0);
+            string label = m <= block ? "queries" : $"queries {b0 + 1}-{b0 + len} of {m}";
+            using var inner = NewDisposeScope();
+            solved.narrow(0, b0, len).copy_(InverseHvp(g.narrow(0, b0, len), label));
+            reports.Add(LastReport!);
+        }
+        LastReport = AstraReport.Concat(reports);
+        solved.DetachFromDisposeScope();
         cached = (queries, queries.Count, solved);
         return solved;
     }

@@ -81,6 +81,10 @@ public sealed record HvpSolverOptions
     public int TrainBatchSize { get; init; } = 256;
     /// <summary>Queries per batch when computing query gradients.</summary>
     public int QueryBatchSize { get; init; } = 128;
+    /// <summary>Queries solved together by if-cg and if-lissa. Each query's iterates are independent
+    /// of the others' (LiSSA draws the same minibatches for every solve), so solving the query set in
+    /// blocks gives the same result and bounds the solver's working set whatever the number of queries.</summary>
+    public int QueryBlockSize { get; init; } = 128;
     /// <summary>Seeds LiSSA's minibatches and Arnoldi's start vector.</summary>
     public int Seed { get; init; }
     /// <summary>Receives progress (and CG residuals, LiSSA norms in the suffix); null = silent.</summary>
@@ -93,7 +97,7 @@ public sealed record HvpSolverOptions
         void Check(bool ok, string message) { if (!ok) throw new InfluenceSharpException(message); }
         Check(double.IsFinite(Damping) && Damping >= 0, $"damping {Damping}: must be a non-negative finite number");
         Check(double.IsFinite(L2) && L2 >= 0, $"L2 {L2}: must be a non-negative finite number");
-        Check(TrainBatchSize >= 1 && QueryBatchSize >= 1, "batch sizes must be at least 1");
+        Check(TrainBatchSize >= 1 && QueryBatchSize >= 1 && QueryBlockSize >= 1, "batch sizes must be at least 1");
         switch (solver)
         {
             case HvpSolver.Cg:

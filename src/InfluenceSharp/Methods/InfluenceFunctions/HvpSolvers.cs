@@ -8,6 +8,11 @@ namespace InfluenceSharp.Methods.InfluenceFunctions;
 public sealed record CgReport(int Iterations, double[] RelativeResiduals)
 {
     public double MaxResidual => RelativeResiduals.Length == 0 ? 0 : RelativeResiduals.Max();
+
+    /// <summary>The reports of blocks of right-hand sides as one: the most iterations any block took,
+    /// the residuals side by side.</summary>
+    public static CgReport Concat(IReadOnlyList<CgReport> blocks) =>
+        blocks.Count == 1 ? blocks[0] : new(blocks.Max(b => b.Iterations), blocks.SelectMany(b => b.RelativeResiduals).ToArray());
 }
 
 /// <summary>The inverse-HVP solvers on float64 matrices whose ROWS are vectors (right-hand sides).

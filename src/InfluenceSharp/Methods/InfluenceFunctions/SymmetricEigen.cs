@@ -7,6 +7,15 @@ namespace InfluenceSharp.Methods.InfluenceFunctions;
 /// that survives LAPACK's convergence failures.</summary>
 internal static class SymmetricEigen
 {
+    /// <summary>(m + mᵀ)/2, its Scalars held while libtorch reads them (an implicit Scalar from `/ 2`
+    /// or `+` can be finalised mid-call: seen as "toLong" failures).</summary>
+    public static Tensor Symmetrized(Tensor m)
+    {
+        using var one = 1.0.ToScalar();
+        using var half = 0.5.ToScalar();
+        return m.add(m.mT, one).mul_(half);
+    }
+
     /// <summary>Eigenvalues (ascending) and eigenvectors (columns) of (m + mᵀ)/2. <paramref name="what"/>
     /// names the matrix in errors. <paramref name="firstAttempt"/> (tests only) skips the earlier
     /// attempts: 0 eigh, 1-3 rescaled and shifted eigh, 4 SVD.</summary>
@@ -16,7 +25,7 @@ internal static class SymmetricEigen
         using (var finite = m.isfinite().all())
             if (!finite.item<bool>())
                 throw new InfluenceSharpException($"{what} has non-finite entries (NaN or infinity): the model's activations or gradients overflowed; check the checkpoint, the learning rate and the input scaling.");
-        var sym = (m + m.mT) / 2;
+        var sym = Symmetrized(m);
         if (firstAttempt == 0 && TryEigh(sym, out var r)) return Keep(r);
         // dsyevd can fail to converge on large rank-deficient factors (ResNet-18's 4,608-wide
         // conv inputs fitted on a few hundred examples). Rescaling to unit size and a diagonal shift

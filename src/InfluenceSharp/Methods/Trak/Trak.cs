@@ -4,6 +4,7 @@ using InfluenceSharp.Features;
 using InfluenceSharp.Gradients;
 using InfluenceSharp.Models;
 using InfluenceSharp.Diagnostics;
+using InfluenceSharp.Methods.InfluenceFunctions;
 using static TorchSharp.torch;
 
 namespace InfluenceSharp.Methods.Trak;
@@ -155,8 +156,7 @@ public sealed class Trak : FeatureMethod
     {
         using var scope = NewDisposeScope();
         long k = phi.shape[1];
-        var g = phi.matmul(phi.mT);
-        g = (g + g.mT) / 2;
+        var g = SymmetricEigen.Symmetrized(phi.matmul(phi.mT));
         var (e, u) = torch.linalg.eigh(g);
         double maxEig = e.max().item<double>();
         double tol = RankTolerance(n, k);
@@ -185,8 +185,8 @@ public sealed class Trak : FeatureMethod
     {
         using var scope = NewDisposeScope();
         long k = kernel.shape[0];
-        var reg = Options.Damping > 0 ? kernel + Options.Damping * torch.eye(k, dtype: ScalarType.Float64, device: kernel.device) : kernel;
-        reg = (reg + reg.mT) / 2;
+        using var dampS = Options.Damping.ToScalar();
+        var reg = SymmetricEigen.Symmetrized(Options.Damping > 0 ? kernel.add(torch.eye(k, dtype: ScalarType.Float64, device: kernel.device), dampS) : kernel);
         var solver = Options.Solver == KernelSolver.Auto ? (Options.Damping > 0 ? KernelSolver.Cholesky : KernelSolver.Eigh) : Options.Solver;
         Tensor w;
         long rank = k;
