@@ -334,21 +334,9 @@ public sealed class EkfacAstra : IAttributionMethod, IWeightedQueryAttribution, 
         cached?.Solved.Dispose();
         using var scope = NewDisposeScope();
         var g = gradients.All(queries, Options.System.QueryBatchSize, query: true);
-        long m = g.shape[0];
-        int block = Options.QueryBlockSize;
-        // Each block's result goes straight into its rows: no second copy of the solved queries.
-        var solved = torch.empty(m, curvature.NumParams, dtype: ScalarType.Float64, device: gradients.Device);
         var reports = new List<AstraReport>();
-        for (long b0 = 0; b0 == 0 || b0 < m; b0 += block)   // one (empty) solve when there are no queries
-        {
-            long len = Math.Min(block, m - b0);
-            string label = m <= block ? "queries" : $"queries {b0 + 1}-{b0 + len} of {m}";
-            using var inner = NewDisposeScope();
-            solved.narrow(0, b0, len).copy_(InverseHvp(g.narrow(0, b0, len), label));
-            reports.Add(LastReport!);
-        }
+        var solved = HvpSolvers.SolveInBlocks(g, Options.QueryBlockSize, InverseHvp, () => reports.Add(LastReport!)).DetachFromDisposeScope();
         LastReport = AstraReport.Concat(reports);
-        solved.DetachFromDisposeScope();
         cached = (queries, queries.Count, solved);
         return solved;
     }

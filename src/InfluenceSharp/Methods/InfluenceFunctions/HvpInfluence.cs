@@ -260,21 +260,10 @@ public sealed class HvpInfluence : IAttributionMethod, IDisposable
         using (var scope = NewDisposeScope())
         {
             var g = Gradients(queries, query: true);
-            long m = g.shape[0];
-            int block = Options.QueryBlockSize;
-            // Each block's result goes straight into its rows: no second copy of the solved queries.
-            var solved = torch.empty(m, Curvature.NumParams, dtype: ScalarType.Float64, device: Device);
             var reports = new List<CgReport>();
-            for (long b0 = 0; b0 == 0 || b0 < m; b0 += block)   // one (empty) solve when there are no queries
-            {
-                long len = Math.Min(block, m - b0);
-                string label = m <= block ? "queries" : $"queries {b0 + 1}-{b0 + len} of {m}";
-                using var inner = NewDisposeScope();
-                solved.narrow(0, b0, len).copy_(InverseHvp(g.narrow(0, b0, len), label));
-                if (Solver == HvpSolver.Cg) reports.Add(LastCgReport!);
-            }
+            var solved = HvpSolvers.SolveInBlocks(g, Options.QueryBlockSize, InverseHvp,
+                () => { if (Solver == HvpSolver.Cg) reports.Add(LastCgReport!); }).DetachFromDisposeScope();
             if (reports.Count > 0) LastCgReport = CgReport.Concat(reports);
-            solved.DetachFromDisposeScope();
             cachedQueries = (queries, queries.Count, solved);
             return solved;
         }

@@ -19,6 +19,26 @@ public sealed record CgReport(int Iterations, double[] RelativeResiduals)
 /// <c>hvp</c> maps [m, P] → [m, P] (the curvature, without the damping); the damping λ is added here.</summary>
 public static class HvpSolvers
 {
+    /// <summary>The rows of <paramref name="b"/> [m, P] solved <paramref name="block"/> rows at a time
+    /// by <paramref name="solve"/>(rows, progress label), each block's result copied into its rows of
+    /// one [m, P] float64 result; <paramref name="afterBlock"/> runs after each block (to collect its
+    /// report). For solvers whose rows' iterates are independent of each other, the result is the
+    /// one-solve result, and the working set is one block's whatever m.</summary>
+    public static Tensor SolveInBlocks(Tensor b, int block, Func<Tensor, string, Tensor> solve, Action? afterBlock = null)
+    {
+        long m = b.shape[0];
+        var solved = torch.empty(m, b.shape[1], dtype: ScalarType.Float64, device: b.device);
+        for (long b0 = 0; b0 == 0 || b0 < m; b0 += block)   // one (empty) solve when there are no rows
+        {
+            long len = Math.Min(block, m - b0);
+            string label = m <= block ? "queries" : $"queries {b0 + 1}-{b0 + len} of {m}";
+            using var scope = NewDisposeScope();
+            solved.narrow(0, b0, len).copy_(solve(b.narrow(0, b0, len), label));
+            afterBlock?.Invoke();
+        }
+        return solved;
+    }
+
     /// <summary>Batched conjugate gradient: solves (H + λI) X = B for every row of B at once. Columns
     /// that converged (relative residual ≤ tol) drop out of later HVPs.</summary>
     public static (Tensor X, CgReport Report) ConjugateGradient(Func<Tensor, Tensor> hvp, Tensor b, double damping, double tol, int maxIterations,
