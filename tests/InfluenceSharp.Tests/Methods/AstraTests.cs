@@ -120,6 +120,24 @@ public class AstraTests
         Assert.Equal(whole.LastReport!.MaxResidual, blocked.LastReport.MaxResidual, 12);
     }
 
+    /// <summary>Blocks' reports merge column by column; a block that stopped early (PCG converged)
+    /// keeps its last residuals for the steps the other blocks still took.</summary>
+    [Fact]
+    public void BlockReportsMergeWithEarlyStoppedBlocksHoldingTheirLastResiduals()
+    {
+        var a = new AstraReport(2, new[] { new[] { 0.9, 0.8 }, new[] { 0.5, 0.4 }, new[] { 0.1, 0.2 } });
+        var b = new AstraReport(1, new[] { new[] { 0.7 }, new[] { 1e-13 } });
+        var merged = AstraReport.Concat(new[] { a, b });
+        Assert.Equal(2, merged.Steps);
+        Assert.Equal(new[] { 0.9, 0.8, 0.7 }, merged.RelativeResiduals[0]);
+        Assert.Equal(new[] { 0.5, 0.4, 1e-13 }, merged.RelativeResiduals[1]);
+        Assert.Equal(new[] { 0.1, 0.2, 1e-13 }, merged.RelativeResiduals[2]);
+        Assert.Equal(0.2, merged.MaxResidual);
+        var cg = CgReport.Concat(new[] { new CgReport(4, new[] { 0.3, 0.1 }), new CgReport(7, new[] { 0.6 }) });
+        Assert.Equal(7, cg.Iterations);
+        Assert.Equal(new[] { 0.3, 0.1, 0.6 }, cg.RelativeResiduals);
+    }
+
     /// <summary>‖x_k − x*‖²_A per right-hand side, A = C + λI.</summary>
     static double[] ErrorNorms(Tensor x, Tensor exact, Tensor a)
     {

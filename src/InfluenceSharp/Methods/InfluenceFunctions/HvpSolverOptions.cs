@@ -97,7 +97,8 @@ public sealed record HvpSolverOptions
         void Check(bool ok, string message) { if (!ok) throw new InfluenceSharpException(message); }
         Check(double.IsFinite(Damping) && Damping >= 0, $"damping {Damping}: must be a non-negative finite number");
         Check(double.IsFinite(L2) && L2 >= 0, $"L2 {L2}: must be a non-negative finite number");
-        Check(TrainBatchSize >= 1 && QueryBatchSize >= 1 && QueryBlockSize >= 1, "batch sizes must be at least 1");
+        Check(TrainBatchSize >= 1 && QueryBatchSize >= 1, "batch sizes must be at least 1");
+        Check(QueryBlockSize >= 1, $"query block size {QueryBlockSize}: must be at least 1");
         switch (solver)
         {
             case HvpSolver.Cg:
