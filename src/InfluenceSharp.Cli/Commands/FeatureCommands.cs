@@ -61,7 +61,7 @@ public static class FeatureCommands
     }
 
     internal static int Scores(string kind, string runDir, string name, string outDir, MethodSettings settings, int partition, Shard shard, string? dataSpec,
-        string querySet, int[]? queryIndices, int? queryCount, bool quiet)
+        string querySet, int[]? queryIndices, int? queryCount, bool quiet, int? queryBlock = null)
     {
         var profiler = new Profiler();
         var run = profiler.Time("Load Data", () => RunContext.Load(runDir, dataSpec));
@@ -84,8 +84,9 @@ public static class FeatureCommands
                 return 0;
             }
         }
+        int block = kind != "pairwise" ? 0 : queryBlock ?? QueryBlocks.Auto(QueryBlocks.ParameterCount(run.Last));
         var manifest = ScoresManifest.For(kind, name, SettingsEntries(settings),
-            string.Join(",", run.Checkpoints.Select(c => c.Hash)), run.Data.Train, partition, kind == "pairwise" ? queries : null);
+            string.Join(",", run.Checkpoints.Select(c => c.Hash)), run.Data.Train, partition, kind == "pairwise" ? queries : null, block);
         bool done;
         if (kind == "self")
             done = PartitionedScoring.Self(method, run.Data.Train, outDir, manifest, shard, profiler) is not null;
@@ -93,7 +94,7 @@ public static class FeatureCommands
         {
             // Feature methods score the whole stored training set block by block; partitions of the
             // output still let a job resume or split.
-            done = PartitionedScoring.Pairwise(PartitionedScoring.Totals(method, queries.Queries), new[] { "scores" }, queries.Queries.Count,
+            done = PartitionedScoring.Pairwise(PartitionedScoring.Totals(method), new[] { "scores" }, queries.Queries,
                 run.Data.Train, outDir, manifest, shard, profiler);
             Json.WriteFile(Path.Combine(outDir, "query_indices.json"), new { set = queries.Set, indices = queries.Indices });
         }

@@ -102,6 +102,8 @@ public static class InfluenceCommands
         var bf16 = Opt.Flag("--bf16", "with --factors: score products in bfloat16; prints the Spearman correlation with float32");
         var perLayer = Opt.Flag("--per-layer", "with --factors: also write one score matrix per tracked layer");
         var partition = Opt.Int("--partition-size", "training examples per saved partition", 10000, 1);
+        var queryBlock = Opt.OptionalInt("--query-block", "queries scored per pass over the training set: fewer hold less memory, more pass over the training data fewer times "
+            + $"[default: as many as fit {QueryBlocks.BudgetText} at two float64 vectors of the model's parameters per query]", 1);
         var shard = Opt.Shard();
         var data = Opt.RunData();
         var compute = new ComputeOptions();
@@ -114,7 +116,7 @@ public static class InfluenceCommands
         if (pairwise) queries.AddTo(cmd);
         ms.AddTo(cmd);
         ms.RefuseUnused(cmd, methods);
-        if (pairwise) { cmd.Add(queryRank); cmd.Add(bf16); cmd.Add(perLayer); }
+        if (pairwise) { cmd.Add(queryRank); cmd.Add(bf16); cmd.Add(perLayer); cmd.Add(queryBlock); }
         cmd.Add(partition); cmd.Add(shard); cmd.Add(data);
         compute.AddTo(cmd);
         Option[] factorsOnly = pairwise ? new Option[] { checkpoint, queryRank, bf16, perLayer } : new Option[] { checkpoint };
@@ -137,7 +139,7 @@ public static class InfluenceCommands
             var (set, idx, count) = queries.Read(p);
             if (p.GetResult(methods) is { Implicit: false })
                 return FeatureCommands.Scores(kind, p.GetValue(run)!, p.GetValue(methods)![0], p.GetValue(outDir)!, settings, p.GetValue(partition),
-                    p.GetValue(shard), p.GetValue(data), set, idx, count, quiet);
+                    p.GetValue(shard), p.GetValue(data), set, idx, count, quiet, pairwise ? p.GetValue(queryBlock) : null);
             var ckpt = ResolveCheckpoint(p.GetValue(run)!, p.GetValue(checkpoint));
             var options = new ScoreOptions
             {
@@ -145,13 +147,13 @@ public static class InfluenceCommands
                 Damping = DampingDefaults.Factored(settings.Damping, ckpt), QueryRank = p.GetValue(queryRank), BFloat16 = p.GetValue(bf16), TrainBatchSize = settings.TrainBatchSize, Progress = quiet ? null : new ConsoleProgress(),
             };
             return Scores(kind, ckpt, p.GetValue(factors)!, p.GetValue(outDir)!, options, settings.Measure, p.GetValue(perLayer), p.GetValue(partition),
-                p.GetValue(shard), p.GetValue(data), set, idx, count, quiet);
+                p.GetValue(shard), p.GetValue(data), set, idx, count, quiet, pairwise ? p.GetValue(queryBlock) : null);
         });
         return cmd;
     }
 
     static int Scores(string kind, Checkpoint ckpt, string factorsDir, string outDir, ScoreOptions options, QueryMeasurement measure, bool perLayer,
-        int partition, Shard shard, string? dataSpec, string querySet, int[]? queryIndices, int? queryCount, bool quiet)
+        int partition, Shard shard, string? dataSpec, string querySet, int[]? queryIndices, int? queryCount, bool quiet, int? queryBlock)
     {
         string dampingText = options.Damping is { } dv ? dv.ToString(System.Globalization.CultureInfo.InvariantCulture) : "heuristic";
         var task = new ClassificationTask(measure);
@@ -170,7 +172,8 @@ public static class InfluenceCommands
             ["strategy"] = factors.Strategy.ToString(), ["damping"] = dampingText, ["measure"] = task.Query.ToString(),
             ["query_rank"] = options.QueryRank.ToString(), ["bf16"] = options.BFloat16.ToString(), ["factors_model"] = factors.Manifest.ModelFingerprint,
         };
-        var manifest = ScoresManifest.For(kind, method.Name, settings, ModelFingerprint.Of(model), data.Train, partition, kind == "pairwise" ? queries : null);
+        var manifest = ScoresManifest.For(kind, method.Name, settings, ModelFingerprint.Of(model), data.Train, partition, kind == "pairwise" ? queries : null,
+            queryBlock ?? QueryBlocks.Auto(QueryBlocks.ParameterCount(model)));
         if (!quiet) Console.Error.WriteLine($"{method.Name} {kind} scores; damping per layer: {string.Join(", ", method.Layers.Zip(method.Dampings()).Select(x => $"{x.First.Name} {x.Second:G3}"))}");
         bool done;
         if (kind == "self")
@@ -186,18 +189,18 @@ public static class InfluenceCommands
         else
         {
             var names = new List<string> { "scores" };
-            PartitionedScoring.BlockProducer produce = PartitionedScoring.Totals(method, queries.Queries);
+            PartitionedScoring.BlockProducer produce = PartitionedScoring.Totals(method);
             if (perLayer)
             {
                 names.AddRange(method.Layers.Select(l => "scores-" + l.Name));
-                produce = (train, sink) => method.PairwiseByLayer(queries.Queries, train, (off, blocks) =>
+                produce = (queryBlock, train, sink) => method.PairwiseByLayer(queryBlock, train, (off, blocks) =>
                 {
                     var total = blocks[0];
                     for (int i = 1; i < blocks.Length; i++) total = total + blocks[i];
                     sink(off, blocks.Prepend(total).ToArray());
                 });
             }
-            done = PartitionedScoring.Pairwise(produce, names.ToArray(), queries.Queries.Count, data.Train, outDir, manifest, shard, profiler);
+            done = PartitionedScoring.Pairwise(produce, names.ToArray(), queries.Queries, data.Train, outDir, manifest, shard, profiler);
             Json.WriteFile(Path.Combine(outDir, "query_indices.json"), new { set = queries.Set, indices = queries.Indices });
             if (done && options.BFloat16) CompareWithFloat32(model, task, factors, options, queries.Queries, data.Train, outDir, profiler);
         }

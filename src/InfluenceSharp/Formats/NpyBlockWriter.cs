@@ -4,8 +4,9 @@ using static TorchSharp.torch;
 namespace InfluenceSharp.Formats;
 
 /// <summary>
-/// Writes a [rows, cols] .npy matrix one column block (all rows, a range of train examples) at a
-/// time, in any order, into a preallocated temp file beside the target. Only <see cref="Complete"/>
+/// Writes a [rows, cols] .npy matrix one block at a time, in any order, into a preallocated temp
+/// file beside the target: a column block (all rows, a range of train examples), or, when the rows
+/// come in blocks of <c>rowBlock</c> (queries scored a block at a time), one row block's columns. Only <see cref="Complete"/>
 /// renames it to the final name, after checking every column was written, so a crash or an early
 /// Dispose never leaves a file under the final name that looks complete.
 /// </summary>
@@ -13,15 +14,18 @@ public sealed class NpyBlockWriter : IDisposable
 {
     private readonly FileStream stream;
     private readonly string tempPath;
-    private readonly bool[] written;
+    // written[b][c]: row block b of column c has been written (one row block unless rowBlock < rows).
+    private readonly bool[][] written;
+    private readonly long rowBlock;
     private readonly long dataOffset;
     private readonly int elementSize;
-    private long columnsLeft;
+    private long cellsLeft;
     private bool done;
 
-    public NpyBlockWriter(string path, long rows, long cols, NpyDtype dtype = NpyDtype.Float32)
+    public NpyBlockWriter(string path, long rows, long cols, NpyDtype dtype = NpyDtype.Float32, long rowBlock = 0)
     {
         if (rows < 1 || cols < 1) throw new InfluenceSharpException($"{path}: matrix shape [{rows}, {cols}] must be positive");
+        if (rowBlock < 0) throw new InfluenceSharpException($"{path}: row block {rowBlock} must be positive");
         if (cols > Array.MaxLength) throw new InfluenceSharpException($"{path}: {cols} columns is too many");
         Path = System.IO.Path.GetFullPath(path);
         Rows = rows; Cols = cols; Dtype = dtype;
@@ -34,15 +38,17 @@ public sealed class NpyBlockWriter : IDisposable
         stream = new FileStream(tempPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16);
         stream.Write(header);
         stream.SetLength(dataOffset + rows * cols * elementSize);
-        written = new bool[cols];
-        columnsLeft = cols;
+        this.rowBlock = rowBlock == 0 || rowBlock > rows ? rows : rowBlock;
+        written = new bool[(rows + this.rowBlock - 1) / this.rowBlock][];
+        for (int b = 0; b < written.Length; b++) written[b] = new bool[cols];
+        cellsLeft = written.Length * cols;
     }
 
     public string Path { get; }
     public long Rows { get; }
     public long Cols { get; }
     public NpyDtype Dtype { get; }
-    public bool IsComplete => columnsLeft == 0;
+    public bool IsComplete => cellsLeft == 0;
 
     /// <summary>Writes a row-major block [Rows, block.Length / Rows] at columns [colStart, colStart + width).</summary>
     public void WriteColumns(long colStart, ReadOnlySpan<float> block) => WriteCore(colStart, MemoryMarshal.AsBytes(block), block.Length, NpyDtype.Float32);
@@ -55,26 +61,45 @@ public sealed class NpyBlockWriter : IDisposable
     {
         if (block.dim() != 2 || block.shape[0] != Rows)
             throw new InfluenceSharpException($"{Path}: block of shape [{string.Join(", ", block.shape)}] is not [{Rows}, cols]");
+        WriteBlock(0, colStart, block);
+    }
+
+    /// <summary>Writes a block tensor [rows, width] at rows [rowStart, rowStart + rows) and columns
+    /// [colStart, colStart + width). Its rows must be whole row blocks: start at a multiple of the
+    /// row block and end at one (or at the last row).</summary>
+    public void WriteBlock(long rowStart, long colStart, Tensor block)
+    {
+        if (block.dim() != 2)
+            throw new InfluenceSharpException($"{Path}: block of shape [{string.Join(", ", block.shape)}] is not a matrix");
         using var c = block.detach().cpu().to_type(Dtype == NpyDtype.Float64 ? ScalarType.Float64 : ScalarType.Float32).contiguous();
-        WriteCore(colStart, c.bytes, c.numel(), Dtype);
+        WriteCore(rowStart, block.shape[0], colStart, c.bytes, c.numel(), Dtype);
     }
 
     private void WriteCore(long colStart, ReadOnlySpan<byte> bytes, long count, NpyDtype dtype)
     {
+        if (count % Rows != 0) throw new InfluenceSharpException($"{Path}: block of {count} values is not a whole number of rows of {Rows}");
+        WriteCore(0, Rows, colStart, bytes, count, dtype);
+    }
+
+    private void WriteCore(long rowStart, long rows, long colStart, ReadOnlySpan<byte> bytes, long count, NpyDtype dtype)
+    {
         ObjectDisposedException.ThrowIf(done, this);
         if (dtype != Dtype) throw new InfluenceSharpException($"{Path}: block is {dtype} but the file is {Dtype}");
-        if (count % Rows != 0) throw new InfluenceSharpException($"{Path}: block of {count} values is not a whole number of rows of {Rows}");
-        long width = count / Rows;
+        long rowEnd = rowStart + rows;
+        if (rows < 1 || rowStart < 0 || rowEnd > Rows || rowStart % rowBlock != 0 || (rowEnd % rowBlock != 0 && rowEnd != Rows))
+            throw new InfluenceSharpException($"{Path}: rows [{rowStart}, {rowEnd}) are not whole blocks of {rowBlock} rows within [0, {Rows})");
+        long width = count / rows;
         if (colStart < 0 || colStart + width > Cols)
             throw new InfluenceSharpException($"{Path}: columns [{colStart}, {colStart + width}) are outside [0, {Cols})");
         int rowBytes = checked((int)(width * elementSize));
-        for (long r = 0; r < Rows; r++)
+        for (long r = 0; r < rows; r++)
         {
-            stream.Position = dataOffset + (r * Cols + colStart) * elementSize;
+            stream.Position = dataOffset + ((rowStart + r) * Cols + colStart) * elementSize;
             stream.Write(bytes.Slice(checked((int)(r * rowBytes)), rowBytes));
         }
-        for (long c = colStart; c < colStart + width; c++)
-            if (!written[c]) { written[c] = true; columnsLeft--; }
+        for (long b = rowStart / rowBlock; b * rowBlock < rowEnd; b++)
+            for (long c = colStart; c < colStart + width; c++)
+                if (!written[b][c]) { written[b][c] = true; cellsLeft--; }
     }
 
     /// <summary>Flushes to disk and renames the file to its final name. Fails, naming the first
@@ -84,11 +109,14 @@ public sealed class NpyBlockWriter : IDisposable
     public void Complete(Action<string>? onChecksum = null)
     {
         ObjectDisposedException.ThrowIf(done, this);
-        if (columnsLeft > 0)
+        if (cellsLeft > 0)
         {
-            long first = Array.IndexOf(written, false), end = first;
-            while (end < Cols && !written[end]) end++;
-            throw new InfluenceSharpException($"{Path}: cannot complete: {columnsLeft} of {Cols} columns were never written (first gap [{first}, {end}))");
+            int b = Array.FindIndex(written, w => Array.IndexOf(w, false) >= 0);
+            long first = Array.IndexOf(written[b], false), end = first;
+            while (end < Cols && !written[b][end]) end++;
+            if (written.Length == 1)
+                throw new InfluenceSharpException($"{Path}: cannot complete: {cellsLeft} of {Cols} columns were never written (first gap [{first}, {end}))");
+            throw new InfluenceSharpException($"{Path}: cannot complete: {cellsLeft} of {written.Length * Cols} (row block, column) pairs were never written (first gap: rows [{b * rowBlock}, {Math.Min(Rows, (b + 1) * rowBlock)}), columns [{first}, {end}))");
         }
         try
         {

@@ -21,6 +21,9 @@ public sealed record ScoresManifest
     public int[]? QueryIndices { get; init; }
     public string? QuerySet { get; init; }
     public required int PartitionSize { get; init; }
+    /// <summary>Queries scored per pass over the training set; 0 = all at once (also in manifests
+    /// written before query blocks existed).</summary>
+    public int QueryBlock { get; init; }
     public string LibraryVersion { get; init; } = LibraryInfo.Version;
     /// <summary>Checksums of the partials and results (see <see cref="Checksum"/>); null in a manifest
     /// written before checksums were recorded (its files are then read unverified).</summary>
@@ -29,12 +32,14 @@ public sealed record ScoresManifest
     /// <summary>The manifest of a scores job: <paramref name="kind"/> "pairwise" (with its queries:
     /// the set, its indices in the set and the name of the set) or "self".</summary>
     public static ScoresManifest For(string kind, string method, Dictionary<string, string> settings, string modelFingerprint, LabeledDataset train,
-        int partitionSize, (LabeledDataset Queries, int[] Indices, string Set)? queries = null) => new()
+        int partitionSize, (LabeledDataset Queries, int[] Indices, string Set)? queries = null, int queryBlock = 0) => new()
     {
         Kind = kind, Method = method, Settings = settings, ModelFingerprint = modelFingerprint,
         TrainFingerprint = train.Fingerprint(), TrainCount = train.Count, PartitionSize = partitionSize,
         QueryFingerprint = queries?.Queries.Fingerprint(), QueryCount = queries?.Queries.Count ?? 0,
         QueryIndices = queries?.Indices, QuerySet = queries?.Set,
+        // Stored only when it splits the queries, so that one block reads as before.
+        QueryBlock = queries is { } q && queryBlock > 0 && queryBlock < q.Queries.Count ? queryBlock : 0,
     };
 
     public void Require(ScoresManifest expected, string path)
@@ -53,6 +58,7 @@ public sealed record ScoresManifest
         Check("train_fingerprint", TrainFingerprint, expected.TrainFingerprint);
         Check("query_fingerprint", QueryFingerprint, expected.QueryFingerprint);
         Check("partition_size", PartitionSize, expected.PartitionSize);
+        Check("query_block", QueryBlock, expected.QueryBlock);
     }
 }
 
@@ -66,18 +72,23 @@ public static class PartitionedScoring
 {
     public const string PairwiseFile = "scores.npy", SelfFile = "self_influence.npy";
 
-    /// <summary>Produces, for a training subset, blocks of one or more matrices [n_query, block]
-    /// (index 0 = total scores, then optional per-layer scores named by <c>names</c>).</summary>
-    public delegate void BlockProducer(IDataset train, Action<int, Tensor[]> sink);
+    /// <summary>Produces, for a block of queries and a training subset, blocks of one or more
+    /// matrices [n_query, block] (index 0 = total scores, then optional per-layer scores named by
+    /// <c>names</c>).</summary>
+    public delegate void BlockProducer(IDataset queries, IDataset train, Action<int, Tensor[]> sink);
 
-    public static BlockProducer Totals(IAttributionMethod method, IDataset queries) =>
-        (train, sink) => method.Pairwise(queries, train, (off, block) => sink(off, new[] { block }));
+    public static BlockProducer Totals(IAttributionMethod method) =>
+        (queries, train, sink) => method.Pairwise(queries, train, (off, block) => sink(off, new[] { block }));
 
     /// <summary>Returns true when the final scores exist (this call or an earlier one finished them).
-    /// Locking (see <see cref="OutputLock"/>): without a shard the whole output is locked for the
-    /// stage; a shard locks each partition it computes; the merge runs under the manifest lock. Every
-    /// partial is checked (shape) before it is merged: a wrong one is an error naming the file.</summary>
-    public static bool Pairwise(BlockProducer produce, string[] names, int queryCount, IDataset train, string outDir,
+    /// The queries are scored <see cref="ScoresManifest.QueryBlock"/> at a time (all at once when
+    /// it is 0), each block over every partition before the next block, so that what a method holds
+    /// per query (its solved or preconditioned query gradients) is bounded by one block; a partial
+    /// file holds one (partition, query block). Locking (see <see cref="OutputLock"/>): without a
+    /// shard the whole output is locked for the stage; a shard locks each partial it computes; the
+    /// merge runs under the manifest lock. Every partial is checked (shape) before it is merged: a
+    /// wrong one is an error naming the file.</summary>
+    public static bool Pairwise(BlockProducer produce, string[] names, IDataset queries, IDataset train, string outDir,
         ScoresManifest manifest, Shard shard, Profiler profiler)
     {
         const string what = "pairwise scores";
@@ -85,45 +96,58 @@ public static class PartitionedScoring
         Prepare(outDir, manifest, what);
         var finals = names.Select(n => Path.Combine(outDir, n + ".npy")).ToArray();
         if (finals.All(File.Exists)) return true;
+        int queryCount = queries.Count;
         int parts = Parts(train.Count, manifest.PartitionSize);
+        int qBlock = manifest.QueryBlock is > 0 and var qb && qb < queryCount ? qb : queryCount;
+        int qBlocks = (queryCount + qBlock - 1) / qBlock;
         string partials = Path.Combine(outDir, "partials");
-        string Part(int p, string name) => Path.Combine(partials, $"{name}-{p:D5}.npy");
+        // With one query block the partials keep the names they had before query blocks existed.
+        string Part(int p, int b, string name) => Path.Combine(partials, qBlocks == 1 ? $"{name}-{p:D5}.npy" : $"{name}-{p:D5}-q{b:D5}.npy");
         int Len(int p) => Math.Min(manifest.PartitionSize, train.Count - p * manifest.PartitionSize);
+        int QLen(int b) => Math.Min(qBlock, queryCount - b * qBlock);
+        bool Done(int p, int b) => names.All(n => File.Exists(Part(p, b, n)));
         {   // the method records its own "Compute Pairwise Score" stage
-            for (int p = 0; p < parts; p++)
+            for (int b = 0; b < qBlocks; b++)
             {
-                if (!shard.Contains(p) || names.All(n => File.Exists(Part(p, n)))) continue;
-                using var partLock = OutputLock.Partition(partials, what, p);
-                if (names.All(n => File.Exists(Part(p, n)))) continue;   // another shard finished it meanwhile
-                int start = p * manifest.PartitionSize, len = Len(p);
-                var writers = names.Select(n => new NpyBlockWriter(Part(p, n), queryCount, len)).ToArray();
-                try
+                // One slice per block for all partitions: a method that caches its solved queries
+                // by the query set reuses them across partitions.
+                var block = Slice(queries, b * qBlock, QLen(b));
+                for (int p = 0; p < parts; p++)
                 {
-                    produce(Slice(train, start, len), (off, blocks) =>
+                    if (!shard.Contains(p) || Done(p, b)) continue;
+                    using var partLock = qBlocks == 1 ? OutputLock.Partition(partials, what, p) : OutputLock.Partition(partials, what, p, b);
+                    if (Done(p, b)) continue;   // another shard finished it meanwhile
+                    int start = p * manifest.PartitionSize, len = Len(p);
+                    var writers = names.Select(n => new NpyBlockWriter(Part(p, b, n), QLen(b), len)).ToArray();
+                    try
                     {
-                        for (int i = 0; i < writers.Length; i++) writers[i].WriteColumns(off, blocks[i]);
-                    });
-                    for (int i = 0; i < writers.Length; i++) writers[i].Complete(Recorder(outDir, Part(p, names[i]), what));
+                        produce(block, Slice(train, start, len), (off, blocks) =>
+                        {
+                            for (int i = 0; i < writers.Length; i++) writers[i].WriteColumns(off, blocks[i]);
+                        });
+                        for (int i = 0; i < writers.Length; i++) writers[i].Complete(Recorder(outDir, Part(p, b, names[i]), what));
+                    }
+                    finally { foreach (var w in writers) w.Dispose(); }
                 }
-                finally { foreach (var w in writers) w.Dispose(); }
             }
         }
-        if (Enumerable.Range(0, parts).Any(p => names.Any(n => !File.Exists(Part(p, n))))) return finals.All(File.Exists);
+        var units = (from p in Enumerable.Range(0, parts) from b in Enumerable.Range(0, qBlocks) select (p, b)).ToArray();
+        if (units.Any(u => !Done(u.p, u.b))) return finals.All(File.Exists);
         using var merge = OutputLock.TryMerge(outDir, what);
         if (merge is null || finals.All(File.Exists)) return finals.All(File.Exists);   // another shard is merging (or has)
-        for (int p = 0; p < parts; p++)
-            foreach (var n in names) RequireShape(Part(p, n), new long[] { queryCount, Len(p) });
+        foreach (var (p, b) in units)
+            foreach (var n in names) RequireShape(Part(p, b, n), new long[] { QLen(b), Len(p) });
         string mpath = Path.Combine(outDir, ManifestFile);
         var sums = ManifestChecksums.Read(mpath);
         using (profiler.Stage("Save Pairwise Score"))
         {
             for (int i = 0; i < names.Length; i++)
             {
-                using var w = new NpyBlockWriter(finals[i], queryCount, train.Count);
-                for (int p = 0; p < parts; p++)
+                using var w = new NpyBlockWriter(finals[i], queryCount, train.Count, rowBlock: qBlock);
+                foreach (var (p, b) in units)
                 {
                     using var scope = NewDisposeScope();
-                    w.WriteColumns(p * manifest.PartitionSize, ReadPartial(outDir, Part(p, names[i]), sums, mpath));
+                    w.WriteBlock(b * qBlock, p * manifest.PartitionSize, ReadPartial(outDir, Part(p, b, names[i]), sums, mpath));
                 }
                 // The merge holds the manifest lock: record directly.
                 w.Complete(sum => ManifestChecksums.Record(mpath, Path.GetFileName(finals[i]), sum));
@@ -220,7 +244,7 @@ public static class PartitionedScoring
 
 
     /// <summary>The whole set is passed as itself (so stores keyed by its fingerprint are reused).</summary>
-    static IDataset Slice(IDataset train, int start, int len) => start == 0 && len == train.Count ? train : SubsetDataset.Range(train, start, len);
+    static IDataset Slice(IDataset set, int start, int len) => start == 0 && len == set.Count ? set : SubsetDataset.Range(set, start, len);
 
     static int Parts(int n, int size)
     {

@@ -38,6 +38,10 @@ public static class OutputLock
     public static DirectoryLock Partition(string directory, string what, int partition) =>
         DirectoryLock.Acquire(Path.Combine(directory, ".locks"), $"{what}, partition {partition}", $"partition-{partition:D5}", BriefWait);
 
+    /// <summary>The lock of one query block of one partition of an output.</summary>
+    public static DirectoryLock Partition(string directory, string what, int partition, int queryBlock) =>
+        DirectoryLock.Acquire(Path.Combine(directory, ".locks"), $"{what}, partition {partition}, query block {queryBlock}", $"partition-{partition:D5}-q{queryBlock:D5}", BriefWait);
+
     /// <summary>The manifest lock, held while checking or writing the manifest.</summary>
     public static DirectoryLock Manifest(string directory, string what) =>
         DirectoryLock.Acquire(directory, what + " (manifest)", "manifest", BriefWait);

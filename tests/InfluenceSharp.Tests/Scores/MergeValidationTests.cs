@@ -63,8 +63,8 @@ public class MergeValidationTests
         Npy.Write(Path.Combine(partials, "scores-00000.npy"), Random(3 * 250, seed), 3, 250);
         Npy.Write(Path.Combine(partials, "scores-00001.npy"), Random(3 * 500, seed + 1), 3, 500);
         Npy.Write(Path.Combine(partials, "scores-00002.npy"), Random(3 * 250, seed + 2), 3, 250);
-        var e = Assert.Throws<InfluenceSharpException>(() => PartitionedScoring.Pairwise((_, _) => throw new InvalidOperationException("nothing to compute"),
-            new[] { "scores" }, 3, train, dir.Path, Manifest("pairwise", 750, 250, 3), Shard.All, new Profiler()));
+        var e = Assert.Throws<InfluenceSharpException>(() => PartitionedScoring.Pairwise((_, _, _) => throw new InvalidOperationException("nothing to compute"),
+            new[] { "scores" }, Train(3), train, dir.Path, Manifest("pairwise", 750, 250, 3), Shard.All, new Profiler()));
         Assert.Contains("scores-00001.npy", e.Message);
         Assert.False(File.Exists(Path.Combine(dir.Path, PartitionedScoring.PairwiseFile)));
     }

@@ -121,4 +121,44 @@ public class NpyTests
         }
         Assert.Empty(Directory.GetFiles(dir.Path));
     }
+
+    [Fact]
+    public void BlockWriterFillsRowBlocksByColumnsAndCompletesOnlyWhenEveryRowBlockIsWritten()
+    {
+        using var dir = new TempDir();
+        var rng = TestSeed.Random();
+        int rowBlock = rng.Next(2, 5), rows = rowBlock * rng.Next(2, 4) + rng.Next(1, rowBlock), cols = rng.Next(20, 60);
+        using var full = torch.randn(rows, cols, dtype: ScalarType.Float64);
+        string path = dir.File("scores.npy");
+        int split = rng.Next(1, cols);
+        var cells = new List<(int Row, int Col, int Width)>();
+        for (int r = 0; r < rows; r += rowBlock) { cells.Add((r, 0, split)); cells.Add((r, split, cols - split)); }
+        using (var w = new NpyBlockWriter(path, rows, cols, NpyDtype.Float64, rowBlock))
+        {
+            foreach (var (r, c, width) in cells.OrderBy(_ => rng.Next()))
+            {
+                Assert.False(w.IsComplete);
+                using var block = full.narrow(0, r, Math.Min(rowBlock, rows - r)).narrow(1, c, width);
+                w.WriteBlock(r, c, block);
+            }
+            Assert.True(w.IsComplete);
+            // A row range that is not whole row blocks is refused.
+            using var odd = full.narrow(0, 1, rowBlock).narrow(1, 0, 1);
+            Assert.Contains("whole blocks", Assert.Throws<InfluenceSharpException>(() => w.WriteBlock(1, 0, odd)).Message);
+            w.Complete();
+        }
+        using var back = Npy.Read(path);
+        Assert.True(TensorAssert.BitEqual(full, back));
+
+        // One row block left out: Complete names its rows and columns.
+        string gap = dir.File("gap.npy");
+        using var w2 = new NpyBlockWriter(gap, rows, cols, NpyDtype.Float64, rowBlock);
+        foreach (var (r, c, width) in cells.Skip(1))
+        {
+            using var block = full.narrow(0, r, Math.Min(rowBlock, rows - r)).narrow(1, c, width);
+            w2.WriteBlock(r, c, block);
+        }
+        var e = Assert.Throws<InfluenceSharpException>(() => w2.Complete());
+        Assert.Contains($"rows [0, {rowBlock}), columns [0, {split})", e.Message);
+    }
 }
