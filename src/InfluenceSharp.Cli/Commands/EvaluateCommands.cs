@@ -3,6 +3,7 @@ using InfluenceSharp.Cli.CommandLine;
 using InfluenceSharp.Data;
 using InfluenceSharp.Evaluation;
 using InfluenceSharp.Methods;
+using InfluenceSharp.Scores;
 using InfluenceSharp.Diagnostics;
 using InfluenceSharp.Reporting;
 using InfluenceSharp.Runs;
@@ -129,11 +130,12 @@ public static class EvaluateCommands
             Console.WriteLine($"the subsets hold {mean:F0} ± {sd:F0} scored tokens (standard deviation {100 * sd / mean:F1} %); the training loss averages over tokens, so this spread changes how much each sequence weighs, which the additive LDS prediction does not model");
         }
         var evaluation = new LdsEvaluation(lds, target == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss);
+        int queryBlock = QueryBlocks.Auto(QueryBlocks.ParameterCount(run.Last));
         foreach (var m in methods)
         {
             var method = MethodFactory.Create(m, run, settings, profiler, quiet);
             Tensor scores;
-            using (profiler.Stage($"Scores ({m})")) scores = method.PairwiseMatrix(queries, run.Data.Train);
+            using (profiler.Stage($"Scores ({m})")) scores = method.PairwiseMatrix(queries, run.Data.Train, queryBlock);
             string name = MethodFactory.ResultLabel(m, settings, method);
             MethodLifetime.Release(method);
             evaluation.Add(name, scores);
@@ -221,7 +223,7 @@ public static class EvaluateCommands
         var queries = run.Data.Test.Subset(Enumerable.Range(0, Math.Min(nq, run.Data.Test.Count)).ToArray(), "removal-queries");
         var method = MethodFactory.Create(methodName, run, settings, profiler, quiet);
         Tensor scores;
-        using (profiler.Stage("Scores")) scores = method.PairwiseMatrix(queries, run.Data.Train);
+        using (profiler.Stage("Scores")) scores = method.PairwiseMatrix(queries, run.Data.Train, QueryBlocks.Auto(QueryBlocks.ParameterCount(run.Last)));
         RemovalResult result;
         using (profiler.Stage("Retrain Without Removed"))
             result = Removal.Run(scores, run.Last.Info.Model, training, run.Data.Train, queries, run.Data.Test,

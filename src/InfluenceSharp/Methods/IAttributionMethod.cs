@@ -32,4 +32,33 @@ public static class AttributionMethodExtensions
         foreach (var b in blocks) b.Dispose();
         return m;
     }
+
+    /// <summary>The whole score matrix [n_query, n_train] (float32), the queries scored
+    /// <paramref name="queryBlock"/> at a time so that what the method holds per query is bounded
+    /// by one block (see <see cref="Scores.QueryBlocks"/>); each block passes over the training set once.</summary>
+    public static Tensor PairwiseMatrix(this IAttributionMethod method, IDataset queries, IDataset train, int queryBlock)
+    {
+        if (queryBlock < 1) throw new InfluenceSharpException($"query block {queryBlock}: must be at least 1");
+        if (queryBlock >= queries.Count) return method.PairwiseMatrix(queries, train);
+        var m = torch.empty(queries.Count, train.Count, ScalarType.Float32);
+        try
+        {
+            for (int start = 0; start < queries.Count; start += queryBlock)
+            {
+                int len = Math.Min(queryBlock, queries.Count - start);
+                using var rows = m.narrow(0, start, len);
+                method.Pairwise(SubsetDataset.Range(queries, start, len), train, (off, block) =>
+                {
+                    using var target = rows.narrow(1, off, block.shape[1]);
+                    target.copy_(block);
+                });
+            }
+            return m;
+        }
+        catch
+        {
+            m.Dispose();
+            throw;
+        }
+    }
 }

@@ -1,3 +1,4 @@
+using InfluenceSharp.Methods;
 using InfluenceSharp.Scores;
 
 namespace InfluenceSharp.Tests.Scores;
@@ -108,5 +109,20 @@ public class QueryBlockTests
         var r = Run("scores", "pairwise", "--run", "x", "--methods", "ekfac", "--query-block", "0", "--out", "y");
         Assert.Equal(2, r.Code);
         Assert.Contains("--query-block", r.Err);
+    }
+
+    /// <summary>The in-memory matrix that `evaluate lds` scores: blocks of queries fill their rows.</summary>
+    [Theory]
+    [InlineData("ekfac")]
+    [InlineData("ekfac-astra")]
+    public void TheInMemoryMatrixInQueryBlocksEqualsOnePass(string name)
+    {
+        using var dir = new TempDir();
+        var run = InfluenceSharp.Runs.Run.Open(TrainRun(dir));
+        var queries = run.Data.Test.Subset(Enumerable.Range(0, 7).ToArray(), "seven");
+        using var one = AttributionMethods.Create(name, run).PairwiseMatrix(queries, run.Data.Train);
+        using var blocks = AttributionMethods.Create(name, run).PairwiseMatrix(queries, run.Data.Train, 3);
+        Assert.Equal(new long[] { 7, 90 }, blocks.shape);
+        AssertSame(one.data<float>().ToArray(), blocks.data<float>().ToArray(), $"{name}, blocks of 3 in memory");
     }
 }
