@@ -9,18 +9,18 @@ namespace InfluenceSharp.Methods.Astra;
 public sealed class EkfacAstraMethod : MethodDescriptor
 {
     public static readonly MethodParameter Steps = new("astra-steps",
-        "ekfac-astra: preconditioned CG steps on the true system after the EK-FAC solution (0 = EK-FAC alone)",
+        "steps on the true system after the EK-FAC solution: preconditioned CG, or Neumann steps with --astra-neumann-step (0 = EK-FAC alone)",
         new AstraOptions().Steps.ToString(CultureInfo.InvariantCulture), MethodParameterKind.Int, Min: 0);
 
     /// <summary>0 = PCG; a positive step = ASTRA's own iteration (preconditioned Neumann/Richardson
     /// steps), the paper's configuration at 1.</summary>
     public static readonly MethodParameter NeumannStep = new("astra-neumann-step",
-        "ekfac-astra: 0 = preconditioned CG; X > 0 = ASTRA's preconditioned Neumann steps x <- x + X M^-1 (b - (H + lambda I) x) (the paper's: 1); " +
+        "0 = preconditioned CG; X > 0 = ASTRA's preconditioned Neumann steps x <- x + X M^-1 (b - (H + lambda I) x) (the paper's: 1); " +
         "auto = Neumann steps with X = 1 / the largest eigenvalue of M^-1 (H + lambda I), by power iteration",
         "0", MethodParameterKind.NumberOrAuto, Min: 0);
 
     public static readonly MethodParameter NeumannBatch = new("astra-neumann-batch",
-        "ekfac-astra: training examples per Neumann step's curvature product, drawn afresh each step (ASTRA's stochastic iterations); 0 = the whole training set",
+        "training examples per Neumann step's curvature product, drawn afresh each step (ASTRA's stochastic iterations); 0 = the whole training set",
         "0", MethodParameterKind.Int, Min: 0);
 
     public override string? Check(MethodSettings s) =>
