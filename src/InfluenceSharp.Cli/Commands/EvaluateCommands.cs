@@ -131,6 +131,7 @@ public static class EvaluateCommands
         }
         var evaluation = new LdsEvaluation(lds, target == "margin" ? QueryMeasurement.Margin : QueryMeasurement.Loss);
         int queryBlock = QueryBlocks.Auto(QueryBlocks.ParameterCount(run.Last));
+        if (!quiet && QueryBlocks.Describe(queries.Count, queryBlock) is { } blocks) Console.Error.WriteLine(blocks);
         foreach (var m in methods)
         {
             var method = MethodFactory.Create(m, run, settings, profiler, quiet);

@@ -87,6 +87,7 @@ public static class FeatureCommands
         int block = kind != "pairwise" ? 0 : queryBlock ?? QueryBlocks.Auto(QueryBlocks.ParameterCount(run.Last));
         var manifest = ScoresManifest.For(kind, name, SettingsEntries(settings),
             string.Join(",", run.Checkpoints.Select(c => c.Hash)), run.Data.Train, partition, kind == "pairwise" ? queries : null, block);
+        if (!quiet && kind == "pairwise" && QueryBlocks.Describe(queries.Queries.Count, block) is { } blocks) Console.Error.WriteLine(blocks);
         bool done;
         if (kind == "self")
             done = PartitionedScoring.Self(method, run.Data.Train, outDir, manifest, shard, profiler) is not null;

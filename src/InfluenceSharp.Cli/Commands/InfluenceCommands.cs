@@ -172,8 +172,9 @@ public static class InfluenceCommands
             ["strategy"] = factors.Strategy.ToString(), ["damping"] = dampingText, ["measure"] = task.Query.ToString(),
             ["query_rank"] = options.QueryRank.ToString(), ["bf16"] = options.BFloat16.ToString(), ["factors_model"] = factors.Manifest.ModelFingerprint,
         };
-        var manifest = ScoresManifest.For(kind, method.Name, settings, ModelFingerprint.Of(model), data.Train, partition, kind == "pairwise" ? queries : null,
-            queryBlock ?? QueryBlocks.Auto(QueryBlocks.ParameterCount(model)));
+        int block = kind != "pairwise" ? 0 : queryBlock ?? QueryBlocks.Auto(QueryBlocks.ParameterCount(model));
+        var manifest = ScoresManifest.For(kind, method.Name, settings, ModelFingerprint.Of(model), data.Train, partition, kind == "pairwise" ? queries : null, block);
+        if (!quiet && kind == "pairwise" && QueryBlocks.Describe(queries.Queries.Count, block) is { } blocks) Console.Error.WriteLine(blocks);
         if (!quiet) Console.Error.WriteLine($"{method.Name} {kind} scores; damping per layer: {string.Join(", ", method.Layers.Zip(method.Dampings()).Select(x => $"{x.First.Name} {x.Second:G3}"))}");
         bool done;
         if (kind == "self")

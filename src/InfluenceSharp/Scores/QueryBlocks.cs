@@ -23,6 +23,11 @@ public static class QueryBlocks
         return (int)Math.Clamp(BudgetBytes / (2 * sizeof(double) * parameterCount), 1, int.MaxValue);
     }
 
+    /// <summary>The progress line for a job that splits its queries, or null when one block holds them all.</summary>
+    public static string? Describe(int queryCount, int block) =>
+        block >= queryCount ? null
+        : $"scoring {queryCount} queries in {(queryCount + block - 1) / block} blocks of {block} (--query-block): one pass over the training data per block";
+
     public static long ParameterCount(nn.Module model) => model.parameters().Sum(p => p.numel());
 
     public static long ParameterCount(Checkpoint checkpoint)

@@ -52,8 +52,9 @@ public class QueryBlockTests
         string one = dir.File("one"), blocks = dir.File("blocks");
         var r = Run(new[] { "scores", "pairwise", "--run", run, "--methods", method, "--query-count", "7", "--query-block", "7", "--out", one, "--quiet" }.Concat(extra).ToArray());
         Assert.True(r.Code == 0, r.Err);
-        r = Run(new[] { "scores", "pairwise", "--run", run, "--methods", method, "--query-count", "7", "--query-block", "3", "--out", blocks, "--quiet" }.Concat(extra).ToArray());
+        r = Run(new[] { "scores", "pairwise", "--run", run, "--methods", method, "--query-count", "7", "--query-block", "3", "--out", blocks, "--threads", "1" }.Concat(extra).ToArray());
         Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("scoring 7 queries in 3 blocks of 3 (--query-block)", r.Err);
         AssertSame(Scores(one), Scores(blocks), $"{method}, blocks of 3 queries");
         Assert.Equal(3, Json.ReadFile<ScoresManifest>(Path.Combine(blocks, PartitionedScoring.ManifestFile)).QueryBlock);
         Assert.Equal(0, Json.ReadFile<ScoresManifest>(Path.Combine(one, PartitionedScoring.ManifestFile)).QueryBlock);
