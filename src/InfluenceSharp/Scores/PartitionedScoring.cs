@@ -58,7 +58,9 @@ public sealed record ScoresManifest
         Check("train_fingerprint", TrainFingerprint, expected.TrainFingerprint);
         Check("query_fingerprint", QueryFingerprint, expected.QueryFingerprint);
         Check("partition_size", PartitionSize, expected.PartitionSize);
-        Check("query_block", QueryBlock, expected.QueryBlock);
+        if (QueryBlock != expected.QueryBlock)
+            throw new InfluenceSharpException($"{path}: existing scores were made with query_block = {QueryBlock}, this run has query_block = {expected.QueryBlock} "
+                + $"(0: all queries in one block); pass --query-block {(QueryBlock == 0 ? QueryCount : QueryBlock)} to resume them, use another --out or delete it");
     }
 }
 

@@ -87,7 +87,8 @@ public class QueryBlockTests
         // Resuming with another block size would mix partials of two shapes: refused, naming it.
         r = Run(Args(blocks, "4"));
         Assert.Equal(1, r.Code);
-        Assert.Contains("query_block", r.Err);
+        Assert.Contains("query_block = 3, this run has query_block = 4", r.Err);
+        Assert.Contains("pass --query-block 3 to resume", r.Err);
 
         r = Run(Args(blocks, "3"));
         Assert.True(r.Code == 0, r.Err);
