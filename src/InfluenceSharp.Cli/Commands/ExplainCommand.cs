@@ -223,10 +223,10 @@ public static class ExplainCommand
         }
         else
         {
-            var topk = new StreamingTopK(queries.Count, k);
+            int queryBlock = QueryBlocks.Auto(QueryBlocks.ParameterCount(run.Last));
+            if (!quiet && QueryBlocks.Describe(queries.Count, queryBlock) is { } blocks) Console.Error.WriteLine(blocks);
             using (profiler.Stage("Top-k"))
-                method.Pairwise(queries, run.Data.Train, (off, block) => topk.Add(block, off));
-            raw = topk.Result();
+                raw = method.TopK(queries, run.Data.Train, k, queryBlock);
         }
         // Per-token scores of the listed proponents and opponents, where the method has them (factored
         // influence functions at one checkpoint); before the method lets go of its factors.

@@ -61,4 +61,23 @@ public static class AttributionMethodExtensions
             throw;
         }
     }
+
+    /// <summary>The k most helpful and most harmful training examples of each query, streamed over the
+    /// training set without holding the score matrix, the queries scored <paramref name="queryBlock"/>
+    /// at a time (as <see cref="PairwiseMatrix(IAttributionMethod, IDataset, IDataset, int)"/>).</summary>
+    public static TopKResult TopK(this IAttributionMethod method, IDataset queries, IDataset train, int k, int queryBlock)
+    {
+        if (queryBlock < 1) throw new InfluenceSharpException($"query block {queryBlock}: must be at least 1");
+        var parts = new List<TopKResult>();
+        for (int start = 0; start < queries.Count; start += queryBlock)
+        {
+            int len = Math.Min(queryBlock, queries.Count - start);
+            var block = start == 0 && len == queries.Count ? queries : SubsetDataset.Range(queries, start, len);
+            var topk = new Scores.StreamingTopK(len, k);
+            method.Pairwise(block, train, (off, scores) => topk.Add(scores, off));
+            parts.Add(topk.Result());
+        }
+        return new TopKResult(parts.SelectMany(r => r.Proponents).ToArray(), parts.SelectMany(r => r.ProponentScores).ToArray(),
+            parts.SelectMany(r => r.Opponents).ToArray(), parts.SelectMany(r => r.OpponentScores).ToArray());
+    }
 }

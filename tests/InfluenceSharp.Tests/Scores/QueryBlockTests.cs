@@ -127,4 +127,25 @@ public class QueryBlockTests
         Assert.Equal(new long[] { 7, 90 }, blocks.shape);
         AssertSame(one.data<float>().ToArray(), blocks.data<float>().ToArray(), $"{name}, blocks of 3 in memory");
     }
+
+    /// <summary>`explain`'s top-k lists, the queries scored in blocks: the lists of one pass.</summary>
+    [Fact]
+    public void TopKInQueryBlocksListsWhatOnePassLists()
+    {
+        using var dir = new TempDir();
+        var run = InfluenceSharp.Runs.Run.Open(TrainRun(dir));
+        var queries = run.Data.Test.Subset(Enumerable.Range(0, 7).ToArray(), "seven");
+        var method = AttributionMethods.Create("ekfac", run);
+        var one = method.TopK(queries, run.Data.Train, 5, 7);
+        var blocks = method.TopK(queries, run.Data.Train, 5, 3);
+        Assert.Equal(7, blocks.Proponents.Length);
+        for (int q = 0; q < 7; q++)
+        {
+            Assert.Equal(one.Proponents[q], blocks.Proponents[q]);
+            Assert.Equal(one.Opponents[q], blocks.Opponents[q]);
+            for (int j = 0; j < 5; j++)
+                Assert.Equal(one.ProponentScores[q][j], blocks.ProponentScores[q][j], 1e-5 * Math.Abs(one.ProponentScores[q][0]));
+        }
+        Assert.NotEqual(one.Proponents[0], one.Proponents[3]);   // the queries differ, so a block scoring the wrong queries would show
+    }
 }
