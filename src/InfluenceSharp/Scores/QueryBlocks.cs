@@ -1,3 +1,5 @@
+using InfluenceSharp.Data;
+using InfluenceSharp.Methods;
 using InfluenceSharp.Training;
 using static TorchSharp.torch;
 
@@ -34,5 +36,53 @@ public static class QueryBlocks
     {
         using var model = checkpoint.LoadModel();
         return ParameterCount(model);
+    }
+
+    /// <summary>The whole score matrix [n_query, n_train] (float32), the queries scored
+    /// <paramref name="queryBlock"/> at a time so that what the method holds per query is bounded
+    /// by one block ; each block passes over the training set once.</summary>
+    public static Tensor PairwiseMatrix(this IAttributionMethod method, IDataset queries, IDataset train, int queryBlock)
+    {
+        if (queryBlock < 1) throw new InfluenceSharpException($"query block {queryBlock}: must be at least 1");
+        if (queryBlock >= queries.Count) return method.PairwiseMatrix(queries, train);
+        var m = torch.empty(queries.Count, train.Count, ScalarType.Float32);
+        try
+        {
+            for (int start = 0; start < queries.Count; start += queryBlock)
+            {
+                int len = Math.Min(queryBlock, queries.Count - start);
+                using var rows = m.narrow(0, start, len);
+                method.Pairwise(SubsetDataset.Range(queries, start, len), train, (off, block) =>
+                {
+                    using var target = rows.narrow(1, off, block.shape[1]);
+                    target.copy_(block);
+                });
+            }
+            return m;
+        }
+        catch
+        {
+            m.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The k most helpful and most harmful training examples of each query, streamed over the
+    /// training set without holding the score matrix, the queries scored <paramref name="queryBlock"/>
+    /// at a time (as <see cref="PairwiseMatrix(IAttributionMethod, IDataset, IDataset, int)"/>).</summary>
+    public static TopKResult TopK(this IAttributionMethod method, IDataset queries, IDataset train, int k, int queryBlock)
+    {
+        if (queryBlock < 1) throw new InfluenceSharpException($"query block {queryBlock}: must be at least 1");
+        var parts = new List<TopKResult>();
+        for (int start = 0; start < queries.Count; start += queryBlock)
+        {
+            int len = Math.Min(queryBlock, queries.Count - start);
+            var block = start == 0 && len == queries.Count ? queries : SubsetDataset.Range(queries, start, len);
+            var topk = new StreamingTopK(len, k);
+            method.Pairwise(block, train, (off, scores) => topk.Add(scores, off));
+            parts.Add(topk.Result());
+        }
+        return new TopKResult(parts.SelectMany(r => r.Proponents).ToArray(), parts.SelectMany(r => r.ProponentScores).ToArray(),
+            parts.SelectMany(r => r.Opponents).ToArray(), parts.SelectMany(r => r.OpponentScores).ToArray());
     }
 }
