@@ -40,7 +40,7 @@ public static class QueryBlocks
 
     /// <summary>The whole score matrix [n_query, n_train] (float32), the queries scored
     /// <paramref name="queryBlock"/> at a time so that what the method holds per query is bounded
-    /// by one block ; each block passes over the training set once.</summary>
+    /// by one block; each block passes over the training set once.</summary>
     public static Tensor PairwiseMatrix(this IAttributionMethod method, IDataset queries, IDataset train, int queryBlock)
     {
         if (queryBlock < 1) throw new InfluenceSharpException($"query block {queryBlock}: must be at least 1");
