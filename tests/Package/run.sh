@@ -127,6 +127,18 @@ awk '/<!-- python-example:start -->/ { on = 1; next } /<!-- python-example:end -
 /usr/bin/python3 "$work/read_scores.py" "$work/scores" >"$work/python.out" || fail "the README's Python snippet failed on the tool's output"
 cat "$work/python.out"
 [ "$(grep -c 'proponents' "$work/python.out")" = 4 ] || fail "the Python snippet did not list 4 queries"
+# The same queries scored in blocks of 3 (two passes over the training set): the same scores.
+(cd "$work" && "$tools/influence" scores pairwise --run "$run" --factors "$work/factors" --out "$work/scores-blocks" --query-count 4 --query-block 3 \
+  2>"$work/blocks.err" >/dev/null) || { cat "$work/blocks.err"; fail "influence scores pairwise --query-block 3"; }
+grep -q "scoring 4 queries in 2 blocks of 3" "$work/blocks.err" || fail "scores pairwise --query-block 3 did not say it split the queries"
+/usr/bin/python3 -c '
+import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+assert a.shape == b.shape == (4, 500) and np.abs(a).max() > 0, (a.shape, b.shape)
+err = np.abs(a - b).max() / np.abs(a).max()
+assert err <= 1e-5, err
+print(f"  query blocks of 3: scores equal one pass to {err:.1e} of the largest")
+' "$work/scores/scores.npy" "$work/scores-blocks/scores.npy" || fail "scores in query blocks differ from one pass"
 "$tools/influence" train -h >/dev/null || fail "influence train -h"
 set +e; "$tools/influence" train --epochs two >/dev/null 2>"$work/usage.err"; code=$?; set -e
 [ "$code" = 2 ] || fail "a usage error exited $code, expected 2"
